@@ -1,0 +1,143 @@
+/** Environment → validated, frozen Config. The only module that reads process.env. */
+import { existsSync } from 'node:fs';
+import Joi from 'joi';
+
+/** Development defaults for secrets; refused when NODE_ENV=production. */
+export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';
+export const DEV_SECRET_KEY = 'dev-secret-key-change-me-0123456789abcdef';
+
+export interface Config {
+  readonly nodeEnv: 'development' | 'production' | 'test';
+  readonly port: number;
+  readonly host: string;
+  readonly db: {
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    readonly password: string;
+    readonly name: string;
+    readonly poolMax: number;
+  };
+  readonly tenant: {
+    readonly dbPrefix: string;
+    readonly userHost: string;
+    readonly cacheMax: number;
+    readonly poolMax: number;
+    readonly idleMs: number;
+    readonly connectTimeoutMs: number;
+    readonly acquireTimeoutMs: number;
+    readonly retryAfterMs: number;
+  };
+  readonly orgCacheTtlMs: number;
+  readonly redisUrl: string;
+  readonly queuePrefix: string;
+  readonly adminToken: string;
+  readonly secretKey: string;
+  readonly defaultCredits: number;
+  readonly rateLimit: { readonly points: number; readonly duration: number };
+  readonly gateway: 'simulated' | 'http';
+  readonly logLevel: string;
+  readonly bodyLimit: string;
+  readonly migrationLockWaitSec: number;
+}
+
+const name = /^[A-Za-z][A-Za-z0-9_]{0,39}$/;
+
+const schema = Joi.object({
+  NODE_ENV: Joi.string().valid('development', 'production', 'test').default('development'),
+  PORT: Joi.number().integer().min(0).max(65535).default(4000),
+  HOST: Joi.string().default('0.0.0.0'),
+  DB_HOST: Joi.string().default('127.0.0.1'),
+  DB_PORT: Joi.number().integer().min(1).max(65535).default(3306),
+  DB_USER: Joi.string().default('root'),
+  DB_PASS: Joi.string().allow('').default(''),
+  DB_NAME: Joi.string().pattern(name).default('tenancy_shared'),
+  DB_POOL_MAX: Joi.number().integer().min(1).max(100).default(10),
+  TENANT_DB_PREFIX: Joi.string().pattern(/^[A-Za-z][A-Za-z0-9_]{0,19}$/).default('tenant_'),
+  TENANT_USER_HOST: Joi.string().pattern(/^[A-Za-z0-9.%_:-]{1,60}$/).default('%'),
+  TENANT_CACHE_MAX: Joi.number().integer().min(1).max(10000).default(50),
+  TENANT_POOL_MAX: Joi.number().integer().min(1).max(50).default(2),
+  TENANT_IDLE_MS: Joi.number().integer().min(100).default(60000),
+  TENANT_CONNECT_TIMEOUT_MS: Joi.number().integer().min(100).default(2000),
+  TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
+  TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
+  ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
+  REDIS_URL: Joi.string().uri({ scheme: ['redis', 'rediss'] }).default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: Joi.string().pattern(/^[A-Za-z0-9_{}-]{1,64}$/).default('bull'),
+  ADMIN_TOKEN: Joi.string().min(16).when('NODE_ENV', {
+    is: 'production',
+    then: Joi.required().invalid(DEV_ADMIN_TOKEN),
+    otherwise: Joi.optional().default(DEV_ADMIN_TOKEN),
+  }),
+  SECRET_KEY: Joi.string().min(32).when('NODE_ENV', {
+    is: 'production',
+    then: Joi.required().invalid(DEV_SECRET_KEY),
+    otherwise: Joi.optional().default(DEV_SECRET_KEY),
+  }),
+  DEFAULT_CREDITS: Joi.number().integer().min(0).max(1_000_000_000).default(100),
+  RATE_LIMIT_POINTS: Joi.number().integer().min(1).default(100),
+  RATE_LIMIT_DURATION: Joi.number().integer().min(1).default(1),
+  GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
+  LOG_LEVEL: Joi.string().valid('silent', 'error', 'warn', 'info', 'debug').default('info'),
+  BODY_LIMIT: Joi.string().pattern(/^\d+(b|kb|mb)$/i).default('256kb'),
+  MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
+}).unknown(true);
+
+/** Thrown when the environment is invalid; one line per bad variable. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates an environment object (process.env by default) into a frozen Config. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const { value, error } = schema.validate(env, { abortEarly: false, convert: true });
+  if (error) {
+    throw new ConfigError(error.details.map((d) => `${String(d.path[0])}: ${d.message.replace(/^"[^"]+" /, '')}`));
+  }
+  const v = value as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- shape guaranteed by the schema above
+  return deepFreeze<Config>({
+    nodeEnv: v.NODE_ENV,
+    port: v.PORT,
+    host: v.HOST,
+    db: { host: v.DB_HOST, port: v.DB_PORT, user: v.DB_USER, password: v.DB_PASS, name: v.DB_NAME, poolMax: v.DB_POOL_MAX },
+    tenant: {
+      dbPrefix: v.TENANT_DB_PREFIX,
+      userHost: v.TENANT_USER_HOST,
+      cacheMax: v.TENANT_CACHE_MAX,
+      poolMax: v.TENANT_POOL_MAX,
+      idleMs: v.TENANT_IDLE_MS,
+      connectTimeoutMs: v.TENANT_CONNECT_TIMEOUT_MS,
+      acquireTimeoutMs: v.TENANT_ACQUIRE_TIMEOUT_MS,
+      retryAfterMs: v.TENANT_RETRY_AFTER_MS,
+    },
+    orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
+    redisUrl: v.REDIS_URL,
+    queuePrefix: v.QUEUE_PREFIX,
+    adminToken: v.ADMIN_TOKEN,
+    secretKey: v.SECRET_KEY,
+    defaultCredits: v.DEFAULT_CREDITS,
+    rateLimit: { points: v.RATE_LIMIT_POINTS, duration: v.RATE_LIMIT_DURATION },
+    gateway: v.GATEWAY,
+    logLevel: v.LOG_LEVEL,
+    bodyLimit: v.BODY_LIMIT,
+    migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,
+  });
+}
+
+/** Loads `.env` from the working directory into process.env when present (never overrides). */
+export function loadDotEnv(path = '.env'): void {
+  if (existsSync(path)) process.loadEnvFile(path);
+}
+
+/** Reads one secret from the environment by name (CLI `--password-env VAR`). */
+export function readEnvSecret(variable: string): string | undefined {
+  return process.env[variable];
+}
+
+function deepFreeze<T extends object>(o: T): T {
+  for (const value of Object.values(o)) if (value && typeof value === 'object') deepFreeze(value as object);
+  return Object.freeze(o);
+}

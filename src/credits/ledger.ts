@@ -1,0 +1,99 @@
+/** The credit ledger: every balance change is one transaction (conditional update + ledger row, unique per reference). */
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { isDuplicateKey } from '../lib/errors.js';
+
+export type LedgerKind = 'grant' | 'debit' | 'refund' | 'adjustment';
+
+export interface LedgerEntry {
+  id: number;
+  orgId: number;
+  kind: LedgerKind;
+  amount: number;
+  balanceAfter: number;
+  messageId: number | null;
+  reference: string;
+  createdAt: Date;
+}
+
+export type ApplyResult =
+  | { outcome: 'applied'; entry: LedgerEntry }
+  | { outcome: 'duplicate'; entry: LedgerEntry }
+  | { outcome: 'insufficient'; balance: number }
+  | { outcome: 'no-org' };
+
+type Row = Record<string, unknown>;
+const toEntry = (r: Row): LedgerEntry => ({
+  id: Number(r.id), orgId: Number(r.org_id), kind: r.kind as LedgerKind, amount: Number(r.amount),
+  balanceAfter: Number(r.balance_after), messageId: r.message_id == null ? null : Number(r.message_id),
+  reference: String(r.reference), createdAt: new Date(r.created_at as Date),
+});
+
+/** Creates the ledger over the shared DB. */
+export function createLedger(db: Sequelize) {
+  async function find(orgId: number, reference: string): Promise<LedgerEntry | undefined> {
+    const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE org_id = :orgId AND reference = :reference', {
+      replacements: { orgId, reference }, type: QueryTypes.SELECT,
+    });
+    return r && toEntry(r);
+  }
+
+  /**
+   * Applies a signed change once per (org, reference): the balance never goes below zero (the UPDATE is
+   * conditional and the column has a CHECK), and a reference already used answers `duplicate` with the first entry.
+   */
+  async function apply(input: { orgId: number; kind: LedgerKind; amount: number; reference: string; messageId?: number }): Promise<ApplyResult> {
+    const existing = await find(input.orgId, input.reference);
+    if (existing) return { outcome: 'duplicate', entry: existing };
+    try {
+      return await db.transaction(async (transaction) => {
+        const [, meta] = await db.query(
+          'UPDATE orgs SET credit_balance = credit_balance + :amount, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :orgId AND credit_balance + :amount >= 0',
+          { replacements: input, transaction },
+        );
+        const [org] = await db.query<Row>('SELECT credit_balance FROM orgs WHERE id = :orgId', {
+          replacements: input, type: QueryTypes.SELECT, transaction,
+        });
+        if (!org) return { outcome: 'no-org' } as const;
+        if ((meta as { affectedRows?: number }).affectedRows !== 1) return { outcome: 'insufficient', balance: Number(org.credit_balance) } as const;
+        const [id] = await db.query(
+          `INSERT INTO credit_ledger (org_id, kind, amount, balance_after, message_id, reference)
+           VALUES (:orgId, :kind, :amount, :balanceAfter, :messageId, :reference)`,
+          { replacements: { ...input, messageId: input.messageId ?? null, balanceAfter: Number(org.credit_balance) }, type: QueryTypes.INSERT, transaction },
+        );
+        return { outcome: 'applied', entry: (await findIn(Number(id), transaction))! } as const;
+      });
+    } catch (err) {
+      // A concurrent apply of the same reference won the race: its row is the answer.
+      if (!isDuplicateKey(err)) throw err;
+      const entry = await find(input.orgId, input.reference);
+      if (!entry) throw err;
+      return { outcome: 'duplicate', entry };
+    }
+  }
+
+  async function findIn(id: number, transaction: Transaction): Promise<LedgerEntry | undefined> {
+    const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE id = :id', { replacements: { id }, type: QueryTypes.SELECT, transaction });
+    return r && toEntry(r);
+  }
+
+  return {
+    apply,
+    find,
+    /** Newest entries of an org. */
+    async list(orgId: number, limit = 50): Promise<LedgerEntry[]> {
+      const rows = await db.query<Row>('SELECT * FROM credit_ledger WHERE org_id = :orgId ORDER BY id DESC LIMIT :limit', {
+        replacements: { orgId, limit }, type: QueryTypes.SELECT,
+      });
+      return rows.map(toEntry);
+    },
+    /** Sum of the org's ledger (must always equal its balance). */
+    async sum(orgId: number): Promise<number> {
+      const [r] = await db.query<Row>('SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE org_id = :orgId', {
+        replacements: { orgId }, type: QueryTypes.SELECT,
+      });
+      return Number(r?.total ?? 0);
+    },
+  };
+}
+
+export type Ledger = ReturnType<typeof createLedger>;

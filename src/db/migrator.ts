@@ -1,0 +1,69 @@
+/** One Umzug factory for the shared DB and every tenant DB, plus a cross-process lock (MySQL GET_LOCK). */
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize';
+import { SequelizeStorage, Umzug } from 'umzug';
+
+/** Folders of the migrations, valid from `src/` (tsx) and from `dist/src/` (compiled). */
+export const SHARED_MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+export const TENANT_MIGRATIONS_DIR = fileURLToPath(new URL('../../tenant-migrations/', import.meta.url));
+
+/** The table, in the migrated database itself, that records applied migrations. */
+export const MIGRATIONS_TABLE = 'schema_migrations';
+
+export type Migrator = Umzug<QueryInterface>;
+
+interface MigrationModule {
+  up(qi: QueryInterface): Promise<void>;
+  down(qi: QueryInterface): Promise<void>;
+}
+
+/** Creates an Umzug migrator over `dir` for the database the given Sequelize is connected to. */
+export function createMigrator(opts: { sequelize: Sequelize; dir: string }): Migrator {
+  return new Umzug<QueryInterface>({
+    migrations: {
+      glob: ['*.{ts,js}', { cwd: opts.dir, ignore: ['*.d.ts'] }],
+      // Names drop the extension so a DB migrated from `.ts` sources matches the compiled `.js` ones.
+      resolve: ({ name, path: file, context }) => {
+        const load = async () => (await import(pathToFileURL(file!).href)) as MigrationModule;
+        return {
+          name: path.basename(name, path.extname(name)),
+          up: async () => (await load()).up(context),
+          down: async () => (await load()).down(context),
+        };
+      },
+    },
+    context: opts.sequelize.getQueryInterface(),
+    storage: new SequelizeStorage({ sequelize: opts.sequelize, tableName: MIGRATIONS_TABLE }),
+    logger: undefined,
+  });
+}
+
+/** Raised when another runner holds a database's migration lock for longer than we wait. */
+export class MigrationLockedError extends Error {
+  constructor(readonly database: string, waitedSec: number) {
+    super(`another runner is migrating ${database} (waited ${waitedSec}s)`);
+    this.name = 'MigrationLockedError';
+  }
+}
+
+/**
+ * Runs fn while holding the server-wide lock `tenancy:migrate:<database>`. The lock lives on one pinned
+ * connection (an empty transaction), so fn needs a pool of at least two connections.
+ */
+export async function withMigrationLock<T>(sequelize: Sequelize, database: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
+  const lockName = `tenancy:migrate:${database}`.slice(0, 64);
+  return sequelize.transaction(async (transaction) => {
+    const [row] = await sequelize.query<{ got: number | null }>('SELECT GET_LOCK(:lockName, :waitSec) AS got', {
+      replacements: { lockName, waitSec },
+      type: QueryTypes.SELECT,
+      transaction,
+    });
+    if (row?.got !== 1) throw new MigrationLockedError(database, waitSec);
+    try {
+      return await fn();
+    } finally {
+      await sequelize.query('SELECT RELEASE_LOCK(:lockName)', { replacements: { lockName }, transaction });
+    }
+  });
+}

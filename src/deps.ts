@@ -1,0 +1,96 @@
+/** Composition root: builds every client and service from a Config; close() releases them all. */
+import { Redis } from 'ioredis';
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../config/config.js';
+import { createLedger, type Ledger } from './credits/ledger.js';
+import { createSequelize } from './db/sequelize.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { createSecretBox, type SecretBox } from './lib/secrets.js';
+import { messageModel } from './messages/message.model.js';
+import { createOrgEvents, type OrgEvents } from './tenancy/org-events.js';
+import { createOrgRegistry, type OrgRegistry } from './tenancy/org-registry.js';
+import { createOrgRepository, type OrgRepository } from './tenancy/org.repository.js';
+import { createOrgService, type OrgService } from './tenancy/orgs.service.js';
+import { createTenantPoolCache, type TenantPoolCache } from './tenancy/pool-cache.js';
+import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenancy/provisioner.js';
+import { createServerRegistry, type ServerRegistry } from './tenancy/servers.js';
+import { createTenantMigrations, type TenantMigrations } from './tenancy/tenant-migrations.js';
+
+export interface Deps {
+  config: Config;
+  logger: Logger;
+  sharedDb: Sequelize;
+  secrets: SecretBox;
+  redis: Redis;
+  repo: OrgRepository;
+  ledger: Ledger;
+  servers: ServerRegistry;
+  events: OrgEvents;
+  registry: OrgRegistry;
+  pools: TenantPoolCache;
+  provisioner: Provisioner;
+  orgs: OrgService;
+  migrations: TenantMigrations;
+  close(): Promise<void>;
+}
+
+export interface DepsOptions {
+  logger?: Logger;
+  /** Subscribe to org events (API and workers do; the CLI only publishes). */
+  subscribe?: boolean;
+  /** Test seam for provisioning (see ProvisionerDeps.beforeStep). */
+  beforeProvisioningStep?: ProvisionerDeps['beforeStep'];
+}
+
+/** Builds the dependencies. Opens no connection until first used, except the Redis subscriber. */
+export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
+  const logger = opts.logger ?? createLogger({ level: config.logLevel });
+  const sharedDb = createSequelize({ ...config.db, database: config.db.name, poolMax: config.db.poolMax, connectTimeoutMs: 3000 });
+  const secrets = createSecretBox(config.secretKey);
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 });
+  redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
+  const repo = createOrgRepository(sharedDb);
+  const ledger = createLedger(sharedDb);
+  const servers = createServerRegistry({ sharedDb, secrets, config });
+  const events = createOrgEvents({ redisUrl: config.redisUrl, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
+  const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
+  const t = config.tenant;
+  const pools = createTenantPoolCache({
+    maxOpen: t.cacheMax, idleMs: t.idleMs, acquireTimeoutMs: t.acquireTimeoutMs, retryAfterMs: t.retryAfterMs, logger,
+    async open(org) {
+      const { host, port } = await servers.endpoint(org.dbServerId!);
+      const db = createSequelize({
+        host, port, user: org.dbUser!, password: secrets.decrypt(org.dbPasswordEnc!), database: org.dbName!,
+        poolMax: t.poolMax, idleMs: t.idleMs, acquireTimeoutMs: t.acquireTimeoutMs, connectTimeoutMs: t.connectTimeoutMs,
+      });
+      try {
+        await db.authenticate();
+      } catch (err) {
+        await db.close().catch(() => undefined);
+        throw err;
+      }
+      messageModel(db);
+      return db;
+    },
+  });
+  events.onChange(({ orgId }) => {
+    registry.invalidate(orgId);
+    pools.evict(orgId);
+  });
+  const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
+  const orgs = createOrgService({ repo, ledger, provisioner, events });
+  const migrations = createTenantMigrations({ config, repo, servers });
+
+  let closing: Promise<void> | undefined;
+  return {
+    config, logger, sharedDb, secrets, redis, repo, ledger, servers, events, registry, pools, provisioner, orgs, migrations,
+    close() {
+      closing ??= (async () => {
+        await pools.close();
+        await Promise.allSettled([servers.close(), events.close(), sharedDb.close()]);
+        redis.disconnect();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,52 @@
+/** The Koa application factory and a start/stop wrapper that listens on any port (0 in tests). */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import Koa from 'koa';
+import type { Deps } from '../deps.js';
+import { errorsAndAccessLog } from './errors.middleware.js';
+import { healthRouter } from './health.routes.js';
+import { jsonBody } from './json-body.js';
+import { orgsRouter } from './orgs.routes.js';
+import { tenantRouter } from './tenant.routes.js';
+import type { AppState } from './types.js';
+
+/** Builds the Koa app over the given deps (no listening). */
+export function createApp(deps: Deps): Koa<AppState> {
+  const app = new Koa<AppState>({ proxy: false });
+  app.silent = true; // errors are logged once, by errorsAndAccessLog
+  app.use(errorsAndAccessLog(deps.logger));
+  app.use(jsonBody(deps.config.bodyLimit));
+  for (const router of [healthRouter(deps), orgsRouter(deps), tenantRouter(deps)]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: true }));
+  }
+  return app;
+}
+
+export interface RunningServer {
+  url: string;
+  server: Server;
+  /** Stops accepting, waits for in-flight requests (up to graceMs), then closes idle sockets. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Listens on host:port and returns the URL. */
+export async function startServer(deps: Deps, port: number, host = '127.0.0.1'): Promise<RunningServer> {
+  const app = createApp(deps);
+  const server = app.listen(port, host);
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const { port: actual } = server.address() as AddressInfo;
+  const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host;
+  return {
+    url: `http://${shownHost}:${actual}`,
+    server,
+    async stop(graceMs = 10_000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

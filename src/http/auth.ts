@@ -1,0 +1,66 @@
+/** Admin and tenant authentication for the Koa edge. */
+import type { Next } from 'koa';
+import { AppError, badRequest, conflict, forbidden, notFound, unauthorized } from '../lib/errors.js';
+import { currentContext } from '../lib/context.js';
+import { safeEqual } from '../lib/secrets.js';
+import type { OrgRegistry } from '../tenancy/org-registry.js';
+import type { TenantPoolCache } from '../tenancy/pool-cache.js';
+import type { AppContext } from './types.js';
+
+const ORG_ID = /^[1-9][0-9]{0,9}$/;
+const MAX_ORG_ID = 4_294_967_295;
+
+function bearer(ctx: AppContext): string | undefined {
+  const header = ctx.get('Authorization');
+  if (!header) throw Object.assign(unauthorized('AUTH_REQUIRED', 'an Authorization: Bearer header is required'), { headers: { 'WWW-Authenticate': 'Bearer' } });
+  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+  return m?.[1];
+}
+
+/** Requires `Authorization: Bearer <ADMIN_TOKEN>` (compared in constant time). */
+export function requireAdmin(adminToken: string) {
+  return async (ctx: AppContext, next: Next) => {
+    const token = bearer(ctx);
+    if (!token || !safeEqual(token, adminToken)) throw new AppError({ code: 'INVALID_ADMIN_TOKEN', status: 401, message: 'the admin token is not valid', headers: { 'WWW-Authenticate': 'Bearer' } });
+    return next();
+  };
+}
+
+/** Parses X-Org-Id strictly: a positive integer that fits an unsigned INT, nothing else. */
+export function parseOrgId(raw: string | undefined): number {
+  if (!raw) throw badRequest('INVALID_ORG_ID', 'the X-Org-Id header is required');
+  if (!ORG_ID.test(raw) || Number(raw) > MAX_ORG_ID) throw badRequest('INVALID_ORG_ID', 'X-Org-Id must be a positive integer');
+  return Number(raw);
+}
+
+/**
+ * Resolves X-Org-Id to an org and checks the API key belongs to it. Order: 400 bad header → 404 unknown org →
+ * 401 missing/invalid key → 403 key of another org → 403 suspended / 409 not ready. Nothing of another org is read.
+ */
+export function requireTenant(registry: OrgRegistry) {
+  return async (ctx: AppContext, next: Next) => {
+    const orgId = parseOrgId(ctx.get('X-Org-Id'));
+    const org = await registry.get(orgId);
+    if (!org || org.status === 'DELETED') throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+    const key = bearer(ctx);
+    const record = key ? await registry.verifyKey(key) : undefined;
+    if (!record) throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), { headers: { 'WWW-Authenticate': 'Bearer' } });
+    if (record.orgId !== org.id) throw forbidden('ORG_MISMATCH', 'the API key does not belong to this org');
+    if (org.status === 'SUSPENDED') throw forbidden('ORG_SUSPENDED', 'this org is suspended');
+    if (org.status !== 'ACTIVE') throw conflict('ORG_NOT_READY', `this org is ${org.status}`);
+    ctx.state.org = org;
+    ctx.state.apiKey = record;
+    const logContext = currentContext();
+    if (logContext) logContext.orgId = org.id;
+    return next();
+  };
+}
+
+/** Leases the tenant's DB pool for the rest of the request (503 fast if it cannot be reached). */
+export function tenantDb(pools: TenantPoolCache) {
+  return async (ctx: AppContext, next: Next) =>
+    pools.withTenant(ctx.state.org!, async (db) => {
+      ctx.state.tenantDb = db;
+      await next();
+    });
+}

@@ -1,0 +1,66 @@
+/** The one error middleware: request id, access log, and the JSON error shape for every error (ours and Koa's). */
+import { randomUUID } from 'node:crypto';
+import type { Next } from 'koa';
+import { AppError } from '../lib/errors.js';
+import { runWithContext } from '../lib/context.js';
+import type { Logger } from '../lib/logger.js';
+import type { AppContext } from './types.js';
+
+const CODES: Record<number, string> = {
+  400: 'BAD_REQUEST', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED',
+  409: 'CONFLICT', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 429: 'RATE_LIMITED', 501: 'NOT_IMPLEMENTED',
+};
+const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const DB_DOWN = /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied)?Error$|ConnectionAcquireTimeoutError/;
+
+/** Maps any thrown value to {status, code, message, details, headers}; internals never leak. */
+export function toHttpError(err: unknown): { status: number; code: string; message: string; details?: unknown; headers?: Record<string, string> } {
+  if (err instanceof AppError) {
+    return err.expose
+      ? { status: err.status, code: err.code, message: err.message, details: err.details, headers: err.headers }
+      : { status: err.status, code: err.code, message: 'internal error', details: err.details };
+  }
+  const e = err as { status?: number; statusCode?: number; expose?: boolean; message?: string; name?: string; headers?: Record<string, string> };
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
+    return { status, code: CODES[status] ?? 'BAD_REQUEST', message: e.message ?? 'bad request', headers: e.headers };
+  }
+  if (status === 501) return { status, code: CODES[501]!, message: 'not implemented' };
+  if (e?.name && DB_DOWN.test(e.name) && e.name !== 'SequelizeError') {
+    return { status: 503, code: 'DB_UNAVAILABLE', message: 'a database is unavailable; try again', headers: { 'Retry-After': '1' } };
+  }
+  return { status: 500, code: 'INTERNAL_ERROR', message: 'internal error' };
+}
+
+/** First middleware: sets up the request context, catches everything, logs one access line per request. */
+export function errorsAndAccessLog(logger: Logger) {
+  return async (ctx: AppContext, next: Next) => {
+    const incoming = ctx.get('X-Request-Id');
+    const requestId = SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    const started = performance.now();
+    const logContext: { requestId: string; orgId?: number } = { requestId };
+    await runWithContext(logContext, async () => {
+      let failure: unknown;
+      try {
+        await next();
+        if (ctx.status === 404 && ctx.body === undefined) {
+          throw new AppError({ code: 'NOT_FOUND', status: 404, message: `no route for ${ctx.method} ${ctx.path}` });
+        }
+      } catch (err) {
+        failure = err;
+        const h = toHttpError(err);
+        ctx.status = h.status;
+        ctx.set(h.headers ?? {});
+        ctx.body = { success: false, error: { code: h.code, message: h.message, ...(h.details === undefined ? {} : { details: h.details }) }, requestId };
+      }
+      const fields = {
+        method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round((performance.now() - started) * 10) / 10,
+        orgId: ctx.state.org?.id,
+      };
+      if (ctx.status >= 500) logger.error('request failed', { ...fields, err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure });
+      else logger.info('request', fields);
+    });
+  };
+}

@@ -1,0 +1,48 @@
+/** Liveness (cheap, no I/O) and readiness (shared DB and Redis, each with a short timeout). */
+import Router from '@koa/router';
+import type { Deps } from '../deps.js';
+import type { AppContext, AppState } from './types.js';
+
+const CHECK_TIMEOUT_MS = 1000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms`)), ms); });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Runs the readiness checks; each is 'ok' or the reason it failed. */
+export async function readiness(deps: Deps): Promise<Record<string, string>> {
+  const checks: Record<string, () => Promise<unknown>> = {
+    sharedDb: () => deps.sharedDb.query('SELECT 1'),
+    redis: async () => {
+      if (deps.redis.status === 'wait' || deps.redis.status === 'end') await deps.redis.connect().catch(() => undefined);
+      return deps.redis.ping();
+    },
+  };
+  const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => {
+    try {
+      await withTimeout(check(), CHECK_TIMEOUT_MS);
+      return [name, 'ok'] as const;
+    } catch (err) {
+      return [name, `unavailable: ${(err as Error).message}`] as const;
+    }
+  }));
+  return Object.fromEntries(entries);
+}
+
+/** Builds /health and /ready. */
+export function healthRouter(deps: Deps): Router<AppState> {
+  const router = new Router<AppState>();
+  router.get('/health', (ctx: AppContext) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/ready', async (ctx: AppContext) => {
+    const checks = await readiness(deps);
+    const ready = Object.values(checks).every((c) => c === 'ok');
+    ctx.status = ready ? 200 : 503;
+    if (!ready) ctx.set('Retry-After', '1');
+    ctx.body = { status: ready ? 'ready' : 'unavailable', checks };
+  });
+  return router;
+}

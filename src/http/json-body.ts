@@ -1,0 +1,34 @@
+/** Reads a JSON request body: 415 for other media types, 413 over the limit, 400 when it does not parse. */
+import type { Next } from 'koa';
+import getRawBody from 'raw-body';
+import { AppError, badRequest } from '../lib/errors.js';
+import type { AppContext } from './types.js';
+
+/** Parses JSON bodies of POST/PUT/PATCH into ctx.request.body ({} when there is no body). */
+export function jsonBody(limit: string) {
+  return async (ctx: AppContext, next: Next) => {
+    if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) return next();
+    const type = ctx.request.is('application/json', 'application/*+json');
+    if (type === null) {
+      (ctx.request as { body?: unknown }).body = {};
+      return next();
+    }
+    if (type === false) {
+      throw new AppError({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'the body must be application/json' });
+    }
+    let raw: string;
+    try {
+      raw = await getRawBody(ctx.req, { limit, encoding: 'utf8', length: ctx.request.length });
+    } catch (err) {
+      const e = err as { status?: number; type?: string };
+      if (e.status === 413) throw new AppError({ code: 'PAYLOAD_TOO_LARGE', status: 413, message: `the body is larger than ${limit}` });
+      throw badRequest('INVALID_BODY', 'the body could not be read');
+    }
+    try {
+      (ctx.request as { body?: unknown }).body = raw.trim() === '' ? {} : JSON.parse(raw);
+    } catch {
+      throw badRequest('INVALID_JSON', 'the body is not valid JSON');
+    }
+    return next();
+  };
+}

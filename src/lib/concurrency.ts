@@ -1,0 +1,21 @@
+/** Runs fn over items with at most `concurrency` in flight; `shouldStop` ends the starting of new items. */
+export async function mapWithConcurrency<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+  shouldStop: (result: R) => boolean = () => false,
+): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  let stopped = false;
+  const lane = async () => {
+    while (!stopped && next < items.length) {
+      const index = next++;
+      const result = await fn(items[index]!, index);
+      results[index] = result;
+      if (shouldStop(result)) stopped = true;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, lane));
+  return results.filter((r) => r !== undefined);
+}

@@ -1,0 +1,66 @@
+/** Cross-process invalidation: "org N changed" published on Redis so every API and worker drops its cached copy. */
+import { Redis } from 'ioredis';
+import type { Logger } from '../lib/logger.js';
+
+export interface OrgChange {
+  orgId: number;
+  reason: string;
+}
+
+export interface OrgEvents {
+  /** Publishes a change; never throws (caches also expire by TTL if Redis is unreachable). */
+  publish(change: OrgChange): Promise<void>;
+  /** Registers a handler, called for changes from any process, this one included. */
+  onChange(handler: (change: OrgChange) => void): void;
+  /** Resolves once the subscription is active. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Creates the pub/sub pair on `<prefix>:tenancy:org-changed`. */
+export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger: Logger; subscribe?: boolean }): OrgEvents {
+  const channel = `${opts.prefix}:tenancy:org-changed`;
+  const handlers: ((c: OrgChange) => void)[] = [];
+  const publisher = new Redis(opts.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 });
+  publisher.on('error', () => undefined);
+  const emit = (c: OrgChange) => handlers.forEach((h) => h(c));
+
+  let subscriber: Redis | undefined;
+  let subscribed: Promise<void> = Promise.resolve();
+  if (opts.subscribe !== false) {
+    subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectTimeout: 1000 });
+    subscriber.on('error', (err: Error) => opts.logger.debug('org events subscriber error', { err: err.message }));
+    subscriber.on('message', (ch: string, raw: string) => {
+      if (ch !== channel) return;
+      try {
+        const c = JSON.parse(raw) as OrgChange;
+        if (Number.isSafeInteger(c.orgId)) emit(c);
+      } catch {
+        opts.logger.warn('ignored malformed org event');
+      }
+    });
+    subscribed = subscriber.subscribe(channel).then(() => undefined, (err: Error) => {
+      opts.logger.warn('org events: subscribe failed; caches rely on TTL', { err: err.message });
+    });
+  }
+
+  return {
+    async publish(change) {
+      emit(change);
+      try {
+        if (publisher.status === 'wait') await publisher.connect();
+        await publisher.publish(channel, JSON.stringify(change));
+      } catch (err) {
+        opts.logger.warn('org events: publish failed; other processes rely on TTL', { orgId: change.orgId, err: (err as Error).message });
+      }
+    },
+    onChange(handler) {
+      handlers.push(handler);
+    },
+    ready: () => subscribed,
+    async close() {
+      publisher.disconnect();
+      subscriber?.disconnect();
+    },
+  };
+}

@@ -1,0 +1,119 @@
+/** Admin use cases on orgs, shared by the HTTP API and `bin/tenant`: every change is published to other processes. */
+import type { Ledger, LedgerEntry } from '../credits/ledger.js';
+import { conflict, notFound, unprocessable } from '../lib/errors.js';
+import { generateApiKey } from '../lib/secrets.js';
+import type { OrgEvents } from './org-events.js';
+import type { ApiKeyRecord, OrgRecord, OrgRepository, OrgStatus } from './org.repository.js';
+import type { Provisioner, ProvisionResult } from './provisioner.js';
+
+export interface OrgPatch {
+  status?: 'ACTIVE' | 'SUSPENDED';
+  rateLimit?: { points: number; duration: number } | null;
+  webhookUrl?: string | null;
+}
+
+export interface CreditResult {
+  org: OrgRecord;
+  entry: LedgerEntry;
+  replayed: boolean;
+}
+
+/** Creates the org service. */
+export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; provisioner: Provisioner; events: OrgEvents }) {
+  const { repo, ledger, provisioner, events } = deps;
+
+  async function mustGet(id: number): Promise<OrgRecord> {
+    const org = await repo.get(id);
+    if (!org || org.status === 'DELETED') throw notFound('ORG_NOT_FOUND', `org ${id} does not exist`);
+    return org;
+  }
+
+  async function changed(id: number, reason: string): Promise<OrgRecord> {
+    await events.publish({ orgId: id, reason });
+    return mustGet(id);
+  }
+
+  return {
+    get: mustGet,
+    create: (input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> => provisioner.create(input),
+    async provision(id: number): Promise<ProvisionResult> {
+      const result = await provisioner.provision(id);
+      await events.publish({ orgId: id, reason: 'provisioned' });
+      return result;
+    },
+    list: (opts: { limit: number; after?: number; statuses?: readonly OrgStatus[] }) => repo.list(opts),
+
+    async patch(id: number, patch: OrgPatch): Promise<OrgRecord> {
+      const org = await mustGet(id);
+      if (patch.status && patch.status !== org.status && !['ACTIVE', 'SUSPENDED'].includes(org.status)) {
+        throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}; only ACTIVE and SUSPENDED orgs can change status`);
+      }
+      await repo.update(id, {
+        ...(patch.status ? { status: patch.status } : {}),
+        ...(patch.rateLimit !== undefined ? { rateLimitPoints: patch.rateLimit?.points ?? null, rateLimitDuration: patch.rateLimit?.duration ?? null } : {}),
+        ...(patch.webhookUrl !== undefined ? { webhookUrl: patch.webhookUrl } : {}),
+      });
+      return changed(id, 'updated');
+    },
+
+    /**
+     * Grants (amount > 0) or adjusts (amount < 0, never below zero) the balance, once per reference.
+     * Replaying a reference with another amount is refused.
+     */
+    async credit(id: number, amount: number, reference: string): Promise<CreditResult> {
+      await mustGet(id);
+      const kind = amount > 0 ? 'grant' : 'adjustment';
+      const r = await ledger.apply({ orgId: id, kind, amount, reference });
+      if (r.outcome === 'insufficient') throw conflict('INSUFFICIENT_BALANCE', `balance ${r.balance} cannot go below zero`, { balance: r.balance });
+      if (r.outcome === 'no-org') throw notFound('ORG_NOT_FOUND', `org ${id} does not exist`);
+      if (r.outcome === 'duplicate' && (r.entry.amount !== amount || r.entry.kind !== kind)) {
+        throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request');
+      }
+      return { org: await changed(id, 'credits'), entry: r.entry, replayed: r.outcome === 'duplicate' };
+    },
+
+    async createKey(id: number, name = 'default'): Promise<{ key: string; record: ApiKeyRecord }> {
+      const org = await mustGet(id);
+      if (org.status !== 'ACTIVE' && org.status !== 'SUSPENDED') throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}`);
+      const k = generateApiKey();
+      await repo.insertKey({ orgId: id, prefix: k.prefix, keyHash: k.hash, name });
+      return { key: k.key, record: (await repo.findKey(k.prefix))! };
+    },
+    async listKeys(id: number): Promise<ApiKeyRecord[]> {
+      await mustGet(id);
+      return repo.listKeys(id);
+    },
+    async revokeKey(id: number, prefix: string): Promise<void> {
+      await mustGet(id);
+      if (!(await repo.revokeKey(id, prefix))) throw notFound('KEY_NOT_FOUND', `org ${id} has no active key ${prefix}`);
+      await events.publish({ orgId: id, reason: 'key-revoked' });
+    },
+
+    async drop(id: number): Promise<OrgRecord> {
+      await mustGet(id);
+      const org = await provisioner.drop(id);
+      await events.publish({ orgId: id, reason: 'dropped' });
+      return org;
+    },
+  };
+}
+
+export type OrgService = ReturnType<typeof createOrgService>;
+
+/** The public view of an org (what a tenant sees; admins get `adminView`). */
+export function publicView(org: OrgRecord) {
+  return { id: org.id, name: org.name, status: org.status, creditBalance: org.creditBalance, createdAt: org.createdAt, updatedAt: org.updatedAt };
+}
+
+/** The admin view: where it lives and how provisioning went; never a credential. */
+export function adminView(org: OrgRecord) {
+  return {
+    ...publicView(org),
+    dbServerId: org.dbServerId,
+    dbName: org.dbName,
+    provisioningStep: org.provisioningStep,
+    lastError: org.lastError,
+    rateLimit: org.rateLimit,
+    webhookUrl: org.webhookUrl,
+  };
+}

@@ -1,0 +1,157 @@
+/**
+ * Tenant provisioning as a resumable state machine:
+ * CREATE_DATABASE → CREATE_USER → MIGRATE → CREATE_API_KEY → (ACTIVE).
+ * Each step is idempotent; a failure records the step and the error and leaves the org FAILED, and
+ * `provision(id)` resumes from the recorded step.
+ */
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../../config/config.js';
+import type { Ledger } from '../credits/ledger.js';
+import { TENANT_MIGRATIONS_DIR, createMigrator, withMigrationLock } from '../db/migrator.js';
+import { AppError, conflict, describeError, isDuplicateKey, notFound } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { generateApiKey, randomPassword, type SecretBox } from '../lib/secrets.js';
+import { quoteIdentifier, tenantDbName, tenantDbUser } from './names.js';
+import type { OrgRecord, OrgRepository } from './org.repository.js';
+import type { ServerRegistry } from './servers.js';
+
+export const PROVISIONING_STEPS = ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE', 'CREATE_API_KEY'] as const;
+export type ProvisioningStep = (typeof PROVISIONING_STEPS)[number];
+
+/** Privileges of a tenant's own user: data only, on its own database only. Migrations run as the server admin. */
+export const TENANT_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';
+
+export interface ProvisionResult {
+  org: OrgRecord;
+  /** The first API key, when this run created it (shown once). */
+  apiKey?: string;
+}
+
+export interface ProvisionerDeps {
+  config: Config;
+  repo: OrgRepository;
+  servers: ServerRegistry;
+  ledger: Ledger;
+  secrets: SecretBox;
+  logger: Logger;
+  /** Test seam: called before each step, may throw to simulate a crash at that step. */
+  beforeStep?: (step: ProvisioningStep, orgId: number) => void | Promise<void>;
+}
+
+/** `'user'@'host'`, escaped by the driver (DDL takes no placeholders for accounts); the user was pattern-checked. */
+export function accountOf(db: Sequelize, user: string, host: string): string {
+  return `${db.escape(user)}@${db.escape(host)}`;
+}
+
+/** Creates the provisioner. */
+export function createProvisioner(deps: ProvisionerDeps) {
+  const { config, repo, servers, ledger, secrets, logger } = deps;
+
+  const steps: Record<ProvisioningStep, (org: OrgRecord, admin: Sequelize) => Promise<string | undefined>> = {
+    async CREATE_DATABASE(org, admin) {
+      await admin.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(org.dbName!)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+      return undefined;
+    },
+    async CREATE_USER(org, admin) {
+      const password = secrets.decrypt(org.dbPasswordEnc!);
+      const account = accountOf(admin, org.dbUser!, config.tenant.userHost);
+      try {
+        await admin.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY :password`, { replacements: { password } });
+        // Re-running after a crash must converge on the stored password and the exact grants.
+        await admin.query(`ALTER USER ${account} IDENTIFIED BY :password`, { replacements: { password } });
+        await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${quoteIdentifier(org.dbName!)}.* TO ${account}`);
+      } catch (err) {
+        throw new Error(describeError(err).split(password).join('[redacted]'));
+      }
+      return undefined;
+    },
+    async MIGRATE(org) {
+      const db = await servers.adminForDatabase(org.dbServerId!, org.dbName!);
+      try {
+        await withMigrationLock(db, org.dbName!, config.migrationLockWaitSec, () => createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up());
+      } finally {
+        await db.close();
+      }
+      return undefined;
+    },
+    async CREATE_API_KEY(org) {
+      // One transaction: the first key and ACTIVE land together, so a resumed run never makes a second first key.
+      const db = repo.sequelize;
+      return db.transaction(async (transaction) => {
+        const current = await repo.get(org.id, transaction);
+        if (current?.status === 'ACTIVE') return undefined;
+        let key: string | undefined;
+        if ((await repo.countActiveKeys(org.id, transaction)) === 0) {
+          const k = generateApiKey();
+          await repo.insertKey({ orgId: org.id, prefix: k.prefix, keyHash: k.hash, name: 'default' }, transaction);
+          key = k.key;
+        }
+        await repo.update(org.id, { status: 'ACTIVE', provisioningStep: null, lastError: null }, transaction);
+        return key;
+      });
+    },
+  };
+
+  async function run(orgId: number): Promise<ProvisionResult> {
+    let org = await repo.get(orgId);
+    if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+    if (org.status === 'ACTIVE' || org.status === 'SUSPENDED') return { org };
+    if (org.status === 'DELETED') throw conflict('ORG_DELETED', `org ${orgId} was dropped`);
+    let index = Math.max(0, PROVISIONING_STEPS.indexOf((org.provisioningStep ?? 'CREATE_DATABASE') as ProvisioningStep));
+    await repo.update(orgId, { status: 'PROVISIONING', lastError: null });
+    let apiKey: string | undefined;
+    for (; index < PROVISIONING_STEPS.length; index++) {
+      const step = PROVISIONING_STEPS[index]!;
+      await repo.update(orgId, { provisioningStep: step });
+      try {
+        await deps.beforeStep?.(step, orgId);
+        apiKey = (await steps[step](org, await servers.admin(org.dbServerId!))) ?? apiKey;
+      } catch (err) {
+        const reason = describeError(err);
+        await repo.update(orgId, { status: 'FAILED', lastError: `${step}: ${reason}`.slice(0, 2000) });
+        logger.error('tenant provisioning failed', { orgId, step, err: reason });
+        throw new AppError({
+          code: 'PROVISIONING_FAILED', status: 500, message: `provisioning failed at ${step}; resume with: bin/tenant provision ${orgId}`,
+          details: { orgId, step }, cause: err,
+        });
+      }
+      logger.info('tenant provisioning step done', { orgId, step });
+    }
+    org = (await repo.get(orgId))!;
+    return apiKey ? { org, apiKey } : { org };
+  }
+
+  return {
+    /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
+    async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
+      const server = await servers.pickForNewTenant(input.server);
+      let id: number;
+      try {
+        id = await repo.insert({ name: input.name, dbServerId: server.id });
+      } catch (err) {
+        if (isDuplicateKey(err)) throw conflict('ORG_NAME_TAKEN', `an org named ${JSON.stringify(input.name)} already exists`);
+        throw err;
+      }
+      const prefix = config.tenant.dbPrefix;
+      await repo.update(id, { dbName: tenantDbName(prefix, id), dbUser: tenantDbUser(prefix, id), dbPasswordEnc: secrets.encrypt(randomPassword()) });
+      if (input.credits > 0) await ledger.apply({ orgId: id, kind: 'grant', amount: input.credits, reference: 'initial-grant' });
+      return run(id);
+    },
+    /** Resumes (or re-checks) provisioning of an existing org. */
+    provision: run,
+    /** Drops the tenant database and user and marks the org DELETED. */
+    async drop(orgId: number): Promise<OrgRecord> {
+      const org = await repo.get(orgId);
+      if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+      if (org.dbServerId && org.dbName && org.dbUser) {
+        const admin = await servers.admin(org.dbServerId);
+        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
+        await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
+      }
+      await repo.update(orgId, { status: 'DELETED', provisioningStep: null });
+      return (await repo.get(orgId))!;
+    },
+  };
+}
+
+export type Provisioner = ReturnType<typeof createProvisioner>;
