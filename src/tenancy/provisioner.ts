@@ -61,6 +61,8 @@ export function createProvisioner(deps: ProvisionerDeps) {
         await admin.query(`ALTER USER ${account} IDENTIFIED BY :password`, { replacements: { password } });
         await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${quoteIdentifier(org.dbName!)}.* TO ${account}`);
       } catch (err) {
+        // The driver's error quotes the statement, password included: keep only a redacted copy, never the cause.
+        // eslint-disable-next-line preserve-caught-error
         throw new Error(describeError(err).split(password).join('[redacted]'));
       }
       return undefined;
