@@ -1,4 +1,5 @@
 /** One Umzug factory for the shared DB and every tenant DB, plus a cross-process lock (MySQL GET_LOCK). */
+import { createHash } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize';
@@ -52,7 +53,8 @@ export class MigrationLockedError extends Error {
  * connection (an empty transaction), so fn needs a pool of at least two connections.
  */
 export async function withMigrationLock<T>(sequelize: Sequelize, database: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
-  const lockName = `tenancy:migrate:${database}`.slice(0, 64);
+  // Lock names are limited to 64 characters: long database names are hashed rather than cut (no collisions).
+  const lockName = database.length <= 48 ? `tenancy:migrate:${database}` : `tenancy:migrate:${createHash('sha256').update(database).digest('hex').slice(0, 48)}`;
   return sequelize.transaction(async (transaction) => {
     const [row] = await sequelize.query<{ got: number | null }>('SELECT GET_LOCK(:lockName, :waitSec) AS got', {
       replacements: { lockName, waitSec },

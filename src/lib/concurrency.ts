@@ -11,7 +11,13 @@ export async function mapWithConcurrency<T, R>(
   const lane = async () => {
     while (!stopped && next < items.length) {
       const index = next++;
-      const result = await fn(items[index]!, index);
+      let result: R;
+      try {
+        result = await fn(items[index]!, index);
+      } catch (err) {
+        stopped = true; // the other lanes finish their current item and start no new one
+        throw err;
+      }
       results[index] = result;
       if (shouldStop(result)) stopped = true;
     }

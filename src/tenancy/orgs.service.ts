@@ -35,7 +35,12 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
 
   return {
     get: mustGet,
-    create: (input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> => provisioner.create(input),
+    async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
+      const result = await provisioner.create(input);
+      // Another process may hold a negative cache entry for this id from before it existed.
+      await events.publish({ orgId: result.org.id, reason: 'created' });
+      return result;
+    },
     async provision(id: number): Promise<ProvisionResult> {
       const result = await provisioner.provision(id);
       await events.publish({ orgId: id, reason: 'provisioned' });

@@ -47,12 +47,14 @@ export function accountOf(db: Sequelize, user: string, host: string): string {
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
 
-  const steps: Record<ProvisioningStep, (org: OrgRecord, admin: Sequelize) => Promise<string | undefined>> = {
-    async CREATE_DATABASE(org, admin) {
+  const steps: Record<ProvisioningStep, (org: OrgRecord) => Promise<string | undefined>> = {
+    async CREATE_DATABASE(org) {
+      const admin = await servers.admin(org.dbServerId!);
       await admin.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(org.dbName!)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
       return undefined;
     },
-    async CREATE_USER(org, admin) {
+    async CREATE_USER(org) {
+      const admin = await servers.admin(org.dbServerId!);
       const password = secrets.decrypt(org.dbPasswordEnc!);
       const account = accountOf(admin, org.dbUser!, config.tenant.userHost);
       try {
@@ -107,7 +109,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
       await repo.update(orgId, { provisioningStep: step });
       try {
         await deps.beforeStep?.(step, orgId);
-        apiKey = (await steps[step](org, await servers.admin(org.dbServerId!))) ?? apiKey;
+        apiKey = (await steps[step](org)) ?? apiKey;
       } catch (err) {
         const reason = describeError(err);
         await repo.update(orgId, { status: 'FAILED', lastError: `${step}: ${reason}`.slice(0, 2000) });
@@ -127,15 +129,19 @@ export function createProvisioner(deps: ProvisionerDeps) {
     /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
     async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
       const server = await servers.pickForNewTenant(input.server);
+      const prefix = config.tenant.dbPrefix;
       let id: number;
       try {
-        id = await repo.insert({ name: input.name, dbServerId: server.id });
+        // Insert and name in one transaction: a crash can never leave an org without its database name and password.
+        id = await repo.sequelize.transaction(async (transaction) => {
+          const orgId = await repo.insert({ name: input.name, dbServerId: server.id }, transaction);
+          await repo.update(orgId, { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) }, transaction);
+          return orgId;
+        });
       } catch (err) {
         if (isDuplicateKey(err)) throw conflict('ORG_NAME_TAKEN', `an org named ${JSON.stringify(input.name)} already exists`);
         throw err;
       }
-      const prefix = config.tenant.dbPrefix;
-      await repo.update(id, { dbName: tenantDbName(prefix, id), dbUser: tenantDbUser(prefix, id), dbPasswordEnc: secrets.encrypt(randomPassword()) });
       if (input.credits > 0) await ledger.apply({ orgId: id, kind: 'grant', amount: input.credits, reference: 'initial-grant' });
       return run(id);
     },

@@ -110,7 +110,8 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
           const reverted = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName!, config.migrationLockWaitSec, () => m.down({ step: opts.step })));
           return { orgId: org.id, dbName: org.dbName!, result: 'ok' as const, migrations: reverted.map((a) => a.name), ms: Date.now() - started };
         } catch (err) {
-          return { orgId: org.id, dbName: org.dbName!, result: 'failed' as const, migrations: [], ms: Date.now() - started, error: describeError(err) };
+          const result = err instanceof MigrationLockedError ? ('locked' as const) : ('failed' as const);
+          return { orgId: org.id, dbName: org.dbName!, result, migrations: [], ms: Date.now() - started, error: describeError(err) };
         }
       });
     },
