@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Starts MariaDB and Redis on this machine if they are not answering (no-op when they are). Used by .ci/run.
+set -euo pipefail
+
+wait_for() { # name, check command
+  for _ in $(seq 1 60); do
+    if eval "$2" >/dev/null 2>&1; then echo "$1: up"; return 0; fi
+    sleep 0.5
+  done
+  echo "$1: did not come up" >&2
+  return 1
+}
+
+if ! mysqladmin -h127.0.0.1 -uroot ping >/dev/null 2>&1; then
+  echo "MariaDB: starting"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+fi
+wait_for MariaDB "mysqladmin -h127.0.0.1 -uroot ping"
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "Redis: starting"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+wait_for Redis "redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG"
