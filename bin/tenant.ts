@@ -30,6 +30,7 @@ async function main(argv: string[]): Promise<number> {
     };
     const result = await command({ deps, argv: rest, progress });
     process.stdout.write(`${json ? JSON.stringify(result.json) : result.text}\n`);
+    if (result.exitCode) process.stderr.write(`error: ${result.reason ?? 'the command failed'}\n`);
     return result.exitCode ?? 0;
   } catch (err) {
     return fail(err);

@@ -52,7 +52,7 @@ const schema = Joi.object({
   DB_USER: Joi.string().default('root'),
   DB_PASS: Joi.string().allow('').default(''),
   DB_NAME: Joi.string().pattern(name).default('tenancy_shared'),
-  DB_POOL_MAX: Joi.number().integer().min(1).max(100).default(10),
+  DB_POOL_MAX: Joi.number().integer().min(2).max(100).default(10), // ≥2: a lock holds one connection while work uses another
   TENANT_DB_PREFIX: Joi.string().pattern(/^[A-Za-z][A-Za-z0-9_]{0,19}$/).default('tenant_'),
   TENANT_USER_HOST: Joi.string().pattern(/^[A-Za-z0-9.%_:-]{1,60}$/).default('%'),
   TENANT_CACHE_MAX: Joi.number().integer().min(1).max(10000).default(50),

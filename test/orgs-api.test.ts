@@ -58,7 +58,7 @@ describe('admin API: /orgs', () => {
       it(`answers 400 VALIDATION_FAILED for ${label}`, async () => {
         const res = await api.request('POST', '/orgs', { admin: true, body });
         expectError(res, 400, 'VALIDATION_FAILED');
-        expect(res.body.error.details).to.be.an('array').that.is.not.empty;
+        expect(res.body.error.details).to.be.an('array').with.length.greaterThan(0);
       });
     }
 

@@ -2,9 +2,12 @@
  * Provisioning as a resumable state machine: a crash at any step leaves the org FAILED with the step and the error,
  * and `bin/tenant provision <id>` (another process) resumes it to exactly the state a clean run reaches.
  */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
 import { createConnection } from 'mysql2/promise';
 import type { Sequelize } from 'sequelize';
+import { TENANT_MIGRATIONS_DIR } from '../src/db/migrator.js';
 import type { Deps } from '../src/deps.js';
 import { AppError } from '../src/lib/errors.js';
 import { API_KEY_PATTERN, createSecretBox, sha256 } from '../src/lib/secrets.js';
@@ -14,6 +17,11 @@ import { cli, RUN, rootDb, rows, TEST_ENV, testDeps, uniqueName } from './helper
 
 const SHARED = `${RUN}_shared`;
 const box = createSecretBox(TEST_ENV.SECRET_KEY!);
+/** Every tenant migration, by name (extension dropped, as the migrator records them). */
+const TENANT_MIGRATIONS = readdirSync(TENANT_MIGRATIONS_DIR)
+  .filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith('.d.ts'))
+  .map((f) => path.basename(f, path.extname(f)))
+  .sort();
 
 interface OrgRow {
   id: number;
@@ -37,8 +45,11 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection, but the promise resolved');
 }
 
-/** A regex source matching a database name as SHOW GRANTS prints it (`_` possibly escaped as `\_`). */
-const grantDbPattern = (db: string) => db.replace(/_/g, '\\\\?_');
+/**
+ * A regex source for a database name as SHOW GRANTS prints an exact grant: `_` escaped as `\_` (an unescaped `_` in a
+ * GRANT is a wildcard, so `tenant_1` would also cover `tenantX1`).
+ */
+const grantDbPattern = (db: string) => db.replace(/_/g, '\\\\_');
 
 describe('tenant provisioning', function () {
   this.timeout(60_000);
@@ -102,7 +113,8 @@ describe('tenant provisioning', function () {
   async function createFailingAt(target: ProvisioningStep, credits = 10): Promise<number> {
     const deps = crashingAt(target);
     const name = uniqueName('prov');
-    const err = await rejection(deps.orgs.create({ name, credits }));
+    // Pinned to the default server: other suites may register servers that do not answer.
+    const err = await rejection(deps.orgs.create({ name, credits, server: 'default' }));
     expect(err).to.be.instanceOf(AppError);
     const e = err as AppError;
     expect(e.code).to.equal('PROVISIONING_FAILED');
@@ -128,7 +140,7 @@ describe('tenant provisioning', function () {
     const tables = await rows<{ name: string }>(root, 'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', { db: org.db_name });
     expect(tables.map((t) => t.name)).to.include('messages');
     const applied = await rows<{ name: string }>(root, `SELECT name FROM ${quoteIdentifier(org.db_name)}.schema_migrations`);
-    expect(applied.map((m) => m.name)).to.deep.equal(['20261122-0001-messages']);
+    expect(applied.map((m) => m.name).sort()).to.deep.equal(TENANT_MIGRATIONS);
 
     // Its own user: data privileges on its own database, nothing else.
     expect(await userExists(org.db_user), `user ${org.db_user}`).to.equal(true);
@@ -229,12 +241,28 @@ describe('tenant provisioning', function () {
     await expectProvisioned(id);
   });
 
+  it('two concurrent resumes of one org converge: one first key, ACTIVE, no step left behind', async () => {
+    // Two operators (or a retry loop and a person) resuming the same org at once. Either both succeed, or the
+    // second is refused with a 409; neither may fail the org nor leave it half-updated.
+    const id = await createFailingAt('CREATE_API_KEY');
+    const results = await Promise.allSettled([plain.orgs.provision(id), plain.orgs.provision(id)]);
+    const outcome = results.map((r) => (r.status === 'fulfilled' ? 'ok' : `${(r.reason as AppError).code}: ${(r.reason as Error).message}`));
+    for (const r of results) {
+      if (r.status === 'rejected') expect((r.reason as AppError).status, JSON.stringify(outcome)).to.equal(409);
+    }
+    const keys = results.flatMap((r) => (r.status === 'fulfilled' && r.value.apiKey ? [r.value.apiKey] : []));
+    expect(keys, JSON.stringify(outcome)).to.have.length(1);
+    for (const r of results) if (r.status === 'fulfilled') expect(r.value.org.status).to.equal('ACTIVE');
+    await expectProvisioned(id);
+  });
+
   it('re-running CREATE_USER converges on the exact grants (revokes privileges a stale account had)', async () => {
     const id = await createFailingAt('MIGRATE');
     const org = await orgRow(id);
     const account = `${root.escape(org.db_user)}@'%'`;
-    // A stale account of the same name (left over from an earlier control-plane DB, or edited by hand) with too much power.
-    await root.query(`GRANT CREATE, DROP, ALTER ON ${quoteIdentifier(org.db_name)}.* TO ${account}`);
+    // An account provisioned by older code or left over with the same name: a wildcard grant (unescaped `_`), DDL
+    // privileges, and access to another database. Re-running CREATE_USER must leave exactly the data privileges.
+    await root.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON ${quoteIdentifier(org.db_name)}.* TO ${account}`);
     await root.query(`GRANT SELECT ON \`${SHARED}\`.* TO ${account}`);
     await root.query(`UPDATE \`${SHARED}\`.orgs SET provisioning_step = 'CREATE_USER' WHERE id = :id`, { replacements: { id } });
 
@@ -250,7 +278,7 @@ describe('tenant provisioning', function () {
 
   describe('secrets at rest', () => {
     it('stores the tenant DB password encrypted (v1 AES-GCM); it decrypts to a password that logs in', async () => {
-      const { org, apiKey } = await plain.orgs.create({ name: uniqueName('secret'), credits: 1 });
+      const { org, apiKey } = await plain.orgs.create({ name: uniqueName('secret'), credits: 1, server: 'default' });
       expect(apiKey).to.match(API_KEY_PATTERN);
       const r = await orgRow(org.id);
       expect(r.db_password_enc.startsWith('v1.')).to.equal(true);

@@ -15,6 +15,8 @@ export interface CommandResult {
   text: string;
   /** Non-zero when the command ran but something in it failed (e.g. one tenant's migration). */
   exitCode?: number;
+  /** With a non-zero exitCode: the one-line reason printed on stderr. */
+  reason?: string;
 }
 
 export interface CommandContext {
@@ -46,6 +48,7 @@ function summary(results: TenantMigrationResult[]): CommandResult {
     json: { results, failed: failed.length },
     text: `${table(results.map((r) => ({ ...r })), RESULT_COLUMNS)}\n${results.length} tenant(s) — ${counts}`,
     exitCode: failed.length ? 1 : 0,
+    reason: `${failed.length} of ${results.length} tenant(s) not ok (${counts})`,
   };
 }
 
@@ -114,6 +117,7 @@ export const commands: Record<string, Command> = {
       json: { tenants },
       text: table(tenants.map((t) => ({ ...t, applied: t.applied.length, latest: t.applied.at(-1) ?? null })), ['orgId', 'dbName', 'applied', 'latest', 'pending', 'error']),
       exitCode: tenants.some((t) => t.error) ? 1 : 0,
+      reason: `${tenants.filter((t) => t.error).length} tenant(s) could not be read`,
     };
   },
 

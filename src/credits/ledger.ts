@@ -30,9 +30,9 @@ const toEntry = (r: Row): LedgerEntry => ({
 
 /** Creates the ledger over the shared DB. */
 export function createLedger(db: Sequelize) {
-  async function find(orgId: number, reference: string): Promise<LedgerEntry | undefined> {
+  async function find(orgId: number, reference: string, transaction?: Transaction): Promise<LedgerEntry | undefined> {
     const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE org_id = :orgId AND reference = :reference', {
-      replacements: { orgId, reference }, type: QueryTypes.SELECT,
+      replacements: { orgId, reference }, type: QueryTypes.SELECT, transaction,
     });
     return r && toEntry(r);
   }
@@ -41,30 +41,37 @@ export function createLedger(db: Sequelize) {
    * Applies a signed change once per (org, reference): the balance never goes below zero (the UPDATE is
    * conditional and the column has a CHECK), and a reference already used answers `duplicate` with the first entry.
    */
-  async function apply(input: { orgId: number; kind: LedgerKind; amount: number; reference: string; messageId?: number }): Promise<ApplyResult> {
-    const existing = await find(input.orgId, input.reference);
+  async function apply(input: { orgId: number; kind: LedgerKind; amount: number; reference: string; messageId?: number; transaction?: Transaction }): Promise<ApplyResult> {
+    const existing = await find(input.orgId, input.reference, input.transaction);
     if (existing) return { outcome: 'duplicate', entry: existing };
-    try {
-      return await db.transaction(async (transaction) => {
-        const [, meta] = await db.query(
-          'UPDATE orgs SET credit_balance = credit_balance + :amount, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :orgId AND credit_balance + :amount >= 0',
-          { replacements: input, transaction },
-        );
-        const [org] = await db.query<Row>('SELECT credit_balance FROM orgs WHERE id = :orgId', {
-          replacements: input, type: QueryTypes.SELECT, transaction,
-        });
-        if (!org) return { outcome: 'no-org' } as const;
-        if ((meta as { affectedRows?: number }).affectedRows !== 1) return { outcome: 'insufficient', balance: Number(org.credit_balance) } as const;
-        const [id] = await db.query(
-          `INSERT INTO credit_ledger (org_id, kind, amount, balance_after, message_id, reference)
-           VALUES (:orgId, :kind, :amount, :balanceAfter, :messageId, :reference)`,
-          { replacements: { ...input, messageId: input.messageId ?? null, balanceAfter: Number(org.credit_balance) }, type: QueryTypes.INSERT, transaction },
-        );
-        return { outcome: 'applied', entry: (await findIn(Number(id), transaction))! } as const;
+    const { transaction: outer, ...values } = input;
+    const change = async (transaction: Transaction): Promise<ApplyResult> => {
+      const [, meta] = await db.query(
+        'UPDATE orgs SET credit_balance = credit_balance + :amount, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :orgId AND credit_balance + :amount >= 0',
+        { replacements: values, transaction },
+      );
+      const [org] = await db.query<Row>('SELECT credit_balance FROM orgs WHERE id = :orgId', {
+        replacements: values, type: QueryTypes.SELECT, transaction,
       });
+      if (!org) return { outcome: 'no-org' } as const;
+      if ((meta as { affectedRows?: number }).affectedRows !== 1) {
+        // The UPDATE waited on the org row: a concurrent apply of this very reference may have just emptied the balance.
+        const winner = await find(input.orgId, input.reference, transaction);
+        if (winner) return { outcome: 'duplicate', entry: winner } as const;
+        return { outcome: 'insufficient', balance: Number(org.credit_balance) } as const;
+      }
+      const [id] = await db.query(
+        `INSERT INTO credit_ledger (org_id, kind, amount, balance_after, message_id, reference)
+         VALUES (:orgId, :kind, :amount, :balanceAfter, :messageId, :reference)`,
+        { replacements: { ...values, messageId: values.messageId ?? null, balanceAfter: Number(org.credit_balance) }, type: QueryTypes.INSERT, transaction },
+      );
+      return { outcome: 'applied', entry: (await findIn(Number(id), transaction))! } as const;
+    };
+    try {
+      return outer ? await change(outer) : await db.transaction(change);
     } catch (err) {
       // A concurrent apply of the same reference won the race: its row is the answer.
-      if (!isDuplicateKey(err)) throw err;
+      if (!isDuplicateKey(err) || outer) throw err;
       const entry = await find(input.orgId, input.reference);
       if (!entry) throw err;
       return { outcome: 'duplicate', entry };

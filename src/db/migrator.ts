@@ -48,24 +48,41 @@ export class MigrationLockedError extends Error {
   }
 }
 
+/** Raised by withLock when the named lock stays held by another session for longer than we wait. */
+export class LockTimeoutError extends Error {
+  constructor(readonly lockName: string) {
+    super(`lock ${lockName} is held by another session`);
+    this.name = 'LockTimeoutError';
+  }
+}
+
 /**
- * Runs fn while holding the server-wide lock `tenancy:migrate:<database>`. The lock lives on one pinned
- * connection (an empty transaction), so fn needs a pool of at least two connections.
+ * Runs fn while holding the server-wide MySQL lock `name` (GET_LOCK). The lock lives on one pinned connection
+ * (an empty transaction), so fn needs a pool of at least two connections. Names over 64 characters are hashed.
  */
-export async function withMigrationLock<T>(sequelize: Sequelize, database: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
-  // Lock names are limited to 64 characters: long database names are hashed rather than cut (no collisions).
-  const lockName = database.length <= 48 ? `tenancy:migrate:${database}` : `tenancy:migrate:${createHash('sha256').update(database).digest('hex').slice(0, 48)}`;
+export async function withLock<T>(sequelize: Sequelize, name: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
+  const lockName = name.length <= 64 ? name : `${name.slice(0, 23)}:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
   return sequelize.transaction(async (transaction) => {
     const [row] = await sequelize.query<{ got: number | null }>('SELECT GET_LOCK(:lockName, :waitSec) AS got', {
       replacements: { lockName, waitSec },
       type: QueryTypes.SELECT,
       transaction,
     });
-    if (row?.got !== 1) throw new MigrationLockedError(database, waitSec);
+    if (row?.got !== 1) throw new LockTimeoutError(lockName);
     try {
       return await fn();
     } finally {
       await sequelize.query('SELECT RELEASE_LOCK(:lockName)', { replacements: { lockName }, transaction });
     }
   });
+}
+
+/** Runs fn holding `tenancy:migrate:<database>`: two runners never migrate one database at once. */
+export async function withMigrationLock<T>(sequelize: Sequelize, database: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await withLock(sequelize, `tenancy:migrate:${database}`, waitSec, fn);
+  } catch (err) {
+    if (err instanceof LockTimeoutError) throw new MigrationLockedError(database, waitSec);
+    throw err;
+  }
 }

@@ -7,7 +7,7 @@
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../../config/config.js';
 import type { Ledger } from '../credits/ledger.js';
-import { TENANT_MIGRATIONS_DIR, createMigrator, withMigrationLock } from '../db/migrator.js';
+import { LockTimeoutError, TENANT_MIGRATIONS_DIR, createMigrator, withLock, withMigrationLock } from '../db/migrator.js';
 import { AppError, conflict, describeError, isDuplicateKey, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { generateApiKey, randomPassword, type SecretBox } from '../lib/secrets.js';
@@ -43,6 +43,14 @@ export function accountOf(db: Sequelize, user: string, host: string): string {
   return `${db.escape(user)}@${db.escape(host)}`;
 }
 
+/**
+ * The `db.*` of a GRANT. In a GRANT's database name `_` and `%` are wildcards: `tenant_1` would also match
+ * `tenantX1`. Escaping them grants exactly one database.
+ */
+export function grantTarget(dbName: string): string {
+  return `${quoteIdentifier(dbName).replace(/[_%]/g, (c) => `\\${c}`)}.*`;
+}
+
 /** Creates the provisioner. */
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
@@ -61,7 +69,9 @@ export function createProvisioner(deps: ProvisionerDeps) {
         await admin.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY :password`, { replacements: { password } });
         // Re-running after a crash must converge on the stored password and the exact grants.
         await admin.query(`ALTER USER ${account} IDENTIFIED BY :password`, { replacements: { password } });
-        await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${quoteIdentifier(org.dbName!)}.* TO ${account}`);
+        // Exactly these grants, whatever the account had before (an older grant, a manual change).
+        await admin.query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${account}`);
+        await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${grantTarget(org.dbName!)} TO ${account}`);
       } catch (err) {
         // The driver's error quotes the statement, password included: keep only a redacted copy, never the cause.
         // eslint-disable-next-line preserve-caught-error
@@ -96,7 +106,17 @@ export function createProvisioner(deps: ProvisionerDeps) {
     },
   };
 
+  /** One provisioning run at a time per org, across processes (a concurrent resume waits, then sees the result). */
   async function run(orgId: number): Promise<ProvisionResult> {
+    try {
+      return await withLock(repo.sequelize, `tenancy:provision:${config.db.name}:${orgId}`, config.migrationLockWaitSec, () => runLocked(orgId));
+    } catch (err) {
+      if (err instanceof LockTimeoutError) throw conflict('PROVISIONING_IN_PROGRESS', `org ${orgId} is being provisioned by another process`);
+      throw err;
+    }
+  }
+
+  async function runLocked(orgId: number): Promise<ProvisionResult> {
     let org = await repo.get(orgId);
     if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
     if (org.status === 'ACTIVE' || org.status === 'SUSPENDED') return { org };
@@ -136,13 +156,13 @@ export function createProvisioner(deps: ProvisionerDeps) {
         id = await repo.sequelize.transaction(async (transaction) => {
           const orgId = await repo.insert({ name: input.name, dbServerId: server.id }, transaction);
           await repo.update(orgId, { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) }, transaction);
+          if (input.credits > 0) await ledger.apply({ orgId, kind: 'grant', amount: input.credits, reference: 'initial-grant', transaction });
           return orgId;
         });
       } catch (err) {
         if (isDuplicateKey(err)) throw conflict('ORG_NAME_TAKEN', `an org named ${JSON.stringify(input.name)} already exists`);
         throw err;
       }
-      if (input.credits > 0) await ledger.apply({ orgId: id, kind: 'grant', amount: input.credits, reference: 'initial-grant' });
       return run(id);
     },
     /** Resumes (or re-checks) provisioning of an existing org. */
