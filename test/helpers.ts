@@ -150,3 +150,13 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs = 5000
   }
   return check();
 }
+
+/** Awaits a promise that must reject; returns the error. */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection, but the promise resolved');
+}

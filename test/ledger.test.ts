@@ -6,18 +6,9 @@ import { expect } from 'chai';
 import type { Sequelize } from 'sequelize';
 import type { Deps } from '../src/deps.js';
 import { AppError } from '../src/lib/errors.js';
-import { RUN, rootDb, rows, testDeps, uniqueName } from './helpers.js';
+import { RUN, rootDb, rows, testDeps, uniqueName, rejection } from './helpers.js';
 
 const SHARED = `${RUN}_shared`;
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection, but the promise resolved');
-}
 
 describe('credit ledger', function () {
   this.timeout(30_000);

@@ -13,7 +13,7 @@ import { AppError } from '../src/lib/errors.js';
 import { API_KEY_PATTERN, createSecretBox, sha256 } from '../src/lib/secrets.js';
 import { assertIdentifier, quoteIdentifier, tenantDbName, tenantDbUser } from '../src/tenancy/names.js';
 import { PROVISIONING_STEPS, type ProvisioningStep } from '../src/tenancy/provisioner.js';
-import { cli, RUN, rootDb, rows, TEST_ENV, testDeps, uniqueName } from './helpers.js';
+import { cli, RUN, rootDb, rows, TEST_ENV, testDeps, uniqueName, rejection } from './helpers.js';
 
 const SHARED = `${RUN}_shared`;
 const box = createSecretBox(TEST_ENV.SECRET_KEY!);
@@ -33,16 +33,6 @@ interface OrgRow {
   db_password_enc: string;
   provisioning_step: string | null;
   last_error: string | null;
-}
-
-/** Awaits a promise that must reject; returns the error. */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection, but the promise resolved');
 }
 
 /**
