@@ -36,6 +36,15 @@ export interface Config {
   readonly defaultCredits: number;
   readonly rateLimit: { readonly points: number; readonly duration: number };
   readonly gateway: 'simulated' | 'http';
+  readonly gatewayOptions: {
+    readonly latencyMs: number;
+    readonly failureRate: number;
+    readonly seed: number;
+    readonly url?: string;
+    readonly secret: string;
+    readonly timeoutMs: number;
+  };
+  readonly delivery: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number };
   readonly logLevel: string;
   readonly bodyLimit: string;
   readonly migrationLockWaitSec: number;
@@ -78,6 +87,15 @@ const schema = Joi.object({
   RATE_LIMIT_POINTS: Joi.number().integer().min(1).default(100),
   RATE_LIMIT_DURATION: Joi.number().integer().min(1).default(1),
   GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
+  GATEWAY_LATENCY_MS: Joi.number().integer().min(0).max(60_000).default(0),
+  GATEWAY_FAILURE_RATE: Joi.number().min(0).max(1).default(0),
+  GATEWAY_SEED: Joi.number().integer().default(42),
+  GATEWAY_URL: Joi.string().uri({ scheme: ['http', 'https'] }).when('GATEWAY', { is: 'http', then: Joi.required() }),
+  GATEWAY_SECRET: Joi.string().min(16).default('dev-gateway-secret-change-me'),
+  GATEWAY_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
+  WORKER_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
+  DELIVERY_ATTEMPTS: Joi.number().integer().min(1).max(50).default(5),
+  DELIVERY_BACKOFF_MS: Joi.number().integer().min(1).default(1000),
   LOG_LEVEL: Joi.string().valid('silent', 'error', 'warn', 'info', 'debug').default('info'),
   BODY_LIMIT: Joi.string().pattern(/^\d+(b|kb|mb)$/i).default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
@@ -121,6 +139,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     defaultCredits: v.DEFAULT_CREDITS,
     rateLimit: { points: v.RATE_LIMIT_POINTS, duration: v.RATE_LIMIT_DURATION },
     gateway: v.GATEWAY,
+    gatewayOptions: {
+      latencyMs: v.GATEWAY_LATENCY_MS, failureRate: v.GATEWAY_FAILURE_RATE, seed: v.GATEWAY_SEED,
+      url: v.GATEWAY_URL, secret: v.GATEWAY_SECRET, timeoutMs: v.GATEWAY_TIMEOUT_MS,
+    },
+    delivery: { concurrency: v.WORKER_CONCURRENCY, attempts: v.DELIVERY_ATTEMPTS, backoffMs: v.DELIVERY_BACKOFF_MS },
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,
     migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,

@@ -2,7 +2,12 @@
 import { Redis } from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
+import type { Queue } from 'bullmq';
 import { createLedger, type Ledger } from './credits/ledger.js';
+import type { Gateway } from './gateway/gateway.js';
+import { createGateway } from './gateway/create-gateway.js';
+import { createMessageService, type MessageService } from './messages/messages.service.js';
+import { createDeliveryQueue, type DeliveryJob } from './queue/delivery-queue.js';
 import { createSequelize } from './db/sequelize.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createSecretBox, type SecretBox } from './lib/secrets.js';
@@ -31,6 +36,9 @@ export interface Deps {
   provisioner: Provisioner;
   orgs: OrgService;
   migrations: TenantMigrations;
+  deliveryQueue: Queue<DeliveryJob>;
+  messages: MessageService;
+  gateway: Gateway;
   close(): Promise<void>;
 }
 
@@ -80,14 +88,19 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
   const orgs = createOrgService({ repo, ledger, provisioner, events });
   const migrations = createTenantMigrations({ config, repo, servers });
+  const delivery = createDeliveryQueue(config);
+  const deliveryQueue = delivery.queue;
+  const messages = createMessageService({ repo, queue: deliveryQueue, logger });
+  const gateway = createGateway(config);
 
   let closing: Promise<void> | undefined;
   return {
     config, logger, sharedDb, secrets, redis, repo, ledger, servers, events, registry, pools, provisioner, orgs, migrations,
+    deliveryQueue, messages, gateway,
     close() {
       closing ??= (async () => {
         await pools.close();
-        await Promise.allSettled([servers.close(), events.close(), sharedDb.close()]);
+        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close()]);
         redis.disconnect();
       })();
       return closing;

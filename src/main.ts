@@ -1,14 +1,20 @@
-/** Entry point: config → deps → shared-DB migrations → API (and, later, workers). Signals are handled only here. */
-import { ConfigError, loadConfig, loadDotEnv } from '../config/config.js';
+/**
+ * Entry point: config → deps → shared-DB migrations → API and/or delivery workers.
+ * `--role all` (default, `npm start`), `--role api`, `--role worker`. Signals are handled only here.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, loadDotEnv, type Config } from '../config/config.js';
+import { startDeliveryWorker, type DeliveryWorker } from '../workers/delivery.worker.js';
 import { prepareSharedDb } from './db/shared-db.js';
 import { createDeps } from './deps.js';
-import { startServer } from './http/app.js';
+import { startServer, type RunningServer } from './http/app.js';
 
-async function main(): Promise<void> {
+type Role = 'all' | 'api' | 'worker';
+
+function readConfig(): Config {
   loadDotEnv();
-  let config;
   try {
-    config = loadConfig();
+    return loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -16,21 +22,36 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { role: { type: 'string', default: 'all' } } });
+  const role = values.role as Role;
+  if (!['all', 'api', 'worker'].includes(role)) throw new Error(`--role must be all, api or worker (got ${role})`);
+  const config = readConfig();
   const deps = createDeps(config);
   const { logger } = deps;
   const applied = await prepareSharedDb(config, deps.sharedDb);
   const server = await deps.servers.ensureDefault();
   logger.info('shared database ready', { database: config.db.name, migrationsApplied: applied, defaultServer: `${server.host}:${server.port}` });
-  const api = await startServer(deps, config.port, config.host);
 
-  process.stdout.write([
-    '',
-    `  Tenancy messaging API listening on ${api.url}`,
-    `  Health:    ${api.url}/health   Readiness: ${api.url}/ready`,
-    `  Create your first tenant:  bin/tenant create "Acme Inc" --credits 100`,
-    `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
-    '',
-  ].join('\n') + '\n');
+  let api: RunningServer | undefined;
+  let worker: DeliveryWorker | undefined;
+  if (role !== 'api') {
+    worker = startDeliveryWorker(config, { repo: deps.repo, pools: deps.pools, ledger: deps.ledger, gateway: deps.gateway, logger }, logger);
+    logger.info('delivery worker started', { concurrency: config.delivery.concurrency, gateway: config.gateway });
+  }
+  if (role !== 'worker') {
+    api = await startServer(deps, config.port, config.host);
+    process.stdout.write([
+      '',
+      `  Tenancy messaging API listening on ${api.url}${worker ? ' (with delivery workers)' : ''}`,
+      `  Health:    ${api.url}/health   Readiness: ${api.url}/ready`,
+      `  Create your first tenant:  bin/tenant create "Acme Inc" --credits 100`,
+      `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
+      '',
+    ].join('\n') + '\n');
+  }
 
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -40,7 +61,8 @@ async function main(): Promise<void> {
     }
     stopping = true;
     logger.info('shutting down', { signal });
-    api.stop(10_000)
+    // Stop taking work first (HTTP and jobs), let what is in flight finish, then release the pools.
+    Promise.all([api?.stop(10_000), worker?.close()])
       .then(() => deps.close())
       .then(() => process.exit(0), (err: Error) => {
         logger.error('shutdown failed', { err: err.message });

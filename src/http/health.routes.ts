@@ -1,15 +1,10 @@
 /** Liveness (cheap, no I/O) and readiness (shared DB and Redis, each with a short timeout). */
 import Router from '@koa/router';
 import type { Deps } from '../deps.js';
+import { withTimeout } from '../lib/timeout.js';
 import type { AppContext, AppState } from './types.js';
 
 const CHECK_TIMEOUT_MS = 1000;
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms`)), ms); });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Runs the readiness checks; each is 'ok' or the reason it failed. */
 export async function readiness(deps: Deps): Promise<Record<string, string>> {

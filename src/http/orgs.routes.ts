@@ -5,8 +5,8 @@ import Joi from 'joi';
 import type { Deps } from '../deps.js';
 import { ORG_STATUSES } from '../tenancy/org.repository.js';
 import { adminView, publicView, type OrgPatch } from '../tenancy/orgs.service.js';
-import { badRequest } from '../lib/errors.js';
 import { requireAdmin } from './auth.js';
+import { idempotencyKey } from './idempotency.js';
 import { setNextLink } from './pagination.js';
 import type { AppContext, AppState } from './types.js';
 import { validate } from './validate.js';
@@ -14,16 +14,6 @@ import { validate } from './validate.js';
 /** Org names: 1–100 characters after trimming, no control characters. */
 export const orgName = Joi.string().trim().min(1).max(100).pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');
 const id = Joi.object({ id: Joi.number().integer().min(1).max(4_294_967_295).required() });
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
-/** Reads an optional Idempotency-Key header (printable ASCII, ≤ 255). */
-export function idempotencyKey(ctx: AppContext): string | undefined {
-  const key = ctx.get('Idempotency-Key');
-  if (!key) return undefined;
-  if (!IDEMPOTENCY_KEY.test(key)) throw badRequest('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1–255 printable ASCII characters');
-  return key;
-}
-
 /** Builds the admin router. */
 export function orgsRouter(deps: Deps): Router<AppState> {
   const router = new Router<AppState>();

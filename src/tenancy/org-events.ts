@@ -1,6 +1,7 @@
 /** Cross-process invalidation: "org N changed" published on Redis so every API and worker drops its cached copy. */
 import { Redis } from 'ioredis';
 import type { Logger } from '../lib/logger.js';
+import { withTimeout } from '../lib/timeout.js';
 
 export interface OrgChange {
   orgId: number;
@@ -12,8 +13,8 @@ export interface OrgEvents {
   publish(change: OrgChange): Promise<void>;
   /** Registers a handler, called for changes from any process, this one included. */
   onChange(handler: (change: OrgChange) => void): void;
-  /** Resolves once the subscription is active. */
-  ready(): Promise<void>;
+  /** Resolves true once the subscription is active, false if it is not within timeoutMs (Redis unreachable). */
+  ready(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -26,7 +27,7 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
   const emit = (c: OrgChange) => handlers.forEach((h) => h(c));
 
   let subscriber: Redis | undefined;
-  let subscribed: Promise<void> = Promise.resolve();
+  let subscribed: Promise<boolean> = Promise.resolve(true);
   if (opts.subscribe !== false) {
     subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectTimeout: 1000 });
     subscriber.on('error', (err: Error) => opts.logger.debug('org events subscriber error', { err: err.message }));
@@ -39,8 +40,9 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
         opts.logger.warn('ignored malformed org event');
       }
     });
-    subscribed = subscriber.subscribe(channel).then(() => undefined, (err: Error) => {
+    subscribed = subscriber.subscribe(channel).then(() => true, (err: Error) => {
       opts.logger.warn('org events: subscribe failed; caches rely on TTL', { err: err.message });
+      return false;
     });
   }
 
@@ -57,7 +59,7 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
     onChange(handler) {
       handlers.push(handler);
     },
-    ready: () => subscribed,
+    ready: (timeoutMs = 2000) => withTimeout(subscribed, timeoutMs).catch(() => false),
     async close() {
       publisher.disconnect();
       subscriber?.disconnect();

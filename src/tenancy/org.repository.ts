@@ -89,6 +89,11 @@ export function createOrgRepository(db: Sequelize) {
       const [r] = await select('SELECT * FROM orgs WHERE id = :id', { id }, transaction);
       return r && toOrg(r);
     },
+    /** The current balance, read fresh (not from any cache). */
+    async balance(id: number): Promise<number> {
+      const [r] = await select('SELECT credit_balance FROM orgs WHERE id = :id', { id });
+      return Number(r?.credit_balance ?? 0);
+    },
     async getByName(name: string): Promise<OrgRecord | undefined> {
       const [r] = await select('SELECT * FROM orgs WHERE name = :name', { name });
       return r && toOrg(r);

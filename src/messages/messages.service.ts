@@ -1,0 +1,68 @@
+/** Sending a message: validate → cost → credit check → store QUEUED → enqueue (ids only). */
+import { createHash } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import type { Sequelize } from 'sequelize';
+import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { enqueueDelivery, type DeliveryJob } from '../queue/delivery-queue.js';
+import type { OrgRecord, OrgRepository } from '../tenancy/org.repository.js';
+import { messageCost } from './cost.js';
+import { messageModel, type Channel, type Message } from './message.model.js';
+
+export interface SendInput {
+  to: string;
+  channel: Channel;
+  body: string;
+}
+
+export interface SendResult {
+  message: Message;
+  /** True when an Idempotency-Key matched an earlier request: nothing new was stored or enqueued. */
+  replayed: boolean;
+}
+
+const requestHash = (input: SendInput) => createHash('sha256').update(JSON.stringify([input.channel, input.to, input.body])).digest('hex');
+
+/** Creates the send use case. */
+export function createMessageService(deps: { repo: OrgRepository; queue: Queue<DeliveryJob>; logger: Logger }) {
+  async function replay(db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
+    const existing = await messageModel(db).findOne({ where: { idempotencyKey: key } });
+    if (!existing) return undefined;
+    if (existing.requestHash !== hash) throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different message');
+    return { message: existing, replayed: true };
+  }
+
+  return {
+    async send(org: OrgRecord, db: Sequelize, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
+      const hash = requestHash(input);
+      if (idempotencyKey) {
+        const earlier = await replay(db, idempotencyKey, hash);
+        if (earlier) return earlier;
+      }
+      const cost = messageCost(input.channel, input.body);
+      // A fresh read: the cached org's balance may be seconds old. The worker's debit is what really guards it.
+      const balance = await deps.repo.balance(org.id);
+      if (balance < cost) throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
+
+      let message: Message;
+      try {
+        message = await messageModel(db).create({ ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
+      } catch (err) {
+        // Two requests with one Idempotency-Key raced: the first one's row is the answer.
+        if (idempotencyKey && isDuplicateKey(err)) return (await replay(db, idempotencyKey, hash))!;
+        throw err;
+      }
+      try {
+        await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) });
+      } catch (err) {
+        // Never leave a QUEUED row that no job will ever pick up.
+        await message.update({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED', errorText: 'the delivery queue was unavailable' });
+        deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
+        throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
+      }
+      return { message, replayed: false };
+    },
+  };
+}
+
+export type MessageService = ReturnType<typeof createMessageService>;

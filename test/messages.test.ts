@@ -1,0 +1,147 @@
+import { expect } from 'chai';
+import { deliveryJobId } from '../src/queue/delivery-queue.js';
+import { createTenant, rows, startApi, type TestApi } from './helpers.js';
+
+describe('POST /messages', () => {
+  let api: TestApi;
+  let org: { id: number; apiKey: string; dbName: string };
+  before(async () => {
+    api = await startApi();
+    org = await createTenant(api.deps, { credits: 50 });
+  });
+  after(async () => api.stop());
+
+  const messageCount = async (dbName: string) => Number((await rows<{ n: number }>(api.deps.sharedDb, `SELECT COUNT(*) AS n FROM \`${dbName}\`.messages`))[0]!.n);
+  const jobCount = async () => {
+    const c = await api.deps.deliveryQueue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized');
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  };
+  const send = (body: unknown, headers: Record<string, string> = {}, who = org) => api.request('POST', '/messages', { org: who, body, headers });
+
+  it('stores the message QUEUED, enqueues one job with ids only, and answers 202', async () => {
+    const res = await send({ to: '+15551234567', channel: 'sms', body: 'Hello there' });
+    expect(res.status).to.equal(202);
+    expect(res.body.success).to.equal(true);
+    expect(res.body.message).to.include({ to: '+15551234567', channel: 'sms', body: 'Hello there', status: 'QUEUED', cost: 1 });
+    expect(res.body.message.id).to.be.a('number');
+    expect(res.body.message.createdAt).to.be.a('string');
+    const job = await api.deps.deliveryQueue.getJob(deliveryJobId(org.id, res.body.message.id));
+    expect(job?.data).to.deep.equal({ orgId: org.id, messageId: res.body.message.id });
+    const listed = await api.request('GET', '/messages?limit=1', { org });
+    expect(listed.body[0].id).to.equal(res.body.message.id);
+  });
+
+  it('charges one credit per SMS segment (GSM-7 153 / UCS-2 67 when split) and 1 per email', async () => {
+    expect((await send({ to: '+15551234567', channel: 'sms', body: 'a'.repeat(161) })).body.message.cost).to.equal(2);
+    expect((await send({ to: '+15551234567', channel: 'sms', body: 'ж'.repeat(135) })).body.message.cost).to.equal(3);
+    expect((await send({ to: 'someone@example.com', channel: 'email', body: 'x'.repeat(5000) })).body.message.cost).to.equal(1);
+  });
+
+  it('answers 402 INSUFFICIENT_CREDITS when the balance is already below the cost, storing nothing', async () => {
+    const poor = await createTenant(api.deps, { credits: 1 });
+    const before = await jobCount();
+    const res = await send({ to: '+15551234567', channel: 'sms', body: 'a'.repeat(200) }, {}, poor);
+    expect(res.status).to.equal(402);
+    expect(res.body.error).to.deep.include({ code: 'INSUFFICIENT_CREDITS', details: { cost: 2, balance: 1 } });
+    expect(await messageCount(poor.dbName)).to.equal(0);
+    expect(await jobCount()).to.equal(before);
+  });
+
+  describe('Idempotency-Key', () => {
+    it('returns the first message again (200, Idempotency-Replay: true) for the same key and body, storing one row', async () => {
+      const t = await createTenant(api.deps);
+      const headers = { 'Idempotency-Key': 'order-42-confirmation' };
+      const body = { to: 'buyer@example.com', channel: 'email', body: 'Your order shipped' };
+      const first = await send(body, headers, t);
+      const again = await send(body, headers, t);
+      expect(first.status).to.equal(202);
+      expect(again.status).to.equal(200);
+      expect(again.headers.get('idempotency-replay')).to.equal('true');
+      expect(again.body.message.id).to.equal(first.body.message.id);
+      expect(await messageCount(t.dbName)).to.equal(1);
+    });
+
+    it('answers 422 IDEMPOTENCY_KEY_REUSED for the same key with another body, storing nothing', async () => {
+      const t = await createTenant(api.deps);
+      const headers = { 'Idempotency-Key': 'k-1' };
+      await send({ to: '+15551234567', channel: 'sms', body: 'one' }, headers, t);
+      const res = await send({ to: '+15551234567', channel: 'sms', body: 'two' }, headers, t);
+      expect(res.status).to.equal(422);
+      expect(res.body.error.code).to.equal('IDEMPOTENCY_KEY_REUSED');
+      expect(await messageCount(t.dbName)).to.equal(1);
+    });
+
+    it('keeps keys per org: the same key in two orgs makes two messages', async () => {
+      const [a, b] = [await createTenant(api.deps), await createTenant(api.deps)];
+      const headers = { 'Idempotency-Key': 'shared-key' };
+      expect((await send({ to: '+15551234567', channel: 'sms', body: 'hi' }, headers, a)).status).to.equal(202);
+      expect((await send({ to: '+15551234567', channel: 'sms', body: 'hi' }, headers, b)).status).to.equal(202);
+    });
+
+    it('shares one row between concurrent requests with the same key', async () => {
+      const t = await createTenant(api.deps);
+      const results = await Promise.all(Array.from({ length: 10 }, () => send({ to: '+15551234567', channel: 'sms', body: 'once' }, { 'Idempotency-Key': 'race' }, t)));
+      expect(new Set(results.map((r) => r.body.message.id)).size).to.equal(1);
+      expect(results.filter((r) => r.status === 202)).to.have.length(1);
+      expect(await messageCount(t.dbName)).to.equal(1);
+    });
+
+    it('answers 400 INVALID_IDEMPOTENCY_KEY for a key over 255 characters', async () => {
+      const res = await send({ to: '+15551234567', channel: 'sms', body: 'hi' }, { 'Idempotency-Key': 'k'.repeat(256) });
+      expect(res.status).to.equal(400);
+      expect(res.body.error.code).to.equal('INVALID_IDEMPOTENCY_KEY');
+    });
+  });
+
+  describe('bad input: exact status and code, and nothing is written, enqueued or charged', () => {
+    const cases: [string, unknown, number, string, Record<string, string>?][] = [
+      ['no fields', {}, 400, 'VALIDATION_FAILED'],
+      ['no to', { channel: 'sms', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['no channel', { to: '+15551234567', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['no body', { to: '+15551234567', channel: 'sms' }, 400, 'VALIDATION_FAILED'],
+      ['an extra field', { to: '+15551234567', channel: 'sms', body: 'hi', priority: 'high' }, 400, 'VALIDATION_FAILED'],
+      ['a number as body', { to: '+15551234567', channel: 'sms', body: 42 }, 400, 'VALIDATION_FAILED'],
+      ['a number as to', { to: 15551234567, channel: 'sms', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['channel fax', { to: '+15551234567', channel: 'fax', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['an sms to a number without +', { to: '15551234567', channel: 'sms', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['an sms to a number with letters', { to: '+1555CALLNOW', channel: 'sms', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['an sms to an address', { to: 'a@example.com', channel: 'sms', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['an email to a phone number', { to: '+15551234567', channel: 'email', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['an email to a malformed address', { to: 'not-an-address', channel: 'email', body: 'hi' }, 400, 'VALIDATION_FAILED'],
+      ['an empty body', { to: '+15551234567', channel: 'sms', body: '' }, 400, 'VALIDATION_FAILED'],
+      ['a blank body', { to: '+15551234567', channel: 'sms', body: '   ' }, 400, 'VALIDATION_FAILED'],
+      ['an sms body over 1,600 characters', { to: '+15551234567', channel: 'sms', body: 'a'.repeat(1601) }, 400, 'VALIDATION_FAILED'],
+      ['an email body over 100 KB', { to: 'a@example.com', channel: 'email', body: 'é'.repeat(60_000) }, 400, 'VALIDATION_FAILED'],
+      ['a body that is not JSON', 'to=+15551234567', 415, 'UNSUPPORTED_MEDIA_TYPE', { 'Content-Type': 'text/plain' }],
+      ['malformed JSON', '{"to":', 400, 'INVALID_JSON'],
+      ['a request over the size limit', { to: 'a@example.com', channel: 'email', body: 'x'.repeat(300_000) }, 413, 'PAYLOAD_TOO_LARGE'],
+    ];
+    for (const [label, body, status, code, headers] of cases) {
+      it(`${label} → ${status} ${code}`, async () => {
+        const [rowsBefore, jobsBefore, balanceBefore] = [await messageCount(org.dbName), await jobCount(), await api.deps.repo.balance(org.id)];
+        const res = await send(body, headers);
+        expect(res.status, JSON.stringify(res.body)).to.equal(status);
+        expect(res.body.error.code).to.equal(code);
+        expect([await messageCount(org.dbName), await jobCount(), await api.deps.repo.balance(org.id)]).to.deep.equal([rowsBefore, jobsBefore, balanceBefore]);
+      });
+    }
+  });
+});
+
+describe('POST /messages while Redis is unreachable', () => {
+  let api: TestApi;
+  before(async () => { api = await startApi({ REDIS_URL: 'redis://127.0.0.1:1' }); });
+  after(async () => api.stop());
+
+  it('answers 503 QUEUE_UNAVAILABLE fast and marks the stored row FAILED ENQUEUE_FAILED, never leaving it QUEUED', async () => {
+    const t = await createTenant(api.deps);
+    const res = await api.request('POST', '/messages', { org: t, body: { to: '+15551234567', channel: 'sms', body: 'hi' } });
+    expect(res.status).to.equal(503);
+    expect(res.body.error.code).to.equal('QUEUE_UNAVAILABLE');
+    expect(res.headers.get('retry-after')).to.equal('1');
+    const list = await api.request('GET', '/messages', { org: t });
+    expect(list.body).to.have.length(1);
+    expect(list.body[0]).to.include({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED' });
+    expect(await api.deps.repo.balance(t.id)).to.equal(100);
+  });
+});

@@ -1,0 +1,92 @@
+/**
+ * Delivers one message, exactly once in effect, whatever crashes where:
+ * final → nothing; debit (unique reference) → SENDING → gateway (message id as idempotency key) → SENT.
+ * Transient failure: retry (BullMQ backoff). Permanent failure or last attempt: FAILED, then refund (unique reference).
+ */
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Ledger } from '../src/credits/ledger.js';
+import { PermanentGatewayError, type Gateway } from '../src/gateway/gateway.js';
+import type { Logger } from '../src/lib/logger.js';
+import { runWithContext } from '../src/lib/context.js';
+import { messageModel, type Message } from '../src/messages/message.model.js';
+import type { DeliveryJob } from '../src/queue/delivery-queue.js';
+import type { OrgRepository } from '../src/tenancy/org.repository.js';
+import type { TenantPoolCache } from '../src/tenancy/pool-cache.js';
+
+export type DeliveryOutcome = 'SENT' | 'FAILED' | 'already-final' | 'gone';
+
+export interface DeliveryDeps {
+  repo: OrgRepository;
+  pools: TenantPoolCache;
+  ledger: Ledger;
+  gateway: Gateway;
+  logger: Logger;
+  /** Called after a message reaches SENT or FAILED (webhooks hook in here). */
+  onFinal?: (orgId: number, message: Message) => Promise<void>;
+}
+
+export const debitReference = (messageId: number) => `debit:message:${messageId}`;
+export const refundReference = (messageId: number) => `refund:message:${messageId}`;
+
+/** Creates the BullMQ processor function. */
+export function createDeliveryProcessor(deps: DeliveryDeps) {
+  const { repo, pools, ledger, gateway, logger } = deps;
+
+  /** A FAILED message that was charged gets its credits back, once (also repairs a crash between the two). */
+  async function refundIfCharged(orgId: number, m: Message): Promise<void> {
+    const id = Number(m.id);
+    if (!(await ledger.find(orgId, debitReference(id)))) return;
+    await ledger.apply({ orgId, kind: 'refund', amount: m.cost, reference: refundReference(id), messageId: id });
+  }
+
+  async function fail(orgId: number, m: Message, code: string, text: string): Promise<void> {
+    await m.update({ status: 'FAILED', errorCode: code, errorText: text.slice(0, 1000) });
+    await refundIfCharged(orgId, m);
+    await deps.onFinal?.(orgId, m);
+  }
+
+  return async function deliver(job: Job<DeliveryJob>): Promise<DeliveryOutcome> {
+    const { orgId, messageId } = job.data;
+    return runWithContext({ jobId: job.id, orgId, messageId }, async () => {
+      // Read the org fresh: its credentials or status may have changed since the job was queued.
+      const org = await repo.get(orgId);
+      if (!org || org.status === 'DELETED' || !org.dbName) return 'gone';
+      return pools.withTenant(org, async (db) => {
+        const m = await messageModel(db).findByPk(messageId);
+        if (!m) return 'gone';
+        if (m.status === 'SENT') return 'already-final';
+        if (m.status === 'FAILED') {
+          await refundIfCharged(orgId, m);
+          return 'already-final';
+        }
+        const debit = await ledger.apply({ orgId, kind: 'debit', amount: -m.cost, reference: debitReference(messageId), messageId });
+        if (debit.outcome === 'insufficient' || debit.outcome === 'no-org') {
+          await fail(orgId, m, 'INSUFFICIENT_CREDITS', `the balance is below the cost of ${m.cost} credit(s)`);
+          return 'FAILED';
+        }
+        await m.update({ status: 'SENDING', attempts: m.attempts + 1 });
+        try {
+          const { providerMessageId } = await gateway.send({ idempotencyKey: `${orgId}-${messageId}`, to: m.to, channel: m.channel, body: m.body });
+          await m.update({ status: 'SENT', providerMessageId, sentAt: new Date(), errorCode: null, errorText: null });
+          await deps.onFinal?.(orgId, m);
+          logger.info('message sent', { attempts: m.attempts });
+          return 'SENT';
+        } catch (err) {
+          const e = err as Error & { code?: string };
+          const code = e.code ?? 'GATEWAY_ERROR';
+          const permanent = err instanceof PermanentGatewayError;
+          const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+          if (permanent || last) {
+            await fail(orgId, m, code, e.message);
+            logger.warn('message failed', { code, permanent, attempts: m.attempts });
+            if (permanent) throw new UnrecoverableError(`${code}: ${e.message}`);
+            throw err;
+          }
+          await m.update({ status: 'QUEUED', errorCode: code, errorText: e.message.slice(0, 1000) });
+          logger.info('message will be retried', { code, attempts: m.attempts });
+          throw err;
+        }
+      });
+    });
+  };
+}
