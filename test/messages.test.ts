@@ -128,6 +128,31 @@ describe('POST /messages', () => {
   });
 });
 
+describe('GET /messages query plans', () => {
+  let api: TestApi;
+  before(async () => { api = await startApi(); });
+  after(async () => api.stop());
+
+  it('lists newest first (optionally by status, with a cursor) through an index, never a full scan and sort', async () => {
+    const t = await createTenant(api.deps);
+    const db = t.dbName;
+    for (let i = 0; i < 50; i++) {
+      await api.deps.sharedDb.query(`INSERT INTO \`${db}\`.messages (\`to\`, channel, body, cost, status) VALUES ('+15550000000', 'sms', 'x', 1, :status)`, { replacements: { status: i % 2 ? 'SENT' : 'QUEUED' } });
+    }
+    const plans: [string, string][] = [
+      [`SELECT * FROM \`${db}\`.messages ORDER BY id DESC LIMIT 20`, 'PRIMARY'],
+      [`SELECT * FROM \`${db}\`.messages WHERE id < 30 ORDER BY id DESC LIMIT 20`, 'PRIMARY'],
+      [`SELECT * FROM \`${db}\`.messages WHERE status = 'SENT' ORDER BY id DESC LIMIT 20`, 'messages_status_id'],
+      [`SELECT * FROM \`${db}\`.messages WHERE status = 'SENT' AND id < 30 ORDER BY id DESC LIMIT 20`, 'messages_status_id'],
+    ];
+    for (const [sql, index] of plans) {
+      const [plan] = await rows<{ key: string | null; Extra: string | null; type: string }>(api.deps.sharedDb, `EXPLAIN ${sql}`);
+      expect(plan?.key, sql).to.equal(index);
+      expect(plan?.Extra ?? '', sql).not.to.match(/filesort/i);
+    }
+  });
+});
+
 describe('POST /messages while Redis is unreachable', () => {
   let api: TestApi;
   before(async () => { api = await startApi({ REDIS_URL: 'redis://127.0.0.1:1' }); });
