@@ -44,7 +44,8 @@ export interface Config {
     readonly secret: string;
     readonly timeoutMs: number;
   };
-  readonly delivery: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number };
+  readonly delivery: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly lockMs: number };
+  readonly webhooks: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly timeoutMs: number };
   readonly logLevel: string;
   readonly bodyLimit: string;
   readonly migrationLockWaitSec: number;
@@ -96,6 +97,11 @@ const schema = Joi.object({
   WORKER_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
   DELIVERY_ATTEMPTS: Joi.number().integer().min(1).max(50).default(5),
   DELIVERY_BACKOFF_MS: Joi.number().integer().min(1).default(1000),
+  WORKER_LOCK_MS: Joi.number().integer().min(500).default(30_000),
+  WEBHOOK_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
+  WEBHOOK_ATTEMPTS: Joi.number().integer().min(1).max(50).default(8),
+  WEBHOOK_BACKOFF_MS: Joi.number().integer().min(1).default(2000),
+  WEBHOOK_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   LOG_LEVEL: Joi.string().valid('silent', 'error', 'warn', 'info', 'debug').default('info'),
   BODY_LIMIT: Joi.string().pattern(/^\d+(b|kb|mb)$/i).default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
@@ -143,7 +149,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       latencyMs: v.GATEWAY_LATENCY_MS, failureRate: v.GATEWAY_FAILURE_RATE, seed: v.GATEWAY_SEED,
       url: v.GATEWAY_URL, secret: v.GATEWAY_SECRET, timeoutMs: v.GATEWAY_TIMEOUT_MS,
     },
-    delivery: { concurrency: v.WORKER_CONCURRENCY, attempts: v.DELIVERY_ATTEMPTS, backoffMs: v.DELIVERY_BACKOFF_MS },
+    delivery: { concurrency: v.WORKER_CONCURRENCY, attempts: v.DELIVERY_ATTEMPTS, backoffMs: v.DELIVERY_BACKOFF_MS, lockMs: v.WORKER_LOCK_MS },
+    webhooks: { concurrency: v.WEBHOOK_CONCURRENCY, attempts: v.WEBHOOK_ATTEMPTS, backoffMs: v.WEBHOOK_BACKOFF_MS, timeoutMs: v.WEBHOOK_TIMEOUT_MS },
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,
     migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,

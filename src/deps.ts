@@ -7,7 +7,7 @@ import { createLedger, type Ledger } from './credits/ledger.js';
 import type { Gateway } from './gateway/gateway.js';
 import { createGateway } from './gateway/create-gateway.js';
 import { createMessageService, type MessageService } from './messages/messages.service.js';
-import { createDeliveryQueue, type DeliveryJob } from './queue/delivery-queue.js';
+import { createDeliveryQueue, createWebhookQueue, type DeliveryJob, type WebhookJob } from './queue/queues.js';
 import { createSequelize } from './db/sequelize.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createSecretBox, type SecretBox } from './lib/secrets.js';
@@ -37,6 +37,7 @@ export interface Deps {
   orgs: OrgService;
   migrations: TenantMigrations;
   deliveryQueue: Queue<DeliveryJob>;
+  webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
   gateway: Gateway;
   close(): Promise<void>;
@@ -86,21 +87,23 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     pools.evict(orgId);
   });
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
-  const orgs = createOrgService({ repo, ledger, provisioner, events });
+  const orgs = createOrgService({ repo, ledger, provisioner, events, secrets });
   const migrations = createTenantMigrations({ config, repo, servers });
   const delivery = createDeliveryQueue(config);
   const deliveryQueue = delivery.queue;
+  const webhook = createWebhookQueue(config);
+  const webhookQueue = webhook.queue;
   const messages = createMessageService({ repo, queue: deliveryQueue, logger });
   const gateway = createGateway(config);
 
   let closing: Promise<void> | undefined;
   return {
     config, logger, sharedDb, secrets, redis, repo, ledger, servers, events, registry, pools, provisioner, orgs, migrations,
-    deliveryQueue, messages, gateway,
+    deliveryQueue, webhookQueue, messages, gateway,
     close() {
       closing ??= (async () => {
         await pools.close();
-        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close()]);
+        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close()]);
         redis.disconnect();
       })();
       return closing;

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, loadDotEnv, type Config } from '../config/config.js';
-import { startDeliveryWorker, type DeliveryWorker } from '../workers/delivery.worker.js';
+import { startWorkers, type Workers } from '../workers/workers.js';
 import { prepareSharedDb } from './db/shared-db.js';
 import { createDeps } from './deps.js';
 import { startServer, type RunningServer } from './http/app.js';
@@ -36,10 +36,10 @@ async function main(): Promise<void> {
   logger.info('shared database ready', { database: config.db.name, migrationsApplied: applied, defaultServer: `${server.host}:${server.port}` });
 
   let api: RunningServer | undefined;
-  let worker: DeliveryWorker | undefined;
+  let worker: Workers | undefined;
   if (role !== 'api') {
-    worker = startDeliveryWorker(config, { repo: deps.repo, pools: deps.pools, ledger: deps.ledger, gateway: deps.gateway, logger }, logger);
-    logger.info('delivery worker started', { concurrency: config.delivery.concurrency, gateway: config.gateway });
+    worker = startWorkers(config, deps);
+    logger.info('workers started', { deliveryConcurrency: config.delivery.concurrency, webhookConcurrency: config.webhooks.concurrency, gateway: config.gateway });
   }
   if (role !== 'worker') {
     api = await startServer(deps, config.port, config.host);

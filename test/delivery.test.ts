@@ -6,22 +6,21 @@ import { createHttpGateway, gatewaySignature } from '../src/gateway/http.gateway
 import { PermanentGatewayError, TransientGatewayError } from '../src/gateway/gateway.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import { createLogger } from '../src/lib/logger.js';
-import { DELIVERY_QUEUE, deliveryJobId, type DeliveryJob } from '../src/queue/delivery-queue.js';
+import { DELIVERY_QUEUE, deliveryJobId, type DeliveryJob } from '../src/queue/queues.js';
 import { createDeliveryProcessor, debitReference, refundReference } from '../workers/delivery.processor.js';
-import { startDeliveryWorker, type DeliveryWorker } from '../workers/delivery.worker.js';
+import { startWorkers, type Workers } from '../workers/workers.js';
 import { createTenant, rows, startApi, testConfig, type TestApi } from './helpers.js';
 
 const ENV = { DELIVERY_ATTEMPTS: '3', DELIVERY_BACKOFF_MS: '5', WORKER_CONCURRENCY: '20' };
 
 describe('delivery (BullMQ worker, simulated gateway)', () => {
   let api: TestApi;
-  let worker: DeliveryWorker;
+  let worker: Workers;
   let events: QueueEvents;
   before(async () => {
     api = await startApi(ENV);
     const config = testConfig(ENV);
-    const d = api.deps;
-    worker = startDeliveryWorker(config, { repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: d.logger }, d.logger);
+    worker = startWorkers(config, api.deps);
     events = new QueueEvents(DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: config.queuePrefix });
     await events.waitUntilReady();
   });

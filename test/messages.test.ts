@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { deliveryJobId } from '../src/queue/delivery-queue.js';
+import { deliveryJobId } from '../src/queue/queues.js';
 import { createTenant, rows, startApi, type TestApi } from './helpers.js';
 
 describe('POST /messages', () => {

@@ -9,8 +9,8 @@ import { PermanentGatewayError, type Gateway } from '../src/gateway/gateway.js';
 import type { Logger } from '../src/lib/logger.js';
 import { runWithContext } from '../src/lib/context.js';
 import { messageModel, type Message } from '../src/messages/message.model.js';
-import type { DeliveryJob } from '../src/queue/delivery-queue.js';
-import type { OrgRepository } from '../src/tenancy/org.repository.js';
+import type { DeliveryJob } from '../src/queue/queues.js';
+import type { OrgRecord, OrgRepository } from '../src/tenancy/org.repository.js';
 import type { TenantPoolCache } from '../src/tenancy/pool-cache.js';
 
 export type DeliveryOutcome = 'SENT' | 'FAILED' | 'already-final' | 'gone';
@@ -21,8 +21,8 @@ export interface DeliveryDeps {
   ledger: Ledger;
   gateway: Gateway;
   logger: Logger;
-  /** Called after a message reaches SENT or FAILED (webhooks hook in here). */
-  onFinal?: (orgId: number, message: Message) => Promise<void>;
+  /** Called whenever a message is found or left SENT or FAILED (webhooks hook in here; must be idempotent). */
+  onFinal?: (org: OrgRecord, message: Message) => Promise<void>;
 }
 
 export const debitReference = (messageId: number) => `debit:message:${messageId}`;
@@ -39,10 +39,10 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
     await ledger.apply({ orgId, kind: 'refund', amount: m.cost, reference: refundReference(id), messageId: id });
   }
 
-  async function fail(orgId: number, m: Message, code: string, text: string): Promise<void> {
+  async function fail(org: OrgRecord, m: Message, code: string, text: string): Promise<void> {
     await m.update({ status: 'FAILED', errorCode: code, errorText: text.slice(0, 1000) });
-    await refundIfCharged(orgId, m);
-    await deps.onFinal?.(orgId, m);
+    await refundIfCharged(org.id, m);
+    await deps.onFinal?.(org, m);
   }
 
   return async function deliver(job: Job<DeliveryJob>): Promise<DeliveryOutcome> {
@@ -54,21 +54,22 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
       return pools.withTenant(org, async (db) => {
         const m = await messageModel(db).findByPk(messageId);
         if (!m) return 'gone';
-        if (m.status === 'SENT') return 'already-final';
-        if (m.status === 'FAILED') {
-          await refundIfCharged(orgId, m);
+        if (m.status === 'SENT' || m.status === 'FAILED') {
+          // A crash may have come between the final update and what follows it: finish that, once.
+          if (m.status === 'FAILED') await refundIfCharged(orgId, m);
+          await deps.onFinal?.(org, m);
           return 'already-final';
         }
         const debit = await ledger.apply({ orgId, kind: 'debit', amount: -m.cost, reference: debitReference(messageId), messageId });
         if (debit.outcome === 'insufficient' || debit.outcome === 'no-org') {
-          await fail(orgId, m, 'INSUFFICIENT_CREDITS', `the balance is below the cost of ${m.cost} credit(s)`);
+          await fail(org, m, 'INSUFFICIENT_CREDITS', `the balance is below the cost of ${m.cost} credit(s)`);
           return 'FAILED';
         }
         await m.update({ status: 'SENDING', attempts: m.attempts + 1 });
         try {
           const { providerMessageId } = await gateway.send({ idempotencyKey: `${orgId}-${messageId}`, to: m.to, channel: m.channel, body: m.body });
           await m.update({ status: 'SENT', providerMessageId, sentAt: new Date(), errorCode: null, errorText: null });
-          await deps.onFinal?.(orgId, m);
+          await deps.onFinal?.(org, m);
           logger.info('message sent', { attempts: m.attempts });
           return 'SENT';
         } catch (err) {
@@ -77,7 +78,7 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
           const permanent = err instanceof PermanentGatewayError;
           const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
           if (permanent || last) {
-            await fail(orgId, m, code, e.message);
+            await fail(org, m, code, e.message);
             logger.warn('message failed', { code, permanent, attempts: m.attempts });
             if (permanent) throw new UnrecoverableError(`${code}: ${e.message}`);
             throw err;

@@ -139,11 +139,11 @@ export const commands: Record<string, Command> = {
   },
 
   async suspend({ deps, argv }) {
-    return orgResult(await deps.orgs.patch(one(argv, 'suspend <id>').id, { status: 'SUSPENDED' }));
+    return orgResult((await deps.orgs.patch(one(argv, 'suspend <id>').id, { status: 'SUSPENDED' })).org);
   },
 
   async resume({ deps, argv }) {
-    return orgResult(await deps.orgs.patch(one(argv, 'resume <id>').id, { status: 'ACTIVE' }));
+    return orgResult((await deps.orgs.patch(one(argv, 'resume <id>').id, { status: 'ACTIVE' })).org);
   },
 
   async drop({ deps, argv }) {

@@ -58,10 +58,11 @@ export function orgsRouter(deps: Deps): Router<AppState> {
         duration: Joi.number().integer().min(1).max(86_400).required(),
       }).allow(null),
       webhookUrl: Joi.string().uri({ scheme: ['http', 'https'] }).max(2048).allow(null),
+      rotateWebhookSecret: Joi.boolean(),
     }).min(1).required(),
   }), async (ctx: AppContext) => {
-    const org = await deps.orgs.patch((ctx.state.params as { id: number }).id, ctx.state.body as OrgPatch);
-    ctx.body = { success: true, org: adminView(org) };
+    const { org, webhookSecret } = await deps.orgs.patch((ctx.state.params as { id: number }).id, ctx.state.body as OrgPatch);
+    ctx.body = { success: true, org: adminView(org), ...(webhookSecret ? { webhookSecret } : {}) };
   });
 
   router.post('/orgs/:id/credits', admin, validate({

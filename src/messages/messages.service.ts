@@ -4,7 +4,7 @@ import type { Queue } from 'bullmq';
 import type { Sequelize } from 'sequelize';
 import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { enqueueDelivery, type DeliveryJob } from '../queue/delivery-queue.js';
+import { enqueueDelivery, type DeliveryJob } from '../queue/queues.js';
 import type { OrgRecord, OrgRepository } from '../tenancy/org.repository.js';
 import { messageCost } from './cost.js';
 import { messageModel, type Channel, type Message } from './message.model.js';

@@ -17,6 +17,7 @@ export interface OrgRecord {
   lastError: string | null;
   rateLimit: { points: number; duration: number } | null;
   webhookUrl: string | null;
+  webhookSecretEnc: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -47,6 +48,7 @@ const toOrg = (r: Row): OrgRecord => ({
   lastError: (r.last_error as string | null) ?? null,
   rateLimit: r.rate_limit_points == null ? null : { points: Number(r.rate_limit_points), duration: Number(r.rate_limit_duration) },
   webhookUrl: (r.webhook_url as string | null) ?? null,
+  webhookSecretEnc: (r.webhook_secret_enc as string | null) ?? null,
   createdAt: new Date(r.created_at as Date),
   updatedAt: new Date(r.updated_at as Date),
 });
@@ -65,7 +67,7 @@ const toKey = (r: Row): ApiKeyRecord => ({
 /** Columns an update may touch, mapped to their SQL names. */
 const UPDATABLE = {
   status: 'status', dbServerId: 'db_server_id', dbName: 'db_name', dbUser: 'db_user', dbPasswordEnc: 'db_password_enc',
-  provisioningStep: 'provisioning_step', lastError: 'last_error', webhookUrl: 'webhook_url',
+  provisioningStep: 'provisioning_step', lastError: 'last_error', webhookUrl: 'webhook_url', webhookSecretEnc: 'webhook_secret_enc',
   rateLimitPoints: 'rate_limit_points', rateLimitDuration: 'rate_limit_duration',
 } as const;
 export type OrgUpdate = Partial<Record<keyof typeof UPDATABLE, string | number | null>>;

@@ -1,7 +1,8 @@
 /** Admin use cases on orgs, shared by the HTTP API and `bin/tenant`: every change is published to other processes. */
 import type { Ledger, LedgerEntry } from '../credits/ledger.js';
 import { conflict, notFound, unprocessable } from '../lib/errors.js';
-import { generateApiKey } from '../lib/secrets.js';
+import { generateApiKey, type SecretBox } from '../lib/secrets.js';
+import { generateWebhookSecret } from '../webhooks/signature.js';
 import type { OrgEvents } from './org-events.js';
 import type { ApiKeyRecord, OrgRecord, OrgRepository, OrgStatus } from './org.repository.js';
 import type { Provisioner, ProvisionResult } from './provisioner.js';
@@ -10,6 +11,8 @@ export interface OrgPatch {
   status?: 'ACTIVE' | 'SUSPENDED';
   rateLimit?: { points: number; duration: number } | null;
   webhookUrl?: string | null;
+  /** Issue a new webhook signing secret (one is issued anyway when the first webhook URL is set). */
+  rotateWebhookSecret?: boolean;
 }
 
 export interface CreditResult {
@@ -19,8 +22,8 @@ export interface CreditResult {
 }
 
 /** Creates the org service. */
-export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; provisioner: Provisioner; events: OrgEvents }) {
-  const { repo, ledger, provisioner, events } = deps;
+export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; provisioner: Provisioner; events: OrgEvents; secrets: SecretBox }) {
+  const { repo, ledger, provisioner, events, secrets } = deps;
 
   async function mustGet(id: number): Promise<OrgRecord> {
     const org = await repo.get(id);
@@ -48,17 +51,22 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
     },
     list: (opts: { limit: number; after?: number; statuses?: readonly OrgStatus[] }) => repo.list(opts),
 
-    async patch(id: number, patch: OrgPatch): Promise<OrgRecord> {
+    /** Applies the patch; `webhookSecret` is returned (once) when a new signing secret was issued. */
+    async patch(id: number, patch: OrgPatch): Promise<{ org: OrgRecord; webhookSecret?: string }> {
       const org = await mustGet(id);
       if (patch.status && patch.status !== org.status && !['ACTIVE', 'SUSPENDED'].includes(org.status)) {
         throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}; only ACTIVE and SUSPENDED orgs can change status`);
       }
+      const issueSecret = patch.rotateWebhookSecret || (patch.webhookUrl && !org.webhookSecretEnc);
+      const webhookSecret = issueSecret ? generateWebhookSecret() : undefined;
       await repo.update(id, {
         ...(patch.status ? { status: patch.status } : {}),
         ...(patch.rateLimit !== undefined ? { rateLimitPoints: patch.rateLimit?.points ?? null, rateLimitDuration: patch.rateLimit?.duration ?? null } : {}),
         ...(patch.webhookUrl !== undefined ? { webhookUrl: patch.webhookUrl } : {}),
+        ...(webhookSecret ? { webhookSecretEnc: secrets.encrypt(webhookSecret) } : {}),
       });
-      return changed(id, 'updated');
+      const updated = await changed(id, 'updated');
+      return webhookSecret ? { org: updated, webhookSecret } : { org: updated };
     },
 
     /**

@@ -1,0 +1,77 @@
+/** The project's BullMQ queues: producer clients that fail fast, job ids derived from what they are about, ids-only payloads. */
+import { Queue, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../../config/config.js';
+import { withTimeout } from '../lib/timeout.js';
+
+export const DELIVERY_QUEUE = 'deliveries';
+export const WEBHOOK_QUEUE = 'webhooks';
+
+export interface DeliveryJob {
+  orgId: number;
+  messageId: number;
+}
+
+export interface WebhookJob {
+  orgId: number;
+  messageId: number;
+  status: 'SENT' | 'FAILED';
+}
+
+/** The job id of a message: one job per (org, message), so a message can never be enqueued twice. */
+export const deliveryJobId = (orgId: number, messageId: number) => `msg-${orgId}-${messageId}`;
+/** One webhook per (org, message, final status); also the `webhook-id` receivers dedupe on. */
+export const webhookJobId = (j: WebhookJob) => `wh-${j.orgId}-${j.messageId}-${j.status.toLowerCase()}`;
+
+export interface ProducerQueue<T> {
+  queue: Queue<T>;
+  /** Closes the queue and its connection; bounded even when Redis is unreachable. */
+  close(): Promise<void>;
+}
+
+/** A producer-side queue whose client fails fast when Redis is down (no offline buffering). */
+export function createProducerQueue<T>(config: Config, name: string, defaultJobOptions: JobsOptions): ProducerQueue<T> {
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, connectTimeout: 1000 });
+  connection.on('error', () => undefined);
+  const queue = new Queue<T>(name, { connection, prefix: config.queuePrefix, defaultJobOptions });
+  // Without a listener BullMQ prints every connection error; a failed add is reported where it happens.
+  queue.on('error', () => undefined);
+  return {
+    queue,
+    async close() {
+      // BullMQ neither closes a connection it was given nor settles close() while Redis is down.
+      await withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined);
+      connection.disconnect();
+    },
+  };
+}
+
+/** Deliveries: retried with exponential backoff and jitter; completed jobs trimmed, failed ones kept. */
+export function createDeliveryQueue(config: Config): ProducerQueue<DeliveryJob> {
+  return createProducerQueue<DeliveryJob>(config, DELIVERY_QUEUE, {
+    attempts: config.delivery.attempts,
+    backoff: { type: 'exponential', delay: config.delivery.backoffMs, jitter: 0.5 },
+    removeOnComplete: { count: 1000 },
+    removeOnFail: false,
+  });
+}
+
+/** Status webhooks: their own queue, so a failing endpoint never holds up deliveries. */
+export function createWebhookQueue(config: Config): ProducerQueue<WebhookJob> {
+  return createProducerQueue<WebhookJob>(config, WEBHOOK_QUEUE, {
+    attempts: config.webhooks.attempts,
+    backoff: { type: 'exponential', delay: config.webhooks.backoffMs, jitter: 0.5 },
+    removeOnComplete: { count: 1000 },
+    removeOnFail: { count: 10_000 },
+  });
+}
+
+/** Adds the delivery job of a message, failing within `timeoutMs` if Redis cannot take it. */
+export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJob, timeoutMs = 2000): Promise<void> {
+  await withTimeout(queue.add('deliver', job, { jobId: deliveryJobId(job.orgId, job.messageId) }), timeoutMs, 'enqueue');
+}
+
+/** Adds a webhook job (at most one per message and final status). */
+export async function enqueueWebhook(queue: Queue<WebhookJob>, job: WebhookJob, timeoutMs = 2000): Promise<void> {
+  await withTimeout(queue.add('notify', job, { jobId: webhookJobId(job) }), timeoutMs, 'enqueue webhook');
+}

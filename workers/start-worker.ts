@@ -1,0 +1,35 @@
+/** Starts one BullMQ worker with the project's conventions: own connection, prefix, error logging, idempotent close. */
+import { Worker, type Processor } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../src/lib/logger.js';
+
+export interface RunningWorker<T, R> {
+  worker: Worker<T, R>;
+  /** Stops taking jobs, waits for the active ones to finish, closes its Redis connection. */
+  close(): Promise<void>;
+}
+
+/** Starts a worker on queue `name` (it begins taking jobs at once). */
+export function startWorker<T, R>(config: Config, name: string, processor: Processor<T, R>, opts: { concurrency: number; logger: Logger }): RunningWorker<T, R> {
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  connection.on('error', (err: Error) => opts.logger.debug('worker redis error', { queue: name, err: err.message }));
+  const worker = new Worker<T, R>(name, processor, {
+    connection,
+    prefix: config.queuePrefix,
+    concurrency: opts.concurrency,
+    // A job whose worker died is picked up again once its lock expires; several times, as every pickup is idempotent.
+    lockDuration: config.delivery.lockMs,
+    stalledInterval: config.delivery.lockMs,
+    maxStalledCount: 10,
+  });
+  worker.on('error', (err) => opts.logger.error('worker error', { queue: name, err: err.message }));
+  let closing: Promise<void> | undefined;
+  return {
+    worker,
+    close() {
+      closing ??= worker.close().finally(() => connection.disconnect());
+      return closing;
+    },
+  };
+}

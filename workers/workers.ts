@@ -1,0 +1,38 @@
+/** Starts every worker of a worker process: deliveries and status webhooks. */
+import type { Config } from '../config/config.js';
+import type { Deps } from '../src/deps.js';
+import { DELIVERY_QUEUE, WEBHOOK_QUEUE, enqueueWebhook, type DeliveryJob, type WebhookJob } from '../src/queue/queues.js';
+import { createDeliveryProcessor, type DeliveryOutcome } from './delivery.processor.js';
+import { startWorker, type RunningWorker } from './start-worker.js';
+import { createWebhookProcessor, type WebhookOutcome } from './webhook.processor.js';
+
+export interface Workers {
+  delivery: RunningWorker<DeliveryJob, DeliveryOutcome>;
+  webhooks: RunningWorker<WebhookJob, WebhookOutcome>;
+  /** Stops taking jobs and lets active ones finish. */
+  close(): Promise<void>;
+}
+
+/** Starts the delivery and webhook workers over the given deps. */
+export function startWorkers(config: Config, deps: Deps): Workers {
+  const { repo, pools, ledger, gateway, logger, secrets } = deps;
+  const delivery = startWorker(config, DELIVERY_QUEUE, createDeliveryProcessor({
+    repo, pools, ledger, gateway, logger,
+    // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
+    async onFinal(org, message) {
+      if (!org.webhookUrl) return;
+      const job: WebhookJob = { orgId: org.id, messageId: Number(message.id), status: message.status as WebhookJob['status'] };
+      await enqueueWebhook(deps.webhookQueue, job).catch((err: Error) => logger.warn('could not enqueue webhook', { err: err.message }));
+    },
+  }), { concurrency: config.delivery.concurrency, logger });
+  const webhooks = startWorker(config, WEBHOOK_QUEUE, createWebhookProcessor({ repo, pools, secrets, logger, timeoutMs: config.webhooks.timeoutMs }), {
+    concurrency: config.webhooks.concurrency, logger,
+  });
+  return {
+    delivery,
+    webhooks,
+    async close() {
+      await Promise.all([delivery.close(), webhooks.close()]);
+    },
+  };
+}
