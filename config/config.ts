@@ -35,6 +35,9 @@ export interface Config {
   readonly secretKey: string;
   readonly defaultCredits: number;
   readonly rateLimit: { readonly points: number; readonly duration: number };
+  readonly authFailureLimit: { readonly points: number; readonly duration: number };
+  readonly trustProxy: boolean;
+  readonly metricsPort?: number;
   readonly gateway: 'simulated' | 'http';
   readonly gatewayOptions: {
     readonly latencyMs: number;
@@ -49,6 +52,7 @@ export interface Config {
   readonly logLevel: string;
   readonly bodyLimit: string;
   readonly migrationLockWaitSec: number;
+  readonly dashboardReadOnly: boolean;
 }
 
 const name = /^[A-Za-z][A-Za-z0-9_]{0,39}$/;
@@ -87,6 +91,10 @@ const schema = Joi.object({
   DEFAULT_CREDITS: Joi.number().integer().min(0).max(1_000_000_000).default(100),
   RATE_LIMIT_POINTS: Joi.number().integer().min(1).default(100),
   RATE_LIMIT_DURATION: Joi.number().integer().min(1).default(1),
+  AUTH_FAILURE_LIMIT: Joi.number().integer().min(1).default(20),
+  AUTH_FAILURE_WINDOW_SEC: Joi.number().integer().min(1).default(60),
+  TRUST_PROXY: Joi.boolean().default(false),
+  METRICS_PORT: Joi.number().integer().min(0).max(65535),
   GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
   GATEWAY_LATENCY_MS: Joi.number().integer().min(0).max(60_000).default(0),
   GATEWAY_FAILURE_RATE: Joi.number().min(0).max(1).default(0),
@@ -105,6 +113,7 @@ const schema = Joi.object({
   LOG_LEVEL: Joi.string().valid('silent', 'error', 'warn', 'info', 'debug').default('info'),
   BODY_LIMIT: Joi.string().pattern(/^\d+(b|kb|mb)$/i).default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
+  DASHBOARD_READ_ONLY: Joi.boolean().default(true),
 }).unknown(true);
 
 /** Thrown when the environment is invalid; one line per bad variable. */
@@ -144,6 +153,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     secretKey: v.SECRET_KEY,
     defaultCredits: v.DEFAULT_CREDITS,
     rateLimit: { points: v.RATE_LIMIT_POINTS, duration: v.RATE_LIMIT_DURATION },
+    authFailureLimit: { points: v.AUTH_FAILURE_LIMIT, duration: v.AUTH_FAILURE_WINDOW_SEC },
+    trustProxy: v.TRUST_PROXY,
+    metricsPort: v.METRICS_PORT,
     gateway: v.GATEWAY,
     gatewayOptions: {
       latencyMs: v.GATEWAY_LATENCY_MS, failureRate: v.GATEWAY_FAILURE_RATE, seed: v.GATEWAY_SEED,
@@ -154,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,
     migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,
+    dashboardReadOnly: v.DASHBOARD_READ_ONLY,
   });
 }
 

@@ -22,3 +22,12 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 fi
 wait_for Redis "redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG"
+
+# Headless Chromium for the dashboard's browser test (Debian package; playwright-core never downloads a browser).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "Chromium: installing"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+echo "Chromium: $(/usr/bin/chromium --version 2>/dev/null)"

@@ -5,6 +5,8 @@ import type { Config } from '../config/config.js';
 import type { Queue } from 'bullmq';
 import { createLedger, type Ledger } from './credits/ledger.js';
 import type { Gateway } from './gateway/gateway.js';
+import { createRateLimits, type RateLimits } from './http/rate-limit.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createGateway } from './gateway/create-gateway.js';
 import { createMessageService, type MessageService } from './messages/messages.service.js';
 import { createDeliveryQueue, createWebhookQueue, type DeliveryJob, type WebhookJob } from './queue/queues.js';
@@ -39,6 +41,8 @@ export interface Deps {
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
+  limits: RateLimits;
+  metrics: Metrics;
   gateway: Gateway;
   close(): Promise<void>;
 }
@@ -53,10 +57,12 @@ export interface DepsOptions {
 
 /** Builds the dependencies. Opens no connection until first used, except the Redis subscriber. */
 export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
-  const logger = opts.logger ?? createLogger({ level: config.logLevel });
+  // Pretty lines for a developer at a terminal; JSON everywhere else (and always in production).
+  const logger = opts.logger ?? createLogger({ level: config.logLevel, pretty: Boolean(process.stdout.isTTY) && config.nodeEnv !== 'production' });
   const sharedDb = createSequelize({ ...config.db, database: config.db.name, poolMax: config.db.poolMax, connectTimeoutMs: 3000 });
   const secrets = createSecretBox(config.secretKey);
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 });
+  // Fail-fast client (no offline queue) for readiness and rate limits: a Redis outage answers at once.
+  const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 });
   redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
   const repo = createOrgRepository(sharedDb);
   const ledger = createLedger(sharedDb);
@@ -94,12 +100,14 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const webhook = createWebhookQueue(config);
   const webhookQueue = webhook.queue;
   const messages = createMessageService({ repo, queue: deliveryQueue, logger });
+  const metrics = createMetrics({ pools, orgRegistry: registry, queues: [deliveryQueue, webhookQueue] });
+  const limits = createRateLimits({ redis, prefix: config.queuePrefix, defaults: config.rateLimit, authFailures: config.authFailureLimit });
   const gateway = createGateway(config);
 
   let closing: Promise<void> | undefined;
   return {
     config, logger, sharedDb, secrets, redis, repo, ledger, servers, events, registry, pools, provisioner, orgs, migrations,
-    deliveryQueue, webhookQueue, messages, gateway,
+    deliveryQueue, webhookQueue, messages, gateway, limits, metrics,
     close() {
       closing ??= (async () => {
         await pools.close();

@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, loadDotEnv, type Config } from '../config/config.js';
 import { startWorkers, type Workers } from '../workers/workers.js';
 import { prepareSharedDb } from './db/shared-db.js';
+import { redisSettingProblems } from './queue/redis-check.js';
+import { startMetricsServer } from './metrics/metrics-server.js';
 import { createDeps } from './deps.js';
 import { startServer, type RunningServer } from './http/app.js';
 
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
   const { logger } = deps;
   const applied = await prepareSharedDb(config, deps.sharedDb);
   const server = await deps.servers.ensureDefault();
+  for (const problem of await redisSettingProblems(deps.redis)) logger.warn(problem);
   logger.info('shared database ready', { database: config.db.name, migrationsApplied: applied, defaultServer: `${server.host}:${server.port}` });
 
   let api: RunningServer | undefined;
@@ -53,6 +56,9 @@ async function main(): Promise<void> {
     ].join('\n') + '\n');
   }
 
+  const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(deps.metrics.registry, config.metricsPort);
+  if (metricsServer) logger.info('metrics listening (no credentials, localhost only)', { url: metricsServer.url });
+
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {
@@ -62,7 +68,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info('shutting down', { signal });
     // Stop taking work first (HTTP and jobs), let what is in flight finish, then release the pools.
-    Promise.all([api?.stop(10_000), worker?.close()])
+    Promise.all([api?.stop(10_000), worker?.close(), metricsServer?.close()])
       .then(() => deps.close())
       .then(() => process.exit(0), (err: Error) => {
         logger.error('shutdown failed', { err: err.message });

@@ -7,6 +7,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import type { Ledger } from '../src/credits/ledger.js';
 import { PermanentGatewayError, type Gateway } from '../src/gateway/gateway.js';
 import type { Logger } from '../src/lib/logger.js';
+import type { Metrics } from '../src/metrics/metrics.js';
 import { runWithContext } from '../src/lib/context.js';
 import { messageModel, type Message } from '../src/messages/message.model.js';
 import type { DeliveryJob } from '../src/queue/queues.js';
@@ -21,6 +22,7 @@ export interface DeliveryDeps {
   ledger: Ledger;
   gateway: Gateway;
   logger: Logger;
+  metrics?: Pick<Metrics, 'creditsDebited' | 'creditsRefunded'>;
   /** Called whenever a message is found or left SENT or FAILED (webhooks hook in here; must be idempotent). */
   onFinal?: (org: OrgRecord, message: Message) => Promise<void>;
 }
@@ -36,7 +38,8 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
   async function refundIfCharged(orgId: number, m: Message): Promise<void> {
     const id = Number(m.id);
     if (!(await ledger.find(orgId, debitReference(id)))) return;
-    await ledger.apply({ orgId, kind: 'refund', amount: m.cost, reference: refundReference(id), messageId: id });
+    const refund = await ledger.apply({ orgId, kind: 'refund', amount: m.cost, reference: refundReference(id), messageId: id });
+    if (refund.outcome === 'applied') deps.metrics?.creditsRefunded.inc(m.cost);
   }
 
   async function fail(org: OrgRecord, m: Message, code: string, text: string): Promise<void> {
@@ -61,6 +64,7 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
           return 'already-final';
         }
         const debit = await ledger.apply({ orgId, kind: 'debit', amount: -m.cost, reference: debitReference(messageId), messageId });
+        if (debit.outcome === 'applied') deps.metrics?.creditsDebited.inc(m.cost);
         if (debit.outcome === 'insufficient' || debit.outcome === 'no-org') {
           await fail(org, m, 'INSUFFICIENT_CREDITS', `the balance is below the cost of ${m.cost} credit(s)`);
           return 'FAILED';

@@ -3,6 +3,7 @@ import { Worker, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../src/lib/logger.js';
+import type { Metrics } from '../src/metrics/metrics.js';
 
 export interface RunningWorker<T, R> {
   worker: Worker<T, R>;
@@ -11,7 +12,7 @@ export interface RunningWorker<T, R> {
 }
 
 /** Starts a worker on queue `name` (it begins taking jobs at once). */
-export function startWorker<T, R>(config: Config, name: string, processor: Processor<T, R>, opts: { concurrency: number; logger: Logger }): RunningWorker<T, R> {
+export function startWorker<T, R>(config: Config, name: string, processor: Processor<T, R>, opts: { concurrency: number; logger: Logger; metrics?: Metrics }): RunningWorker<T, R> {
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   connection.on('error', (err: Error) => opts.logger.debug('worker redis error', { queue: name, err: err.message }));
   const worker = new Worker<T, R>(name, processor, {
@@ -24,6 +25,8 @@ export function startWorker<T, R>(config: Config, name: string, processor: Proce
     maxStalledCount: 10,
   });
   worker.on('error', (err) => opts.logger.error('worker error', { queue: name, err: err.message }));
+  worker.on('completed', () => opts.metrics?.jobsCompleted.inc({ queue: name }));
+  worker.on('failed', () => opts.metrics?.jobsFailed.inc({ queue: name }));
   let closing: Promise<void> | undefined;
   return {
     worker,

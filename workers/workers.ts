@@ -15,18 +15,18 @@ export interface Workers {
 
 /** Starts the delivery and webhook workers over the given deps. */
 export function startWorkers(config: Config, deps: Deps): Workers {
-  const { repo, pools, ledger, gateway, logger, secrets } = deps;
+  const { repo, pools, ledger, gateway, logger, secrets, metrics } = deps;
   const delivery = startWorker(config, DELIVERY_QUEUE, createDeliveryProcessor({
-    repo, pools, ledger, gateway, logger,
+    repo, pools, ledger, gateway, logger, metrics,
     // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
     async onFinal(org, message) {
       if (!org.webhookUrl) return;
       const job: WebhookJob = { orgId: org.id, messageId: Number(message.id), status: message.status as WebhookJob['status'] };
       await enqueueWebhook(deps.webhookQueue, job).catch((err: Error) => logger.warn('could not enqueue webhook', { err: err.message }));
     },
-  }), { concurrency: config.delivery.concurrency, logger });
+  }), { concurrency: config.delivery.concurrency, logger, metrics });
   const webhooks = startWorker(config, WEBHOOK_QUEUE, createWebhookProcessor({ repo, pools, secrets, logger, timeoutMs: config.webhooks.timeoutMs }), {
-    concurrency: config.webhooks.concurrency, logger,
+    concurrency: config.webhooks.concurrency, logger, metrics,
   });
   return {
     delivery,

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import Koa from 'koa';
 import type { Deps } from '../deps.js';
+import { dashboard } from './dashboard.js';
 import { errorsAndAccessLog } from './errors.middleware.js';
 import { healthRouter } from './health.routes.js';
 import { jsonBody } from './json-body.js';
@@ -12,9 +13,10 @@ import type { AppState } from './types.js';
 
 /** Builds the Koa app over the given deps (no listening). */
 export function createApp(deps: Deps): Koa<AppState> {
-  const app = new Koa<AppState>({ proxy: false });
+  const app = new Koa<AppState>({ proxy: deps.config.trustProxy }); // TRUST_PROXY: take the client IP from X-Forwarded-For
   app.silent = true; // errors are logged once, by errorsAndAccessLog
-  app.use(errorsAndAccessLog(deps.logger));
+  app.use(errorsAndAccessLog(deps.logger, deps.metrics.httpDuration));
+  app.use(dashboard(deps)); // before jsonBody: bull-board parses its own bodies
   app.use(jsonBody(deps.config.bodyLimit));
   for (const router of [healthRouter(deps), orgsRouter(deps), tenantRouter(deps)]) {
     app.use(router.routes());

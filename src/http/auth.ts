@@ -5,6 +5,7 @@ import { currentContext } from '../lib/context.js';
 import { safeEqual } from '../lib/secrets.js';
 import type { OrgRegistry } from '../tenancy/org-registry.js';
 import type { TenantPoolCache } from '../tenancy/pool-cache.js';
+import type { RateLimits } from './rate-limit.js';
 import type { AppContext } from './types.js';
 
 const ORG_ID = /^[1-9][0-9]{0,9}$/;
@@ -17,13 +18,27 @@ function bearer(ctx: AppContext): string | undefined {
   return m?.[1];
 }
 
-/** Requires `Authorization: Bearer <ADMIN_TOKEN>` (compared in constant time). */
-export function requireAdmin(adminToken: string) {
+/** Requires `Authorization: Bearer <ADMIN_TOKEN>` (compared in constant time); failures count against the IP. */
+export function requireAdmin(adminToken: string, limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
-    const token = bearer(ctx);
-    if (!token || !safeEqual(token, adminToken)) throw new AppError({ code: 'INVALID_ADMIN_TOKEN', status: 401, message: 'the admin token is not valid', headers: { 'WWW-Authenticate': 'Bearer' } });
+    await limits.checkAuthFailures(ctx.ip);
+    const token = await counted(ctx, limits, () => bearer(ctx));
+    if (!token || !safeEqual(token, adminToken)) {
+      await limits.recordAuthFailure(ctx.ip);
+      throw new AppError({ code: 'INVALID_ADMIN_TOKEN', status: 401, message: 'the admin token is not valid', headers: { 'WWW-Authenticate': 'Bearer' } });
+    }
     return next();
   };
+}
+
+/** Runs fn; if it throws (a 401/403), the failure is counted against the client IP first. */
+async function counted<T>(ctx: AppContext, limits: RateLimits, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    await limits.recordAuthFailure(ctx.ip);
+    throw err;
+  }
 }
 
 /** Parses X-Org-Id strictly: a positive integer that fits an unsigned INT, nothing else. */
@@ -37,15 +52,19 @@ export function parseOrgId(raw: string | undefined): number {
  * Resolves X-Org-Id to an org and checks the API key belongs to it. Order: 400 bad header → 404 unknown org →
  * 401 missing/invalid key → 403 key of another org → 403 suspended / 409 not ready. Nothing of another org is read.
  */
-export function requireTenant(registry: OrgRegistry) {
+export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
     const orgId = parseOrgId(ctx.get('X-Org-Id'));
     const org = await registry.get(orgId);
     if (!org || org.status === 'DELETED') throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
-    const key = bearer(ctx);
-    const record = key ? await registry.verifyKey(key) : undefined;
-    if (!record) throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), { headers: { 'WWW-Authenticate': 'Bearer' } });
-    if (record.orgId !== org.id) throw forbidden('ORG_MISMATCH', 'the API key does not belong to this org');
+    await limits.checkAuthFailures(ctx.ip);
+    const record = await counted(ctx, limits, async () => {
+      const key = bearer(ctx);
+      const found = key ? await registry.verifyKey(key) : undefined;
+      if (!found) throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), { headers: { 'WWW-Authenticate': 'Bearer' } });
+      if (found.orgId !== org.id) throw forbidden('ORG_MISMATCH', 'the API key does not belong to this org');
+      return found;
+    });
     if (org.status === 'SUSPENDED') throw forbidden('ORG_SUSPENDED', 'this org is suspended');
     if (org.status !== 'ACTIVE') throw conflict('ORG_NOT_READY', `this org is ${org.status}`);
     ctx.state.org = org;

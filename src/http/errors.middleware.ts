@@ -4,6 +4,7 @@ import type { Next } from 'koa';
 import { AppError } from '../lib/errors.js';
 import { runWithContext } from '../lib/context.js';
 import type { Logger } from '../lib/logger.js';
+import type { Histogram } from 'prom-client';
 import type { AppContext } from './types.js';
 
 const CODES: Record<number, string> = {
@@ -32,8 +33,8 @@ export function toHttpError(err: unknown): { status: number; code: string; messa
   return { status: 500, code: 'INTERNAL_ERROR', message: 'internal error' };
 }
 
-/** First middleware: sets up the request context, catches everything, logs one access line per request. */
-export function errorsAndAccessLog(logger: Logger) {
+/** First middleware: sets up the request context, catches everything, logs one access line and one timing per request. */
+export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'method' | 'route' | 'status'>) {
   return async (ctx: AppContext, next: Next) => {
     const incoming = ctx.get('X-Request-Id');
     const requestId = SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
@@ -55,10 +56,11 @@ export function errorsAndAccessLog(logger: Logger) {
         ctx.set(h.headers ?? {});
         ctx.body = { success: false, error: { code: h.code, message: h.message, ...(h.details === undefined ? {} : { details: h.details }) }, requestId };
       }
-      const fields = {
-        method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round((performance.now() - started) * 10) / 10,
-        orgId: ctx.state.org?.id,
-      };
+      const ms = performance.now() - started;
+      const fields = { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, orgId: ctx.state.org?.id };
+      // Label by route template, never by raw path: ids in paths would explode the series count.
+      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');
+      httpDuration?.observe({ method: ctx.method, route, status: String(ctx.status) }, ms / 1000);
       if (ctx.status >= 500) logger.error('request failed', { ...fields, err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure });
       else logger.info('request', fields);
     });

@@ -2,6 +2,7 @@
 import Router from '@koa/router';
 import type { Deps } from '../deps.js';
 import { withTimeout } from '../lib/timeout.js';
+import { requireAdmin } from './auth.js';
 import type { AppContext, AppState } from './types.js';
 
 const CHECK_TIMEOUT_MS = 1000;
@@ -26,11 +27,15 @@ export async function readiness(deps: Deps): Promise<Record<string, string>> {
   return Object.fromEntries(entries);
 }
 
-/** Builds /health and /ready. */
+/** Builds /health, /ready and /metrics (admin token). */
 export function healthRouter(deps: Deps): Router<AppState> {
   const router = new Router<AppState>();
   router.get('/health', (ctx: AppContext) => {
     ctx.body = { status: 'ok' };
+  });
+  router.get('/metrics', requireAdmin(deps.config.adminToken, deps.limits), async (ctx: AppContext) => {
+    ctx.type = deps.metrics.registry.contentType;
+    ctx.body = await deps.metrics.registry.metrics();
   });
   router.get('/ready', async (ctx: AppContext) => {
     const checks = await readiness(deps);

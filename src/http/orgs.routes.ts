@@ -17,7 +17,7 @@ const id = Joi.object({ id: Joi.number().integer().min(1).max(4_294_967_295).req
 /** Builds the admin router. */
 export function orgsRouter(deps: Deps): Router<AppState> {
   const router = new Router<AppState>();
-  const admin = requireAdmin(deps.config.adminToken);
+  const admin = requireAdmin(deps.config.adminToken, deps.limits);
 
   router.post('/orgs', admin, validate({
     body: Joi.object({

@@ -5,6 +5,7 @@ import type { Deps } from '../deps.js';
 import { notFound } from '../lib/errors.js';
 import { CHANNELS, MESSAGE_STATUSES, messageView, type MessageStatus } from '../messages/message.model.js';
 import type { SendInput } from '../messages/messages.service.js';
+import { messageCost } from '../messages/cost.js';
 import { findMessage, listMessages } from '../messages/messages.repository.js';
 import { publicView } from '../tenancy/orgs.service.js';
 import { requireTenant, tenantDb } from './auth.js';
@@ -35,15 +36,18 @@ export const sendSchema = Joi.object({
 /** Builds the tenant router (X-Org-Id + API key). */
 export function tenantRouter(deps: Deps): Router<AppState> {
   const router = new Router<AppState>();
-  const tenant = requireTenant(deps.registry);
+  // Every tenant route is authenticated, then charged to the org's rate limit (POST /messages by its cost).
+  const tenant = [requireTenant(deps.registry, deps.limits), deps.limits.perOrg()];
+  const tenantSend = [requireTenant(deps.registry, deps.limits), validate({ body: sendSchema }),
+    deps.limits.perOrg((ctx) => messageCost((ctx.state.body as SendInput).channel, (ctx.state.body as SendInput).body))];
 
-  router.get('/org', tenant, async (ctx: AppContext) => {
+  router.get('/org', ...tenant, async (ctx: AppContext) => {
     // The balance changes with every delivery: read it fresh rather than from the org cache.
     const org = ctx.state.org!;
     ctx.body = { success: true, org: publicView({ ...org, creditBalance: await deps.repo.balance(org.id) }) };
   });
 
-  router.post('/messages', tenant, validate({ body: sendSchema }), tenantDb(deps.pools), async (ctx: AppContext) => {
+  router.post('/messages', ...tenantSend, tenantDb(deps.pools), async (ctx: AppContext) => {
     const key = idempotencyKey(ctx);
     const { message, replayed } = await deps.messages.send(ctx.state.org!, ctx.state.tenantDb!, ctx.state.body as SendInput, key);
     ctx.status = replayed ? 200 : 202;
@@ -51,7 +55,7 @@ export function tenantRouter(deps: Deps): Router<AppState> {
     ctx.body = { success: true, message: messageView(message) };
   });
 
-  router.get('/messages', tenant, validate({
+  router.get('/messages', ...tenant, validate({
     query: Joi.object({
       limit: Joi.number().integer().min(1).max(100).default(20),
       status: Joi.string().valid(...MESSAGE_STATUSES),
@@ -64,7 +68,7 @@ export function tenantRouter(deps: Deps): Router<AppState> {
     ctx.body = rows.map(messageView);
   });
 
-  router.get('/messages/:id', tenant, tenantDb(deps.pools), async (ctx: AppContext) => {
+  router.get('/messages/:id', ...tenant, tenantDb(deps.pools), async (ctx: AppContext) => {
     const raw = ctx.params!.id!;
     const message = /^[1-9][0-9]{0,18}$/.test(raw) ? await findMessage(ctx.state.tenantDb!, Number(raw)) : null;
     if (!message) throw notFound('MESSAGE_NOT_FOUND', 'no such message');

@@ -10,8 +10,15 @@ const withContext = winston.format((info) => {
   return info;
 });
 
-/** Creates a logger writing JSON to stdout (or to the given stream, for tests). */
-export function createLogger(opts: { level: string; stream?: NodeJS.WritableStream; service?: string }): Logger {
+/** Human-friendly lines for a developer's terminal: time, coloured level, message, then the fields. */
+const pretty = winston.format.printf((info) => {
+  const { level, message, timestamp, ...fields } = info;
+  const rest = Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+  return `${String(timestamp).slice(11, 23)} ${level} ${String(message)}${rest}`;
+});
+
+/** Creates a logger: JSON lines (or pretty, coloured lines when `pretty`) to stdout, or to the given stream. */
+export function createLogger(opts: { level: string; stream?: NodeJS.WritableStream; service?: string; pretty?: boolean }): Logger {
   const silent = opts.level === 'silent';
   const transport = opts.stream
     ? new winston.transports.Stream({ stream: opts.stream })
@@ -20,7 +27,9 @@ export function createLogger(opts: { level: string; stream?: NodeJS.WritableStre
     level: silent ? 'error' : opts.level,
     silent,
     defaultMeta: opts.service ? { service: opts.service } : undefined,
-    format: winston.format.combine(withContext(), winston.format.timestamp(), winston.format.json()),
+    format: opts.pretty
+      ? winston.format.combine(withContext(), winston.format.timestamp(), winston.format.colorize(), pretty)
+      : winston.format.combine(withContext(), winston.format.timestamp(), winston.format.json()),
     transports: [transport],
   });
 }

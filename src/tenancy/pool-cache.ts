@@ -16,6 +16,9 @@ export interface PoolCacheStats {
   misses: number;
   evictions: number;
   failures: number;
+  /** Connections open in the open pools, and those running a query. */
+  connections: number;
+  connectionsInUse: number;
 }
 
 export interface TenantPoolCache {
@@ -31,6 +34,8 @@ interface Entry {
   orgId: number;
   fingerprint: string;
   ready: Promise<Sequelize>;
+  /** Set once ready resolves. */
+  db?: Sequelize;
   leases: number;
   lastUsed: number;
   retired: boolean;
@@ -132,6 +137,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     stats.misses++;
     const entry: Entry = { orgId: org.id, fingerprint: fingerprintOf(org), ready: opts.open(org), leases: 1, lastUsed: Date.now(), retired: false };
     entries.set(org.id, entry);
+    entry.ready.then((db) => (entry.db = db), () => undefined);
     entry.ready.catch((err: Error) => {
       stats.failures++;
       opts.logger.warn('tenant database unreachable', { orgId: org.id, err: err.message });
@@ -174,8 +180,15 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     },
     stats() {
       let leased = 0;
-      for (const e of entries.values()) leased += e.leases;
-      return { open: entries.size, closing, leased, ...stats };
+      let connections = 0;
+      let connectionsInUse = 0;
+      for (const e of entries.values()) {
+        leased += e.leases;
+        const pool = (e.db?.connectionManager as { pool?: { size?: number; using?: number } } | undefined)?.pool;
+        connections += pool?.size ?? 0;
+        connectionsInUse += pool?.using ?? 0;
+      }
+      return { open: entries.size, closing, leased, connections, connectionsInUse, ...stats };
     },
     async close() {
       closed = true;

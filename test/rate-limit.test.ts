@@ -1,0 +1,95 @@
+import { Redis } from 'ioredis';
+import { expect } from 'chai';
+import { RUN, createTenant, startApi, type TestApi } from './helpers.js';
+
+const LIMITS = { RATE_LIMIT_POINTS: '5', RATE_LIMIT_DURATION: '60', AUTH_FAILURE_LIMIT: '3', AUTH_FAILURE_WINDOW_SEC: '60' };
+
+/** Forgets every rate-limit counter of this run, so each test starts with full windows. */
+async function resetCounters(): Promise<void> {
+  const redis = new Redis('redis://127.0.0.1:6379');
+  try {
+    const keys = await redis.keys(`${RUN}:rl:*`);
+    if (keys.length) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+describe('rate limits', () => {
+  let api: TestApi;
+  let other: TestApi;
+  before(async () => {
+    api = await startApi(LIMITS);
+    other = await startApi(LIMITS); // a second API process' worth of state: own caches, same Redis
+  });
+  beforeEach(resetCounters);
+  after(async () => {
+    await api.stop();
+    await other.stop();
+    await resetCounters();
+  });
+
+  it('allows RATE_LIMIT_POINTS requests per window per org, with RateLimit-* headers, then 429 RATE_LIMITED with Retry-After', async () => {
+    const t = await createTenant(api.deps);
+    const remaining: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await api.request('GET', '/org', { org: t });
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('ratelimit-limit')).to.equal('5');
+      expect(Number(res.headers.get('ratelimit-reset'))).to.be.within(1, 60);
+      remaining.push(res.headers.get('ratelimit-remaining')!);
+    }
+    expect(remaining).to.deep.equal(['4', '3', '2', '1', '0']);
+    const limited = await api.request('GET', '/messages', { org: t });
+    expect(limited.status).to.equal(429);
+    expect(limited.body.error.code).to.equal('RATE_LIMITED');
+    expect(Number(limited.headers.get('retry-after'))).to.be.within(1, 60);
+    expect(limited.headers.get('ratelimit-remaining')).to.equal('0');
+    const another = await createTenant(api.deps);
+    expect((await api.request('GET', '/org', { org: another })).status, 'other orgs are not affected').to.equal(200);
+  });
+
+  it('weighs POST /messages by its cost in credits', async () => {
+    const t = await createTenant(api.deps);
+    const threeSegments = { to: '+15551234567', channel: 'sms', body: 'a'.repeat(400) };
+    const first = await api.request('POST', '/messages', { org: t, body: threeSegments });
+    expect(first.status).to.equal(202);
+    expect(first.headers.get('ratelimit-remaining')).to.equal('2');
+    const second = await api.request('POST', '/messages', { org: t, body: threeSegments });
+    expect(second.status).to.equal(429);
+    expect(second.body.error.code).to.equal('RATE_LIMITED');
+  });
+
+  it('uses the org override set with PATCH /orgs/:id', async () => {
+    const t = await createTenant(api.deps);
+    expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { rateLimit: { points: 2, duration: 60 } } })).status).to.equal(200);
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await api.request('GET', '/org', { org: t })).status);
+    expect(statuses).to.deep.equal([200, 200, 429]);
+  });
+
+  it('holds across API processes, since they share Redis', async () => {
+    const t = await createTenant(api.deps);
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await (i % 2 ? other : api).request('GET', '/org', { org: t })).status);
+    expect(statuses).to.deep.equal([200, 200, 200, 200, 200, 429]);
+  });
+
+  it('after AUTH_FAILURE_LIMIT failed authentications from one IP, refuses it before checking any key — even a valid one', async () => {
+    const t = await createTenant(api.deps);
+    const bad = { id: t.id, apiKey: `${t.apiKey.slice(0, -1)}${t.apiKey.endsWith('A') ? 'B' : 'A'}` };
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await api.request('GET', '/org', { org: bad })).status);
+    expect(statuses).to.deep.equal([401, 401, 401]);
+    const refused = await other.request('GET', '/org', { org: t });
+    expect(refused.status).to.equal(429);
+    expect(refused.body.error.code).to.equal('RATE_LIMITED');
+    expect(Number(refused.headers.get('retry-after'))).to.be.greaterThan(0);
+    expect((await api.request('GET', '/orgs', { admin: true })).status, 'admin routes too').to.equal(429);
+  });
+
+  it('counts wrong admin tokens as failed authentications too', async () => {
+    for (let i = 0; i < 3; i++) expect((await api.request('GET', '/orgs', { headers: { Authorization: 'Bearer wrong-token-xxxxxxxx' } })).status).to.equal(401);
+    expect((await api.request('GET', '/orgs', { admin: true })).status).to.equal(429);
+  });
+});
