@@ -1,7 +1,10 @@
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { createLogger } from '../src/lib/logger.js';
-import { ADMIN_TOKEN, rows, startApi, uniqueName } from './helpers.js';
+import { Job, QueueEvents } from 'bullmq';
+import { DELIVERY_QUEUE, deliveryJobId } from '../src/queue/queues.js';
+import { startWorkers } from '../workers/workers.js';
+import { ADMIN_TOKEN, createTenant, rows, startApi, testConfig, uniqueName } from './helpers.js';
 
 describe('access logs', () => {
   it('log one JSON line per request with request id, org id, status and ms, and never a key, token or password', async () => {
@@ -24,6 +27,41 @@ describe('access logs', () => {
       for (const l of access) expect(l).to.have.keys('level', 'message', 'timestamp', 'requestId', 'method', 'path', 'status', 'ms', ...(l.orgId ? ['orgId'] : []));
       for (const secret of [org.apiKey, org.apiKey.slice(16), ADMIN_TOKEN, password, enc]) expect(out).not.to.contain(secret);
     } finally {
+      await api.stop();
+    }
+  });
+});
+
+describe('worker logs', () => {
+  it('carry job id, org id and message id, and never the message body, the key or a password', async () => {
+    const stream = new PassThrough();
+    let out = '';
+    stream.on('data', (d: Buffer) => (out += d.toString()));
+    const env = { DELIVERY_ATTEMPTS: '2', DELIVERY_BACKOFF_MS: '5' };
+    const api = await startApi(env, { logger: createLogger({ level: 'info', stream }) });
+    const workers = startWorkers(testConfig(env), api.deps);
+    const events = new QueueEvents(DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: api.deps.config.queuePrefix });
+    try {
+      await events.waitUntilReady();
+      const t = await createTenant(api.deps);
+      const secretBody = `the launch code is ${Date.now()}-zebra`;
+      const ids: number[] = [];
+      for (const to of ['+15551234567', '+15005550001']) {
+        const res = await api.request('POST', '/messages', { org: t, body: { to, channel: 'sms', body: secretBody } });
+        ids.push(res.body.message.id);
+        const job = await Job.fromId(api.deps.deliveryQueue, deliveryJobId(t.id, res.body.message.id));
+        await job!.waitUntilFinished(events).catch(() => undefined);
+      }
+      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const sent = lines.find((l) => l.message === 'message sent')!;
+      expect(sent).to.include({ orgId: t.id, messageId: ids[0], jobId: deliveryJobId(t.id, ids[0]!) });
+      expect(lines.find((l) => l.message === 'message will be retried')).to.include({ orgId: t.id, messageId: ids[1] });
+      expect(lines.find((l) => l.message === 'message failed')).to.include({ orgId: t.id, messageId: ids[1], code: 'PROVIDER_UNAVAILABLE' });
+      const [{ enc }] = (await rows<{ enc: string }>(api.deps.sharedDb, 'SELECT db_password_enc AS enc FROM orgs WHERE id = :id', { id: t.id })) as [{ enc: string }];
+      for (const secret of [secretBody, t.apiKey, api.deps.secrets.decrypt(enc)]) expect(out).not.to.contain(secret);
+    } finally {
+      await workers.close();
+      await events.close();
       await api.stop();
     }
   });

@@ -81,11 +81,14 @@ describe('rate limits', () => {
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await api.request('GET', '/org', { org: bad })).status);
     expect(statuses).to.deep.equal([401, 401, 401]);
-    const refused = await other.request('GET', '/org', { org: t });
+    const refused = await api.request('GET', '/org', { org: t });
     expect(refused.status).to.equal(429);
     expect(refused.body.error.code).to.equal('RATE_LIMITED');
     expect(Number(refused.headers.get('retry-after'))).to.be.greaterThan(0);
     expect((await api.request('GET', '/orgs', { admin: true })).status, 'admin routes too').to.equal(429);
+    // Another process shares the count: after one failure of its own it consults it and refuses too.
+    expect((await other.request('GET', '/org', { org: bad })).status).to.equal(401);
+    expect((await other.request('GET', '/org', { org: t })).status).to.equal(429);
   });
 
   it('counts wrong admin tokens as failed authentications too', async () => {

@@ -2,8 +2,8 @@
  * Rate limits on Redis (shared by every API process) with an in-memory insurance limiter, so a Redis outage
  * degrades to per-process limits instead of 500s or no limit at all.
  * - per org on tenant routes: RATE_LIMIT_POINTS per RATE_LIMIT_DURATION s (or the org's override), weighted;
- * - per client IP on failed authentication: once AUTH_FAILURE_LIMIT failures are counted, requests from that IP
- *   are refused before their key is even looked at, until the window ends.
+ * - per client IP on failed authentication: once AUTH_FAILURE_LIMIT failures are counted (across processes), requests
+ *   from that IP are refused before their key is even looked at, until the window ends.
  */
 import type { Next } from 'koa';
 import type { Redis } from 'ioredis';
@@ -57,6 +57,10 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
     return l;
   };
   const auth = limiter(o, 'auth-fail', o.authFailures.points, o.authFailures.duration);
+  // IPs this process saw fail within the window. Only those are checked against the shared count in Redis, so a
+  // successful request costs no extra round trip; another process lets at most one more attempt through first.
+  const suspects = new Map<string, number>();
+  const MAX_SUSPECTS = 100_000;
 
   return {
     perOrg(weight) {
@@ -76,10 +80,19 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
       };
     },
     async checkAuthFailures(ip) {
+      const until = suspects.get(ip);
+      if (until === undefined) return;
+      if (until < Date.now()) {
+        suspects.delete(ip);
+        return;
+      }
       const r = await auth.get(`ip:${ip}`).catch(() => null);
       if (r && r.consumedPoints >= o.authFailures.points) throw tooMany('too many failed authentications from this address', r);
     },
     async recordAuthFailure(ip) {
+      suspects.delete(ip); // re-insert: the map stays ordered by last failure, oldest first out
+      suspects.set(ip, Date.now() + o.authFailures.duration * 1000);
+      if (suspects.size > MAX_SUSPECTS) suspects.delete(suspects.keys().next().value!);
       await auth.consume(`ip:${ip}`).catch(() => undefined); // over the limit is exactly what we count
     },
   };
