@@ -19,30 +19,19 @@
  * Tunables read from the environment (defaults in brackets): BENCH_CONNECTIONS [50], BENCH_SECONDS [8] (measured
  * seconds per run of a variant), BENCH_WARMUP_SECONDS [1], DB_POOL_MAX [the app's default].
  */
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker as Thread, workerData } from 'node:worker_threads';
-import autocannon from 'autocannon';
+import type autocannon from 'autocannon';
 import { Redis } from 'ioredis';
-import { QueryTypes, type Sequelize } from 'sequelize';
-import { loadConfig, type Config } from '../config/config.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { prepareSharedDb } from '../src/db/shared-db.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { startServer } from '../src/http/app.js';
 import type { RateLimits } from '../src/http/rate-limit.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import type { Metrics } from '../src/metrics/metrics.js';
+import {
+  closeAndCleanUp, commandLine, describeMachine, formatMs, loadRunConfig, markdownTable, positiveInt, prepareRun, runAutocannon,
+  runBenchFile, runLoadThread, stopOnCtrlC, throwIfInterrupted, tunable, writeDocSection, type CannonResult,
+} from './bench-lib.js';
 
-const DOC = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-const START = '<!-- bench:overhead:start -->';
-const END = '<!-- bench:overhead:end -->';
-const HEADING = '## Rate limiter and metrics overhead';
-const SAFE_NAME = /^[A-Za-z0-9_]+$/;
 const TENANTS = 10;
 const CREATE_CONCURRENCY = 4;
 const ROUTE = '/org';
@@ -93,17 +82,6 @@ interface LoadSpec {
   tenants: Tenant[];
 }
 
-/** One autocannon run, as a plain object (it crosses the thread boundary). */
-interface CannonResult {
-  seconds: number;
-  responses: number;
-  statusCodes: Record<string, number>;
-  errors: number;
-  timeouts: number;
-  p50: number;
-  p99: number;
-}
-
 interface LoadResult {
   warmup: CannonResult;
   measured: CannonResult;
@@ -119,91 +97,17 @@ interface Run {
   histogramDelta: number;
 }
 
-let interrupted = false;
-
-/** Throws once Ctrl-C was pressed, so that the run stops between steps and still cleans up. */
-function checkInterrupted(): void {
-  if (interrupted) throw new Error('interrupted');
-}
-
-/** A positive number from a string, or a clear error naming where it came from. */
-function positive(raw: string, what: string, integer: boolean): number {
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isSafeInteger(n))) {
-    throw new Error(`${what} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(raw)}`);
-  }
-  return n;
-}
-
-/** A tunable from the environment, else its default. */
-function tunable(name: string): string {
-  return process.env[name] ?? TUNABLE_DEFAULTS[name]!;
-}
-
-/** The value at quantile q (0..1) of sorted numbers. */
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
-/** Runs the load generator in its own thread (this same file), so that it does not share the API's event loop. */
-function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    // tsx registers its loader in the main thread only (on Node 20 a worker does not inherit it): register it here, then load this file.
-    const code = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-    const thread = new Thread(code, { eval: true, workerData: spec });
-    thread.once('message', (msg: { result?: LoadResult; error?: string }) => {
-      void thread.terminate();
-      if (msg.result) resolve(msg.result);
-      else reject(new Error(`load generator: ${msg.error}`));
-    });
-    thread.once('error', reject);
-    thread.once('exit', (code) => reject(new Error(`load generator exited with code ${code} before answering`)));
-  });
-}
-
 /** One autocannon run of `seconds` over `GET /org`, each connection starting at another tenant. */
-async function cannon(spec: LoadSpec, seconds: number): Promise<CannonResult> {
+function cannon(spec: LoadSpec, seconds: number): Promise<CannonResult> {
   const requests: autocannon.Request[] = spec.tenants.map((t) => ({
     method: 'GET',
     path: ROUTE,
     headers: { 'x-org-id': String(t.id), authorization: `Bearer ${t.apiKey}` },
   }));
-  let clients = 0;
-  // Statuses and latencies are taken from the response events: in a worker thread autocannon answers its raw,
-  // unaggregated result (encoded histograms); its error and timeout counters are plain numbers either way.
-  const statusCodes: Record<string, number> = {};
-  const latencies: number[] = [];
-  // Timed here, to the last response: autocannon's own duration only ends at its next 1-second sampling tick.
-  const started = performance.now();
-  let lastResponse = started;
-  const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon({
-      url: spec.url,
-      connections: spec.connections,
-      duration: seconds,
-      timeout: 10,
-      requests,
-      // Every connection walks through all tenants from its own starting point, so that they share the load evenly.
-      setupClient(client) {
-        const k = clients++ % requests.length;
-        client.setRequests([...requests.slice(k), ...requests.slice(0, k)]);
-      },
-    }, (err: unknown, res) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
-    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-      statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
-      latencies.push(responseTime);
-      lastResponse = performance.now();
-    });
-  });
-  latencies.sort((a, b) => a - b);
-  return {
-    seconds: (lastResponse - started) / 1000, responses: latencies.length, statusCodes, errors: result.errors, timeouts: result.timeouts,
-    p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99),
-  };
+  return runAutocannon({ url: spec.url, connections: spec.connections, duration: seconds, requests });
 }
 
-/** The load-generator thread: a warm-up run (not reported), then the measured run. */
+/** The load-generator thread (see runLoadThread): a warm-up run (not reported), then the measured run. */
 async function loadThread(spec: LoadSpec): Promise<LoadResult> {
   const warmup = await cannon(spec, spec.warmupSeconds);
   const measured = await cannon(spec, spec.seconds);
@@ -273,7 +177,7 @@ async function runVariant(deps: Deps, redis: Redis, run: string, v: Variant, ten
       const limit = res.headers.get('ratelimit-limit');
       if (v.limiter ? limit !== String(RATE_LIMIT_POINTS) : limit !== null) throw new Error(`variant ${v.id} (${v.name}): RateLimit-Limit header ${JSON.stringify(limit)}`);
     }
-    load = await runLoad({ ...spec, url: server.url, tenants: [...tenants] });
+    load = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { ...spec, url: server.url, tenants: [...tenants] });
   } finally {
     await server.stop(1000);
   }
@@ -315,70 +219,6 @@ async function scrapeCount(deps: Deps): Promise<number> {
   }
 }
 
-/** Throws unless `name` is a plain name, safe to put in SQL. */
-function safe(name: string): string {
-  if (!SAFE_NAME.test(name)) throw new Error(`refusing unsafe name ${JSON.stringify(name)}`);
-  return name;
-}
-
-/** `LIKE` pattern matching names that start with `prefix`. */
-function startsWith(prefix: string): string {
-  return `${prefix.replace(/[\\%_]/g, '\\$&')}%`;
-}
-
-/** Drops every database and MySQL user of this run, over an admin connection of its own (works whatever state deps is in). */
-async function cleanupDb(config: Config, run: string): Promise<{ databases: number; users: number }> {
-  const admin = createSequelize({ ...config.db, database: undefined, poolMax: 1 });
-  try {
-    const dbs = await admin.query<Record<string, string>>('SHOW DATABASES LIKE :pattern', {
-      replacements: { pattern: startsWith(`${run}_`) }, type: QueryTypes.SELECT,
-    });
-    for (const row of dbs) await admin.query(`DROP DATABASE IF EXISTS \`${safe(Object.values(row)[0]!)}\``);
-    const users = await admin.query<{ User: string; Host: string }>('SELECT User, Host FROM mysql.user WHERE User LIKE :pattern', {
-      replacements: { pattern: startsWith(config.tenant.dbPrefix) }, type: QueryTypes.SELECT,
-    });
-    for (const u of users) await admin.query(`DROP USER IF EXISTS ${admin.escape(safe(u.User))}@${admin.escape(u.Host)}`);
-    return { databases: dbs.length, users: users.length };
-  } finally {
-    await admin.close();
-  }
-}
-
-/** Deletes every Redis key of this run (`<run>:*`: queues, org events and the limiter's counters). */
-async function cleanupRedis(config: Config, run: string): Promise<number> {
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
-  try {
-    let deleted = 0;
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${run}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) deleted += await redis.del(...keys);
-    } while (cursor !== '0');
-    return deleted;
-  } finally {
-    redis.disconnect();
-  }
-}
-
-/** One line describing the machine, the database server and Redis. */
-async function machine(db: Sequelize, redis: Redis): Promise<string> {
-  const [row] = await db.query<{ version: string }>('SELECT VERSION() AS version', { type: QueryTypes.SELECT });
-  const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown';
-  const cpus = os.cpus();
-  return `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, `
-    + `${os.type()} ${os.release()} ${os.arch()}; Node ${process.version}; database server ${row?.version ?? 'unknown'}; Redis ${redisVersion}; `
-    + 'database, Redis, API and load generator all on this machine';
-}
-
-/** The command line of this run, as typed (with the benchmark's variables that were set). */
-function commandLine(): string {
-  const env = Object.keys(TUNABLE_DEFAULTS).filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]} `).join('');
-  const args = process.argv.slice(2);
-  if (process.env.npm_lifecycle_event === 'bench:overhead') return `${env}npm run bench:overhead${args.length ? ` -- ${args.join(' ')}` : ''}`;
-  return `${env}node ${[...process.execArgv, path.relative(process.cwd(), process.argv[1]!), ...args].join(' ')}`;
-}
-
 interface Summary {
   variant: Variant;
   rates: number[];
@@ -388,7 +228,6 @@ interface Summary {
 }
 
 const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
-const ms = (v: number) => v.toFixed(v < 10 ? 2 : 1);
 
 /** Per variant: requests/s of each run (200 answers ÷ seconds to the last answer), their mean, and mean p50/p99. */
 function summarize(runs: readonly Run[]): Summary[] {
@@ -402,16 +241,11 @@ function summarize(runs: readonly Run[]): Summary[] {
 /** The Markdown table, with each variant's ratio to variant 1. */
 function table(rows: readonly Summary[]): string {
   const base = rows[0]!.rate;
-  const lines = [
-    '| variant | rate limiter | metrics | req/s (1st run) | req/s (2nd run) | req/s (mean) | p50 (ms) | p99 (ms) | ÷ neither |',
-    '|---|:---:|:---:|---:|---:|---:|---:|---:|---:|',
-  ];
-  for (const s of rows) {
-    const v = s.variant;
-    lines.push(`| ${v.id}. ${v.name} | ${v.limiter ? 'on' : 'off'} | ${v.metrics ? 'on' : 'off'} | ${s.rates.map((r) => r.toFixed(0)).join(' | ')} `
-      + `| ${s.rate.toFixed(0)} | ${ms(s.p50)} | ${ms(s.p99)} | ${(s.rate / base).toFixed(2)}× |`);
-  }
-  return lines.join('\n');
+  const head = ['variant', 'rate limiter', 'metrics', 'req/s (1st run)', 'req/s (2nd run)', 'req/s (mean)', 'p50 (ms)', 'p99 (ms)', '÷ neither'];
+  return markdownTable(head, 'lccrrrrrr', rows.map(({ variant: v, ...s }) => [
+    `${v.id}. ${v.name}`, v.limiter ? 'on' : 'off', v.metrics ? 'on' : 'off', ...s.rates.map((r) => r.toFixed(0)),
+    s.rate.toFixed(0), formatMs(s.p50), formatMs(s.p99), `${(s.rate / base).toFixed(2)}×`,
+  ]));
 }
 
 /** One sentence reading the result: each component's effect on requests/s against the run-to-run spread. */
@@ -428,54 +262,29 @@ function reading(rows: readonly Summary[]): string {
     + `where the two runs of one variant differ by up to ${spread.toFixed(1)} %.`;
 }
 
-/** Replaces this benchmark's block in docs/benchmarks.md, creating the file or appending the section when missing. */
-async function writeDoc(block: string): Promise<void> {
-  const current = existsSync(DOC)
-    ? await readFile(DOC, 'utf8')
-    : '# Benchmarks\n\nMeasured against real MariaDB/MySQL and Redis servers by the scripts in `bench/`. '
-      + 'Each script rewrites only the text between its own marker comments.\n';
-  const start = current.indexOf(START);
-  const end = current.indexOf(END);
-  const next = start >= 0 && end > start
-    ? current.slice(0, start) + block + current.slice(end + END.length)
-    : `${current.trimEnd()}\n\n${HEADING}\n\n${block}\n`;
-  await writeFile(DOC, next);
-}
-
 /** Runs the benchmark and cleans up after it, whatever happens. */
 async function main(): Promise<void> {
   const run = `o${Date.now().toString(36)}`;
-  const tunables = Object.fromEntries(Object.entries(TUNABLE_DEFAULTS).filter((e): e is [string, string] => e[1] !== undefined));
-  const config = loadConfig({
-    ...tunables,
-    ...process.env,
-    DB_NAME: `${run}_shared`, TENANT_DB_PREFIX: `${run}_t`, QUEUE_PREFIX: run, LOG_LEVEL: 'silent',
-    RATE_LIMIT_POINTS: String(RATE_LIMIT_POINTS), RATE_LIMIT_DURATION: String(RATE_LIMIT_DURATION),
-  });
-  const connections = positive(tunable('BENCH_CONNECTIONS'), 'BENCH_CONNECTIONS', true);
-  const seconds = positive(tunable('BENCH_SECONDS'), 'BENCH_SECONDS', true);
-  const warmupSeconds = positive(tunable('BENCH_WARMUP_SECONDS'), 'BENCH_WARMUP_SECONDS', true);
+  const config = loadRunConfig(run, { RATE_LIMIT_POINTS: String(RATE_LIMIT_POINTS), RATE_LIMIT_DURATION: String(RATE_LIMIT_DURATION) }, TUNABLE_DEFAULTS);
+  const connections = positiveInt(tunable('BENCH_CONNECTIONS', TUNABLE_DEFAULTS), 'BENCH_CONNECTIONS');
+  const seconds = positiveInt(tunable('BENCH_SECONDS', TUNABLE_DEFAULTS), 'BENCH_SECONDS');
+  const warmupSeconds = positiveInt(tunable('BENCH_WARMUP_SECONDS', TUNABLE_DEFAULTS), 'BENCH_WARMUP_SECONDS');
   const deps = createDeps(config);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
-  process.once('SIGINT', () => {
-    interrupted = true;
-    console.error('interrupted: stopping after the current step, then cleaning up');
-  });
+  stopOnCtrlC();
   const log = (line: string) => console.error(`[bench:overhead] ${line}`);
   try {
-    await prepareSharedDb(config, deps.sharedDb);
-    await deps.servers.ensureDefault();
-    if (!(await deps.events.ready())) throw new Error('could not subscribe to org events on Redis');
+    await prepareRun(config, deps, true);
     const tenants = await createTenants(deps, run);
     log(`${tenants.length} tenants created; ${ORDER.length} runs of ${warmupSeconds} + ${seconds} s, order ${ORDER.join(' ')}`);
 
     const runs: Run[] = [];
     for (const id of ORDER) {
-      checkInterrupted();
+      throwIfInterrupted();
       const v = VARIANTS.find((x) => x.id === id)!;
       const r = await runVariant(deps, redis, run, v, tenants, { connections, warmupSeconds, seconds });
       const m = r.load.measured;
-      log(`${v.id}. ${v.name}: ${((m.statusCodes['200'] ?? 0) / m.seconds).toFixed(0)} req/s, p50 ${ms(m.p50)} ms, p99 ${ms(m.p99)} ms `
+      log(`${v.id}. ${v.name}: ${((m.statusCodes['200'] ?? 0) / m.seconds).toFixed(0)} req/s, p50 ${formatMs(m.p50)} ms, p99 ${formatMs(m.p99)} ms `
         + `(limiter counted ${r.limiterDelta}, histogram ${r.histogramDelta}, for ${r.sent} requests)`);
       runs.push(r);
     }
@@ -495,11 +304,10 @@ async function main(): Promise<void> {
     console.log(result);
     const sentence = reading(rows);
     console.log(`\n${sentence}`);
-    const block = [
-      START,
-      `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine()}\` (the whole run took about ${Math.round(performance.now() / 1000)} s).`,
+    const section = [
+      `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:overhead', Object.keys(TUNABLE_DEFAULTS))}\` (the whole run took about ${Math.round(performance.now() / 1000)} s).`,
       '',
-      `- Machine: ${await machine(deps.sharedDb, redis)}.`,
+      `- Machine: ${await describeMachine(deps.sharedDb, { client: redis, sharing: 'database, Redis, API and load generator all on this machine' })}.`,
       `- Settings: \`RATE_LIMIT_POINTS=${RATE_LIMIT_POINTS}\`, \`RATE_LIMIT_DURATION=${RATE_LIMIT_DURATION}\` (nothing is refused, but every request `
         + `still makes the limiter's Redis round trips; the long window keeps its counters checkable), \`DB_POOL_MAX=${config.db.poolMax}\` (shared DB), `
         + `\`ORG_CACHE_TTL_MS=${config.orgCacheTtlMs}\`, \`LOG_LEVEL=silent\`; ${TENANTS} tenants; ${connections} HTTP connections.`,
@@ -519,27 +327,12 @@ async function main(): Promise<void> {
       result,
       '',
       sentence,
-      END,
-    ].join('\n');
-    await writeDoc(block);
-    log(`wrote ${path.relative(process.cwd(), DOC)}`);
+    ];
+    log(`wrote ${await writeDocSection('overhead', '## Rate limiter and metrics overhead', section)}`);
   } finally {
     redis.disconnect();
-    await deps.close().catch((err: unknown) => log(`closing deps failed: ${String(err)}`));
-    const dropped = await cleanupDb(config, run);
-    const keys = await cleanupRedis(config, run);
-    log(`cleaned up ${dropped.databases} databases, ${dropped.users} users and ${keys} Redis keys of run ${run}`);
+    await closeAndCleanUp(deps, config, run, log, true);
   }
 }
 
-if (isMainThread) {
-  main().catch((err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  });
-} else {
-  loadThread(workerData as LoadSpec).then(
-    (result) => parentPort!.postMessage({ result }),
-    (err: unknown) => parentPort!.postMessage({ error: err instanceof Error ? err.stack ?? err.message : String(err) }),
-  );
-}
+runBenchFile(main, loadThread);

@@ -5,24 +5,15 @@
  *
  *   npm run bench:tenants [-- --n 200]      (or BENCH_TENANTS=200; default 200)
  */
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { QueryTypes, type Sequelize } from 'sequelize';
-import { loadConfig, type Config } from '../config/config.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { prepareSharedDb } from '../src/db/shared-db.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import {
+  closeAndCleanUp, commandLine, describeMachine, loadRunConfig, markdownTable, positiveInt, prepareRun, runBenchFile,
+  stopOnCtrlC, throwIfInterrupted, wasInterrupted, writeDocSection,
+} from './bench-lib.js';
 
-const DOC = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-const START = '<!-- bench:tenants:start -->';
-const END = '<!-- bench:tenants:end -->';
-const SAFE_NAME = /^[A-Za-z0-9_]+$/;
 const ROLLBACK_CONCURRENCY = 8;
 
 interface Row {
@@ -31,20 +22,10 @@ interface Row {
   seconds: number;
 }
 
-let interrupted = false;
-
 /** N from --n, else BENCH_TENANTS, else 200. */
 function tenantCount(): number {
   const { values } = parseArgs({ options: { n: { type: 'string' } } });
-  const raw = values.n ?? process.env.BENCH_TENANTS ?? '200';
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`N must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-/** Throws once Ctrl-C was pressed, so that the run stops between steps and still cleans up. */
-function checkInterrupted(): void {
-  if (interrupted) throw new Error('interrupted');
+  return positiveInt(values.n ?? process.env.BENCH_TENANTS ?? '200', 'N');
 }
 
 /** Runs fn; returns its result and the wall-clock seconds it took. */
@@ -66,8 +47,8 @@ async function createTenants(deps: Deps, names: readonly string[], concurrency: 
     } catch (error) {
       return { name, error };
     }
-  }, (o) => 'error' in o || interrupted);
-  checkInterrupted();
+  }, (o) => 'error' in o || wasInterrupted());
+  throwIfInterrupted();
   const failed = outcomes.find((o) => 'error' in o);
   if (failed) throw new Error(`creating tenant ${failed.name} failed`, { cause: failed.error });
   if (outcomes.length !== names.length) throw new Error(`created ${outcomes.length} of ${names.length} tenants`);
@@ -82,7 +63,7 @@ async function migrateTimed(deps: Deps, ids: readonly number[], concurrency: num
     reverted.set(r.orgId, r.migrations[0]!);
   }
   if (reverted.size !== ids.length) throw new Error(`rolled back ${reverted.size} of ${ids.length} tenants`);
-  checkInterrupted();
+  throwIfInterrupted();
 
   const [results, seconds] = await timed(() => deps.migrations.migrate({ ids, concurrency, skipFailing: true }));
   const bad = results.find((r) => r.result !== 'ok' || r.migrations.length !== 1 || r.migrations[0] !== reverted.get(r.orgId));
@@ -91,91 +72,24 @@ async function migrateTimed(deps: Deps, ids: readonly number[], concurrency: num
   return { seconds, migration: [...reverted.values()][0]! };
 }
 
-/** `LIKE` pattern matching names that start with `prefix`. */
-function startsWith(prefix: string): string {
-  return `${prefix.replace(/[\\%_]/g, '\\$&')}%`;
-}
-
-/** Throws unless `name` is a plain name, safe to put in DDL. */
-function safe(name: string): string {
-  if (!SAFE_NAME.test(name)) throw new Error(`refusing unsafe name ${JSON.stringify(name)}`);
-  return name;
-}
-
-/** Drops every database and MySQL user of this run, over an admin connection of its own (works whatever state deps is in). */
-async function cleanup(config: Config, run: string): Promise<{ databases: number; users: number }> {
-  const admin = createSequelize({ ...config.db, database: undefined, poolMax: 1 });
-  try {
-    const dbs = await admin.query<Record<string, string>>('SHOW DATABASES LIKE :pattern', {
-      replacements: { pattern: startsWith(`${run}_`) }, type: QueryTypes.SELECT,
-    });
-    for (const row of dbs) await admin.query(`DROP DATABASE IF EXISTS \`${safe(Object.values(row)[0]!)}\``);
-    const users = await admin.query<{ User: string; Host: string }>('SELECT User, Host FROM mysql.user WHERE User LIKE :pattern', {
-      replacements: { pattern: startsWith(config.tenant.dbPrefix) }, type: QueryTypes.SELECT,
-    });
-    for (const u of users) await admin.query(`DROP USER IF EXISTS ${admin.escape(safe(u.User))}@${admin.escape(u.Host)}`);
-    return { databases: dbs.length, users: users.length };
-  } finally {
-    await admin.close();
-  }
-}
-
-/** One line describing the machine and the database server. */
-async function machine(admin: Sequelize): Promise<string> {
-  const [row] = await admin.query<{ version: string }>('SELECT VERSION() AS version', { type: QueryTypes.SELECT });
-  const cpus = os.cpus();
-  return `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, `
-    + `${os.type()} ${os.release()} ${os.arch()}; Node ${process.version}; database server ${row?.version ?? 'unknown'}`;
-}
-
-/** The command line of this run, as typed. */
-function commandLine(): string {
-  const env = process.env.BENCH_TENANTS ? `BENCH_TENANTS=${process.env.BENCH_TENANTS} ` : '';
-  const args = process.argv.slice(2);
-  if (process.env.npm_lifecycle_event === 'bench:tenants') return `${env}npm run bench:tenants${args.length ? ` -- ${args.join(' ')}` : ''}`;
-  return `${env}node ${[...process.execArgv, path.relative(process.cwd(), process.argv[1]!), ...args].join(' ')}`;
-}
-
 /** The Markdown table: per phase and concurrency, seconds, tenants/s and the speed-up over concurrency 1 of that phase. */
 function table(rows: readonly Row[], n: number): string {
-  const lines = ['| phase | concurrency | total (s) | tenants/s | vs concurrency 1 |', '|---|---:|---:|---:|---:|'];
-  for (const r of rows) {
+  return markdownTable(['phase', 'concurrency', 'total (s)', 'tenants/s', 'vs concurrency 1'], 'lrrrr', rows.map((r) => {
     const baseline = rows.find((b) => b.phase === r.phase && b.concurrency === 1)!;
-    lines.push(`| ${r.phase} | ${r.concurrency} | ${r.seconds.toFixed(2)} | ${(n / r.seconds).toFixed(1)} | ${(baseline.seconds / r.seconds).toFixed(2)}× |`);
-  }
-  return lines.join('\n');
-}
-
-/** Replaces this benchmark's block in docs/benchmarks.md, creating the file or the section when missing. */
-async function writeDoc(block: string): Promise<void> {
-  const current = existsSync(DOC)
-    ? await readFile(DOC, 'utf8')
-    : '# Benchmarks\n\nMeasured against real MariaDB/MySQL and Redis servers by the scripts in `bench/`. '
-      + 'Each script rewrites only the text between its own marker comments.\n';
-  const start = current.indexOf(START);
-  const end = current.indexOf(END);
-  const next = start >= 0 && end > start
-    ? current.slice(0, start) + block + current.slice(end + END.length)
-    : `${current.trimEnd()}\n\n## Tenant provisioning and migration\n\n${block}\n`;
-  await writeFile(DOC, next);
+    return [r.phase, r.concurrency, r.seconds.toFixed(2), (n / r.seconds).toFixed(1), `${(baseline.seconds / r.seconds).toFixed(2)}×`];
+  }));
 }
 
 /** Runs the benchmark and cleans up after it, whatever happens. */
 async function main(): Promise<void> {
   const n = tenantCount();
   const run = `b${Date.now().toString(36)}`;
-  const config = loadConfig({
-    ...process.env, DB_NAME: `${run}_shared`, TENANT_DB_PREFIX: `${run}_t`, QUEUE_PREFIX: run, LOG_LEVEL: 'silent', MIGRATION_LOCK_WAIT_SEC: '30',
-  });
+  const config = loadRunConfig(run, { MIGRATION_LOCK_WAIT_SEC: '30' });
   const deps = createDeps(config, { subscribe: false });
-  process.once('SIGINT', () => {
-    interrupted = true;
-    console.error('interrupted: stopping after the current step, then cleaning up');
-  });
+  stopOnCtrlC();
   const log = (line: string) => console.error(`[bench:tenants] ${line}`);
   try {
-    await prepareSharedDb(config, deps.sharedDb);
-    await deps.servers.ensureDefault();
+    await prepareRun(config, deps, false);
     const names = (kind: string) => Array.from({ length: n }, (_, i) => `${run}-${kind}-${i + 1}`);
     const rows: Row[] = [];
 
@@ -197,11 +111,12 @@ async function main(): Promise<void> {
 
     const result = table(rows, n);
     console.log(result);
-    const block = [
-      START,
-      `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine()}\` (N = ${n}).`,
+    // An empty BENCH_TENANTS is left out of the command line, as it always was.
+    const vars = process.env.BENCH_TENANTS ? ['BENCH_TENANTS'] : [];
+    const section = [
+      `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:tenants', vars)}\` (N = ${n}).`,
       '',
-      `- Machine: ${await machine(deps.sharedDb)}.`,
+      `- Machine: ${await describeMachine(deps.sharedDb)}.`,
       '- **create**: `orgs.create` per tenant, end to end (create database, create user and grants, run the tenant migrations, '
         + 'first API key), one at a time and 4 at a time (`mapWithConcurrency`).',
       `- **migrate**: \`migrations.migrate({ ids, concurrency, skipFailing: true })\` over the N tenants created one at a time; before each mode every `
@@ -209,18 +124,11 @@ async function main(): Promise<void> {
       '- *vs concurrency 1*: speed-up over concurrency 1 of the same phase (its seconds ÷ these seconds; above 1 is faster).',
       '',
       result,
-      END,
-    ].join('\n');
-    await writeDoc(block);
-    log(`wrote ${path.relative(process.cwd(), DOC)}`);
+    ];
+    log(`wrote ${await writeDocSection('tenants', '## Tenant provisioning and migration', section)}`);
   } finally {
-    await deps.close().catch((err: unknown) => log(`closing deps failed: ${String(err)}`));
-    const dropped = await cleanup(config, run);
-    log(`cleaned up ${dropped.databases} databases and ${dropped.users} users of run ${run}`);
+    await closeAndCleanUp(deps, config, run, log, true);
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runBenchFile(main);

@@ -46,14 +46,6 @@ async function main(): Promise<void> {
   }
   if (role !== 'worker') {
     api = await startServer(deps, config.port, config.host);
-    process.stdout.write([
-      '',
-      `  Tenancy messaging API listening on ${api.url}${worker ? ' (with delivery workers)' : ''}`,
-      `  Health:    ${api.url}/health   Readiness: ${api.url}/ready`,
-      `  Create your first tenant:  bin/tenant create "Acme Inc" --credits 100`,
-      `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
-      '',
-    ].join('\n') + '\n');
   }
 
   const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(deps.metrics.registry, config.metricsPort);
@@ -77,6 +69,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // The banner comes last, once signals are handled: a SIGTERM right after it must still shut down gracefully.
+  if (api) {
+    process.stdout.write([
+      '',
+      `  Tenancy messaging API listening on ${api.url}${worker ? ' (with delivery workers)' : ''}`,
+      `  Health:    ${api.url}/health   Readiness: ${api.url}/ready`,
+      `  Create your first tenant:  bin/tenant create "Acme Inc" --credits 100`,
+      `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
+      '',
+    ].join('\n') + '\n');
+  }
 }
 
 main().catch((err: Error) => {
