@@ -1,40 +1,27 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Job, QueueEvents } from 'bullmq';
+import { Job } from 'bullmq';
 import { expect } from 'chai';
 import { createHttpGateway, gatewaySignature } from '../src/gateway/http.gateway.js';
 import { PermanentGatewayError, TransientGatewayError } from '../src/gateway/gateway.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import { createLogger } from '../src/lib/logger.js';
-import { DELIVERY_QUEUE, deliveryJobId, type DeliveryJob } from '../src/queue/queues.js';
+import { deliveryJobId, type DeliveryJob } from '../src/queue/queues.js';
 import { createDeliveryProcessor, debitReference, refundReference } from '../workers/delivery.processor.js';
-import { startWorkers, type Workers } from '../workers/workers.js';
-import { createTenant, rows, startApi, testConfig, type TestApi } from './helpers.js';
+import { createTenant, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
 const ENV = { DELIVERY_ATTEMPTS: '3', DELIVERY_BACKOFF_MS: '5', WORKER_CONCURRENCY: '20' };
 
 describe('delivery (BullMQ worker, simulated gateway)', () => {
+  let harness: ApiWithWorkers;
   let api: TestApi;
-  let worker: Workers;
-  let events: QueueEvents;
   before(async () => {
-    api = await startApi(ENV);
-    const config = testConfig(ENV);
-    worker = startWorkers(config, api.deps);
-    events = new QueueEvents(DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: config.queuePrefix });
-    await events.waitUntilReady();
+    harness = await startApiWithWorkers(ENV);
+    api = harness.api;
   });
-  after(async () => {
-    await worker.close();
-    await events.close();
-    await api.stop();
-  });
+  after(async () => harness.stop());
 
-  /** Resolves when the message's job has finished, however it ended. */
-  async function finished(orgId: number, messageId: number): Promise<void> {
-    const job = await Job.fromId<DeliveryJob>(api.deps.deliveryQueue, deliveryJobId(orgId, messageId));
-    await job!.waitUntilFinished(events).catch(() => undefined);
-  }
+  const finished = (orgId: number, messageId: number) => harness.delivered(orgId, messageId);
   const send = (org: { id: number; apiKey: string }, to: string, body = 'hello', channel = to.includes('@') ? 'email' : 'sms') =>
     api.request('POST', '/messages', { org, body: { to, channel, body } });
   const message = async (org: { id: number; apiKey: string }, id: number) => (await api.request('GET', `/messages/${id}`, { org })).body.message;

@@ -7,6 +7,9 @@ import { loadConfig, type Config } from '../config/config.js';
 import { createSequelize } from '../src/db/sequelize.js';
 import { createDeps, type Deps, type DepsOptions } from '../src/deps.js';
 import { startServer } from '../src/http/app.js';
+import { Job, QueueEvents } from 'bullmq';
+import { DELIVERY_QUEUE, deliveryJobId } from '../src/queue/queues.js';
+import { startWorkers, type Workers } from '../workers/workers.js';
 
 /** This run's id: every database, MySQL user and Redis key the run makes starts with it. */
 export const RUN = `t${Date.now().toString(36).slice(-5)}${randomBytes(2).toString('hex')}`;
@@ -162,4 +165,34 @@ export async function rejection(p: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error('expected a rejection, but the promise resolved');
+}
+
+export interface ApiWithWorkers {
+  api: TestApi;
+  workers: Workers;
+  /** Events of `queue` (deliveries unless told otherwise), for awaiting jobs. */
+  events: QueueEvents;
+  /** Resolves when the delivery job of a message has finished, however it ended. */
+  delivered(orgId: number, messageId: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The API plus the delivery and webhook workers on the same deps, and QueueEvents of one queue. */
+export async function startApiWithWorkers(env: Record<string, string> = {}, opts: { queue?: string } & DepsOptions = {}): Promise<ApiWithWorkers> {
+  const api = await startApi(env, opts);
+  const workers = startWorkers(testConfig(env), api.deps);
+  const events = new QueueEvents(opts.queue ?? DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: api.deps.config.queuePrefix });
+  await events.waitUntilReady();
+  return {
+    api, workers, events,
+    async delivered(orgId, messageId) {
+      const job = await Job.fromId(api.deps.deliveryQueue, deliveryJobId(orgId, messageId));
+      await job!.waitUntilFinished(events).catch(() => undefined);
+    },
+    async stop() {
+      await workers.close();
+      await events.close();
+      await api.stop();
+    },
+  };
 }

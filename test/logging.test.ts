@@ -1,10 +1,8 @@
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { createLogger } from '../src/lib/logger.js';
-import { Job, QueueEvents } from 'bullmq';
-import { DELIVERY_QUEUE, deliveryJobId } from '../src/queue/queues.js';
-import { startWorkers } from '../workers/workers.js';
-import { ADMIN_TOKEN, createTenant, rows, startApi, testConfig, uniqueName } from './helpers.js';
+import { deliveryJobId } from '../src/queue/queues.js';
+import { ADMIN_TOKEN, createTenant, rows, startApi, startApiWithWorkers, uniqueName } from './helpers.js';
 
 describe('access logs', () => {
   it('log one JSON line per request with request id, org id, status and ms, and never a key, token or password', async () => {
@@ -38,19 +36,16 @@ describe('worker logs', () => {
     let out = '';
     stream.on('data', (d: Buffer) => (out += d.toString()));
     const env = { DELIVERY_ATTEMPTS: '2', DELIVERY_BACKOFF_MS: '5' };
-    const api = await startApi(env, { logger: createLogger({ level: 'info', stream }) });
-    const workers = startWorkers(testConfig(env), api.deps);
-    const events = new QueueEvents(DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: api.deps.config.queuePrefix });
+    const harness = await startApiWithWorkers(env, { logger: createLogger({ level: 'info', stream }) });
+    const { api } = harness;
     try {
-      await events.waitUntilReady();
       const t = await createTenant(api.deps);
       const secretBody = `the launch code is ${Date.now()}-zebra`;
       const ids: number[] = [];
       for (const to of ['+15551234567', '+15005550001']) {
         const res = await api.request('POST', '/messages', { org: t, body: { to, channel: 'sms', body: secretBody } });
         ids.push(res.body.message.id);
-        const job = await Job.fromId(api.deps.deliveryQueue, deliveryJobId(t.id, res.body.message.id));
-        await job!.waitUntilFinished(events).catch(() => undefined);
+        await harness.delivered(t.id, res.body.message.id);
       }
       const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       const sent = lines.find((l) => l.message === 'message sent')!;
@@ -60,9 +55,7 @@ describe('worker logs', () => {
       const [{ enc }] = (await rows<{ enc: string }>(api.deps.sharedDb, 'SELECT db_password_enc AS enc FROM orgs WHERE id = :id', { id: t.id })) as [{ enc: string }];
       for (const secret of [secretBody, t.apiKey, api.deps.secrets.decrypt(enc)]) expect(out).not.to.contain(secret);
     } finally {
-      await workers.close();
-      await events.close();
-      await api.stop();
+      await harness.stop();
     }
   });
 });

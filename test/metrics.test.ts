@@ -1,9 +1,6 @@
-import { Job, QueueEvents } from 'bullmq';
 import { expect } from 'chai';
 import { startMetricsServer } from '../src/metrics/metrics-server.js';
-import { DELIVERY_QUEUE, deliveryJobId } from '../src/queue/queues.js';
-import { startWorkers, type Workers } from '../workers/workers.js';
-import { createTenant, startApi, testConfig, type TestApi } from './helpers.js';
+import { createTenant, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
 /** The value of one sample line `name{labels} value` in Prometheus text, or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -12,20 +9,13 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('/metrics', () => {
+  let harness: ApiWithWorkers;
   let api: TestApi;
-  let workers: Workers;
-  let events: QueueEvents;
   before(async () => {
-    api = await startApi();
-    workers = startWorkers(testConfig(), api.deps);
-    events = new QueueEvents(DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: api.deps.config.queuePrefix });
-    await events.waitUntilReady();
+    harness = await startApiWithWorkers();
+    api = harness.api;
   });
-  after(async () => {
-    await workers.close();
-    await events.close();
-    await api.stop();
-  });
+  after(async () => harness.stop());
 
   it('needs the admin token: 401 without it or with a wrong one', async () => {
     expect((await api.request('GET', '/metrics')).status).to.equal(401);
@@ -37,8 +27,7 @@ describe('/metrics', () => {
     const t = await createTenant(api.deps, { credits: 10 });
     await api.request('GET', '/org', { org: t });
     const sent = await api.request('POST', '/messages', { org: t, body: { to: '+15551234567', channel: 'sms', body: 'hi' } });
-    const job = await Job.fromId(api.deps.deliveryQueue, deliveryJobId(t.id, sent.body.message.id));
-    await job!.waitUntilFinished(events);
+    await harness.delivered(t.id, sent.body.message.id);
 
     const res = await api.request('GET', '/metrics', { admin: true });
     expect(res.status).to.equal(200);

@@ -4,14 +4,13 @@ import { Job, QueueEvents } from 'bullmq';
 import { expect } from 'chai';
 import { WEBHOOK_QUEUE, webhookJobId, type WebhookJob } from '../src/queue/queues.js';
 import { signWebhook } from '../src/webhooks/signature.js';
-import { startWorkers, type Workers } from '../workers/workers.js';
-import { createTenant, rows, startApi, testConfig, type TestApi } from './helpers.js';
+import { createTenant, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
 const ENV = { DELIVERY_ATTEMPTS: '2', DELIVERY_BACKOFF_MS: '5', WEBHOOK_ATTEMPTS: '3', WEBHOOK_BACKOFF_MS: '5', WEBHOOK_TIMEOUT_MS: '1000' };
 
 describe('status webhooks', () => {
+  let harness: ApiWithWorkers;
   let api: TestApi;
-  let workers: Workers;
   let events: QueueEvents;
   let receiver: http.Server;
   let receiverUrl: string;
@@ -30,16 +29,11 @@ describe('status webhooks', () => {
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
-    api = await startApi(ENV);
-    const config = testConfig(ENV);
-    workers = startWorkers(config, api.deps);
-    events = new QueueEvents(WEBHOOK_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: config.queuePrefix });
-    await events.waitUntilReady();
+    harness = await startApiWithWorkers(ENV, { queue: WEBHOOK_QUEUE });
+    ({ api, events } = harness);
   });
   after(async () => {
-    await workers.close();
-    await events.close();
-    await api.stop();
+    await harness.stop();
     receiver.closeAllConnections();
     receiver.close();
   });

@@ -26,7 +26,7 @@ export function toHttpError(err: unknown): { status: number; code: string; messa
   if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
     return { status, code: CODES[status] ?? 'BAD_REQUEST', message: e.message ?? 'bad request', headers: e.headers };
   }
-  if (status === 501) return { status, code: CODES[501]!, message: 'not implemented' };
+  if (status === 501) return { status, code: CODES[501]!, message: 'this HTTP method is not supported' };
   if (e?.name && DB_DOWN.test(e.name) && e.name !== 'SequelizeError') {
     return { status: 503, code: 'DB_UNAVAILABLE', message: 'a database is unavailable; try again', headers: { 'Retry-After': '1' } };
   }
