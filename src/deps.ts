@@ -88,9 +88,11 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
       return db;
     },
   });
-  events.onChange(({ orgId }) => {
+  events.onChange(({ orgId, reason }) => {
     registry.invalidate(orgId);
-    pools.evict(orgId);
+    // A pool whose credentials or server changed is replaced on its next use (the cache compares them); only a
+    // dropped tenant's pool must be closed now.
+    if (reason === 'dropped') pools.evict(orgId);
   });
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
   const orgs = createOrgService({ repo, ledger, provisioner, events, secrets });

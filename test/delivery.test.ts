@@ -7,8 +7,9 @@ import { PermanentGatewayError, TransientGatewayError } from '../src/gateway/gat
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import { createLogger } from '../src/lib/logger.js';
 import { deliveryJobId, type DeliveryJob } from '../src/queue/queues.js';
+import { accountOf, grantTarget } from '../src/tenancy/provisioner.js';
 import { createDeliveryProcessor, debitReference, refundReference } from '../workers/delivery.processor.js';
-import { createTenant, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
+import { createTenant, rootDb, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
 const ENV = { DELIVERY_ATTEMPTS: '3', DELIVERY_BACKOFF_MS: '5', WORKER_CONCURRENCY: '20' };
 
@@ -87,13 +88,51 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     expect(await ledgerSum(t.id)).to.equal(5);
   });
 
+  it('postpones a delivery on a database error without using up an attempt, and finishes it once the database is back', async () => {
+    const t = await createTenant(api.deps, { credits: 5 });
+    const org = (await api.deps.repo.get(t.id))!;
+    const root = rootDb();
+    const account = accountOf(root, org.dbUser!, '%');
+    try {
+      // The tenant's user loses UPDATE: the worker can debit (shared DB) but not move the message on.
+      await root.query(`REVOKE UPDATE ON ${grantTarget(org.dbName!)} FROM ${account}`);
+      api.deps.pools.evict(t.id); // database privileges apply to new connections
+      const res = await send(t, '+15551230077');
+      const id = res.body.message.id as number;
+      const jobId = deliveryJobId(t.id, id);
+      await new Promise<void>((resolve) => {
+        let seen = 0;
+        const onDelayed = ({ jobId: delayed }: { jobId: string }) => {
+          if (delayed === jobId && ++seen === 2) {
+            harness.events.off('delayed', onDelayed);
+            resolve();
+          }
+        };
+        harness.events.on('delayed', onDelayed);
+      });
+      const job = (await Job.fromId<DeliveryJob>(api.deps.deliveryQueue, jobId))!;
+      expect(job.attemptsMade, 'no attempt used up').to.equal(0);
+      expect(job.data.outages).to.be.at.least(2);
+      expect((await message(t, id)).status).to.equal('QUEUED');
+      await root.query(`GRANT UPDATE ON ${grantTarget(org.dbName!)} TO ${account}`);
+      api.deps.pools.evict(t.id);
+      await finished(t.id, id);
+      expect(await message(t, id)).to.include({ status: 'SENT', attempts: 1 });
+      expect((await ledger(t.id)).filter((r) => r.kind !== 'grant').map((r) => r.kind)).to.deep.equal(['debit']);
+      expect(await api.deps.repo.balance(t.id)).to.equal(4);
+    } finally {
+      await root.query(`GRANT UPDATE ON ${grantTarget(org.dbName!)} TO ${account}`).catch(() => undefined);
+      await root.close();
+    }
+  });
+
   it('does nothing when a finished job runs again, and repairs a FAILED message whose refund a crash skipped', async () => {
     const t = await createTenant(api.deps, { credits: 5 });
     const res = await send(t, '+15551239999');
     const id = res.body.message.id as number;
     await finished(t.id, id);
     const d = api.deps;
-    const processor = createDeliveryProcessor({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }) });
+    const processor = createDeliveryProcessor({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }), outageBackoffMs: 5 });
     const job = (await Job.fromId<DeliveryJob>(d.deliveryQueue, deliveryJobId(t.id, id)))!;
     expect(await processor(job)).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(4);

@@ -104,6 +104,29 @@ describe('tenant pool cache', () => {
       }
     });
 
+    it('never loses a slot when a pool is evicted while its first connection is still failing, and close() still ends', async () => {
+      const silent = net.createServer((sock) => sock.on('error', () => undefined)); // accepts, never answers
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+      const deps = testDeps({ TENANT_CACHE_MAX: '2', TENANT_CONNECT_TIMEOUT_MS: '200', TENANT_RETRY_AFTER_MS: '0' }, { subscribe: false });
+      try {
+        const server = await admin.servers.add({ name: `silent-${RUN}`, host: '127.0.0.1', port: (silent.address() as AddressInfo).port, user: 'root', password: '' });
+        await admin.sharedDb.query("UPDATE db_servers SET status = 'draining' WHERE id = :id", { replacements: { id: server.id } });
+        const ok = await createTenant(admin);
+        for (let i = 0; i < 3; i++) {
+          const down = await createTenant(admin);
+          await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', { replacements: { server: server.id, id: down.id } });
+          const pending = deps.pools.withTenant((await deps.repo.get(down.id))!, async () => 'never').catch((e: { code?: string }) => e.code);
+          deps.pools.evict(down.id); // while the connection attempt is still pending
+          expect(await pending).to.equal('TENANT_DB_UNAVAILABLE');
+        }
+        expect(await eventually(async () => deps.pools.stats().closing === 0)).to.equal(true);
+        expect(await deps.pools.withTenant((await deps.repo.get(ok.id))!, async () => 'served')).to.equal('served');
+      } finally {
+        await deps.close(); // must end: no slot is left counted as closing
+        silent.close();
+      }
+    });
+
     it('answers 503 TENANT_CAPACITY when every slot stays leased past the acquire timeout', async () => {
       const deps = testDeps({ TENANT_CACHE_MAX: '1', TENANT_ACQUIRE_TIMEOUT_MS: '200' }, { subscribe: false });
       try {

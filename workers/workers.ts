@@ -17,7 +17,7 @@ export interface Workers {
 export function startWorkers(config: Config, deps: Deps): Workers {
   const { repo, pools, ledger, gateway, logger, secrets, metrics } = deps;
   const delivery = startWorker(config, DELIVERY_QUEUE, createDeliveryProcessor({
-    repo, pools, ledger, gateway, logger, metrics,
+    repo, pools, ledger, gateway, logger, metrics, outageBackoffMs: config.delivery.backoffMs,
     // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
     async onFinal(org, message) {
       if (!org.webhookUrl) return;

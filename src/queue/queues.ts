@@ -10,6 +10,8 @@ export const WEBHOOK_QUEUE = 'webhooks';
 export interface DeliveryJob {
   orgId: number;
   messageId: number;
+  /** Infrastructure errors met so far (they postpone the job without using up an attempt). */
+  outages?: number;
 }
 
 export interface WebhookJob {

@@ -74,12 +74,13 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
   }, Math.min(opts.idleMs, 1000));
   sweeper.unref();
 
-  function retire(e: Entry): void {
+  /** Takes an entry out of the LRU; it keeps its slot (counted in `closing`) until its last lease ends and it is closed. */
+  function retire(e: Entry, countEviction = true): void {
     if (e.retired) return;
     e.retired = true;
     if (entries.get(e.orgId) === e) entries.delete(e.orgId);
     closing++;
-    stats.evictions++;
+    if (countEviction) stats.evictions++;
     if (e.leases === 0) shut(e);
   }
 
@@ -142,9 +143,8 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       stats.failures++;
       opts.logger.warn('tenant database unreachable', { orgId: org.id, err: err.message });
       if (opts.retryAfterMs > 0) failedUntil.set(org.id, Date.now() + opts.retryAfterMs);
-      if (entries.get(org.id) === entry) entries.delete(org.id);
-      entry.retired = true;
-      wake();
+      // Through retire(), like any other entry: its slot is released once the waiting leases are released.
+      retire(entry, false);
     });
     return entry;
   }
@@ -164,7 +164,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       try {
         db = await entry.ready;
       } catch (err) {
-        entry.leases--;
+        release(entry);
         throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);
       }
       try {
@@ -194,7 +194,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       closed = true;
       clearInterval(sweeper);
       const all = [...entries.values()];
-      all.forEach(retire);
+      all.forEach((e) => retire(e));
       while (closing > 0) await new Promise<void>((resolve) => { waiters.add(function once() { waiters.delete(once); resolve(); }); });
     },
   };
