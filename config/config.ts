@@ -5,6 +5,7 @@ import Joi from 'joi';
 /** Development defaults for secrets; refused when NODE_ENV=production. */
 export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';
 export const DEV_SECRET_KEY = 'dev-secret-key-change-me-0123456789abcdef';
+export const DEV_GATEWAY_SECRET = 'dev-gateway-secret-change-me';
 
 export interface Config {
   readonly nodeEnv: 'development' | 'production' | 'test';
@@ -100,7 +101,11 @@ const schema = Joi.object({
   GATEWAY_FAILURE_RATE: Joi.number().min(0).max(1).default(0),
   GATEWAY_SEED: Joi.number().integer().default(42),
   GATEWAY_URL: Joi.string().uri({ scheme: ['http', 'https'] }).when('GATEWAY', { is: 'http', then: Joi.required() }),
-  GATEWAY_SECRET: Joi.string().min(16).default('dev-gateway-secret-change-me'),
+  GATEWAY_SECRET: Joi.string().min(16).when('NODE_ENV', {
+    is: 'production',
+    then: Joi.when('GATEWAY', { is: 'http', then: Joi.required().invalid(DEV_GATEWAY_SECRET), otherwise: Joi.optional().default(DEV_GATEWAY_SECRET) }),
+    otherwise: Joi.optional().default(DEV_GATEWAY_SECRET),
+  }),
   GATEWAY_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   WORKER_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
   DELIVERY_ATTEMPTS: Joi.number().integer().min(1).max(50).default(5),

@@ -58,7 +58,8 @@ export async function up(qi: QueryInterface): Promise<void> {
     amount: { type: DataTypes.BIGINT, allowNull: false },
     balance_after: { type: DataTypes.BIGINT, allowNull: false },
     message_id: { type: DataTypes.BIGINT.UNSIGNED, allowNull: true },
-    reference: { type: DataTypes.STRING(191), allowNull: false },
+    // Binary collation: references (and the Idempotency-Keys inside them) compare exactly, case included.
+    reference: { type: DataTypes.STRING(191).BINARY, allowNull: false },
     created_at: now,
   }, { charset: 'utf8mb4', collate: 'utf8mb4_unicode_ci' });
   // The same charge, refund or grant can never be applied twice.

@@ -3,7 +3,7 @@
  * `--role all` (default, `npm start`), `--role api`, `--role worker`. Signals are handled only here.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, loadDotEnv, type Config } from '../config/config.js';
+import { ConfigError, DEV_ADMIN_TOKEN, DEV_SECRET_KEY, loadConfig, loadDotEnv, type Config } from '../config/config.js';
 import { startWorkers, type Workers } from '../workers/workers.js';
 import { prepareSharedDb } from './db/shared-db.js';
 import { redisSettingProblems } from './queue/redis-check.js';
@@ -36,6 +36,9 @@ async function main(): Promise<void> {
   const applied = await prepareSharedDb(config, deps.sharedDb);
   const server = await deps.servers.ensureDefault();
   for (const problem of await redisSettingProblems(deps.redis)) logger.warn(problem);
+  if (config.adminToken === DEV_ADMIN_TOKEN || config.secretKey === DEV_SECRET_KEY) {
+    logger.warn('USING THE PUBLIC DEVELOPMENT ADMIN_TOKEN / SECRET_KEY: anyone who can reach this port can administer it. Set both (and NODE_ENV=production) outside development.');
+  }
   logger.info('shared database ready', { database: config.db.name, migrationsApplied: applied, defaultServer: `${server.host}:${server.port}` });
 
   let api: RunningServer | undefined;

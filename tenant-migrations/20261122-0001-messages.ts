@@ -13,7 +13,8 @@ export async function up(qi: QueryInterface): Promise<void> {
     error_code: { type: DataTypes.STRING(64), allowNull: true },
     error_text: { type: DataTypes.STRING(1000), allowNull: true },
     provider_message_id: { type: DataTypes.STRING(255), allowNull: true },
-    idempotency_key: { type: DataTypes.STRING(255), allowNull: true, unique: true },
+    // Binary collation: `Order-1` and `order-1` are two different keys.
+    idempotency_key: { type: DataTypes.STRING(255).BINARY, allowNull: true, unique: true },
     request_hash: { type: DataTypes.CHAR(64), allowNull: true },
     created_at: { type: DataTypes.DATE(3), allowNull: false, defaultValue: literal('CURRENT_TIMESTAMP(3)') },
     updated_at: { type: DataTypes.DATE(3), allowNull: false, defaultValue: literal('CURRENT_TIMESTAMP(3)') },

@@ -27,6 +27,9 @@ describe('configuration', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).to.throw(ConfigError, /ADMIN_TOKEN[\s\S]*SECRET_KEY|SECRET_KEY[\s\S]*ADMIN_TOKEN/);
     expect(() => loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: DEV_ADMIN_TOKEN, SECRET_KEY: 'k'.repeat(40) })).to.throw(ConfigError, /ADMIN_TOKEN/);
     expect(loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'a'.repeat(20), SECRET_KEY: 'k'.repeat(40) }).nodeEnv).to.equal('production');
+    const http = { NODE_ENV: 'production', ADMIN_TOKEN: 'a'.repeat(20), SECRET_KEY: 'k'.repeat(40), GATEWAY: 'http', GATEWAY_URL: 'https://sms.example.com/send' };
+    expect(() => loadConfig(http)).to.throw(ConfigError, /GATEWAY_SECRET/);
+    expect(loadConfig({ ...http, GATEWAY_SECRET: 's'.repeat(32) }).gatewayOptions.secret).to.equal('s'.repeat(32));
   });
 
   it('makes `npm start` exit 2 with one line per bad variable, before opening any connection', async () => {

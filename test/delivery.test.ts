@@ -126,6 +126,21 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     }
   });
 
+  it('fails (uncharged) the queued messages of an org suspended before they were delivered', async () => {
+    const t = await createTenant(api.deps, { credits: 5 });
+    const d = api.deps;
+    const [{ id }] = (await rows<{ id: number }>(d.sharedDb, 'SELECT 1 AS id')) as [{ id: number }];
+    await d.sharedDb.query(`INSERT INTO \`${t.dbName}\`.messages (\`to\`, channel, body, cost) VALUES ('+15551230088', 'sms', 'held', 1)`);
+    expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { status: 'SUSPENDED' } })).status).to.equal(200);
+    const processor = createDeliveryProcessor({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }), outageBackoffMs: 5 });
+    const job = { id: 'manual', data: { orgId: t.id, messageId: id }, opts: { attempts: 3 }, attemptsMade: 0 } as unknown as Job<DeliveryJob>;
+    expect(await processor(job)).to.equal('FAILED');
+    const [m] = await rows<{ status: string; error_code: string }>(d.sharedDb, `SELECT status, error_code FROM \`${t.dbName}\`.messages WHERE id = :id`, { id });
+    expect(m).to.deep.equal({ status: 'FAILED', error_code: 'ORG_SUSPENDED' });
+    expect(await d.repo.balance(t.id)).to.equal(5);
+    expect((await ledger(t.id)).filter((r) => r.kind !== 'grant')).to.deep.equal([]);
+  });
+
   it('does nothing when a finished job runs again, and repairs a FAILED message whose refund a crash skipped', async () => {
     const t = await createTenant(api.deps, { credits: 5 });
     const res = await send(t, '+15551239999');

@@ -71,6 +71,14 @@ describe('POST /messages', () => {
       expect(await messageCount(t.dbName)).to.equal(1);
     });
 
+    it('compares keys exactly: Order-1 and order-1 are two messages', async () => {
+      const t = await createTenant(api.deps);
+      const body = { to: '+15551234567', channel: 'sms', body: 'hi' };
+      const [upper, lower] = [await send(body, { 'Idempotency-Key': 'Order-1' }, t), await send(body, { 'Idempotency-Key': 'order-1' }, t)];
+      expect([upper.status, lower.status]).to.deep.equal([202, 202]);
+      expect(upper.body.message.id).not.to.equal(lower.body.message.id);
+    });
+
     it('keeps keys per org: the same key in two orgs makes two messages', async () => {
       const [a, b] = [await createTenant(api.deps), await createTenant(api.deps)];
       const headers = { 'Idempotency-Key': 'shared-key' };
@@ -168,5 +176,13 @@ describe('POST /messages while Redis is unreachable', () => {
     expect(list.body).to.have.length(1);
     expect(list.body[0]).to.include({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED' });
     expect(await api.deps.repo.balance(t.id)).to.equal(100);
+  });
+
+  it('frees the Idempotency-Key of a message it could not enqueue, so the same request can be retried', async () => {
+    const t = await createTenant(api.deps);
+    const res = await api.request('POST', '/messages', { org: t, headers: { 'Idempotency-Key': 'retry-me' }, body: { to: '+15551234567', channel: 'sms', body: 'hi' } });
+    expect(res.status).to.equal(503);
+    const [row] = await rows<{ status: string; idempotency_key: string | null }>(api.deps.sharedDb, `SELECT status, idempotency_key FROM \`${t.dbName}\`.messages`);
+    expect(row).to.deep.equal({ status: 'FAILED', idempotency_key: null });
   });
 });

@@ -184,6 +184,15 @@ describe('admin API: /orgs', () => {
       expect(await ledgerSum(t.id)).to.equal(7);
     });
 
+    it('compares Idempotency-Keys exactly: Invoice-A and invoice-A are two grants', async () => {
+      const t = await createTenant(api.deps, { credits: 0 });
+      for (const key of ['Invoice-A', 'invoice-A']) {
+        const res = await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, headers: { 'Idempotency-Key': key }, body: { amount: 100 } });
+        expect(res.headers.get('idempotency-replay')).to.equal(null);
+      }
+      expect(await ledgerSum(t.id)).to.equal(200);
+    });
+
     it('answers 409 INSUFFICIENT_BALANCE for an adjustment below zero, and the balance is unchanged', async () => {
       const t = await createTenant(api.deps, { credits: 5 });
       expectError(await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, body: { amount: -6 } }), 409, 'INSUFFICIENT_BALANCE');

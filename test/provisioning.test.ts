@@ -343,3 +343,18 @@ describe('tenant provisioning', function () {
     });
   });
 });
+
+describe('concurrent provisioning', () => {
+  it('provisions more orgs at once than the shared pool has connections (the per-org lock uses its own)', async function () {
+    this.timeout(60_000);
+    const deps = testDeps({ DB_POOL_MAX: '2' }, { subscribe: false });
+    try {
+      const results = await Promise.all(Array.from({ length: 5 }, () => deps.orgs.create({ name: uniqueName('parallel'), credits: 1, server: 'default' })));
+      expect(results.map((r) => r.org.status)).to.deep.equal(Array(5).fill('ACTIVE'));
+      expect(results.every((r) => typeof r.apiKey === 'string')).to.equal(true);
+    } finally {
+      await deps.close();
+    }
+  });
+});
+

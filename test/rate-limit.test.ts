@@ -91,6 +91,12 @@ describe('rate limits', () => {
     expect((await other.request('GET', '/org', { org: t })).status).to.equal(429);
   });
 
+  it('counts probing unknown org ids as failed authentications', async () => {
+    const t = await createTenant(api.deps);
+    for (const id of [987651, 987652, 987653]) expect((await api.request('GET', '/org', { org: { id, apiKey: t.apiKey } })).status).to.equal(404);
+    expect((await api.request('GET', '/org', { org: t })).status).to.equal(429);
+  });
+
   it('counts wrong admin tokens as failed authentications too', async () => {
     for (let i = 0; i < 3; i++) expect((await api.request('GET', '/orgs', { headers: { Authorization: 'Bearer wrong-token-xxxxxxxx' } })).status).to.equal(401);
     expect((await api.request('GET', '/orgs', { admin: true })).status).to.equal(429);

@@ -57,8 +57,8 @@ export class LockTimeoutError extends Error {
 }
 
 /**
- * Runs fn while holding the server-wide MySQL lock `name` (GET_LOCK). The lock lives on one pinned connection
- * (an empty transaction), so fn needs a pool of at least two connections. Names over 64 characters are hashed.
+ * Runs fn while holding the server-wide MySQL lock `name` (GET_LOCK). The lock lives on one pinned connection of
+ * `sequelize` (an empty transaction): fn must use other connections. Names over 64 characters are hashed.
  */
 export async function withLock<T>(sequelize: Sequelize, name: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
   const lockName = name.length <= 64 ? name : `${name.slice(0, 23)}:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;

@@ -49,15 +49,19 @@ export function parseOrgId(raw: string | undefined): number {
 }
 
 /**
- * Resolves X-Org-Id to an org and checks the API key belongs to it. Order: 400 bad header → 404 unknown org →
- * 401 missing/invalid key → 403 key of another org → 403 suspended / 409 not ready. Nothing of another org is read.
+ * Resolves X-Org-Id to an org and checks the API key belongs to it. Order: 400 bad header → 429 for an address with
+ * too many failures → 404 unknown org → 401 missing/invalid key → 403 key of another org → 403 suspended / 409 not
+ * ready; 404, 401 and 403 count as failures of the address. Nothing of another org is read.
  */
 export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
     const orgId = parseOrgId(ctx.get('X-Org-Id'));
-    const org = await registry.get(orgId);
-    if (!org || org.status === 'DELETED') throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
     await limits.checkAuthFailures(ctx.ip);
+    const org = await registry.get(orgId);
+    if (!org || org.status === 'DELETED') {
+      await limits.recordAuthFailure(ctx.ip); // probing org ids counts like guessing keys
+      throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+    }
     const record = await counted(ctx, limits, async () => {
       const key = bearer(ctx);
       const found = key ? await registry.verifyKey(key) : undefined;

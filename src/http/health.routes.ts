@@ -21,7 +21,9 @@ export async function readiness(deps: Deps): Promise<Record<string, string>> {
       await withTimeout(check(), CHECK_TIMEOUT_MS);
       return [name, 'ok'] as const;
     } catch (err) {
-      return [name, `unavailable: ${(err as Error).message}`] as const;
+      // The reason goes to the log only: /ready is public, and driver errors name hosts and users.
+      deps.logger.warn('readiness check failed', { check: name, err: (err as Error).message });
+      return [name, 'unavailable'] as const;
     }
   }));
   return Object.fromEntries(entries);

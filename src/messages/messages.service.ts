@@ -56,7 +56,8 @@ export function createMessageService(deps: { repo: OrgRepository; queue: Queue<D
         await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) });
       } catch (err) {
         // Never leave a QUEUED row that no job will ever pick up.
-        await message.update({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED', errorText: 'the delivery queue was unavailable' });
+        // The client was told "not accepted": free its Idempotency-Key so the same request can be retried.
+        await message.update({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED', errorText: 'the delivery queue was unavailable', idempotencyKey: null });
         deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
         throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
       }

@@ -24,6 +24,8 @@ export interface OrgRegistry {
 }
 
 const TOUCH_EVERY_MS = 60_000;
+/** Entries per cache: a flood of made-up ids or keys cannot grow memory without bound. */
+const MAX_ENTRIES = 50_000;
 
 /** Creates the registry over the org repository. */
 export function createOrgRegistry(deps: { repo: OrgRepository; ttlMs: number; logger: Logger; now?: () => number }): OrgRegistry {
@@ -49,7 +51,11 @@ export function createOrgRegistry(deps: { repo: OrgRepository; ttlMs: number; lo
     if (!p) {
       const startedAt = generation;
       p = load().then((value) => {
-        if (startedAt === generation && ttlMs > 0) cache.set(key, { value, expires: now() + ttlMs });
+        if (startedAt === generation && ttlMs > 0) {
+          cache.delete(key); // re-insert at the end: the Map is kept in insertion order, oldest first out
+          cache.set(key, { value, expires: now() + ttlMs });
+          if (cache.size > MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+        }
         return value;
       }).finally(() => inflight.delete(key));
       inflight.set(key, p);

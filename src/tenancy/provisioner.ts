@@ -11,6 +11,7 @@ import { LockTimeoutError, TENANT_MIGRATIONS_DIR, createMigrator, withLock, with
 import { AppError, conflict, describeError, isDuplicateKey, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { generateApiKey, randomPassword, type SecretBox } from '../lib/secrets.js';
+import { createSequelize } from '../db/sequelize.js';
 import { quoteIdentifier, tenantDbName, tenantDbUser } from './names.js';
 import type { OrgRecord, OrgRepository } from './org.repository.js';
 import type { ServerRegistry } from './servers.js';
@@ -108,11 +109,15 @@ export function createProvisioner(deps: ProvisionerDeps) {
 
   /** One provisioning run at a time per org, across processes (a concurrent resume waits, then sees the result). */
   async function run(orgId: number): Promise<ProvisionResult> {
+    // The lock holds a connection for the whole run: its own, so concurrent runs never starve the shared pool.
+    const lockDb = createSequelize({ ...config.db, database: config.db.name, poolMax: 1, connectTimeoutMs: 3000 });
     try {
-      return await withLock(repo.sequelize, `tenancy:provision:${config.db.name}:${orgId}`, config.migrationLockWaitSec, () => runLocked(orgId));
+      return await withLock(lockDb, `tenancy:provision:${config.db.name}:${orgId}`, config.migrationLockWaitSec, () => runLocked(orgId));
     } catch (err) {
       if (err instanceof LockTimeoutError) throw conflict('PROVISIONING_IN_PROGRESS', `org ${orgId} is being provisioned by another process`);
       throw err;
+    } finally {
+      await lockDb.close();
     }
   }
 
