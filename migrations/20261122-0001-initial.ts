@@ -20,6 +20,8 @@ export async function up(qi: QueryInterface): Promise<void> {
   await qi.createTable('orgs', {
     id: { type: DataTypes.INTEGER.UNSIGNED, autoIncrement: true, primaryKey: true },
     name: { type: DataTypes.STRING(100), allowNull: false, unique: true },
+    // Random, never reused: marks the org's tenant DB as its own (ids can repeat after a restore).
+    uid: { type: DataTypes.CHAR(36), allowNull: false, unique: true },
     status: { type: DataTypes.STRING(16), allowNull: false, defaultValue: 'PROVISIONING' },
     credit_balance: { type: DataTypes.BIGINT, allowNull: false, defaultValue: 0 },
     db_server_id: { type: DataTypes.INTEGER.UNSIGNED, allowNull: true, references: { model: 'db_servers', key: 'id' } },

@@ -152,3 +152,34 @@ describe('tenant isolation (enforced by MySQL grants)', function () {
     expect(Number((r as { n: number }[])[0]!.n)).to.equal(0);
   });
 });
+
+describe('a database that already exists under the name a new org would get', () => {
+  it('is never adopted: provisioning stops at CREATE_DATABASE with TENANT_DB_EXISTS, and neither it nor drop touches that data', async function () {
+    this.timeout(60_000);
+    const [run, root, select, makeDeps, name] = [RUN, rootDb, rows, testDeps, uniqueName];
+    const deps = makeDeps({}, { subscribe: false });
+    const admin = root();
+    try {
+      // Another deployment's tenant (same prefix on the same server, or an org id repeated after a restore).
+      const [{ next }] = (await select<{ next: number }>(admin,
+        "SELECT AUTO_INCREMENT AS next FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = 'orgs'", { db: `${run}_shared` })) as [{ next: number }];
+      const foreign = `${run}_${next}`;
+      await admin.query(`CREATE DATABASE \`${foreign}\``);
+      await admin.query(`CREATE TABLE \`${foreign}\`.messages (id INT PRIMARY KEY, body TEXT)`);
+      await admin.query(`INSERT INTO \`${foreign}\`.messages VALUES (1, 'someone else''s secret')`);
+
+      const err = await deps.orgs.create({ name: name('late'), credits: 1, server: 'default' }).catch((e: unknown) => e) as { code: string; details: { orgId: number; step: string } };
+      expect(err.code).to.equal('PROVISIONING_FAILED');
+      expect(err.details.step).to.equal('CREATE_DATABASE');
+      const org = (await deps.repo.get(err.details.orgId))!;
+      expect(org.dbName).to.equal(foreign);
+      expect(org.lastError).to.contain('TENANT_DB_EXISTS');
+      await deps.orgs.drop(org.id);
+      const [row] = await select<{ body: string }>(admin, `SELECT body FROM \`${foreign}\`.messages`);
+      expect(row?.body).to.equal("someone else's secret");
+    } finally {
+      await deps.close();
+      await admin.close();
+    }
+  });
+});

@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { redisSettingProblems } from '../src/queue/redis-check.js';
 import { createTenant, eventually, startApi, testDeps, type TestApi } from './helpers.js';
 
 /** A free TCP port on the loopback interface. */
@@ -77,8 +79,6 @@ describe('Redis stopped while the API runs', () => {
 
 describe('the Redis settings check at start-up', () => {
   it('warns unless maxmemory-policy is noeviction', async () => {
-    const { Redis } = await import('ioredis');
-    const { redisSettingProblems } = await import('../src/queue/redis-check.js');
     const port = await freePort();
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--maxmemory-policy', 'allkeys-lru'], { stdio: ['ignore', 'pipe', 'ignore'] });
     await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept')) resolve(); }));

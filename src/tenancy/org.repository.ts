@@ -1,4 +1,5 @@
 /** Data access for orgs and API keys in the shared DB. Plain objects in, plain objects out. */
+import { randomUUID } from 'node:crypto';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 
 export const ORG_STATUSES = ['PROVISIONING', 'ACTIVE', 'SUSPENDED', 'FAILED', 'DELETED'] as const;
@@ -7,6 +8,8 @@ export type OrgStatus = (typeof ORG_STATUSES)[number];
 export interface OrgRecord {
   id: number;
   name: string;
+  /** Random identity, written into the org's tenant DB as its ownership marker. */
+  uid: string;
   status: OrgStatus;
   creditBalance: number;
   dbServerId: number | null;
@@ -38,6 +41,7 @@ type Row = Record<string, unknown>;
 const toOrg = (r: Row): OrgRecord => ({
   id: Number(r.id),
   name: String(r.name),
+  uid: String(r.uid),
   status: r.status as OrgStatus,
   creditBalance: Number(r.credit_balance),
   dbServerId: r.db_server_id == null ? null : Number(r.db_server_id),
@@ -82,8 +86,8 @@ export function createOrgRepository(db: Sequelize) {
     sequelize: db,
     async insert(input: { name: string; dbServerId: number }, transaction?: Transaction): Promise<number> {
       const [id] = await db.query(
-        `INSERT INTO orgs (name, status, credit_balance, db_server_id, provisioning_step) VALUES (:name, 'PROVISIONING', 0, :dbServerId, 'CREATE_DATABASE')`,
-        { replacements: input, type: QueryTypes.INSERT, transaction },
+        `INSERT INTO orgs (name, uid, status, credit_balance, db_server_id, provisioning_step) VALUES (:name, :uid, 'PROVISIONING', 0, :dbServerId, 'CREATE_DATABASE')`,
+        { replacements: { ...input, uid: randomUUID() }, type: QueryTypes.INSERT, transaction },
       );
       return Number(id);
     },

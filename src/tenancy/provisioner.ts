@@ -4,7 +4,7 @@
  * Each step is idempotent; a failure records the step and the error and leaves the org FAILED, and
  * `provision(id)` resumes from the recorded step.
  */
-import type { Sequelize } from 'sequelize';
+import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Config } from '../../config/config.js';
 import type { Ledger } from '../credits/ledger.js';
 import { LockTimeoutError, TENANT_MIGRATIONS_DIR, createMigrator, withLock, withMigrationLock } from '../db/migrator.js';
@@ -18,6 +18,9 @@ import type { ServerRegistry } from './servers.js';
 
 export const PROVISIONING_STEPS = ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE', 'CREATE_API_KEY'] as const;
 export type ProvisioningStep = (typeof PROVISIONING_STEPS)[number];
+
+/** The table, in every tenant DB, that says which org (by uid) owns it. */
+export const OWNER_TABLE = 'tenancy_owner';
 
 /** Privileges of a tenant's own user: data only, on its own database only. Migrations run as the server admin. */
 export const TENANT_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';
@@ -52,6 +55,20 @@ export function grantTarget(dbName: string): string {
   return `${quoteIdentifier(dbName).replace(/[_%]/g, (c) => `\\${c}`)}.*`;
 }
 
+/**
+ * Whose database `org.dbName` is: `own` (it carries this org's marker), `empty` (absent, or created with nothing in
+ * it yet — a crash right after CREATE DATABASE), or `foreign` (anything else: never touched).
+ */
+async function ownership(admin: Sequelize, org: OrgRecord): Promise<'own' | 'empty' | 'foreign'> {
+  const tables = await admin.query<{ name: string }>('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', {
+    replacements: { db: org.dbName }, type: QueryTypes.SELECT,
+  });
+  if (tables.length === 0) return 'empty';
+  if (!tables.some((t) => t.name === OWNER_TABLE)) return 'foreign';
+  const [row] = await admin.query<{ org_uid: string }>(`SELECT org_uid FROM ${quoteIdentifier(org.dbName!)}.${OWNER_TABLE} LIMIT 1`, { type: QueryTypes.SELECT });
+  return row?.org_uid === org.uid ? 'own' : 'foreign';
+}
+
 /** Creates the provisioner. */
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
@@ -59,7 +76,15 @@ export function createProvisioner(deps: ProvisionerDeps) {
   const steps: Record<ProvisioningStep, (org: OrgRecord) => Promise<string | undefined>> = {
     async CREATE_DATABASE(org) {
       const admin = await servers.admin(org.dbServerId!);
-      await admin.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(org.dbName!)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+      const db = quoteIdentifier(org.dbName!);
+      await admin.query(`CREATE DATABASE IF NOT EXISTS ${db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+      // Never adopt a database this org did not create (another deployment with the same prefix, or org ids that
+      // repeat after the shared DB was restored).
+      const owner = await ownership(admin, org);
+      if (owner === 'own') return undefined;
+      if (owner === 'foreign') throw conflict('TENANT_DB_EXISTS', `database ${org.dbName} already exists and does not belong to this org; it was left untouched`);
+      await admin.query(`CREATE TABLE ${db}.${OWNER_TABLE} (org_id INT UNSIGNED NOT NULL, org_uid CHAR(36) NOT NULL PRIMARY KEY)`);
+      await admin.query(`INSERT INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, { replacements: { id: org.id, uid: org.uid } });
       return undefined;
     },
     async CREATE_USER(org) {
@@ -178,6 +203,12 @@ export function createProvisioner(deps: ProvisionerDeps) {
       if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
       if (org.dbServerId && org.dbName && org.dbUser) {
         const admin = await servers.admin(org.dbServerId);
+        if ((await ownership(admin, org)) === 'foreign') {
+          // Provisioning was refused because the name was taken: neither that database nor its user are ours.
+          logger.warn('drop: the database of this name belongs to someone else; left untouched', { orgId, db: org.dbName });
+          await repo.update(orgId, { status: 'DELETED', provisioningStep: null });
+          return (await repo.get(orgId))!;
+        }
         await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
         await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
       }
