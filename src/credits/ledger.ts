@@ -86,13 +86,6 @@ export function createLedger(db: Sequelize) {
   return {
     apply,
     find,
-    /** Newest entries of an org. */
-    async list(orgId: number, limit = 50): Promise<LedgerEntry[]> {
-      const rows = await db.query<Row>('SELECT * FROM credit_ledger WHERE org_id = :orgId ORDER BY id DESC LIMIT :limit', {
-        replacements: { orgId, limit }, type: QueryTypes.SELECT,
-      });
-      return rows.map(toEntry);
-    },
     /** Sum of the org's ledger (must always equal its balance). */
     async sum(orgId: number): Promise<number> {
       const [r] = await db.query<Row>('SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE org_id = :orgId', {

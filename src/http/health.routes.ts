@@ -11,10 +11,7 @@ const CHECK_TIMEOUT_MS = 1000;
 export async function readiness(deps: Deps): Promise<Record<string, string>> {
   const checks: Record<string, () => Promise<unknown>> = {
     sharedDb: () => deps.sharedDb.query('SELECT 1'),
-    redis: async () => {
-      if (deps.redis.status === 'wait' || deps.redis.status === 'end') await deps.redis.connect().catch(() => undefined);
-      return deps.redis.ping();
-    },
+    redis: () => deps.redis.ping(), // fail-fast client: reconnects by itself, no offline queue
   };
   const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => {
     try {

@@ -100,10 +100,6 @@ export function createOrgRepository(db: Sequelize) {
       const [r] = await select('SELECT credit_balance FROM orgs WHERE id = :id', { id });
       return Number(r?.credit_balance ?? 0);
     },
-    async getByName(name: string): Promise<OrgRecord | undefined> {
-      const [r] = await select('SELECT * FROM orgs WHERE name = :name', { name });
-      return r && toOrg(r);
-    },
     /** Orgs by ascending id after a cursor, optionally of some statuses. */
     async list(opts: { limit: number; after?: number; statuses?: readonly OrgStatus[] }): Promise<OrgRecord[]> {
       const where = ['id > :after'];
