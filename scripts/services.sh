@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts MariaDB and Redis on this machine if they are not answering (no-op when they are). Used by .ci/run.
+# Starts MariaDB and Redis on this machine if they are not answering, and installs Debian's Chromium for the browser
+# test when it is missing (a no-op when all is there). `npm test` runs it first (pretest), and so does .ci/run.
 set -euo pipefail
 
 wait_for() { # name, check command
