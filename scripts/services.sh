@@ -32,3 +32,18 @@ if [ ! -x /usr/bin/chromium ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 echo "Chromium: $(/usr/bin/chromium --version 2>/dev/null)"
+
+# promtool for the ops assets' test (test/ops-assets.test.ts checks and unit-tests ops/alerts.yml; Debian package
+# `prometheus`, without its recommended node exporter). Containers whose policy-rc.d forbids services (like this
+# image) get promtool only; elsewhere the package also enables a Prometheus server: disable it if unwanted.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "promtool: installing"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  log=$(mktemp)
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
+fi
+echo "promtool: $(promtool --version 2>&1 | head -n 1)"
