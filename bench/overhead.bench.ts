@@ -24,7 +24,7 @@ import type autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { createDeps, type Deps } from '../src/deps.js';
 import { startServer } from '../src/http/app.js';
-import type { RateLimits } from '../src/http/rate-limit.js';
+import type { RateLimits } from '../src/rate-limits/rate-limits.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import type { Metrics } from '../src/metrics/metrics.js';
 import {
@@ -59,11 +59,9 @@ const VARIANTS: readonly Variant[] = [
   { id: 4, name: 'both (real configuration)', limiter: true, metrics: true },
 ];
 
-/** The limiter's interface doing nothing: no Redis, no headers. */
+/** The limiter's interface doing nothing: no Redis (the headers are still set from its constant answer). */
 const PASS_THROUGH: RateLimits = {
-  perOrg: () => async (_ctx, next) => {
-    await next();
-  },
+  consumeOrg: async (_orgId, override, _cost) => ({ allowed: true, limit: override ?? { points: 1, duration: 1 }, remaining: 1, resetMs: 1000 }),
   checkAuthFailures: async () => {},
   recordAuthFailure: async () => {},
 };
@@ -314,8 +312,8 @@ async function main(): Promise<void> {
       `- **What runs**: \`GET ${ROUTE}\` (org and API key from the org cache, the limiter, then a fresh balance read from the shared database), sent `
         + `by autocannon in a worker thread of its own, each connection walking through the ${TENANTS} tenants from its own starting point. `
         + `Each run starts a fresh server (\`startServer\`) over a copy of the same deps, sends one \`GET ${ROUTE}\` per tenant, a ${warmupSeconds} s `
-        + `autocannon warm-up (not reported), then ${seconds} s measured. Variants: **1** \`limits\` replaced by a pass-through (no Redis, no `
-        + '`RateLimit-*` headers) and `metrics.httpDuration` removed (the first middleware then times nothing); **2** the real limiter only; '
+        + `autocannon warm-up (not reported), then ${seconds} s measured. Variants: **1** \`limits\` replaced by a pass-through (no Redis; `
+        + 'the `RateLimit-*` headers are still set from its constant answer) and `metrics.httpDuration` removed (the first middleware then times nothing); **2** the real limiter only; '
         + '**3** the real histogram only; **4** both, as the app runs. All four share the database, Redis, tenants and caches.',
       `- **Order**: ${ORDER.join(', ')}: each variant runs twice, once in each half, and is reported as the mean of its two runs (req/s, p50 and p99 `
         + 'each averaged); *req/s* is 200 answers ÷ the time from starting autocannon to the last answer; *÷ neither* is mean req/s ÷ variant 1\'s.',

@@ -1,8 +1,9 @@
 /** Environment → validated, frozen Config. The only module that reads process.env. */
 import { existsSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import Joi from 'joi';
 
-/** Development defaults for secrets; refused when NODE_ENV=production. */
+/** Development defaults for secrets; refused when NODE_ENV=production, and on any HOST but loopback. */
 export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';
 export const DEV_SECRET_KEY = 'dev-secret-key-change-me-0123456789abcdef';
 export const DEV_GATEWAY_SECRET = 'dev-gateway-secret-change-me';
@@ -37,7 +38,8 @@ export interface Config {
   readonly defaultCredits: number;
   readonly rateLimit: { readonly points: number; readonly duration: number };
   readonly authFailureLimit: { readonly points: number; readonly duration: number };
-  readonly trustProxy: boolean;
+  /** Proxy hops in front of the API (TRUST_PROXY): the client IP is the X-Forwarded-For entry this many from the right; 0 ignores the header. */
+  readonly trustProxy: number;
   readonly metricsPort?: number;
   readonly gateway: 'simulated' | 'http';
   readonly gatewayOptions: {
@@ -49,7 +51,7 @@ export interface Config {
     readonly timeoutMs: number;
   };
   readonly delivery: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly lockMs: number };
-  readonly webhooks: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly timeoutMs: number };
+  readonly webhooks: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly timeoutMs: number; readonly allowPrivate: boolean };
   readonly logLevel: string;
   readonly bodyLimit: string;
   readonly migrationLockWaitSec: number;
@@ -61,7 +63,8 @@ const name = /^[A-Za-z][A-Za-z0-9_]{0,39}$/;
 const schema = Joi.object({
   NODE_ENV: Joi.string().valid('development', 'production', 'test').default('development'),
   PORT: Joi.number().integer().min(0).max(65535).default(4000),
-  HOST: Joi.string().default('0.0.0.0'),
+  // Outside production bind to loopback only, where the public development secrets are harmless.
+  HOST: Joi.string().when('NODE_ENV', { is: 'production', then: Joi.optional().default('0.0.0.0'), otherwise: Joi.optional().default('127.0.0.1') }),
   DB_HOST: Joi.string().default('127.0.0.1'),
   DB_PORT: Joi.number().integer().min(1).max(65535).default(3306),
   DB_USER: Joi.string().default('root'),
@@ -94,7 +97,9 @@ const schema = Joi.object({
   RATE_LIMIT_DURATION: Joi.number().integer().min(1).default(1),
   AUTH_FAILURE_LIMIT: Joi.number().integer().min(1).default(20),
   AUTH_FAILURE_WINDOW_SEC: Joi.number().integer().min(1).default(60),
-  TRUST_PROXY: Joi.boolean().default(false),
+  // Number of proxy hops; `true`/`false` are still accepted as 1/0 (the meaning of the old boolean).
+  TRUST_PROXY: Joi.alternatives().try(Joi.number().integer().min(0), Joi.boolean()).default(0)
+    .messages({ 'alternatives.types': 'must be the number of trusted proxy hops (0, 1, 2, …) or true (= 1) / false (= 0)' }),
   METRICS_PORT: Joi.number().integer().min(0).max(65535),
   GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
   GATEWAY_LATENCY_MS: Joi.number().integer().min(0).max(60_000).default(0),
@@ -115,6 +120,7 @@ const schema = Joi.object({
   WEBHOOK_ATTEMPTS: Joi.number().integer().min(1).max(50).default(8),
   WEBHOOK_BACKOFF_MS: Joi.number().integer().min(1).default(2000),
   WEBHOOK_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
+  WEBHOOK_ALLOW_PRIVATE: Joi.boolean().default(false),
   LOG_LEVEL: Joi.string().valid('silent', 'error', 'warn', 'info', 'debug').default('info'),
   BODY_LIMIT: Joi.string().pattern(/^\d+(b|kb|mb)$/i).default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
@@ -132,10 +138,10 @@ export class ConfigError extends Error {
 /** Validates an environment object (process.env by default) into a frozen Config. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const { value, error } = schema.validate(env, { abortEarly: false, convert: true });
-  if (error) {
-    throw new ConfigError(error.details.map((d) => `${String(d.path[0])}: ${d.message.replace(/^"[^"]+" /, '')}`));
-  }
   const v = value as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- shape guaranteed by the schema above
+  const problems = (error?.details ?? []).map((d) => `${String(d.path[0])}: ${d.message.replace(/^"[^"]+" /, '')}`);
+  problems.push(...exposedDevSecrets(v, new Set(problems.map((p) => p.split(':')[0]))));
+  if (problems.length) throw new ConfigError(problems);
   return deepFreeze<Config>({
     nodeEnv: v.NODE_ENV,
     port: v.PORT,
@@ -159,7 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     defaultCredits: v.DEFAULT_CREDITS,
     rateLimit: { points: v.RATE_LIMIT_POINTS, duration: v.RATE_LIMIT_DURATION },
     authFailureLimit: { points: v.AUTH_FAILURE_LIMIT, duration: v.AUTH_FAILURE_WINDOW_SEC },
-    trustProxy: v.TRUST_PROXY,
+    trustProxy: typeof v.TRUST_PROXY === 'boolean' ? Number(v.TRUST_PROXY) : v.TRUST_PROXY,
     metricsPort: v.METRICS_PORT,
     gateway: v.GATEWAY,
     gatewayOptions: {
@@ -167,12 +173,39 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       url: v.GATEWAY_URL, secret: v.GATEWAY_SECRET, timeoutMs: v.GATEWAY_TIMEOUT_MS,
     },
     delivery: { concurrency: v.WORKER_CONCURRENCY, attempts: v.DELIVERY_ATTEMPTS, backoffMs: v.DELIVERY_BACKOFF_MS, lockMs: v.WORKER_LOCK_MS },
-    webhooks: { concurrency: v.WEBHOOK_CONCURRENCY, attempts: v.WEBHOOK_ATTEMPTS, backoffMs: v.WEBHOOK_BACKOFF_MS, timeoutMs: v.WEBHOOK_TIMEOUT_MS },
+    webhooks: { concurrency: v.WEBHOOK_CONCURRENCY, attempts: v.WEBHOOK_ATTEMPTS, backoffMs: v.WEBHOOK_BACKOFF_MS, timeoutMs: v.WEBHOOK_TIMEOUT_MS, allowPrivate: v.WEBHOOK_ALLOW_PRIVATE },
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,
     migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,
     dashboardReadOnly: v.DASHBOARD_READ_ONLY,
   });
+}
+
+const loopback = new BlockList();
+loopback.addSubnet('127.0.0.0', 8, 'ipv4'); // also matches ::ffff:127.x.y.z
+loopback.addAddress('::1', 'ipv6');
+
+/** True when HOST binds to the loopback interface only (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && loopback.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * The public development secrets are refused on any interface but loopback: one line per secret still at its default.
+ * Variables that already failed validation (`skip`) are not named twice.
+ */
+function exposedDevSecrets(v: Record<string, unknown>, skip: Set<string | undefined>): string[] {
+  if (typeof v.HOST !== 'string' || isLoopbackHost(v.HOST)) return [];
+  const defaults: [string, string, boolean][] = [
+    ['ADMIN_TOKEN', DEV_ADMIN_TOKEN, true],
+    ['SECRET_KEY', DEV_SECRET_KEY, true],
+    ['GATEWAY_SECRET', DEV_GATEWAY_SECRET, v.GATEWAY === 'http'],
+  ];
+  return defaults
+    .filter(([variable, dev, applies]) => applies && v[variable] === dev && !skip.has(variable))
+    .map(([variable]) => `${variable}: is the public development default, refused with HOST=${v.HOST} (not loopback); set your own ${variable} or bind HOST=127.0.0.1`);
 }
 
 /** Loads `.env` from the working directory into process.env when present (never overrides). */

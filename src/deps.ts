@@ -1,11 +1,11 @@
 /** Composition root: builds every client and service from a Config; close() releases them all. */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import type { Queue } from 'bullmq';
 import { createLedger, type Ledger } from './credits/ledger.js';
 import type { Gateway } from './gateway/gateway.js';
-import { createRateLimits, type RateLimits } from './http/rate-limit.js';
+import { createRateLimits, redisLimiters, type RateLimits } from './rate-limits/rate-limits.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createGateway } from './gateway/create-gateway.js';
 import { createMessageService, type MessageService } from './messages/messages.service.js';
@@ -13,15 +13,16 @@ import { createDeliveryQueue, createWebhookQueue, type DeliveryJob, type Webhook
 import { createSequelize } from './db/sequelize.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createSecretBox, type SecretBox } from './lib/secrets.js';
-import { messageModel } from './messages/message.model.js';
-import { createOrgEvents, type OrgEvents } from './tenancy/org-events.js';
-import { createOrgRegistry, type OrgRegistry } from './tenancy/org-registry.js';
-import { createOrgRepository, type OrgRepository } from './tenancy/org.repository.js';
-import { createOrgService, type OrgService } from './tenancy/orgs.service.js';
-import { createTenantPoolCache, type TenantPoolCache } from './tenancy/pool-cache.js';
-import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenancy/provisioner.js';
-import { createServerRegistry, type ServerRegistry } from './tenancy/servers.js';
-import { createTenantMigrations, type TenantMigrations } from './tenancy/tenant-migrations.js';
+import { createOrgEvents, type OrgEvents } from './orgs/org-events.js';
+import { createOrgRegistry, type OrgRegistry } from './orgs/org-registry.js';
+import { createOrgRepository, type OrgRepository } from './orgs/org.repository.js';
+import { createOrgService, type OrgService } from './orgs/orgs.service.js';
+import type { TenantPoolCache } from './tenant-db/pool-cache.js';
+import { createTenantPools } from './tenant-db/tenant-pools.js';
+import { createRedis } from './lib/redis.js';
+import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenant-db/provisioner.js';
+import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
+import { createTenantMigrations, type TenantMigrations } from './tenant-db/tenant-migrations.js';
 
 export interface Deps {
   config: Config;
@@ -62,32 +63,14 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const sharedDb = createSequelize({ ...config.db, database: config.db.name, poolMax: config.db.poolMax, connectTimeoutMs: 3000 });
   const secrets = createSecretBox(config.secretKey);
   // Fail-fast client (no offline queue) for readiness and rate limits: a Redis outage answers at once.
-  const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 });
+  const redis = createRedis(config.redisUrl, 'command');
   redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
   const repo = createOrgRepository(sharedDb);
   const ledger = createLedger(sharedDb);
   const servers = createServerRegistry({ sharedDb, secrets, config });
   const events = createOrgEvents({ redisUrl: config.redisUrl, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
   const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
-  const t = config.tenant;
-  const pools = createTenantPoolCache({
-    maxOpen: t.cacheMax, idleMs: t.idleMs, acquireTimeoutMs: t.acquireTimeoutMs, retryAfterMs: t.retryAfterMs, logger,
-    async open(org) {
-      const { host, port } = await servers.endpoint(org.dbServerId!);
-      const db = createSequelize({
-        host, port, user: org.dbUser!, password: secrets.decrypt(org.dbPasswordEnc!), database: org.dbName!,
-        poolMax: t.poolMax, idleMs: t.idleMs, acquireTimeoutMs: t.acquireTimeoutMs, connectTimeoutMs: t.connectTimeoutMs,
-      });
-      try {
-        await db.authenticate();
-      } catch (err) {
-        await db.close().catch(() => undefined);
-        throw err;
-      }
-      messageModel(db);
-      return db;
-    },
-  });
+  const pools = createTenantPools({ config, servers, secrets, logger });
   events.onChange(({ orgId, reason }) => {
     registry.invalidate(orgId);
     // A pool whose credentials or server changed is replaced on its next use (the cache compares them); only a
@@ -101,9 +84,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const deliveryQueue = delivery.queue;
   const webhook = createWebhookQueue(config);
   const webhookQueue = webhook.queue;
-  const messages = createMessageService({ repo, queue: deliveryQueue, logger });
+  const messages = createMessageService({ repo, pools, queue: deliveryQueue, logger });
   const metrics = createMetrics({ pools, orgRegistry: registry, queues: [deliveryQueue, webhookQueue] });
-  const limits = createRateLimits({ redis, prefix: config.queuePrefix, defaults: config.rateLimit, authFailures: config.authFailureLimit });
+  const limits = createRateLimits({ makeLimiter: redisLimiters(redis, config.queuePrefix), defaults: config.rateLimit, authFailures: config.authFailureLimit });
   const gateway = createGateway(config);
 
   let closing: Promise<void> | undefined;

@@ -7,8 +7,8 @@ import { PermanentGatewayError, TransientGatewayError } from '../src/gateway/gat
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import { createLogger } from '../src/lib/logger.js';
 import { deliveryJobId, type DeliveryJob } from '../src/queue/queues.js';
-import { accountOf, grantTarget } from '../src/tenancy/provisioner.js';
-import { createDeliveryProcessor, debitReference, refundReference } from '../workers/delivery.processor.js';
+import { accountOf, grantTarget } from '../src/tenant-db/provisioner.js';
+import { createDeliverMessage, debitReference, refundReference } from '../src/delivery/deliver-message.js';
 import { createTenant, rootDb, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
 const ENV = { DELIVERY_ATTEMPTS: '3', DELIVERY_BACKOFF_MS: '5', WORKER_CONCURRENCY: '20' };
@@ -132,9 +132,8 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const [{ id }] = (await rows<{ id: number }>(d.sharedDb, 'SELECT 1 AS id')) as [{ id: number }];
     await d.sharedDb.query(`INSERT INTO \`${t.dbName}\`.messages (\`to\`, channel, body, cost) VALUES ('+15551230088', 'sms', 'held', 1)`);
     expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { status: 'SUSPENDED' } })).status).to.equal(200);
-    const processor = createDeliveryProcessor({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }), outageBackoffMs: 5 });
-    const job = { id: 'manual', data: { orgId: t.id, messageId: id }, opts: { attempts: 3 }, attemptsMade: 0 } as unknown as Job<DeliveryJob>;
-    expect(await processor(job)).to.equal('FAILED');
+    const deliver = createDeliverMessage({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }) });
+    expect(await deliver({ orgId: t.id, messageId: id, attemptsMade: 0, maxAttempts: 3 })).to.equal('FAILED');
     const [m] = await rows<{ status: string; error_code: string }>(d.sharedDb, `SELECT status, error_code FROM \`${t.dbName}\`.messages WHERE id = :id`, { id });
     expect(m).to.deep.equal({ status: 'FAILED', error_code: 'ORG_SUSPENDED' });
     expect(await d.repo.balance(t.id)).to.equal(5);
@@ -147,14 +146,14 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const id = res.body.message.id as number;
     await finished(t.id, id);
     const d = api.deps;
-    const processor = createDeliveryProcessor({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }), outageBackoffMs: 5 });
-    const job = (await Job.fromId<DeliveryJob>(d.deliveryQueue, deliveryJobId(t.id, id)))!;
-    expect(await processor(job)).to.equal('already-final');
+    const deliver = createDeliverMessage({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }) });
+    const again = () => deliver({ orgId: t.id, messageId: id, attemptsMade: 1, maxAttempts: 3 });
+    expect(await again()).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(4);
     // A crash right after marking FAILED, before the refund: the next pickup refunds, once.
     await d.sharedDb.query(`UPDATE \`${t.dbName}\`.messages SET status = 'FAILED', error_code = 'RECIPIENT_REJECTED' WHERE id = :id`, { replacements: { id } });
-    expect(await processor(job)).to.equal('already-final');
-    expect(await processor(job)).to.equal('already-final');
+    expect(await again()).to.equal('already-final');
+    expect(await again()).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(5);
     expect((await ledger(t.id)).filter((r) => r.kind === 'refund')).to.have.length(1);
   });

@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../config/config.js';
 import { createSequelize } from '../src/db/sequelize.js';
 import { createDeps, type Deps, type DepsOptions } from '../src/deps.js';
 import { startServer } from '../src/http/app.js';
+import { provisioned, type ProvisionedOrg } from '../src/orgs/org.js';
 import { Job, QueueEvents } from 'bullmq';
 import { DELIVERY_QUEUE, deliveryJobId } from '../src/queue/queues.js';
 import { startWorkers, type Workers } from '../workers/workers.js';
@@ -114,6 +115,13 @@ export async function request(base: string, method: string, path: string, o: Req
     // not JSON: keep the text
   }
   return { status: res.status, headers: res.headers, body: parsed };
+}
+
+/** The org record of a provisioned tenant, read fresh from the shared DB. */
+export async function provisionedOrg(deps: Deps, id: number): Promise<ProvisionedOrg> {
+  const org = await deps.repo.get(id);
+  if (!org) throw new Error(`org ${id} does not exist`);
+  return provisioned(org);
 }
 
 /** Creates a provisioned tenant through the service; returns its id and first API key. */

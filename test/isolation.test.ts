@@ -7,7 +7,7 @@ import { createConnection, type Connection } from 'mysql2/promise';
 import type { Sequelize } from 'sequelize';
 import type { Deps } from '../src/deps.js';
 import { createSecretBox } from '../src/lib/secrets.js';
-import { quoteIdentifier } from '../src/tenancy/names.js';
+import { quoteIdentifier } from '../src/tenant-db/names.js';
 import { RUN, rootDb, rows, TEST_ENV, testDeps, uniqueName } from './helpers.js';
 
 const SHARED = `${RUN}_shared`;

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Deps } from '../src/deps.js';
-import type { TenantMigrationResult, TenantStatus } from '../src/tenancy/tenant-migrations.js';
+import type { TenantMigrationResult, TenantStatus } from '../src/tenant-db/tenant-migrations.js';
 import { cli, createTenant, rootDb, rows, testDeps, type CliResult } from './helpers.js';
 
 /** The tenant migration that creates the messages table (the latest one). */

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import type { Sequelize } from 'sequelize';
 import type { Deps } from '../src/deps.js';
-import { RUN, createTenant, eventually, rootDb, rows, startApi, testDeps, type TestApi } from './helpers.js';
+import { RUN, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, testDeps, type TestApi } from './helpers.js';
 
 /** Connections MySQL itself sees from this run's tenant users. */
 async function tenantConnections(root: Sequelize): Promise<number> {
@@ -66,7 +66,7 @@ describe('tenant pool cache', () => {
       const deps = testDeps({}, { subscribe: false });
       try {
         const t = await createTenant(admin);
-        const org = (await deps.repo.get(t.id))!;
+        const org = await provisionedOrg(deps, t.id);
         const results = await Promise.all(Array.from({ length: 25 }, () => deps.pools.withTenant(org, async (db) => db)));
         expect(new Set(results).size).to.equal(1);
         expect(deps.pools.stats()).to.include({ misses: 1, hits: 24, open: 1 });
@@ -79,7 +79,7 @@ describe('tenant pool cache', () => {
       const deps = testDeps({ TENANT_CACHE_MAX: '1' }, { subscribe: false });
       try {
         const [a, b] = [await createTenant(admin), await createTenant(admin)];
-        const [orgA, orgB] = [(await deps.repo.get(a.id))!, (await deps.repo.get(b.id))!];
+        const [orgA, orgB] = [await provisionedOrg(deps, a.id), await provisionedOrg(deps, b.id)];
         const events: string[] = [];
         let releaseA!: () => void;
         const holdA = new Promise<void>((r) => (releaseA = r));
@@ -115,12 +115,12 @@ describe('tenant pool cache', () => {
         for (let i = 0; i < 3; i++) {
           const down = await createTenant(admin);
           await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', { replacements: { server: server.id, id: down.id } });
-          const pending = deps.pools.withTenant((await deps.repo.get(down.id))!, async () => 'never').catch((e: { code?: string }) => e.code);
+          const pending = deps.pools.withTenant(await provisionedOrg(deps, down.id), async () => 'never').catch((e: { code?: string }) => e.code);
           deps.pools.evict(down.id); // while the connection attempt is still pending
           expect(await pending).to.equal('TENANT_DB_UNAVAILABLE');
         }
         expect(await eventually(async () => deps.pools.stats().closing === 0)).to.equal(true);
-        expect(await deps.pools.withTenant((await deps.repo.get(ok.id))!, async () => 'served')).to.equal('served');
+        expect(await deps.pools.withTenant(await provisionedOrg(deps, ok.id), async () => 'served')).to.equal('served');
       } finally {
         await deps.close(); // must end: no slot is left counted as closing
         silent.close();
@@ -132,9 +132,9 @@ describe('tenant pool cache', () => {
       try {
         const [a, b] = [await createTenant(admin), await createTenant(admin)];
         let release!: () => void;
-        const held = deps.pools.withTenant((await deps.repo.get(a.id))!, () => new Promise<void>((r) => (release = r)));
+        const held = deps.pools.withTenant(await provisionedOrg(deps, a.id), () => new Promise<void>((r) => (release = r)));
         await eventually(async () => deps.pools.stats().leased === 1);
-        const err = await deps.pools.withTenant((await deps.repo.get(b.id))!, async () => 'no').catch((e: unknown) => e);
+        const err = await deps.pools.withTenant(await provisionedOrg(deps, b.id), async () => 'no').catch((e: unknown) => e);
         expect(err).to.include({ status: 503, code: 'TENANT_CAPACITY' });
         release();
         await held;
@@ -147,7 +147,7 @@ describe('tenant pool cache', () => {
       const deps = testDeps({ TENANT_IDLE_MS: '200' }, { subscribe: false });
       try {
         const t = await createTenant(admin);
-        const org = (await deps.repo.get(t.id))!;
+        const org = await provisionedOrg(deps, t.id);
         await deps.pools.withTenant(org, (db) => db.query('SELECT 1'));
         expect(deps.pools.stats().open).to.equal(1);
         expect(await eventually(async () => deps.pools.stats().open === 0, 5000)).to.equal(true);

@@ -11,8 +11,8 @@ import { TENANT_MIGRATIONS_DIR } from '../src/db/migrator.js';
 import type { Deps } from '../src/deps.js';
 import { AppError } from '../src/lib/errors.js';
 import { API_KEY_PATTERN, createSecretBox, sha256 } from '../src/lib/secrets.js';
-import { assertIdentifier, quoteIdentifier, tenantDbName, tenantDbUser } from '../src/tenancy/names.js';
-import { PROVISIONING_STEPS, type ProvisioningStep } from '../src/tenancy/provisioner.js';
+import { assertIdentifier, quoteIdentifier, tenantDbName, tenantDbUser } from '../src/tenant-db/names.js';
+import { PROVISIONING_STEPS, type ProvisioningStep } from '../src/tenant-db/provisioner.js';
 import { cli, RUN, rootDb, rows, TEST_ENV, testDeps, uniqueName, rejection } from './helpers.js';
 
 const SHARED = `${RUN}_shared`;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { cli, createTenant, eventually, rows, startApi, type TestApi } from './helpers.js';
+import { cli, createTenant, eventually, provisionedOrg, rows, startApi, type TestApi } from './helpers.js';
 
 describe('tenant routing and auth', () => {
   let api: TestApi;
@@ -118,8 +118,9 @@ describe('tenant routing and auth', () => {
     });
 
     it('lists messages newest first from the tenant DB, with a cursor, and 404s unknown ids', async () => {
-      const db = await api.deps.pools.withTenant((await api.deps.repo.get(a.id))!, async (d) => d);
-      for (let i = 0; i < 3; i++) await db.query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000000', 'sms', :body, 1)", { replacements: { body: `m${i}` } });
+      await api.deps.pools.withTenant(await provisionedOrg(api.deps, a.id), async (db) => {
+        for (let i = 0; i < 3; i++) await db.query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000000', 'sms', :body, 1)", { replacements: { body: `m${i}` } });
+      });
       const first = await api.request('GET', '/messages?limit=2', { org: a });
       expect(first.status).to.equal(200);
       expect(first.body.map((m: { body: string }) => m.body)).to.deep.equal(['m2', 'm1']);

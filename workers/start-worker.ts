@@ -1,6 +1,6 @@
 /** Starts one BullMQ worker with the project's conventions: own connection, prefix, error logging, idempotent close. */
 import { Worker, type Processor } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createRedis } from '../src/lib/redis.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/metrics/metrics.js';
@@ -13,7 +13,7 @@ export interface RunningWorker<T, R> {
 
 /** Starts a worker on queue `name` (it begins taking jobs at once). */
 export function startWorker<T, R>(config: Config, name: string, processor: Processor<T, R>, opts: { concurrency: number; logger: Logger; metrics?: Metrics }): RunningWorker<T, R> {
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const connection = createRedis(config.redisUrl, 'blocking');
   connection.on('error', (err: Error) => opts.logger.debug('worker redis error', { queue: name, err: err.message }));
   const worker = new Worker<T, R>(name, processor, {
     connection,

@@ -1,10 +1,12 @@
-/** Starts every worker of a worker process: deliveries and status webhooks. */
+/** Starts every worker of a worker process: deliveries and status webhooks, each a BullMQ adapter over a src/ use case. */
 import type { Config } from '../config/config.js';
 import type { Deps } from '../src/deps.js';
+import { createDeliverMessage, type DeliveryOutcome } from '../src/delivery/deliver-message.js';
 import { DELIVERY_QUEUE, WEBHOOK_QUEUE, enqueueWebhook, type DeliveryJob, type WebhookJob } from '../src/queue/queues.js';
-import { createDeliveryProcessor, type DeliveryOutcome } from './delivery.processor.js';
+import { createNotifyWebhook, type WebhookOutcome } from '../src/webhooks/notify-webhook.js';
+import { deliveryProcessor } from './delivery.worker.js';
 import { startWorker, type RunningWorker } from './start-worker.js';
-import { createWebhookProcessor, type WebhookOutcome } from './webhook.processor.js';
+import { webhookProcessor } from './webhook.worker.js';
 
 export interface Workers {
   delivery: RunningWorker<DeliveryJob, DeliveryOutcome>;
@@ -16,18 +18,20 @@ export interface Workers {
 /** Starts the delivery and webhook workers over the given deps. */
 export function startWorkers(config: Config, deps: Deps): Workers {
   const { repo, pools, ledger, gateway, logger, secrets, metrics } = deps;
-  const delivery = startWorker(config, DELIVERY_QUEUE, createDeliveryProcessor({
-    repo, pools, ledger, gateway, logger, metrics, outageBackoffMs: config.delivery.backoffMs,
+  const deliver = createDeliverMessage({
+    repo, pools, ledger, gateway, logger, metrics,
     // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
     async onFinal(org, message) {
       if (!org.webhookUrl) return;
       const job: WebhookJob = { orgId: org.id, messageId: Number(message.id), status: message.status as WebhookJob['status'] };
       await enqueueWebhook(deps.webhookQueue, job).catch((err: Error) => logger.warn('could not enqueue webhook', { err: err.message }));
     },
-  }), { concurrency: config.delivery.concurrency, logger, metrics });
-  const webhooks = startWorker(config, WEBHOOK_QUEUE, createWebhookProcessor({ repo, pools, secrets, logger, timeoutMs: config.webhooks.timeoutMs }), {
-    concurrency: config.webhooks.concurrency, logger, metrics,
   });
+  const notify = createNotifyWebhook({ repo, pools, secrets, logger, timeoutMs: config.webhooks.timeoutMs });
+  const delivery = startWorker(config, DELIVERY_QUEUE, deliveryProcessor(deliver, { logger, outageBackoffMs: config.delivery.backoffMs }), {
+    concurrency: config.delivery.concurrency, logger, metrics,
+  });
+  const webhooks = startWorker(config, WEBHOOK_QUEUE, webhookProcessor(notify), { concurrency: config.webhooks.concurrency, logger, metrics });
   return {
     delivery,
     webhooks,

@@ -1,10 +1,10 @@
 /** The commands of bin/tenant: each parses its arguments, calls a service, and returns what to print. */
 import { readEnvSecret } from '../../config/config.js';
 import type { Deps } from '../deps.js';
-import { migrateShared } from '../tenancy/tenant-migrations.js';
-import { adminView, publicView } from '../tenancy/orgs.service.js';
-import { ORG_STATUSES, type OrgStatus } from '../tenancy/org.repository.js';
-import type { TenantMigrationResult } from '../tenancy/tenant-migrations.js';
+import { migrateShared } from '../db/shared-db.js';
+import { adminView, publicView } from '../http/presenters.js';
+import { ORG_STATUSES, orgNameSchema, type OrgStatus } from '../orgs/org.js';
+import type { TenantMigrationResult } from '../tenant-db/tenant-migrations.js';
 import { nonZeroInt, parse, positiveInt, UsageError } from './args.js';
 import { table } from './output.js';
 
@@ -58,8 +58,8 @@ export const commands: Record<string, Command> = {
     if (positionals.length !== 1 || !positionals[0]!.trim()) throw new UsageError('usage: create <name> [--credits N] [--server NAME]');
     const credits = values.credits === undefined ? deps.config.defaultCredits : Number(values.credits);
     if (!Number.isSafeInteger(credits) || credits < 0) throw new UsageError('--credits must be a non-negative integer');
-    const name = positionals[0]!.trim();
-    if (name.length > 100 || /[\p{Cc}\p{Cf}]/u.test(name)) throw new UsageError('name must be at most 100 characters, without control characters');
+    const { value: name, error } = orgNameSchema.validate(positionals[0]);
+    if (error) throw new UsageError(`name: ${error.message.replace(/^"value" /, '')}`);
     const { org, apiKey } = await deps.orgs.create({ name, credits, server: values.server as string | undefined });
     return {
       json: { org: publicView(org), apiKey },

@@ -1,7 +1,7 @@
 /** The shared (control-plane) DB: create it if missing, then migrate it. */
 import type { Config } from '../../config/config.js';
-import { quoteIdentifier } from '../tenancy/names.js';
-import { migrateShared } from '../tenancy/tenant-migrations.js';
+import { quoteIdentifier } from '../tenant-db/names.js';
+import { SHARED_MIGRATIONS_DIR, createMigrator, withMigrationLock } from './migrator.js';
 import { createSequelize } from './sequelize.js';
 import type { Sequelize } from 'sequelize';
 
@@ -19,4 +19,10 @@ export async function ensureSharedDatabase(config: Config): Promise<void> {
 export async function prepareSharedDb(config: Config, sharedDb: Sequelize): Promise<string[]> {
   await ensureSharedDatabase(config);
   return migrateShared(sharedDb, config.db.name, config.migrationLockWaitSec);
+}
+
+/** Migrates the shared DB (under its lock); returns the names applied. */
+export async function migrateShared(sharedDb: Sequelize, database: string, lockWaitSec: number): Promise<string[]> {
+  const applied = await withMigrationLock(sharedDb, database, lockWaitSec, () => createMigrator({ sequelize: sharedDb, dir: SHARED_MIGRATIONS_DIR }).up());
+  return applied.map((m) => m.name);
 }

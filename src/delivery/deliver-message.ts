@@ -1,18 +1,18 @@
 /**
- * Delivers one message, exactly once in effect, whatever crashes where:
+ * The delivery use case: delivers one message, exactly once in effect, whatever crashes where:
  * final → nothing; debit (unique reference) → SENDING → gateway (message id as idempotency key) → SENT.
- * Transient failure: retry (BullMQ backoff). Permanent failure or last attempt: FAILED, then refund (unique reference).
+ * Transient failure: RetryDelivery (the queue retries with backoff). Permanent failure or last attempt: FAILED, then
+ * refund (unique reference), and PermanentDeliveryFailure. Any other error is the infrastructure's: the queue postpones.
+ * Knows nothing of BullMQ: workers/delivery.worker.ts adapts it.
  */
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import type { Ledger } from '../src/credits/ledger.js';
-import { PermanentGatewayError, type Gateway } from '../src/gateway/gateway.js';
-import type { Logger } from '../src/lib/logger.js';
-import type { Metrics } from '../src/metrics/metrics.js';
-import { runWithContext } from '../src/lib/context.js';
-import { messageModel, type Message } from '../src/messages/message.model.js';
-import type { DeliveryJob } from '../src/queue/queues.js';
-import type { OrgRecord, OrgRepository } from '../src/tenancy/org.repository.js';
-import type { TenantPoolCache } from '../src/tenancy/pool-cache.js';
+import type { Ledger } from '../credits/ledger.js';
+import { PermanentGatewayError, type Gateway } from '../gateway/gateway.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { messageModel, type Message } from '../messages/message.model.js';
+import { isProvisioned, type OrgRecord } from '../orgs/org.js';
+import type { OrgRepository } from '../orgs/org.repository.js';
+import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 
 export type DeliveryOutcome = 'SENT' | 'FAILED' | 'already-final' | 'gone';
 
@@ -23,17 +23,40 @@ export interface DeliveryDeps {
   gateway: Gateway;
   logger: Logger;
   metrics?: Pick<Metrics, 'creditsDebited' | 'creditsRefunded'>;
-  /** First wait after an infrastructure error (it doubles on each one, up to a minute). */
-  outageBackoffMs: number;
   /** Called whenever a message is found or left SENT or FAILED (webhooks hook in here; must be idempotent). */
   onFinal?: (org: OrgRecord, message: Message) => Promise<void>;
+}
+
+/** One delivery attempt of one message: which message, and where this attempt stands in the budget. */
+export interface DeliveryInput {
+  orgId: number;
+  messageId: number;
+  /** Attempts already made (0 on the first). */
+  attemptsMade: number;
+  maxAttempts: number;
+}
+
+/** A transient gateway failure with attempts left: the queue should retry later (with backoff). */
+export class RetryDelivery extends Error {
+  constructor(override readonly cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'RetryDelivery';
+  }
+}
+
+/** The message is FAILED for good (permanent gateway failure or last attempt); retrying cannot help. */
+export class PermanentDeliveryFailure extends Error {
+  constructor(readonly code: string, message: string, readonly permanent: boolean) {
+    super(`${code}: ${message}`);
+    this.name = 'PermanentDeliveryFailure';
+  }
 }
 
 export const debitReference = (messageId: number) => `debit:message:${messageId}`;
 export const refundReference = (messageId: number) => `refund:message:${messageId}`;
 
-/** Creates the BullMQ processor function. */
-export function createDeliveryProcessor(deps: DeliveryDeps) {
+/** Creates the use case: `deliver(input)` resolves with the outcome, or throws RetryDelivery / PermanentDeliveryFailure. */
+export function createDeliverMessage(deps: DeliveryDeps) {
   const { repo, pools, ledger, gateway, logger } = deps;
 
   /** A FAILED message that was charged gets its credits back, once (also repairs a crash between the two). */
@@ -51,11 +74,11 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
   }
 
   /** The delivery itself; every error it throws that is not a gateway failure is an infrastructure error. */
-  async function attempt(job: Job<DeliveryJob>): Promise<DeliveryOutcome> {
-    const { orgId, messageId } = job.data;
+  async function attempt(input: DeliveryInput): Promise<DeliveryOutcome> {
+    const { orgId, messageId } = input;
     // Read the org fresh: its credentials or status may have changed since the job was queued.
     const org = await repo.get(orgId);
-    if (!org || org.status === 'DELETED' || !org.dbName) return 'gone';
+    if (!org || org.status === 'DELETED' || !isProvisioned(org)) return 'gone';
     return pools.withTenant(org, async (db) => {
       const m = await messageModel(db).findByPk(messageId);
       if (!m) return 'gone';
@@ -83,15 +106,15 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
         const e = err as Error & { code?: string };
         const code = e.code ?? 'GATEWAY_ERROR';
         const permanent = err instanceof PermanentGatewayError;
-        const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+        const last = input.attemptsMade + 1 >= input.maxAttempts;
         if (permanent || last) {
           await fail(org, m, code, e.message);
           logger.warn('message failed', { code, permanent, attempts: m.attempts });
-          throw permanent ? new UnrecoverableError(`${code}: ${e.message}`) : new GatewayAttemptError(e);
+          throw new PermanentDeliveryFailure(code, e.message, permanent);
         }
         await m.update({ status: 'QUEUED', errorCode: code, errorText: e.message.slice(0, 1000) });
         logger.info('message will be retried', { code, attempts: m.attempts });
-        throw new GatewayAttemptError(e);
+        throw new RetryDelivery(e);
       }
       // The provider has it. Should this write fail, the retry resends with the same idempotency key: never a refund.
       await m.update({ status: 'SENT', providerMessageId, sentAt: new Date(), errorCode: null, errorText: null });
@@ -101,30 +124,7 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
     });
   }
 
-  return async function deliver(job: Job<DeliveryJob>, token?: string): Promise<DeliveryOutcome> {
-    const { orgId, messageId } = job.data;
-    return runWithContext({ jobId: job.id, orgId, messageId }, async () => {
-      try {
-        return await attempt(job);
-      } catch (err) {
-        if (err instanceof GatewayAttemptError) throw err.cause;
-        if (err instanceof UnrecoverableError || !token) throw err;
-        // A database, pool or Redis problem is not the message's fault: wait and try again without using up an
-        // attempt, for as long as it takes (backoff doubles up to about a minute).
-        const outages = (job.data.outages ?? 0) + 1;
-        const delay = Math.min(60_000, deps.outageBackoffMs * 2 ** Math.min(outages - 1, 10));
-        logger.warn('delivery postponed: infrastructure error', { err: (err as Error).message, outages, delayMs: delay });
-        await job.updateData({ ...job.data, outages });
-        await job.moveToDelayed(Date.now() + delay, token);
-        throw new DelayedError();
-      }
-    });
-  };
+  return attempt;
 }
 
-/** Marks a gateway failure on its way out of attempt(), so it is not mistaken for an infrastructure error. */
-class GatewayAttemptError extends Error {
-  constructor(override readonly cause: Error) {
-    super(cause.message, { cause });
-  }
-}
+export type DeliverMessage = ReturnType<typeof createDeliverMessage>;

@@ -5,7 +5,8 @@ import Koa from 'koa';
 import type { Deps } from '../deps.js';
 import { dashboard } from './dashboard.js';
 import { errorsAndAccessLog } from './errors.middleware.js';
-import { healthRouter } from './health.routes.js';
+import { requireAdmin } from './auth.js';
+import { healthRouter, readiness } from './health.routes.js';
 import { jsonBody } from './json-body.js';
 import { orgsRouter } from './orgs.routes.js';
 import { tenantRouter } from './tenant.routes.js';
@@ -13,12 +14,19 @@ import type { AppState } from './types.js';
 
 /** Builds the Koa app over the given deps (no listening). */
 export function createApp(deps: Deps): Koa<AppState> {
-  const app = new Koa<AppState>({ proxy: deps.config.trustProxy }); // TRUST_PROXY: take the client IP from X-Forwarded-For
+  const app = new Koa<AppState>({ proxy: deps.config.trustProxy > 0, maxIpsCount: deps.config.trustProxy }); // TRUST_PROXY hops: ctx.ip is the X-Forwarded-For entry that many from the right
   app.silent = true; // errors are logged once, by errorsAndAccessLog
   app.use(errorsAndAccessLog(deps.logger, deps.metrics.httpDuration));
-  app.use(dashboard(deps)); // before jsonBody: bull-board parses its own bodies
+  // Before jsonBody: bull-board parses its own bodies.
+  app.use(dashboard({ queues: [deps.deliveryQueue, deps.webhookQueue], adminToken: deps.config.adminToken, readOnly: deps.config.dashboardReadOnly, limits: deps.limits }));
   app.use(jsonBody(deps.config.bodyLimit));
-  for (const router of [healthRouter(deps), orgsRouter(deps), tenantRouter(deps)]) {
+  const admin = requireAdmin(deps.config.adminToken, deps.limits);
+  const routers = [
+    healthRouter({ readiness: () => readiness(deps), metrics: deps.metrics.registry, admin }),
+    orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits }),
+    tenantRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages, orgs: deps.orgs }),
+  ];
+  for (const router of routers) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }

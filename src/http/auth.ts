@@ -3,9 +3,9 @@ import type { Next } from 'koa';
 import { AppError, badRequest, conflict, forbidden, notFound, unauthorized } from '../lib/errors.js';
 import { currentContext } from '../lib/context.js';
 import { safeEqual } from '../lib/secrets.js';
-import type { OrgRegistry } from '../tenancy/org-registry.js';
-import type { TenantPoolCache } from '../tenancy/pool-cache.js';
-import type { RateLimits } from './rate-limit.js';
+import type { OrgRegistry } from '../orgs/org-registry.js';
+import { isProvisioned } from '../orgs/org.js';
+import type { RateLimits } from '../rate-limits/rate-limits.js';
 import type { AppContext } from './types.js';
 
 const ORG_ID = /^[1-9][0-9]{0,9}$/;
@@ -70,20 +70,11 @@ export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
       return found;
     });
     if (org.status === 'SUSPENDED') throw forbidden('ORG_SUSPENDED', 'this org is suspended');
-    if (org.status !== 'ACTIVE') throw conflict('ORG_NOT_READY', `this org is ${org.status}`);
+    if (org.status !== 'ACTIVE' || !isProvisioned(org)) throw conflict('ORG_NOT_READY', `this org is ${org.status}`);
     ctx.state.org = org;
     ctx.state.apiKey = record;
     const logContext = currentContext();
     if (logContext) logContext.orgId = org.id;
     return next();
   };
-}
-
-/** Leases the tenant's DB pool for the rest of the request (503 fast if it cannot be reached). */
-export function tenantDb(pools: TenantPoolCache) {
-  return async (ctx: AppContext, next: Next) =>
-    pools.withTenant(ctx.state.org!, async (db) => {
-      ctx.state.tenantDb = db;
-      await next();
-    });
 }

@@ -3,7 +3,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { KoaAdapter } from '@bull-board/koa';
 import type { Next } from 'koa';
-import type { Deps } from '../deps.js';
+import type { Queue } from 'bullmq';
+import type { RateLimits } from '../rate-limits/rate-limits.js';
 import { AppError } from '../lib/errors.js';
 import { safeEqual } from '../lib/secrets.js';
 import type { AppContext } from './types.js';
@@ -26,12 +27,20 @@ export function isDashboardAdmin(authorization: string | undefined, adminToken: 
   return userOk && passwordOk;
 }
 
+/** What the dashboard uses. */
+export interface DashboardDeps {
+  queues: Queue[];
+  adminToken: string;
+  readOnly: boolean;
+  limits: Pick<RateLimits, 'checkAuthFailures' | 'recordAuthFailure'>;
+}
+
 /** Serves bull-board for every project queue under DASHBOARD_PATH; read-only unless DASHBOARD_READ_ONLY=false. */
-export function dashboard(deps: Deps) {
-  const readOnlyMode = deps.config.dashboardReadOnly;
+export function dashboard(deps: DashboardDeps) {
+  const readOnlyMode = deps.readOnly;
   const serverAdapter = new KoaAdapter().setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: [deps.deliveryQueue, deps.webhookQueue].map((q) => new BullMQAdapter(q, { readOnlyMode })),
+    queues: deps.queues.map((q) => new BullMQAdapter(q, { readOnlyMode })),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'Queues' } },
   });
@@ -40,7 +49,7 @@ export function dashboard(deps: Deps) {
     if (ctx.path !== DASHBOARD_PATH && !ctx.path.startsWith(`${DASHBOARD_PATH}/`)) return next();
     await deps.limits.checkAuthFailures(ctx.ip);
     const authorization = ctx.get('Authorization') || undefined;
-    if (!isDashboardAdmin(authorization, deps.config.adminToken)) {
+    if (!isDashboardAdmin(authorization, deps.adminToken)) {
       // A browser's first, anonymous request is always refused: only wrong credentials count as a failure.
       if (authorization) await deps.limits.recordAuthFailure(ctx.ip);
       throw new AppError({

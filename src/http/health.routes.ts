@@ -1,14 +1,23 @@
 /** Liveness (cheap, no I/O) and readiness (shared DB and Redis, each with a short timeout). */
 import Router from '@koa/router';
-import type { Deps } from '../deps.js';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { Sequelize } from 'sequelize';
+import type { Logger } from '../lib/logger.js';
 import { withTimeout } from '../lib/timeout.js';
-import { requireAdmin } from './auth.js';
 import type { AppContext, AppState } from './types.js';
 
 const CHECK_TIMEOUT_MS = 1000;
 
-/** Runs the readiness checks; each is 'ok' or the reason it failed. */
-export async function readiness(deps: Deps): Promise<Record<string, string>> {
+/** What readiness checks: the shared DB and Redis. */
+export interface ReadinessDeps {
+  sharedDb: Pick<Sequelize, 'query'>;
+  redis: Pick<Redis, 'ping'>;
+  logger: Logger;
+}
+
+/** Runs the readiness checks; each is 'ok' or 'unavailable' (the reason goes to the log only). */
+export async function readiness(deps: ReadinessDeps): Promise<Record<string, string>> {
   const checks: Record<string, () => Promise<unknown>> = {
     sharedDb: () => deps.sharedDb.query('SELECT 1'),
     redis: () => deps.redis.ping(), // fail-fast client: reconnects by itself, no offline queue
@@ -26,18 +35,26 @@ export async function readiness(deps: Deps): Promise<Record<string, string>> {
   return Object.fromEntries(entries);
 }
 
+/** What the health routes use. */
+export interface HealthRouterDeps {
+  readiness: () => Promise<Record<string, string>>;
+  metrics: Registry;
+  /** Authenticates the admin (for /metrics). */
+  admin: (ctx: AppContext, next: () => Promise<unknown>) => Promise<unknown>;
+}
+
 /** Builds /health, /ready and /metrics (admin token). */
-export function healthRouter(deps: Deps): Router<AppState> {
+export function healthRouter(deps: HealthRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
   router.get('/health', (ctx: AppContext) => {
     ctx.body = { status: 'ok' };
   });
-  router.get('/metrics', requireAdmin(deps.config.adminToken, deps.limits), async (ctx: AppContext) => {
-    ctx.type = deps.metrics.registry.contentType;
-    ctx.body = await deps.metrics.registry.metrics();
+  router.get('/metrics', deps.admin, async (ctx: AppContext) => {
+    ctx.type = deps.metrics.contentType;
+    ctx.body = await deps.metrics.metrics();
   });
   router.get('/ready', async (ctx: AppContext) => {
-    const checks = await readiness(deps);
+    const checks = await deps.readiness();
     const ready = Object.values(checks).every((c) => c === 'ok');
     ctx.status = ready ? 200 : 503;
     if (!ready) ctx.set('Retry-After', '1');

@@ -2,79 +2,83 @@
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import Joi from 'joi';
-import type { Deps } from '../deps.js';
-import { ORG_STATUSES } from '../tenancy/org.repository.js';
-import { adminView, publicView, type OrgPatch } from '../tenancy/orgs.service.js';
-import { requireAdmin } from './auth.js';
+import { ORG_STATUSES, SETTABLE_STATUSES, orgNameSchema, type OrgStatus } from '../orgs/org.js';
+import type { OrgPatch, OrgService } from '../orgs/orgs.service.js';
 import { idempotencyKey } from './idempotency.js';
 import { setNextLink } from './pagination.js';
+import { adminView, publicView } from './presenters.js';
 import type { AppContext, AppState } from './types.js';
-import { validate } from './validate.js';
+import { validated } from './validate.js';
 
-/** Org names: 1–100 characters after trimming, no control characters. */
-export const orgName = Joi.string().trim().min(1).max(100).pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');
-const id = Joi.object({ id: Joi.number().integer().min(1).max(4_294_967_295).required() });
+const MAX_ORG_ID = 4_294_967_295;
+
+const idParams = Joi.object<{ id: number }>({ id: Joi.number().integer().min(1).max(MAX_ORG_ID).required() });
+
+export const createOrgSchema = Joi.object<{ name: string; credits?: number; server?: string }>({
+  name: orgNameSchema.required(),
+  credits: Joi.number().integer().min(0).max(1_000_000_000),
+  server: Joi.string().max(64),
+}).required();
+
+export const listOrgsSchema = Joi.object<{ limit: number; after?: number; status?: OrgStatus }>({
+  limit: Joi.number().integer().min(1).max(100).default(20),
+  after: Joi.number().integer().min(0),
+  status: Joi.string().valid(...ORG_STATUSES),
+});
+
+export const patchOrgSchema = Joi.object<OrgPatch>({
+  status: Joi.string().valid(...SETTABLE_STATUSES),
+  rateLimit: Joi.object({
+    points: Joi.number().integer().min(1).max(1_000_000).required(),
+    duration: Joi.number().integer().min(1).max(86_400).required(),
+  }).allow(null),
+  webhookUrl: Joi.string().uri({ scheme: ['http', 'https'] }).max(2048).allow(null),
+  rotateWebhookSecret: Joi.boolean(),
+}).min(1).required();
+
+export const creditSchema = Joi.object<{ amount: number }>({
+  amount: Joi.number().integer().min(-1_000_000_000).max(1_000_000_000).invalid(0).required(),
+}).required();
+
+/** What the admin routes use. */
+export interface OrgsRouterDeps {
+  orgs: OrgService;
+  /** Authenticates the admin (first on every route). */
+  admin: (ctx: AppContext, next: () => Promise<unknown>) => Promise<unknown>;
+  defaultCredits: number;
+}
+
 /** Builds the admin router. */
-export function orgsRouter(deps: Deps): Router<AppState> {
+export function orgsRouter({ orgs, admin, defaultCredits }: OrgsRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
-  const admin = requireAdmin(deps.config.adminToken, deps.limits);
 
-  router.post('/orgs', admin, validate({
-    body: Joi.object({
-      name: orgName.required(),
-      credits: Joi.number().integer().min(0).max(1_000_000_000),
-      server: Joi.string().max(64),
-    }).required(),
-  }), async (ctx: AppContext) => {
-    const body = ctx.state.body as { name: string; credits?: number; server?: string };
-    const { org, apiKey } = await deps.orgs.create({ name: body.name, credits: body.credits ?? deps.config.defaultCredits, server: body.server });
+  router.post('/orgs', admin, validated({ body: createOrgSchema }, async (ctx, { body }) => {
+    const { org, apiKey } = await orgs.create({ name: body.name, credits: body.credits ?? defaultCredits, server: body.server });
     ctx.status = 201;
     ctx.body = { success: true, org: publicView(org), apiKey };
-  });
+  }));
 
-  router.get('/orgs', admin, validate({
-    query: Joi.object({
-      limit: Joi.number().integer().min(1).max(100).default(20),
-      after: Joi.number().integer().min(0),
-      status: Joi.string().valid(...ORG_STATUSES),
-    }),
-  }), async (ctx: AppContext) => {
-    const q = ctx.state.query as { limit: number; after?: number; status?: (typeof ORG_STATUSES)[number] };
-    const orgs = await deps.orgs.list({ limit: q.limit, after: q.after, statuses: q.status ? [q.status] : undefined });
-    setNextLink(ctx, 'after', orgs.length === q.limit ? orgs[orgs.length - 1]!.id : undefined);
-    ctx.body = { success: true, orgs: orgs.map(adminView) };
-  });
+  router.get('/orgs', admin, validated({ query: listOrgsSchema }, async (ctx, { query }) => {
+    const list = await orgs.list({ limit: query.limit, after: query.after, statuses: query.status ? [query.status] : undefined });
+    setNextLink(ctx, 'after', list.length === query.limit ? list[list.length - 1]!.id : undefined);
+    ctx.body = { success: true, orgs: list.map(adminView) };
+  }));
 
-  router.get('/orgs/:id', admin, validate({ params: id }), async (ctx: AppContext) => {
-    ctx.body = { success: true, org: adminView(await deps.orgs.get((ctx.state.params as { id: number }).id)) };
-  });
+  router.get('/orgs/:id', admin, validated({ params: idParams }, async (ctx, { params }) => {
+    ctx.body = { success: true, org: adminView(await orgs.get(params.id)) };
+  }));
 
-  router.patch('/orgs/:id', admin, validate({
-    params: id,
-    body: Joi.object({
-      status: Joi.string().valid('ACTIVE', 'SUSPENDED'),
-      rateLimit: Joi.object({
-        points: Joi.number().integer().min(1).max(1_000_000).required(),
-        duration: Joi.number().integer().min(1).max(86_400).required(),
-      }).allow(null),
-      webhookUrl: Joi.string().uri({ scheme: ['http', 'https'] }).max(2048).allow(null),
-      rotateWebhookSecret: Joi.boolean(),
-    }).min(1).required(),
-  }), async (ctx: AppContext) => {
-    const { org, webhookSecret } = await deps.orgs.patch((ctx.state.params as { id: number }).id, ctx.state.body as OrgPatch);
+  router.patch('/orgs/:id', admin, validated({ params: idParams, body: patchOrgSchema }, async (ctx, { params, body }) => {
+    const { org, webhookSecret } = await orgs.patch(params.id, body);
     ctx.body = { success: true, org: adminView(org), ...(webhookSecret ? { webhookSecret } : {}) };
-  });
+  }));
 
-  router.post('/orgs/:id/credits', admin, validate({
-    params: id,
-    body: Joi.object({ amount: Joi.number().integer().min(-1_000_000_000).max(1_000_000_000).invalid(0).required() }).required(),
-  }), async (ctx: AppContext) => {
+  router.post('/orgs/:id/credits', admin, validated({ params: idParams, body: creditSchema }, async (ctx, { params, body }) => {
     const key = idempotencyKey(ctx);
-    const { amount } = ctx.state.body as { amount: number };
-    const result = await deps.orgs.credit((ctx.state.params as { id: number }).id, amount, `admin:${key ?? randomUUID()}`);
+    const result = await orgs.credit(params.id, body.amount, `admin:${key ?? randomUUID()}`);
     if (result.replayed) ctx.set('Idempotency-Replay', 'true');
     ctx.body = { success: true, org: adminView(result.org), entry: result.entry };
-  });
+  }));
 
   return router;
 }

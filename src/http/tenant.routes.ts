@@ -1,24 +1,26 @@
 /** Tenant routes: the caller's own org and its messages. */
 import Router from '@koa/router';
 import Joi from 'joi';
-import type { Deps } from '../deps.js';
 import { notFound } from '../lib/errors.js';
-import { CHANNELS, MESSAGE_STATUSES, messageView, type MessageStatus } from '../messages/message.model.js';
-import type { SendInput } from '../messages/messages.service.js';
 import { messageCost } from '../messages/cost.js';
-import { findMessage, listMessages } from '../messages/messages.repository.js';
-import { publicView } from '../tenancy/orgs.service.js';
-import { requireTenant, tenantDb } from './auth.js';
+import { CHANNELS, MESSAGE_STATUSES } from '../messages/message.model.js';
+import type { ListQuery, MessageService, SendInput } from '../messages/messages.service.js';
+import type { OrgRegistry } from '../orgs/org-registry.js';
+import type { OrgService } from '../orgs/orgs.service.js';
+import type { RateLimits } from '../rate-limits/rate-limits.js';
+import { requireTenant } from './auth.js';
 import { idempotencyKey } from './idempotency.js';
 import { setNextLink } from './pagination.js';
+import { messageView, publicView } from './presenters.js';
+import { chargeOrg, orgRateLimit } from './rate-limit.js';
 import type { AppContext, AppState } from './types.js';
-import { validate } from './validate.js';
+import { validated } from './validate.js';
 
 /** Largest e-mail body, in UTF-8 bytes. */
 const EMAIL_BODY_MAX_BYTES = 100 * 1024;
 
 /** `POST /messages`: E.164 for sms, an address for email; a non-blank body within the channel's limit; nothing else. */
-export const sendSchema = Joi.object({
+export const sendSchema = Joi.object<SendInput>({
   channel: Joi.string().valid(...CHANNELS).required(),
   to: Joi.string().required().when('channel', {
     is: 'sms',
@@ -33,44 +35,52 @@ export const sendSchema = Joi.object({
   }),
 }).required();
 
+/** `GET /messages` query. */
+export const listSchema = Joi.object<ListQuery>({
+  limit: Joi.number().integer().min(1).max(100).default(20),
+  status: Joi.string().valid(...MESSAGE_STATUSES),
+  before: Joi.number().integer().min(1),
+});
+
+const MESSAGE_ID = /^[1-9][0-9]{0,18}$/;
+
+/** What the tenant routes use. */
+export interface TenantRouterDeps {
+  registry: OrgRegistry;
+  limits: RateLimits;
+  messages: MessageService;
+  orgs: Pick<OrgService, 'balance'>;
+}
+
 /** Builds the tenant router (X-Org-Id + API key). */
-export function tenantRouter(deps: Deps): Router<AppState> {
+export function tenantRouter({ registry, limits, messages, orgs }: TenantRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
   // Every tenant route is authenticated, then charged to the org's rate limit (POST /messages by its cost).
-  const tenant = [requireTenant(deps.registry, deps.limits), deps.limits.perOrg()];
-  const tenantSend = [requireTenant(deps.registry, deps.limits), validate({ body: sendSchema }),
-    deps.limits.perOrg((ctx) => messageCost((ctx.state.body as SendInput).channel, (ctx.state.body as SendInput).body))];
+  const tenant = requireTenant(registry, limits);
 
-  router.get('/org', ...tenant, async (ctx: AppContext) => {
+  router.get('/org', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
     // The balance changes with every delivery: read it fresh rather than from the org cache.
     const org = ctx.state.org!;
-    ctx.body = { success: true, org: publicView({ ...org, creditBalance: await deps.repo.balance(org.id) }) };
+    ctx.body = { success: true, org: publicView({ ...org, creditBalance: await orgs.balance(org.id) }) };
   });
 
-  router.post('/messages', ...tenantSend, tenantDb(deps.pools), async (ctx: AppContext) => {
-    const key = idempotencyKey(ctx);
-    const { message, replayed } = await deps.messages.send(ctx.state.org!, ctx.state.tenantDb!, ctx.state.body as SendInput, key);
+  router.post('/messages', tenant, validated({ body: sendSchema }, async (ctx, { body }) => {
+    await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
+    const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
     ctx.status = replayed ? 200 : 202;
     if (replayed) ctx.set('Idempotency-Replay', 'true');
     ctx.body = { success: true, message: messageView(message) };
-  });
+  }));
 
-  router.get('/messages', ...tenant, validate({
-    query: Joi.object({
-      limit: Joi.number().integer().min(1).max(100).default(20),
-      status: Joi.string().valid(...MESSAGE_STATUSES),
-      before: Joi.number().integer().min(1),
-    }),
-  }), tenantDb(deps.pools), async (ctx: AppContext) => {
-    const q = ctx.state.query as { limit: number; status?: MessageStatus; before?: number };
-    const rows = await listMessages(ctx.state.tenantDb!, q);
-    setNextLink(ctx, 'before', rows.length === q.limit ? Number(rows[rows.length - 1]!.id) : undefined);
+  router.get('/messages', tenant, orgRateLimit(limits), validated({ query: listSchema }, async (ctx, { query }) => {
+    const rows = await messages.list(ctx.state.org!, query);
+    setNextLink(ctx, 'before', rows.length === query.limit ? Number(rows[rows.length - 1]!.id) : undefined);
     ctx.body = rows.map(messageView);
-  });
+  }));
 
-  router.get('/messages/:id', ...tenant, tenantDb(deps.pools), async (ctx: AppContext) => {
+  router.get('/messages/:id', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
     const raw = ctx.params!.id!;
-    const message = /^[1-9][0-9]{0,18}$/.test(raw) ? await findMessage(ctx.state.tenantDb!, Number(raw)) : null;
+    const message = MESSAGE_ID.test(raw) ? await messages.get(ctx.state.org!, Number(raw)) : null;
     if (!message) throw notFound('MESSAGE_NOT_FOUND', 'no such message');
     ctx.body = { success: true, message: messageView(message) };
   });

@@ -1,17 +1,13 @@
 /** Types shared by the Koa edge. */
 import type { ParameterizedContext } from 'koa';
 import type { RouterContext } from '@koa/router';
-import type { Sequelize } from 'sequelize';
-import type { ApiKeyRecord, OrgRecord } from '../tenancy/org.repository.js';
+import type { ApiKeyRecord, ProvisionedOrg } from '../orgs/org.js';
 
 export interface AppState {
   requestId: string;
-  org?: OrgRecord;
+  /** Set by requireTenant: the caller's org, active and provisioned. */
+  org?: ProvisionedOrg;
   apiKey?: ApiKeyRecord;
-  tenantDb?: Sequelize;
-  body?: unknown;
-  query?: unknown;
-  params?: unknown;
 }
 
 export type AppContext = ParameterizedContext<AppState> & Partial<RouterContext<AppState>>;

@@ -47,12 +47,3 @@ export function messageModel(sequelize: Sequelize): typeof Message {
   }, { sequelize, modelName: 'Message', tableName: 'messages', timestamps: true, createdAt: 'createdAt', updatedAt: 'updatedAt' });
   return TenantMessage;
 }
-
-/** The JSON shape of a message in API responses. */
-export function messageView(m: Message) {
-  return {
-    id: Number(m.id), to: m.to, channel: m.channel, body: m.body, status: m.status, cost: m.cost, attempts: m.attempts,
-    errorCode: m.errorCode ?? null, errorText: m.errorText ?? null, providerMessageId: m.providerMessageId ?? null,
-    createdAt: m.createdAt, updatedAt: m.updatedAt, sentAt: m.sentAt ?? null,
-  };
-}

@@ -1,13 +1,19 @@
-/** Sending a message: validate → cost → credit check → store QUEUED → enqueue (ids only). */
+/**
+ * The messages use cases, for a tenant: send (validate → cost → credit check → store QUEUED → enqueue ids only),
+ * list and get. Each leases the tenant's database itself, so HTTP and workers call them the same way.
+ */
 import { createHash } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Sequelize } from 'sequelize';
 import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { ProvisionedOrg } from '../orgs/org.js';
+import type { OrgRepository } from '../orgs/org.repository.js';
 import { enqueueDelivery, type DeliveryJob } from '../queue/queues.js';
-import type { OrgRecord, OrgRepository } from '../tenancy/org.repository.js';
+import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 import { messageCost } from './cost.js';
-import { messageModel, type Channel, type Message } from './message.model.js';
+import { messageModel, type Channel, type Message, type MessageStatus } from './message.model.js';
+import { findMessage, listMessages } from './messages.repository.js';
 
 export interface SendInput {
   to: string;
@@ -21,10 +27,18 @@ export interface SendResult {
   replayed: boolean;
 }
 
+export interface ListQuery {
+  limit: number;
+  before?: number;
+  status?: MessageStatus;
+}
+
 const requestHash = (input: SendInput) => createHash('sha256').update(JSON.stringify([input.channel, input.to, input.body])).digest('hex');
 
-/** Creates the send use case. */
-export function createMessageService(deps: { repo: OrgRepository; queue: Queue<DeliveryJob>; logger: Logger }) {
+/** Creates the messages service. */
+export function createMessageService(deps: { repo: OrgRepository; pools: TenantPoolCache; queue: Queue<DeliveryJob>; logger: Logger }) {
+  const { pools } = deps;
+
   async function replay(db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
     const existing = await messageModel(db).findOne({ where: { idempotencyKey: key } });
     if (!existing) return undefined;
@@ -32,37 +46,44 @@ export function createMessageService(deps: { repo: OrgRepository; queue: Queue<D
     return { message: existing, replayed: true };
   }
 
-  return {
-    async send(org: OrgRecord, db: Sequelize, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
-      const hash = requestHash(input);
-      if (idempotencyKey) {
-        const earlier = await replay(db, idempotencyKey, hash);
-        if (earlier) return earlier;
-      }
-      const cost = messageCost(input.channel, input.body);
-      // A fresh read: the cached org's balance may be seconds old. The worker's debit is what really guards it.
-      const balance = await deps.repo.balance(org.id);
-      if (balance < cost) throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
+  async function send(org: ProvisionedOrg, db: Sequelize, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
+    const hash = requestHash(input);
+    if (idempotencyKey) {
+      const earlier = await replay(db, idempotencyKey, hash);
+      if (earlier) return earlier;
+    }
+    const cost = messageCost(input.channel, input.body);
+    // A fresh read: the cached org's balance may be seconds old. The worker's debit is what really guards it.
+    const balance = await deps.repo.balance(org.id);
+    if (balance < cost) throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
 
-      let message: Message;
-      try {
-        message = await messageModel(db).create({ ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
-      } catch (err) {
-        // Two requests with one Idempotency-Key raced: the first one's row is the answer.
-        if (idempotencyKey && isDuplicateKey(err)) return (await replay(db, idempotencyKey, hash))!;
-        throw err;
-      }
-      try {
-        await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) });
-      } catch (err) {
-        // Never leave a QUEUED row that no job will ever pick up.
-        // The client was told "not accepted": free its Idempotency-Key so the same request can be retried.
-        await message.update({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED', errorText: 'the delivery queue was unavailable', idempotencyKey: null });
-        deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
-        throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
-      }
-      return { message, replayed: false };
-    },
+    let message: Message;
+    try {
+      message = await messageModel(db).create({ ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
+    } catch (err) {
+      // Two requests with one Idempotency-Key raced: the first one's row is the answer.
+      if (idempotencyKey && isDuplicateKey(err)) return (await replay(db, idempotencyKey, hash))!;
+      throw err;
+    }
+    try {
+      await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) });
+    } catch (err) {
+      // Never leave a QUEUED row that no job will ever pick up.
+      // The client was told "not accepted": free its Idempotency-Key so the same request can be retried.
+      await message.update({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED', errorText: 'the delivery queue was unavailable', idempotencyKey: null });
+      deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
+      throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
+    }
+    return { message, replayed: false };
+  }
+
+  return {
+    /** Stores and enqueues a message (or replays the one an Idempotency-Key already made). */
+    send: (org: ProvisionedOrg, input: SendInput, idempotencyKey?: string) => pools.withTenant(org, (db) => send(org, db, input, idempotencyKey)),
+    /** The org's messages, newest first. */
+    list: (org: ProvisionedOrg, query: ListQuery) => pools.withTenant(org, (db) => listMessages(db, query)),
+    /** One of the org's messages, or null. */
+    get: (org: ProvisionedOrg, id: number) => pools.withTenant(org, (db) => findMessage(db, id)),
   };
 }
 

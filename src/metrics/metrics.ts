@@ -4,8 +4,8 @@
  */
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { OrgRegistry } from '../tenancy/org-registry.js';
-import type { TenantPoolCache } from '../tenancy/pool-cache.js';
+import type { OrgRegistry } from '../orgs/org-registry.js';
+import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 
 export interface Metrics {
   registry: Registry;

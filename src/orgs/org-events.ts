@@ -1,5 +1,6 @@
 /** Cross-process invalidation: "org N changed" published on Redis so every API and worker drops its cached copy. */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { createRedis } from '../lib/redis.js';
 import type { Logger } from '../lib/logger.js';
 import { withTimeout } from '../lib/timeout.js';
 
@@ -22,14 +23,14 @@ export interface OrgEvents {
 export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger: Logger; subscribe?: boolean }): OrgEvents {
   const channel = `${opts.prefix}:tenancy:org-changed`;
   const handlers: ((c: OrgChange) => void)[] = [];
-  const publisher = new Redis(opts.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 });
+  const publisher = createRedis(opts.redisUrl, 'command', { lazyConnect: true });
   publisher.on('error', () => undefined);
   const emit = (c: OrgChange) => handlers.forEach((h) => h(c));
 
   let subscriber: Redis | undefined;
   let subscribed: Promise<boolean> = Promise.resolve(true);
   if (opts.subscribe !== false) {
-    subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, connectTimeout: 1000 });
+    subscriber = createRedis(opts.redisUrl, 'blocking');
     subscriber.on('error', (err: Error) => opts.logger.debug('org events subscriber error', { err: err.message }));
     subscriber.on('message', (ch: string, raw: string) => {
       if (ch !== channel) return;

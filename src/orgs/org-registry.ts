@@ -1,12 +1,12 @@
-/** Cached org and API-key lookups for the hot path: short TTL, negative caching, single flight, explicit invalidation. */
+/**
+ * Cached org and API-key lookups for the hot path (lru-cache): short TTL, bounded size, negative caching, single
+ * flight, and explicit invalidation on org events.
+ */
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../lib/logger.js';
 import { API_KEY_PATTERN, safeEqual, sha256 } from '../lib/secrets.js';
-import type { ApiKeyRecord, OrgRecord, OrgRepository } from './org.repository.js';
-
-interface Cached<T> {
-  value: T | undefined;
-  expires: number;
-}
+import type { ApiKeyRecord, OrgRecord } from './org.js';
+import type { OrgRepository } from './org.repository.js';
 
 export interface OrgRegistryStats {
   hits: number;
@@ -27,60 +27,87 @@ const TOUCH_EVERY_MS = 60_000;
 /** Entries per cache: a flood of made-up ids or keys cannot grow memory without bound. */
 const MAX_ENTRIES = 50_000;
 
-/** Creates the registry over the org repository. */
-export function createOrgRegistry(deps: { repo: OrgRepository; ttlMs: number; logger: Logger; now?: () => number }): OrgRegistry {
-  const { repo, ttlMs, logger } = deps;
-  const now = deps.now ?? Date.now;
-  const orgs = new Map<number, Cached<OrgRecord>>();
-  const keys = new Map<string, Cached<ApiKeyRecord>>();
-  const inflightOrgs = new Map<number, Promise<OrgRecord | undefined>>();
-  const inflightKeys = new Map<string, Promise<ApiKeyRecord | undefined>>();
-  const touched = new Map<number, number>();
-  const stats: OrgRegistryStats = { hits: 0, misses: 0 };
-  // Bumped by invalidate(): a load that started before an invalidation must not repopulate the cache.
-  let generation = 0;
+/** "Known not to exist" (negative caching): lru-cache holds objects only. */
+const MISSING = Object.freeze({ missing: true as const });
+type Cached<T> = T | typeof MISSING;
+/** lru-cache rejects a fetch whose entry was deleted meanwhile (an invalidation): such a fetch is simply made again. */
+const isDeletedWhileFetching = (err: unknown) => err instanceof Error && err.message === 'deleted';
 
-  async function cached<K, T>(cache: Map<K, Cached<T>>, inflight: Map<K, Promise<T | undefined>>, key: K, load: () => Promise<T | undefined>) {
-    const hit = cache.get(key);
-    if (hit && hit.expires > now()) {
-      stats.hits++;
-      return hit.value;
-    }
-    stats.misses++;
-    let p = inflight.get(key);
-    if (!p) {
-      const startedAt = generation;
-      p = load().then((value) => {
-        if (startedAt === generation && ttlMs > 0) {
-          cache.delete(key); // re-insert at the end: the Map is kept in insertion order, oldest first out
-          cache.set(key, { value, expires: now() + ttlMs });
-          if (cache.size > MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-        }
-        return value;
-      }).finally(() => inflight.delete(key));
-      inflight.set(key, p);
-    }
-    return p;
+export interface OrgRegistryDeps {
+  repo: Pick<OrgRepository, 'get' | 'findKey' | 'touchKey'>;
+  ttlMs: number;
+  logger: Logger;
+}
+
+/** Creates the registry over the org repository. */
+export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
+  const { repo, ttlMs, logger } = deps;
+  const stats: OrgRegistryStats = { hits: 0, misses: 0 };
+  // Bumped by invalidate(): a load that started before an invalidation reads again, so it never caches a stale row.
+  let generation = 0;
+  const touched = new LRUCache<number, number>({ max: MAX_ENTRIES });
+
+  function cache<K extends string | number, T extends object>(load: (key: K) => Promise<T | undefined>) {
+    const fresh = async (key: K): Promise<Cached<T>> => {
+      for (let tries = 0; ; tries++) {
+        const startedAt = generation;
+        const value = (await load(key)) ?? MISSING;
+        if (startedAt === generation || tries >= 3) return value;
+      }
+    };
+    const lru = new LRUCache<K, Cached<T>, unknown>({
+      max: MAX_ENTRIES,
+      ttl: Math.max(1, ttlMs),
+      // Concurrent misses of one key share one load.
+      fetchMethod: (key) => {
+        stats.misses++;
+        return fresh(key);
+      },
+    });
+    return {
+      lru,
+      async get(key: K): Promise<T | undefined> {
+        const found = async (): Promise<Cached<T> | undefined> => {
+          if (ttlMs <= 0) {
+            stats.misses++;
+            return fresh(key);
+          }
+          if (lru.has(key)) stats.hits++;
+          for (let tries = 0; ; tries++) {
+            try {
+              return await lru.fetch(key);
+            } catch (err) {
+              if (!isDeletedWhileFetching(err) || tries >= 3) throw err;
+            }
+          }
+        };
+        const value = await found();
+        return value === MISSING ? undefined : (value as T | undefined);
+      },
+    };
   }
 
+  const orgs = cache<number, OrgRecord>((id) => repo.get(id));
+  const keys = cache<string, ApiKeyRecord>((prefix) => repo.findKey(prefix));
+
   return {
-    get: (id) => cached(orgs, inflightOrgs, id, () => repo.get(id)),
+    get: (id) => orgs.get(id),
     async verifyKey(key) {
       const m = API_KEY_PATTERN.exec(key);
       if (!m) return undefined;
-      const record = await cached(keys, inflightKeys, m[1]!, () => repo.findKey(m[1]!));
+      const record = await keys.get(m[1]!);
       if (!record || record.revokedAt || !safeEqual(record.keyHash, sha256(key))) return undefined;
-      const last = touched.get(record.id) ?? 0;
-      if (now() - last > TOUCH_EVERY_MS) {
-        touched.set(record.id, now());
+      const now = Date.now();
+      if (now - (touched.get(record.id) ?? 0) > TOUCH_EVERY_MS) {
+        touched.set(record.id, now);
         repo.touchKey(record.id).catch((err: Error) => logger.warn('could not record api key use', { err: err.message }));
       }
       return record;
     },
     invalidate(orgId) {
       generation++;
-      orgs.delete(orgId);
-      for (const [prefix, entry] of keys) if (!entry.value || entry.value.orgId === orgId) keys.delete(prefix);
+      orgs.lru.delete(orgId);
+      for (const [prefix, entry] of keys.lru.entries()) if (entry === MISSING || (entry as ApiKeyRecord).orgId === orgId) keys.lru.delete(prefix);
     },
     stats: () => ({ ...stats }),
   };

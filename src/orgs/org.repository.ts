@@ -1,40 +1,7 @@
 /** Data access for orgs and API keys in the shared DB. Plain objects in, plain objects out. */
 import { randomUUID } from 'node:crypto';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-
-export const ORG_STATUSES = ['PROVISIONING', 'ACTIVE', 'SUSPENDED', 'FAILED', 'DELETED'] as const;
-export type OrgStatus = (typeof ORG_STATUSES)[number];
-
-export interface OrgRecord {
-  id: number;
-  name: string;
-  /** Random identity, written into the org's tenant DB as its ownership marker. */
-  uid: string;
-  status: OrgStatus;
-  creditBalance: number;
-  dbServerId: number | null;
-  dbName: string | null;
-  dbUser: string | null;
-  dbPasswordEnc: string | null;
-  provisioningStep: string | null;
-  lastError: string | null;
-  rateLimit: { points: number; duration: number } | null;
-  webhookUrl: string | null;
-  webhookSecretEnc: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-export interface ApiKeyRecord {
-  id: number;
-  orgId: number;
-  prefix: string;
-  keyHash: string;
-  name: string;
-  createdAt: Date;
-  lastUsedAt: Date | null;
-  revokedAt: Date | null;
-}
+import type { ApiKeyRecord, OrgRecord, OrgStatus } from './org.js';
 
 type Row = Record<string, unknown>;
 

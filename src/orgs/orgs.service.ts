@@ -1,11 +1,13 @@
 /** Admin use cases on orgs, shared by the HTTP API and `bin/tenant`: every change is published to other processes. */
+import { createHash } from 'node:crypto';
 import type { Ledger, LedgerEntry } from '../credits/ledger.js';
 import { conflict, notFound, unprocessable } from '../lib/errors.js';
 import { generateApiKey, type SecretBox } from '../lib/secrets.js';
 import { generateWebhookSecret } from '../webhooks/signature.js';
 import type { OrgEvents } from './org-events.js';
-import type { ApiKeyRecord, OrgRecord, OrgRepository, OrgStatus } from './org.repository.js';
-import type { Provisioner, ProvisionResult } from './provisioner.js';
+import { isOperational, type ApiKeyRecord, type OrgRecord, type OrgStatus } from './org.js';
+import type { OrgRepository } from './org.repository.js';
+import type { Provisioner, ProvisionResult } from '../tenant-db/provisioner.js';
 
 export interface OrgPatch {
   status?: 'ACTIVE' | 'SUSPENDED';
@@ -49,12 +51,14 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
       await events.publish({ orgId: id, reason: 'provisioned' });
       return result;
     },
+    /** The current balance, read fresh (not from any cache). */
+    balance: (id: number) => repo.balance(id),
     list: (opts: { limit: number; after?: number; statuses?: readonly OrgStatus[] }) => repo.list(opts),
 
     /** Applies the patch; `webhookSecret` is returned (once) when a new signing secret was issued. */
     async patch(id: number, patch: OrgPatch): Promise<{ org: OrgRecord; webhookSecret?: string }> {
       const org = await mustGet(id);
-      if (patch.status && patch.status !== org.status && !['ACTIVE', 'SUSPENDED'].includes(org.status)) {
+      if (patch.status && patch.status !== org.status && !isOperational(org)) {
         throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}; only ACTIVE and SUSPENDED orgs can change status`);
       }
       const issueSecret = patch.rotateWebhookSecret || (patch.webhookUrl && !org.webhookSecretEnc);
@@ -76,6 +80,9 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
     async credit(id: number, amount: number, reference: string): Promise<CreditResult> {
       await mustGet(id);
       const kind = amount > 0 ? 'grant' : 'adjustment';
+      // credit_ledger.reference is VARCHAR(191): a longer one (`admin:` + a long Idempotency-Key) is stored as its
+      // SHA-256, so the same key still replays. No caller's references start with `sha256:`, so none can collide.
+      if (reference.length > 191) reference = `sha256:${createHash('sha256').update(reference).digest('hex')}`;
       const r = await ledger.apply({ orgId: id, kind, amount, reference });
       if (r.outcome === 'insufficient') throw conflict('INSUFFICIENT_BALANCE', `balance ${r.balance} cannot go below zero`, { balance: r.balance });
       if (r.outcome === 'no-org') throw notFound('ORG_NOT_FOUND', `org ${id} does not exist`);
@@ -87,7 +94,7 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
 
     async createKey(id: number, name = 'default'): Promise<{ key: string; record: ApiKeyRecord }> {
       const org = await mustGet(id);
-      if (org.status !== 'ACTIVE' && org.status !== 'SUSPENDED') throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}`);
+      if (!isOperational(org)) throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}`);
       const k = generateApiKey();
       await repo.insertKey({ orgId: id, prefix: k.prefix, keyHash: k.hash, name });
       return { key: k.key, record: (await repo.findKey(k.prefix))! };
@@ -112,21 +119,3 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
 }
 
 export type OrgService = ReturnType<typeof createOrgService>;
-
-/** The public view of an org (what a tenant sees; admins get `adminView`). */
-export function publicView(org: OrgRecord) {
-  return { id: org.id, name: org.name, status: org.status, creditBalance: org.creditBalance, createdAt: org.createdAt, updatedAt: org.updatedAt };
-}
-
-/** The admin view: where it lives and how provisioning went; never a credential. */
-export function adminView(org: OrgRecord) {
-  return {
-    ...publicView(org),
-    dbServerId: org.dbServerId,
-    dbName: org.dbName,
-    provisioningStep: org.provisioningStep,
-    lastError: org.lastError,
-    rateLimit: org.rateLimit,
-    webhookUrl: org.webhookUrl,
-  };
-}

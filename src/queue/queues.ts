@@ -1,6 +1,6 @@
 /** The project's BullMQ queues: producer clients that fail fast, job ids derived from what they are about, ids-only payloads. */
 import { Queue, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createRedis } from '../lib/redis.js';
 import type { Config } from '../../config/config.js';
 import { withTimeout } from '../lib/timeout.js';
 
@@ -33,7 +33,7 @@ export interface ProducerQueue<T> {
 
 /** A producer-side queue whose client fails fast when Redis is down (no offline buffering). */
 export function createProducerQueue<T>(config: Config, name: string, defaultJobOptions: JobsOptions): ProducerQueue<T> {
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, connectTimeout: 1000 });
+  const connection = createRedis(config.redisUrl, 'producer');
   connection.on('error', () => undefined);
   const queue = new Queue<T>(name, { connection, prefix: config.queuePrefix, defaultJobOptions });
   // Without a listener BullMQ prints every connection error; a failed add is reported where it happens.

@@ -1,97 +1,105 @@
 /**
  * Rate limits on Redis (shared by every API process) with an in-memory insurance limiter, so a Redis outage
  * degrades to per-process limits instead of 500s or no limit at all.
- * - per org on tenant routes: RATE_LIMIT_POINTS per RATE_LIMIT_DURATION s (or the org's override), weighted;
- * - per client IP on failed authentication: once AUTH_FAILURE_LIMIT failures are counted (across processes), requests
- *   from that IP are refused before their key is even looked at, until the window ends.
+ * - per org: `points` per `duration` s (the org's override or the default), each request weighted;
+ * - per client IP on failed authentication: once `authFailures.points` failures are counted (across processes),
+ *   requests from that IP are refused before their key is even looked at, until the window ends.
+ * The Koa side (headers, 429) is src/http/rate-limit.ts.
  */
-import type { Next } from 'koa';
 import type { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from '../lib/errors.js';
-import type { AppContext } from './types.js';
+
+export interface Limit {
+  points: number;
+  duration: number;
+}
+
+/** The state of one org's window after a request was counted (or refused). */
+export interface OrgLimitResult {
+  allowed: boolean;
+  limit: Limit;
+  remaining: number;
+  resetMs: number;
+}
+
+/** Builds a limiter for one key space; the default is Redis with an in-memory insurance limiter. */
+export type LimiterFactory = (keyPrefix: string, limit: Limit) => RateLimiterAbstract;
 
 export interface RateLimitOptions {
-  redis: Redis;
-  prefix: string;
-  defaults: { points: number; duration: number };
-  authFailures: { points: number; duration: number };
+  defaults: Limit;
+  authFailures: Limit;
+  makeLimiter: LimiterFactory;
+  now?: () => number;
 }
 
 export interface RateLimits {
-  /** Middleware: charges the request's weight to its org (after requireTenant) and sets RateLimit-* headers. */
-  perOrg(weight?: (ctx: AppContext) => number): (ctx: AppContext, next: Next) => Promise<void>;
+  /** Charges `cost` to the org's window (its override, or the default limit). */
+  consumeOrg(orgId: number, override: Limit | null, cost: number): Promise<OrgLimitResult>;
   /** Refuses an IP that has failed authentication too often (429), before any key is checked. */
   checkAuthFailures(ip: string): Promise<void>;
   /** Counts one failed authentication for an IP. */
   recordAuthFailure(ip: string): Promise<void>;
 }
 
-function limiter(o: RateLimitOptions, keyPrefix: string, points: number, duration: number): RateLimiterRedis {
-  return new RateLimiterRedis({
-    storeClient: o.redis,
-    keyPrefix: `${o.prefix}:rl:${keyPrefix}`,
+/** The production limiter factory: Redis under `<prefix>:rl:`, insured in memory. */
+export function redisLimiters(redis: Redis, prefix: string): LimiterFactory {
+  return (keyPrefix, { points, duration }) => new RateLimiterRedis({
+    storeClient: redis,
+    keyPrefix: `${prefix}:rl:${keyPrefix}`,
     points,
     duration,
     insuranceLimiter: new RateLimiterMemory({ points, duration, keyPrefix: `insurance:${keyPrefix}` }),
   });
 }
 
-function setHeaders(ctx: AppContext, limit: number, r: RateLimiterRes): void {
-  ctx.set('RateLimit-Limit', String(limit));
-  ctx.set('RateLimit-Remaining', String(Math.max(0, r.remainingPoints)));
-  ctx.set('RateLimit-Reset', String(Math.ceil(r.msBeforeNext / 1000)));
+/** 429 RATE_LIMITED with Retry-After. */
+export function rateLimited(message: string, msBeforeNext: number): AppError {
+  return new AppError({ code: 'RATE_LIMITED', status: 429, message, headers: { 'Retry-After': String(Math.max(1, Math.ceil(msBeforeNext / 1000))) } });
 }
 
-function tooMany(message: string, r: RateLimiterRes): AppError {
-  return new AppError({ code: 'RATE_LIMITED', status: 429, message, headers: { 'Retry-After': String(Math.max(1, Math.ceil(r.msBeforeNext / 1000))) } });
-}
-
-/** Creates the limiters (Redis-backed, insured in memory). */
+/** Creates the limiters. */
 export function createRateLimits(o: RateLimitOptions): RateLimits {
-  const orgLimiters = new Map<string, RateLimiterRedis>();
-  const forOrg = (points: number, duration: number) => {
-    const key = `${points}:${duration}`;
+  const now = o.now ?? Date.now;
+  const orgLimiters = new Map<string, RateLimiterAbstract>();
+  const forOrg = (limit: Limit) => {
+    const key = `${limit.points}:${limit.duration}`;
     let l = orgLimiters.get(key);
-    if (!l) orgLimiters.set(key, (l = limiter(o, `org:${key}`, points, duration)));
+    if (!l) orgLimiters.set(key, (l = o.makeLimiter(`org:${key}`, limit)));
     return l;
   };
-  const auth = limiter(o, 'auth-fail', o.authFailures.points, o.authFailures.duration);
+  const auth = o.makeLimiter('auth-fail', o.authFailures);
   // IPs this process saw fail within the window. Only those are checked against the shared count in Redis, so a
   // successful request costs no extra round trip; another process lets at most one more attempt through first.
   const suspects = new Map<string, number>();
   const MAX_SUSPECTS = 100_000;
 
   return {
-    perOrg(weight) {
-      return async (ctx, next) => {
-        const org = ctx.state.org!;
-        const { points, duration } = org.rateLimit ?? o.defaults;
-        // A request heavier than the whole window could never pass: it costs at most the window.
-        const cost = Math.min(points, Math.max(1, weight?.(ctx) ?? 1));
-        try {
-          setHeaders(ctx, points, await forOrg(points, duration).consume(`org:${org.id}`, cost));
-        } catch (err) {
-          if (!(err instanceof RateLimiterRes)) throw err;
-          setHeaders(ctx, points, err);
-          throw tooMany(`rate limit of ${points} per ${duration}s reached for this org`, err);
-        }
-        await next();
-      };
+    async consumeOrg(orgId, override, cost) {
+      const limit = override ?? o.defaults;
+      // A request heavier than the whole window could never pass: it costs at most the window.
+      const points = Math.min(limit.points, Math.max(1, cost));
+      const result = (r: RateLimiterRes, allowed: boolean): OrgLimitResult => ({ allowed, limit, remaining: Math.max(0, r.remainingPoints), resetMs: r.msBeforeNext });
+      try {
+        return result(await forOrg(limit).consume(`org:${orgId}`, points), true);
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) throw err;
+        return result(err, false);
+      }
     },
     async checkAuthFailures(ip) {
       const until = suspects.get(ip);
       if (until === undefined) return;
-      if (until < Date.now()) {
+      if (until < now()) {
         suspects.delete(ip);
         return;
       }
       const r = await auth.get(`ip:${ip}`).catch(() => null);
-      if (r && r.consumedPoints >= o.authFailures.points) throw tooMany('too many failed authentications from this address', r);
+      if (r && r.consumedPoints >= o.authFailures.points) throw rateLimited('too many failed authentications from this address', r.msBeforeNext);
     },
     async recordAuthFailure(ip) {
       suspects.delete(ip); // re-insert: the map stays ordered by last failure, oldest first out
-      suspects.set(ip, Date.now() + o.authFailures.duration * 1000);
+      suspects.set(ip, now() + o.authFailures.duration * 1000);
       if (suspects.size > MAX_SUSPECTS) suspects.delete(suspects.keys().next().value!);
       await auth.consume(`ip:${ip}`).catch(() => undefined); // over the limit is exactly what we count
     },

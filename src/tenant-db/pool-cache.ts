@@ -6,7 +6,7 @@
 import type { Sequelize } from 'sequelize';
 import { unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { OrgRecord } from './org.repository.js';
+import type { ProvisionedOrg } from '../orgs/org.js';
 
 export interface PoolCacheStats {
   open: number;
@@ -23,7 +23,7 @@ export interface PoolCacheStats {
 
 export interface TenantPoolCache {
   /** Runs fn with the tenant's pool leased; the pool stays open until fn settles. */
-  withTenant<T>(org: OrgRecord, fn: (db: Sequelize) => Promise<T>): Promise<T>;
+  withTenant<T>(org: ProvisionedOrg, fn: (db: Sequelize) => Promise<T>): Promise<T>;
   /** Closes the org's pool (once its leases are released), e.g. after its credentials changed. */
   evict(orgId: number): void;
   stats(): PoolCacheStats;
@@ -48,12 +48,12 @@ export interface PoolCacheOptions {
   /** How long a tenant whose DB could not be reached answers 503 at once before we try again. */
   retryAfterMs: number;
   /** Opens (and checks) a pool for the org; its pool max is the per-tenant connection bound. */
-  open(org: OrgRecord): Promise<Sequelize>;
+  open(org: ProvisionedOrg): Promise<Sequelize>;
   logger: Logger;
 }
 
 /** The connection identity of an org: a change (rotated password, moved DB) means a new pool. */
-const fingerprintOf = (org: OrgRecord) => `${org.dbServerId}/${org.dbName}/${org.dbUser}/${org.dbPasswordEnc}`;
+const fingerprintOf = (org: ProvisionedOrg) => `${org.dbServerId}/${org.dbName}/${org.dbUser}/${org.dbPasswordEnc}`;
 
 /** Creates the bounded LRU of tenant pools. */
 export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
@@ -109,7 +109,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     });
   }
 
-  async function acquire(org: OrgRecord): Promise<Entry> {
+  async function acquire(org: ProvisionedOrg): Promise<Entry> {
     const deadline = Date.now() + opts.acquireTimeoutMs;
     for (;;) {
       if (closed) throw unavailable('SHUTTING_DOWN', 'the server is shutting down', 1000);
@@ -134,7 +134,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     }
   }
 
-  function openEntry(org: OrgRecord): Entry {
+  function openEntry(org: ProvisionedOrg): Entry {
     stats.misses++;
     const entry: Entry = { orgId: org.id, fingerprint: fingerprintOf(org), ready: opts.open(org), leases: 1, lastUsed: Date.now(), retired: false };
     entries.set(org.id, entry);

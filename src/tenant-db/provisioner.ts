@@ -13,7 +13,8 @@ import type { Logger } from '../lib/logger.js';
 import { generateApiKey, randomPassword, type SecretBox } from '../lib/secrets.js';
 import { createSequelize } from '../db/sequelize.js';
 import { quoteIdentifier, tenantDbName, tenantDbUser } from './names.js';
-import type { OrgRecord, OrgRepository } from './org.repository.js';
+import { isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from '../orgs/org.js';
+import type { OrgRepository } from '../orgs/org.repository.js';
 import type { ServerRegistry } from './servers.js';
 
 export const PROVISIONING_STEPS = ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE', 'CREATE_API_KEY'] as const;
@@ -59,13 +60,13 @@ export function grantTarget(dbName: string): string {
  * Whose database `org.dbName` is: `own` (it carries this org's marker), `empty` (absent, or created with nothing in
  * it yet — a crash right after CREATE DATABASE), or `foreign` (anything else: never touched).
  */
-async function ownership(admin: Sequelize, org: OrgRecord): Promise<'own' | 'empty' | 'foreign'> {
+async function ownership(admin: Sequelize, org: ProvisionedOrg): Promise<'own' | 'empty' | 'foreign'> {
   const tables = await admin.query<{ name: string }>('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', {
     replacements: { db: org.dbName }, type: QueryTypes.SELECT,
   });
   if (tables.length === 0) return 'empty';
   if (!tables.some((t) => t.name === OWNER_TABLE)) return 'foreign';
-  const [row] = await admin.query<{ org_uid: string }>(`SELECT org_uid FROM ${quoteIdentifier(org.dbName!)}.${OWNER_TABLE} LIMIT 1`, { type: QueryTypes.SELECT });
+  const [row] = await admin.query<{ org_uid: string }>(`SELECT org_uid FROM ${quoteIdentifier(org.dbName)}.${OWNER_TABLE} LIMIT 1`, { type: QueryTypes.SELECT });
   return row?.org_uid === org.uid ? 'own' : 'foreign';
 }
 
@@ -73,10 +74,10 @@ async function ownership(admin: Sequelize, org: OrgRecord): Promise<'own' | 'emp
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
 
-  const steps: Record<ProvisioningStep, (org: OrgRecord) => Promise<string | undefined>> = {
+  const steps: Record<ProvisioningStep, (org: ProvisionedOrg) => Promise<string | undefined>> = {
     async CREATE_DATABASE(org) {
-      const admin = await servers.admin(org.dbServerId!);
-      const db = quoteIdentifier(org.dbName!);
+      const admin = await servers.admin(org.dbServerId);
+      const db = quoteIdentifier(org.dbName);
       await admin.query(`CREATE DATABASE IF NOT EXISTS ${db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
       // Never adopt a database this org did not create (another deployment with the same prefix, or org ids that
       // repeat after the shared DB was restored).
@@ -88,16 +89,16 @@ export function createProvisioner(deps: ProvisionerDeps) {
       return undefined;
     },
     async CREATE_USER(org) {
-      const admin = await servers.admin(org.dbServerId!);
-      const password = secrets.decrypt(org.dbPasswordEnc!);
-      const account = accountOf(admin, org.dbUser!, config.tenant.userHost);
+      const admin = await servers.admin(org.dbServerId);
+      const password = secrets.decrypt(org.dbPasswordEnc);
+      const account = accountOf(admin, org.dbUser, config.tenant.userHost);
       try {
         await admin.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY :password`, { replacements: { password } });
         // Re-running after a crash must converge on the stored password and the exact grants.
         await admin.query(`ALTER USER ${account} IDENTIFIED BY :password`, { replacements: { password } });
         // Exactly these grants, whatever the account had before (an older grant, a manual change).
         await admin.query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${account}`);
-        await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${grantTarget(org.dbName!)} TO ${account}`);
+        await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${grantTarget(org.dbName)} TO ${account}`);
       } catch (err) {
         // The driver's error quotes the statement, password included: keep only a redacted copy, never the cause.
         // eslint-disable-next-line preserve-caught-error
@@ -106,9 +107,9 @@ export function createProvisioner(deps: ProvisionerDeps) {
       return undefined;
     },
     async MIGRATE(org) {
-      const db = await servers.adminForDatabase(org.dbServerId!, org.dbName!);
+      const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
       try {
-        await withMigrationLock(db, org.dbName!, config.migrationLockWaitSec, () => createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up());
+        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up());
       } finally {
         await db.close();
       }
@@ -149,7 +150,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
   async function runLocked(orgId: number): Promise<ProvisionResult> {
     let org = await repo.get(orgId);
     if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
-    if (org.status === 'ACTIVE' || org.status === 'SUSPENDED') return { org };
+    if (isOperational(org)) return { org };
     if (org.status === 'DELETED') throw conflict('ORG_DELETED', `org ${orgId} was dropped`);
     let index = Math.max(0, PROVISIONING_STEPS.indexOf((org.provisioningStep ?? 'CREATE_DATABASE') as ProvisioningStep));
     await repo.update(orgId, { status: 'PROVISIONING', lastError: null });
@@ -159,7 +160,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
       await repo.update(orgId, { provisioningStep: step });
       try {
         await deps.beforeStep?.(step, orgId);
-        apiKey = (await steps[step](org)) ?? apiKey;
+        apiKey = (await steps[step](provisioned(org))) ?? apiKey;
       } catch (err) {
         const reason = describeError(err);
         await repo.update(orgId, { status: 'FAILED', lastError: `${step}: ${reason}`.slice(0, 2000) });
@@ -201,7 +202,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
     async drop(orgId: number): Promise<OrgRecord> {
       const org = await repo.get(orgId);
       if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
-      if (org.dbServerId && org.dbName && org.dbUser) {
+      if (isProvisioned(org)) {
         const admin = await servers.admin(org.dbServerId);
         if ((await ownership(admin, org)) === 'foreign') {
           // Provisioning was refused because the name was taken: neither that database nor its user are ours.

@@ -2,9 +2,10 @@
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../../config/config.js';
 import { mapWithConcurrency } from '../lib/concurrency.js';
-import { SHARED_MIGRATIONS_DIR, TENANT_MIGRATIONS_DIR, MigrationLockedError, createMigrator, withMigrationLock, type Migrator } from '../db/migrator.js';
+import { TENANT_MIGRATIONS_DIR, MigrationLockedError, createMigrator, withMigrationLock, type Migrator } from '../db/migrator.js';
 import { describeError } from '../lib/errors.js';
-import type { OrgRecord, OrgRepository } from './org.repository.js';
+import { isOperational, type ProvisionedOrg } from '../orgs/org.js';
+import type { OrgRepository } from '../orgs/org.repository.js';
 import type { ServerRegistry } from './servers.js';
 
 export type TenantResultKind = 'ok' | 'failed' | 'locked' | 'not-run';
@@ -26,37 +27,31 @@ export interface TenantStatus {
   error?: string;
 }
 
-/** Statuses whose databases are migrated by `migrate` (others are provisioned or gone). */
+/** Statuses whose databases are migrated by `migrate` (others are provisioned or gone): see isOperational. */
 const MIGRATABLE = ['ACTIVE', 'SUSPENDED'] as const;
-
-/** Migrates the shared DB (under its lock); returns the names applied. */
-export async function migrateShared(sharedDb: Sequelize, database: string, lockWaitSec: number): Promise<string[]> {
-  const applied = await withMigrationLock(sharedDb, database, lockWaitSec, () => createMigrator({ sequelize: sharedDb, dir: SHARED_MIGRATIONS_DIR }).up());
-  return applied.map((m) => m.name);
-}
 
 /** Creates the tenant migration runner. */
 export function createTenantMigrations(deps: { config: Config; repo: OrgRepository; servers: ServerRegistry }) {
   const { config, repo, servers } = deps;
 
-  async function targets(ids?: readonly number[]): Promise<OrgRecord[]> {
+  async function targets(ids?: readonly number[]): Promise<ProvisionedOrg[]> {
     if (ids?.length) {
       const found = await Promise.all(ids.map((id) => repo.get(id)));
-      const missing = ids.filter((_, i) => !found[i] || found[i]!.status === 'DELETED');
+      const missing = ids.filter((_, i) => !found[i] || !isOperational(found[i]!));
       if (missing.length) throw new Error(`unknown tenant(s): ${missing.join(', ')}`);
-      return found as OrgRecord[];
+      return found.filter((o) => o !== undefined && isOperational(o));
     }
-    const all: OrgRecord[] = [];
+    const all: ProvisionedOrg[] = [];
     for (let after = 0; ;) {
       const page = await repo.list({ limit: 500, after, statuses: MIGRATABLE });
-      all.push(...page);
+      all.push(...page.filter(isOperational));
       if (page.length < 500) return all;
       after = page[page.length - 1]!.id;
     }
   }
 
-  async function withTenantMigrator<T>(org: OrgRecord, fn: (m: Migrator, db: Sequelize) => Promise<T>): Promise<T> {
-    const db = await servers.adminForDatabase(org.dbServerId!, org.dbName!);
+  async function withTenantMigrator<T>(org: ProvisionedOrg, fn: (m: Migrator, db: Sequelize) => Promise<T>): Promise<T> {
+    const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
     try {
       return await fn(createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }), db);
     } finally {
@@ -74,17 +69,17 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
         const started = Date.now();
         let r: TenantMigrationResult;
         try {
-          const applied = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName!, config.migrationLockWaitSec, () => m.up()));
-          r = { orgId: org.id, dbName: org.dbName!, result: 'ok', migrations: applied.map((a) => a.name), ms: Date.now() - started };
+          const applied = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.up()));
+          r = { orgId: org.id, dbName: org.dbName, result: 'ok', migrations: applied.map((a) => a.name), ms: Date.now() - started };
         } catch (err) {
           const locked = err instanceof MigrationLockedError;
-          r = { orgId: org.id, dbName: org.dbName!, result: locked ? 'locked' : 'failed', migrations: [], ms: Date.now() - started, error: describeError(err) };
+          r = { orgId: org.id, dbName: org.dbName, result: locked ? 'locked' : 'failed', migrations: [], ms: Date.now() - started, error: describeError(err) };
         }
         opts.onResult?.(r, ++done, orgs.length);
         return r;
       }, (r) => r.result !== 'ok' && !opts.skipFailing);
       const seen = new Set(results.map((r) => r.orgId));
-      const notRun = orgs.filter((o) => !seen.has(o.id)).map((o): TenantMigrationResult => ({ orgId: o.id, dbName: o.dbName!, result: 'not-run', migrations: [], ms: 0 }));
+      const notRun = orgs.filter((o) => !seen.has(o.id)).map((o): TenantMigrationResult => ({ orgId: o.id, dbName: o.dbName, result: 'not-run', migrations: [], ms: 0 }));
       return [...results, ...notRun];
     },
     /** Applied and pending migrations per tenant. */
@@ -93,11 +88,11 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
       return mapWithConcurrency(orgs, opts.concurrency, async (org) => {
         try {
           return await withTenantMigrator(org, async (m) => ({
-            orgId: org.id, dbName: org.dbName!,
+            orgId: org.id, dbName: org.dbName,
             applied: (await m.executed()).map((x) => x.name), pending: (await m.pending()).map((x) => x.name),
           }));
         } catch (err) {
-          return { orgId: org.id, dbName: org.dbName!, applied: [], pending: [], error: describeError(err) };
+          return { orgId: org.id, dbName: org.dbName, applied: [], pending: [], error: describeError(err) };
         }
       });
     },
@@ -107,11 +102,11 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
       return mapWithConcurrency(orgs, opts.concurrency, async (org) => {
         const started = Date.now();
         try {
-          const reverted = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName!, config.migrationLockWaitSec, () => m.down({ step: opts.step })));
-          return { orgId: org.id, dbName: org.dbName!, result: 'ok' as const, migrations: reverted.map((a) => a.name), ms: Date.now() - started };
+          const reverted = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.down({ step: opts.step })));
+          return { orgId: org.id, dbName: org.dbName, result: 'ok' as const, migrations: reverted.map((a) => a.name), ms: Date.now() - started };
         } catch (err) {
           const result = err instanceof MigrationLockedError ? ('locked' as const) : ('failed' as const);
-          return { orgId: org.id, dbName: org.dbName!, result, migrations: [], ms: Date.now() - started, error: describeError(err) };
+          return { orgId: org.id, dbName: org.dbName, result, migrations: [], ms: Date.now() - started, error: describeError(err) };
         }
       });
     },

@@ -1,55 +1,64 @@
 /**
- * Posts a message's final status to the org's webhook URL, signed the Standard Webhooks way
- * (`webhook-id`, `webhook-timestamp`, `webhook-signature`). Any non-2xx answer or timeout throws, so BullMQ retries.
+ * The status-webhook use case: posts a message's final status to the org's webhook URL, signed the Standard Webhooks
+ * way (`webhook-id`, `webhook-timestamp`, `webhook-signature`). Any non-2xx answer or timeout throws, so the queue
+ * retries. Knows nothing of BullMQ: workers/webhook.worker.ts adapts it.
  */
-import type { Job } from 'bullmq';
-import type { Logger } from '../src/lib/logger.js';
-import { runWithContext } from '../src/lib/context.js';
-import type { SecretBox } from '../src/lib/secrets.js';
-import { messageModel } from '../src/messages/message.model.js';
-import type { WebhookJob } from '../src/queue/queues.js';
-import type { OrgRepository } from '../src/tenancy/org.repository.js';
-import type { TenantPoolCache } from '../src/tenancy/pool-cache.js';
-import { signWebhook } from '../src/webhooks/signature.js';
+import type { Logger } from '../lib/logger.js';
+import type { SecretBox } from '../lib/secrets.js';
+import { isProvisioned } from '../orgs/org.js';
+import type { OrgRepository } from '../orgs/org.repository.js';
+import { findMessage } from '../messages/messages.repository.js';
+import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
+import { signWebhook } from './signature.js';
 
 export type WebhookOutcome = 'delivered' | 'no-endpoint' | 'gone';
 
-/** Creates the webhook processor. */
-export function createWebhookProcessor(deps: { repo: OrgRepository; pools: TenantPoolCache; secrets: SecretBox; logger: Logger; timeoutMs: number }) {
-  return async function notify(job: Job<WebhookJob>): Promise<WebhookOutcome> {
-    const { orgId, messageId, status } = job.data;
-    return runWithContext({ jobId: job.id, orgId, messageId }, async () => {
-      const org = await deps.repo.get(orgId);
-      if (!org?.webhookUrl || !org.webhookSecretEnc) return 'no-endpoint';
-      const m = await deps.pools.withTenant(org, (db) => messageModel(db).findByPk(messageId));
-      if (!m) return 'gone';
-      const body = JSON.stringify({
-        type: status === 'SENT' ? 'message.sent' : 'message.failed',
-        timestamp: new Date(job.timestamp).toISOString(), // when the status was reached: the same on every retry
-        data: {
-          id: Number(m.id), orgId, to: m.to, channel: m.channel, status, cost: m.cost, attempts: m.attempts,
-          errorCode: m.errorCode ?? null, errorText: m.errorText ?? null, providerMessageId: m.providerMessageId ?? null,
-          createdAt: m.createdAt, sentAt: m.sentAt ?? null,
-        },
-      });
-      const id = job.id!;
-      const timestamp = Math.floor(Date.now() / 1000);
-      const res = await fetch(org.webhookUrl, {
-        method: 'POST',
-        redirect: 'manual',
-        signal: AbortSignal.timeout(deps.timeoutMs),
-        headers: {
-          'Content-Type': 'application/json',
-          'webhook-id': id,
-          'webhook-timestamp': String(timestamp),
-          'webhook-signature': signWebhook(deps.secrets.decrypt(org.webhookSecretEnc), id, timestamp, body),
-        },
-        body,
-      });
-      await res.body?.cancel();
-      if (res.status < 200 || res.status >= 300) throw new Error(`webhook endpoint answered ${res.status}`);
-      deps.logger.info('webhook delivered', { status });
-      return 'delivered';
+/** One notification: which message reached which final status, with the id and time receivers dedupe and sort on. */
+export interface WebhookInput {
+  orgId: number;
+  messageId: number;
+  status: 'SENT' | 'FAILED';
+  /** Stable across retries: the `webhook-id` header. */
+  webhookId: string;
+  /** When the status was reached (ms): the same on every retry. */
+  reachedAt: number;
+}
+
+/** Creates the use case. */
+export function createNotifyWebhook(deps: { repo: OrgRepository; pools: TenantPoolCache; secrets: SecretBox; logger: Logger; timeoutMs: number }) {
+  return async function notify(input: WebhookInput): Promise<WebhookOutcome> {
+    const { orgId, messageId, status } = input;
+    const org = await deps.repo.get(orgId);
+    if (!org?.webhookUrl || !org.webhookSecretEnc || !isProvisioned(org)) return 'no-endpoint';
+    const m = await deps.pools.withTenant(org, (db) => findMessage(db, messageId));
+    if (!m) return 'gone';
+    const body = JSON.stringify({
+      type: status === 'SENT' ? 'message.sent' : 'message.failed',
+      timestamp: new Date(input.reachedAt).toISOString(),
+      data: {
+        id: Number(m.id), orgId, to: m.to, channel: m.channel, status, cost: m.cost, attempts: m.attempts,
+        errorCode: m.errorCode ?? null, errorText: m.errorText ?? null, providerMessageId: m.providerMessageId ?? null,
+        createdAt: m.createdAt, sentAt: m.sentAt ?? null,
+      },
     });
+    const timestamp = Math.floor(Date.now() / 1000);
+    const res = await fetch(org.webhookUrl, {
+      method: 'POST',
+      redirect: 'manual',
+      signal: AbortSignal.timeout(deps.timeoutMs),
+      headers: {
+        'Content-Type': 'application/json',
+        'webhook-id': input.webhookId,
+        'webhook-timestamp': String(timestamp),
+        'webhook-signature': signWebhook(deps.secrets.decrypt(org.webhookSecretEnc), input.webhookId, timestamp, body),
+      },
+      body,
+    });
+    await res.body?.cancel();
+    if (res.status < 200 || res.status >= 300) throw new Error(`webhook endpoint answered ${res.status}`);
+    deps.logger.info('webhook delivered', { status });
+    return 'delivered';
   };
 }
+
+export type NotifyWebhook = ReturnType<typeof createNotifyWebhook>;
