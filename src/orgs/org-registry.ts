@@ -37,11 +37,14 @@ export interface OrgRegistryDeps {
   repo: Pick<OrgRepository, 'get' | 'findKey' | 'touchKey'>;
   ttlMs: number;
   logger: Logger;
+  /** Clock in ms (tests pass a fake one). */
+  now?: () => number;
 }
 
 /** Creates the registry over the org repository. */
 export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
   const { repo, ttlMs, logger } = deps;
+  const now = deps.now ?? (() => performance.now());
   const stats: OrgRegistryStats = { hits: 0, misses: 0 };
   // Bumped by invalidate(): a load that started before an invalidation reads again, so it never caches a stale row.
   let generation = 0;
@@ -58,6 +61,8 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
     const lru = new LRUCache<K, Cached<T>, unknown>({
       max: MAX_ENTRIES,
       ttl: Math.max(1, ttlMs),
+      perf: { now },
+      ttlResolution: 0, // ask the clock on every read: it is cheap, and tests move it by hand
       // Concurrent misses of one key share one load.
       fetchMethod: (key) => {
         stats.misses++;
@@ -97,9 +102,10 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
       if (!m) return undefined;
       const record = await keys.get(m[1]!);
       if (!record || record.revokedAt || !safeEqual(record.keyHash, sha256(key))) return undefined;
-      const now = Date.now();
-      if (now - (touched.get(record.id) ?? 0) > TOUCH_EVERY_MS) {
-        touched.set(record.id, now);
+      const at = now();
+      const last = touched.get(record.id);
+      if (last === undefined || at - last > TOUCH_EVERY_MS) {
+        touched.set(record.id, at);
         repo.touchKey(record.id).catch((err: Error) => logger.warn('could not record api key use', { err: err.message }));
       }
       return record;

@@ -128,7 +128,8 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       }
       if (existing) retire(existing);
       if (entries.size + closing < opts.maxOpen) return openEntry(org);
-      const victim = [...entries.values()].find((e) => e.leases === 0);
+      // A pool already closing will free a slot that no waiter has claimed yet: wait for it rather than close another.
+      const victim = closing > waiters.size ? undefined : [...entries.values()].find((e) => e.leases === 0);
       if (victim) retire(victim);
       else await waitForSlot(deadline);
     }

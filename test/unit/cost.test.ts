@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { messageCost, smsEncoding } from '../src/messages/cost.js';
+import { messageCost, smsEncoding } from '../../src/messages/cost.js';
 
 describe('message cost', () => {
   const cases: [string, string, 'GSM-7' | 'UCS-2', number][] = [

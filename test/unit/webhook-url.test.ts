@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import { ForbiddenWebhookTarget, postWebhook, type ResolvedAddress } from '../src/webhooks/webhook-post.js';
-import { checkWebhookUrl, isForbiddenAddress } from '../src/webhooks/webhook-url.js';
+import { ForbiddenWebhookTarget, postWebhook, type ResolvedAddress } from '../../src/webhooks/webhook-post.js';
+import { checkWebhookUrl, isForbiddenAddress } from '../../src/webhooks/webhook-url.js';
 
 /** Every address with the verdict it should get: a failing entry shows in the diff. */
 function verdicts(addresses: string[]): [string, boolean][] {
