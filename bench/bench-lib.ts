@@ -224,7 +224,7 @@ export async function runAutocannon(
         const k = clients++ % requests.length;
         client.setRequests([...requests.slice(k), ...requests.slice(0, k)]);
       },
-    }, (err: unknown, res) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
+    }, (err: unknown, res) => (err ? reject(err instanceof Error ? err : new Error(JSON.stringify(err))) : resolve(res)));
     instance.on('response', (_client, statusCode, _bytes, responseTime) => {
       statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
       latencies.push(responseTime);

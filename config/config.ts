@@ -136,6 +136,7 @@ export class ConfigError extends Error {
 }
 
 /** Validates an environment object (process.env by default) into a frozen Config. */
+/* eslint-disable @typescript-eslint/no-unsafe-assignment -- `v` is the joi schema's output: its shape is guaranteed above */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const { value, error } = schema.validate(env, { abortEarly: false, convert: true });
   const v = value as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- shape guaranteed by the schema above
@@ -180,6 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dashboardReadOnly: v.DASHBOARD_READ_ONLY,
   });
 }
+/* eslint-enable @typescript-eslint/no-unsafe-assignment */
 
 const loopback = new BlockList();
 loopback.addSubnet('127.0.0.0', 8, 'ipv4'); // also matches ::ffff:127.x.y.z
@@ -205,7 +207,7 @@ function exposedDevSecrets(v: Record<string, unknown>, skip: Set<string | undefi
   ];
   return defaults
     .filter(([variable, dev, applies]) => applies && v[variable] === dev && !skip.has(variable))
-    .map(([variable]) => `${variable}: is the public development default, refused with HOST=${v.HOST} (not loopback); set your own ${variable} or bind HOST=127.0.0.1`);
+    .map(([variable]) => `${variable}: is the public development default, refused with HOST=${String(v.HOST)} (not loopback); set your own ${variable} or bind HOST=127.0.0.1`);
 }
 
 /** Loads `.env` from the working directory into process.env when present (never overrides). */

@@ -151,7 +151,7 @@ describe('tenant pool cache', () => {
         await deps.pools.withTenant(org, (db) => db.query('SELECT 1'));
         expect(deps.pools.stats().open).to.equal(1);
         expect(await eventually(async () => deps.pools.stats().open === 0, 5000)).to.equal(true);
-        const user = org.dbUser!;
+        const user = org.dbUser;
         expect(await eventually(async () => Number((await rows<{ n: number }>(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = :user', { user }))[0]?.n) === 0)).to.equal(true);
       } finally {
         await deps.close();

@@ -19,7 +19,7 @@ async function freePort(): Promise<number> {
 async function startRedis(port: number): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept connections')) resolve(); });
+    child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept connections')) resolve(); });
     child.once('exit', () => reject(new Error('redis-server exited')));
   });
   return child;
@@ -81,7 +81,7 @@ describe('the Redis settings check at start-up', () => {
   it('warns unless maxmemory-policy is noeviction', async () => {
     const port = await freePort();
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--maxmemory-policy', 'allkeys-lru'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept')) resolve(); }));
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept')) resolve(); }));
     const lru = new Redis(`redis://127.0.0.1:${port}`);
     try {
       expect((await redisSettingProblems(lru)).join()).to.match(/allkeys-lru.*noeviction/);

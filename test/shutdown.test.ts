@@ -10,7 +10,7 @@ async function startMain(env: Record<string, string> = {}) {
   });
   let out = '';
   const waiters: { text: string; resolve: () => void }[] = [];
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
     for (const w of [...waiters]) if (out.includes(w.text)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
   });

@@ -23,7 +23,7 @@ export interface CommandContext {
   deps: Deps;
   argv: string[];
   /** Progress lines (stderr on a TTY). */
-  progress(line: string): void;
+  progress: (line: string) => void;
 }
 
 type Command = (c: CommandContext) => Promise<CommandResult>;
@@ -58,8 +58,9 @@ export const commands: Record<string, Command> = {
     if (positionals.length !== 1 || !positionals[0]!.trim()) throw new UsageError('usage: create <name> [--credits N] [--server NAME]');
     const credits = values.credits === undefined ? deps.config.defaultCredits : Number(values.credits);
     if (!Number.isSafeInteger(credits) || credits < 0) throw new UsageError('--credits must be a non-negative integer');
-    const { value: name, error } = orgNameSchema.validate(positionals[0]);
-    if (error) throw new UsageError(`name: ${error.message.replace(/^"value" /, '')}`);
+    const checked = orgNameSchema.validate(positionals[0]);
+    if (checked.error) throw new UsageError(`name: ${checked.error.message.replace(/^"value" /, '')}`);
+    const name = checked.value;
     const { org, apiKey } = await deps.orgs.create({ name, credits, server: values.server as string | undefined });
     return {
       json: { org: publicView(org), apiKey },

@@ -13,6 +13,7 @@ function format(v: unknown): string {
   if (v === null || v === undefined) return '-';
   if (v instanceof Date) return v.toISOString();
   if (Array.isArray(v)) return v.join(',') || '-';
-  if (typeof v === 'object') return JSON.stringify(v);
-  return String(v);
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return JSON.stringify(v) ?? '-';
 }

@@ -27,7 +27,7 @@ export function requireAdmin(adminToken: string, limits: RateLimits) {
       await limits.recordAuthFailure(ctx.ip);
       throw new AppError({ code: 'INVALID_ADMIN_TOKEN', status: 401, message: 'the admin token is not valid', headers: { 'WWW-Authenticate': 'Bearer' } });
     }
-    return next();
+    await next();
   };
 }
 
@@ -75,6 +75,6 @@ export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
     ctx.state.apiKey = record;
     const logContext = currentContext();
     if (logContext) logContext.orgId = org.id;
-    return next();
+    await next();
   };
 }

@@ -46,7 +46,10 @@ export function dashboard(deps: DashboardDeps) {
   });
   const board = serverAdapter.registerPlugin();
   return async (ctx: AppContext, next: Next) => {
-    if (ctx.path !== DASHBOARD_PATH && !ctx.path.startsWith(`${DASHBOARD_PATH}/`)) return next();
+    if (ctx.path !== DASHBOARD_PATH && !ctx.path.startsWith(`${DASHBOARD_PATH}/`)) {
+      await next();
+      return;
+    }
     await deps.limits.checkAuthFailures(ctx.ip);
     const authorization = ctx.get('Authorization') || undefined;
     if (!isDashboardAdmin(authorization, deps.adminToken)) {
@@ -63,6 +66,6 @@ export function dashboard(deps: DashboardDeps) {
       if (site && site !== 'same-origin' && site !== 'none') throw new AppError({ code: 'DASHBOARD_CROSS_SITE', status: 403, message: 'cross-site dashboard actions are refused' });
       if (ctx.request.length !== 0 && ctx.request.is('application/json') === false) throw new AppError({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'dashboard actions take application/json' });
     }
-    return board(ctx as never, next);
+    await board(ctx, next);
   };
 }

@@ -7,11 +7,15 @@ import type { AppContext } from './types.js';
 /** Parses JSON bodies of POST/PUT/PATCH into ctx.request.body ({} when there is no body). */
 export function jsonBody(limit: string) {
   return async (ctx: AppContext, next: Next) => {
-    if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) return next();
+    if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) {
+      await next();
+      return;
+    }
     const type = ctx.request.is('application/json', 'application/*+json');
     if (type === null) {
       (ctx.request as { body?: unknown }).body = {};
-      return next();
+      await next();
+      return;
     }
     if (type === false) {
       throw new AppError({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'the body must be application/json' });
@@ -29,6 +33,6 @@ export function jsonBody(limit: string) {
     } catch {
       throw badRequest('INVALID_JSON', 'the body is not valid JSON');
     }
-    return next();
+    await next();
   };
 }

@@ -23,13 +23,14 @@ export interface Input<B, Q, P> {
 
 /** Validates one value against a schema; throws 400 VALIDATION_FAILED naming where (`in`) each problem is. */
 export function check<T>(schema: Joi.Schema<T>, value: unknown, part: Part): T {
-  const { value: converted, error } = schema.validate(value, { abortEarly: false, stripUnknown: false, convert: true });
+  const result = schema.validate(value, { abortEarly: false, stripUnknown: false, convert: true });
+  const { error } = result;
   if (error) {
     throw badRequest('VALIDATION_FAILED', error.details.map((d) => d.message).join('; '), error.details.map((d) => ({
       in: part, path: d.path.join('.'), message: d.message, type: d.type,
     })));
   }
-  return converted as T;
+  return result.value;
 }
 
 /** A route handler that receives the validated parts of the request. */

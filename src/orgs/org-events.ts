@@ -61,9 +61,10 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
       handlers.push(handler);
     },
     ready: (timeoutMs = 2000) => withTimeout(subscribed, timeoutMs).catch(() => false),
-    async close() {
+    close() {
       publisher.disconnect();
       subscriber?.disconnect();
+      return Promise.resolve();
     },
   };
 }

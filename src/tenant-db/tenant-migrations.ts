@@ -37,7 +37,7 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
   async function targets(ids?: readonly number[]): Promise<ProvisionedOrg[]> {
     if (ids?.length) {
       const found = await Promise.all(ids.map((id) => repo.get(id)));
-      const missing = ids.filter((_, i) => !found[i] || !isOperational(found[i]!));
+      const missing = ids.filter((_, i) => !found[i] || !isOperational(found[i]));
       if (missing.length) throw new Error(`unknown tenant(s): ${missing.join(', ')}`);
       return found.filter((o) => o !== undefined && isOperational(o));
     }

@@ -12,7 +12,9 @@ function fakeRepo() {
   let gate: Promise<void> | undefined;
   return {
     orgs, keys, calls,
-    hold: (p: Promise<void>) => (gate = p),
+    hold(p: Promise<void>) {
+      gate = p;
+    },
     repo: {
       async get(id: number) {
         calls.get++;
