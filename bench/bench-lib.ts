@@ -53,10 +53,20 @@ export function tunable(name: string, defaults: Readonly<Record<string, string |
 }
 
 /** The run's config: `defaults` (those set) under the environment, then the run's own shared DB, tenant DB prefix, queue prefix, silent logs, and `overrides`. */
-export function loadRunConfig(run: string, overrides: Readonly<Record<string, string>>, defaults: Readonly<Record<string, string | undefined>> = {}): Config {
+export function loadRunConfig(
+  run: string,
+  overrides: Readonly<Record<string, string>>,
+  defaults: Readonly<Record<string, string | undefined>> = {},
+): Config {
   const set = Object.fromEntries(Object.entries(defaults).filter((e): e is [string, string] => e[1] !== undefined));
   return loadConfig({
-    ...set, ...process.env, DB_NAME: `${run}_shared`, TENANT_DB_PREFIX: `${run}_t`, QUEUE_PREFIX: run, LOG_LEVEL: 'silent', ...overrides,
+    ...set,
+    ...process.env,
+    DB_NAME: `${run}_shared`,
+    TENANT_DB_PREFIX: `${run}_t`,
+    QUEUE_PREFIX: run,
+    LOG_LEVEL: 'silent',
+    ...overrides,
   });
 }
 
@@ -83,11 +93,13 @@ async function dropRunDatabases(config: Config, run: string): Promise<{ database
   const admin = createSequelize({ ...config.db, database: undefined, poolMax: 1 });
   try {
     const dbs = await admin.query<Record<string, string>>('SHOW DATABASES LIKE :pattern', {
-      replacements: { pattern: likeStartsWith(`${run}_`) }, type: QueryTypes.SELECT,
+      replacements: { pattern: likeStartsWith(`${run}_`) },
+      type: QueryTypes.SELECT,
     });
     for (const row of dbs) await admin.query(`DROP DATABASE IF EXISTS \`${safeSqlName(Object.values(row)[0]!)}\``);
     const users = await admin.query<{ User: string; Host: string }>('SELECT User, Host FROM mysql.user WHERE User LIKE :pattern', {
-      replacements: { pattern: likeStartsWith(config.tenant.dbPrefix) }, type: QueryTypes.SELECT,
+      replacements: { pattern: likeStartsWith(config.tenant.dbPrefix) },
+      type: QueryTypes.SELECT,
     });
     for (const u of users) await admin.query(`DROP USER IF EXISTS ${admin.escape(safeSqlName(u.User))}@${admin.escape(u.Host)}`);
     return { databases: dbs.length, users: users.length };
@@ -121,7 +133,13 @@ function deleteRunRedisKeys(config: Config, run: string): Promise<number> {
 }
 
 /** Closes deps, then removes the run's databases and MySQL users (and, with `redisKeys`, its Redis keys) and logs what it removed. */
-export async function closeAndCleanUp(deps: Pick<Deps, 'close'>, config: Config, run: string, log: (line: string) => void, redisKeys: boolean): Promise<void> {
+export async function closeAndCleanUp(
+  deps: Pick<Deps, 'close'>,
+  config: Config,
+  run: string,
+  log: (line: string) => void,
+  redisKeys: boolean,
+): Promise<void> {
   await deps.close().catch((err: unknown) => log(`closing deps failed: ${String(err)}`));
   const dropped = await dropRunDatabases(config, run);
   if (!redisKeys) {
@@ -139,13 +157,18 @@ export async function describeMachine(db: Sequelize, redis?: { client: Redis; sh
     ? `; Redis ${/redis_version:(\S+)/.exec(await redis.client.info('server'))?.[1] ?? 'unknown'}; ${redis.sharing}`
     : '';
   const cpus = os.cpus();
-  return `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, `
-    + `${os.type()} ${os.release()} ${os.arch()}; Node ${process.version}; database server ${row?.version ?? 'unknown'}${redisPart}`;
+  return (
+    `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ` +
+    `${os.type()} ${os.release()} ${os.arch()}; Node ${process.version}; database server ${row?.version ?? 'unknown'}${redisPart}`
+  );
 }
 
 /** The command line of this run, as typed: the variables of `vars` that are set, then `npm run <script>` or the node command. */
 export function commandLine(script: string, vars: readonly string[]): string {
-  const env = vars.filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]} `).join('');
+  const env = vars
+    .filter((k) => process.env[k] !== undefined)
+    .map((k) => `${k}=${process.env[k]} `)
+    .join('');
   const args = process.argv.slice(2);
   if (process.env.npm_lifecycle_event === script) return `${env}npm run ${script}${args.length ? ` -- ${args.join(' ')}` : ''}`;
   return `${env}node ${[...process.execArgv, path.relative(process.cwd(), process.argv[1]!), ...args].join(' ')}`;
@@ -158,13 +181,14 @@ export async function writeDocSection(name: string, heading: string, lines: read
   const block = [startMarker, ...lines, endMarker].join('\n');
   const current = existsSync(DOC)
     ? await readFile(DOC, 'utf8')
-    : '# Benchmarks\n\nMeasured against real MariaDB/MySQL and Redis servers by the scripts in `bench/`. '
-      + 'Each script rewrites only the text between its own marker comments.\n';
+    : '# Benchmarks\n\nMeasured against real MariaDB/MySQL and Redis servers by the scripts in `bench/`. ' +
+      'Each script rewrites only the text between its own marker comments.\n';
   const start = current.indexOf(startMarker);
   const end = current.indexOf(endMarker);
-  const next = start >= 0 && end > start
-    ? current.slice(0, start) + block + current.slice(end + endMarker.length)
-    : `${current.trimEnd()}\n\n${heading}\n\n${block}\n`;
+  const next =
+    start >= 0 && end > start
+      ? current.slice(0, start) + block + current.slice(end + endMarker.length)
+      : `${current.trimEnd()}\n\n${heading}\n\n${block}\n`;
   await writeFile(DOC, next);
   return path.relative(process.cwd(), DOC);
 }
@@ -212,19 +236,22 @@ export async function runAutocannon(
   const started = performance.now();
   let lastResponse = started;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon({
-      url,
-      connections,
-      ...limit,
-      timeout: 10,
-      requests,
-      // Every connection walks through all tenants, each from its own starting point, so that the tenants share the load
-      // evenly at every moment instead of all connections hitting one tenant after the other in step.
-      setupClient(client) {
-        const k = clients++ % requests.length;
-        client.setRequests([...requests.slice(k), ...requests.slice(0, k)]);
+    const instance = autocannon(
+      {
+        url,
+        connections,
+        ...limit,
+        timeout: 10,
+        requests,
+        // Every connection walks through all tenants, each from its own starting point, so that the tenants share the load
+        // evenly at every moment instead of all connections hitting one tenant after the other in step.
+        setupClient(client) {
+          const k = clients++ % requests.length;
+          client.setRequests([...requests.slice(k), ...requests.slice(0, k)]);
+        },
       },
-    }, (err: unknown, res) => (err ? reject(err instanceof Error ? err : new Error(JSON.stringify(err))) : resolve(res)));
+      (err: unknown, res) => (err ? reject(err instanceof Error ? err : new Error(JSON.stringify(err))) : resolve(res)),
+    );
     instance.on('response', (_client, statusCode, _bytes, responseTime) => {
       statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
       latencies.push(responseTime);
@@ -233,8 +260,13 @@ export async function runAutocannon(
   });
   latencies.sort((a, b) => a - b);
   return {
-    seconds: (lastResponse - started) / 1000, responses: latencies.length, statusCodes, errors: result.errors, timeouts: result.timeouts,
-    p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99),
+    seconds: (lastResponse - started) / 1000,
+    responses: latencies.length,
+    statusCodes,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
   };
 }
 
@@ -264,7 +296,7 @@ export function runBenchFile<Spec, Result>(main: () => Promise<void>, loadThread
   } else if (loadThread) {
     loadThread(workerData as Spec).then(
       (result) => parentPort!.postMessage({ result }),
-      (err: unknown) => parentPort!.postMessage({ error: err instanceof Error ? err.stack ?? err.message : String(err) }),
+      (err: unknown) => parentPort!.postMessage({ error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     );
   }
 }

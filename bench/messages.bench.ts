@@ -30,8 +30,24 @@ import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import type { DeliveryJob } from '../src/queue/queues.js';
 import { startWorkers } from '../workers/workers.js';
 import {
-  closeAndCleanUp, commandLine, describeMachine, formatMs, loadRunConfig, markdownTable, positiveInt, prepareRun, quantile,
-  runAutocannon, runBenchFile, runLoadThread, safeSqlName, stopOnCtrlC, throwIfInterrupted, tunable, withRedis, writeDocSection,
+  closeAndCleanUp,
+  commandLine,
+  describeMachine,
+  formatMs,
+  loadRunConfig,
+  markdownTable,
+  positiveInt,
+  prepareRun,
+  quantile,
+  runAutocannon,
+  runBenchFile,
+  runLoadThread,
+  safeSqlName,
+  stopOnCtrlC,
+  throwIfInterrupted,
+  tunable,
+  withRedis,
+  writeDocSection,
   type CannonResult,
 } from './bench-lib.js';
 
@@ -44,7 +60,11 @@ const STALL_MS = 30_000;
 const MESSAGE = { to: '+15551230000', channel: 'sms', body: 'benchmark message' } as const;
 /** Tunables the caller may set in the environment, with the benchmark's defaults. */
 const TUNABLE_DEFAULTS: Record<string, string | undefined> = {
-  WORKER_CONCURRENCY: '50', TENANT_CACHE_MAX: '60', TENANT_POOL_MAX: undefined, DB_POOL_MAX: undefined, BENCH_CONNECTIONS: '50',
+  WORKER_CONCURRENCY: '50',
+  TENANT_CACHE_MAX: '60',
+  TENANT_POOL_MAX: undefined,
+  DB_POOL_MAX: undefined,
+  BENCH_CONNECTIONS: '50',
 };
 
 interface Tenant {
@@ -99,7 +119,10 @@ function completions<T, R>(worker: Worker<T, R>, n: number, ok: (result: R) => b
     };
     const arm = () => {
       clearTimeout(stall);
-      stall = setTimeout(() => finish(new Error(`no job completed for ${STALL_MS / 1000} s: ${completed} of ${n} completed, ${failed} failed attempts`)), STALL_MS);
+      stall = setTimeout(
+        () => finish(new Error(`no job completed for ${STALL_MS / 1000} s: ${completed} of ${n} completed, ${failed} failed attempts`)),
+        STALL_MS,
+      );
     };
     const onCompleted = (_job: Job<T, R>, result: R) => {
       completed++;
@@ -151,7 +174,10 @@ async function baseline(config: Config, n: number, inflight: number): Promise<Ba
 
     const drainStarted = performance.now();
     worker = new Worker<DeliveryJob, string>(BASELINE_QUEUE, async () => 'SENT', {
-      connection: workerConnection, prefix: config.queuePrefix, concurrency: config.delivery.concurrency, maxStalledCount: 10,
+      connection: workerConnection,
+      prefix: config.queuePrefix,
+      concurrency: config.delivery.concurrency,
+      maxStalledCount: 10,
     });
     worker.on('error', () => undefined);
     const watch = completions(worker, n, (r) => r === 'SENT');
@@ -184,7 +210,8 @@ async function createTenants(deps: Deps, run: string, label: string, count: numb
   const names = Array.from({ length: count }, (_, i) => `${run}-${label}-${i + 1}`);
   const tenants = await mapWithConcurrency(names, CREATE_CONCURRENCY, async (name) => {
     const { org, apiKey } = await deps.orgs.create({ name, credits });
-    if (org.status !== 'ACTIVE' || !apiKey || !org.dbName) throw new Error(`tenant ${name} ended ${org.status}${apiKey ? '' : ' without an API key'}`);
+    if (org.status !== 'ACTIVE' || !apiKey || !org.dbName)
+      throw new Error(`tenant ${name} ended ${org.status}${apiKey ? '' : ' without an API key'}`);
     return { id: org.id, apiKey, dbName: safeSqlName(org.dbName) };
   });
   if (tenants.length !== count) throw new Error(`created ${tenants.length} of ${count} tenants`);
@@ -193,7 +220,10 @@ async function createTenants(deps: Deps, run: string, label: string, count: numb
 
 /** Message counts by status in a tenant's database. */
 async function statusCounts(db: Sequelize, t: Tenant): Promise<Record<string, number>> {
-  const rows = await db.query<{ status: string; n: number }>(`SELECT status, COUNT(*) AS n FROM \`${safeSqlName(t.dbName)}\`.messages GROUP BY status`, { type: QueryTypes.SELECT });
+  const rows = await db.query<{ status: string; n: number }>(
+    `SELECT status, COUNT(*) AS n FROM \`${safeSqlName(t.dbName)}\`.messages GROUP BY status`,
+    { type: QueryTypes.SELECT },
+  );
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
 }
 
@@ -217,7 +247,9 @@ async function scenario(deps: Deps, config: Config, run: string, count: number, 
   try {
     // Warm-up (not timed): one request per tenant resolves the org and the key and opens the tenant's pool.
     for (const t of tenants) {
-      const res = await fetch(`${server.url}/messages?limit=1`, { headers: { 'X-Org-Id': String(t.id), Authorization: `Bearer ${t.apiKey}` } });
+      const res = await fetch(`${server.url}/messages?limit=1`, {
+        headers: { 'X-Org-Id': String(t.id), Authorization: `Bearer ${t.apiKey}` },
+      });
       if (res.status !== 200) throw new Error(`warm-up GET /messages for org ${t.id}: HTTP ${res.status} ${await res.text()}`);
     }
     const spec: LoadSpec = { url: server.url, connections, amount: n, tenants: tenants.map(({ id, apiKey }) => ({ id, apiKey })) };
@@ -227,10 +259,14 @@ async function scenario(deps: Deps, config: Config, run: string, count: number, 
   }
   const accepted = load.statusCodes['202'] ?? 0;
   const refused = Object.entries(load.statusCodes).filter(([code]) => code !== '202');
-  log(`POST /messages: ${accepted} accepted in ${load.seconds.toFixed(2)} s (${(accepted / load.seconds).toFixed(0)}/s), p50 ${load.p50.toFixed(2)} ms, p99 ${load.p99.toFixed(2)} ms`);
+  log(
+    `POST /messages: ${accepted} accepted in ${load.seconds.toFixed(2)} s (${(accepted / load.seconds).toFixed(0)}/s), p50 ${load.p50.toFixed(2)} ms, p99 ${load.p99.toFixed(2)} ms`,
+  );
   if (refused.length || load.errors || load.timeouts || accepted !== n) {
-    throw new Error(`POST /messages: ${accepted} of ${n} accepted; other statuses ${JSON.stringify(Object.fromEntries(refused))}, `
-      + `${load.errors} errors, ${load.timeouts} timeouts (${load.responses} responses)`);
+    throw new Error(
+      `POST /messages: ${accepted} of ${n} accepted; other statuses ${JSON.stringify(Object.fromEntries(refused))}, ` +
+        `${load.errors} errors, ${load.timeouts} timeouts (${load.responses} responses)`,
+    );
   }
   // Every accepted message is one QUEUED row and one waiting job.
   let rows = 0;
@@ -255,7 +291,9 @@ async function scenario(deps: Deps, config: Config, run: string, count: number, 
   } finally {
     await workers.close();
   }
-  log(`delivery: ${accepted} SENT in ${deliverSeconds.toFixed(2)} s (${(accepted / deliverSeconds).toFixed(0)}/s), ${watch.failedAttempts()} failed attempts`);
+  log(
+    `delivery: ${accepted} SENT in ${deliverSeconds.toFixed(2)} s (${(accepted / deliverSeconds).toFixed(0)}/s), ${watch.failedAttempts()} failed attempts`,
+  );
 
   // The invariants: every message SENT, each balance = credits − messages sent = its ledger sum.
   let sent = 0;
@@ -265,12 +303,18 @@ async function scenario(deps: Deps, config: Config, run: string, count: number, 
     if ((c.SENT ?? 0) !== total) throw new Error(`org ${t.id}: not every message SENT: ${JSON.stringify(c)}`);
     sent += total;
     const balance = await deps.repo.balance(t.id);
-    const [ledger] = await deps.sharedDb.query<{ total: string | number | null }>('SELECT SUM(amount) AS total FROM credit_ledger WHERE org_id = ?', {
-      replacements: [t.id], type: QueryTypes.SELECT,
-    });
+    const [ledger] = await deps.sharedDb.query<{ total: string | number | null }>(
+      'SELECT SUM(amount) AS total FROM credit_ledger WHERE org_id = ?',
+      {
+        replacements: [t.id],
+        type: QueryTypes.SELECT,
+      },
+    );
     const ledgerSum = Number(ledger?.total ?? 0);
     if (balance !== n - total || ledgerSum !== balance) {
-      throw new Error(`org ${t.id}: balance ${balance}, ledger sum ${ledgerSum}, expected ${n - total} (${n} granted, ${total} sent at 1 credit)`);
+      throw new Error(
+        `org ${t.id}: balance ${balance}, ledger sum ${ledgerSum}, expected ${n - total} (${n} granted, ${total} sent at 1 credit)`,
+      );
     }
   }
   if (sent !== accepted) throw new Error(`${accepted} accepted but ${sent} SENT`);
@@ -291,27 +335,56 @@ function table(b: Baseline, scenarios: readonly Scenario[]): string {
   const rows = scenarios.map((s) => {
     const accept = s.accepted / s.load.seconds;
     const deliver = s.accepted / s.deliverSeconds;
-    return [`API + worker, ${s.tenants} tenant${s.tenants === 1 ? '' : 's'}`, s.accepted, accept.toFixed(0), formatMs(s.load.p50), formatMs(s.load.p99),
-      ratio(accept, addRate), deliver.toFixed(0), ratio(deliver, drainRate)];
+    return [
+      `API + worker, ${s.tenants} tenant${s.tenants === 1 ? '' : 's'}`,
+      s.accepted,
+      accept.toFixed(0),
+      formatMs(s.load.p50),
+      formatMs(s.load.p99),
+      ratio(accept, addRate),
+      deliver.toFixed(0),
+      ratio(deliver, drainRate),
+    ];
   });
-  return markdownTable(['scenario', 'messages', 'accepted/s', 'p50 (ms)', 'p99 (ms)', '÷ bare add', 'delivered/s', '÷ no-op worker'], 'lrrrrrrr', [
-    ['baseline: bare BullMQ `add` / no-op worker', b.n, addRate.toFixed(0), formatMs(b.addP50), formatMs(b.addP99), '1.00×', drainRate.toFixed(0), '1.00×'],
-    ...rows,
-  ]);
+  return markdownTable(
+    ['scenario', 'messages', 'accepted/s', 'p50 (ms)', 'p99 (ms)', '÷ bare add', 'delivered/s', '÷ no-op worker'],
+    'lrrrrrrr',
+    [
+      [
+        'baseline: bare BullMQ `add` / no-op worker',
+        b.n,
+        addRate.toFixed(0),
+        formatMs(b.addP50),
+        formatMs(b.addP99),
+        '1.00×',
+        drainRate.toFixed(0),
+        '1.00×',
+      ],
+      ...rows,
+    ],
+  );
 }
 
 /** Runs the benchmark and cleans up after it, whatever happens. */
 async function main(): Promise<void> {
   const n = messageCount();
   const run = `m${Date.now().toString(36)}`;
-  const config = loadRunConfig(run, {
-    GATEWAY: 'simulated', GATEWAY_LATENCY_MS: '0', GATEWAY_FAILURE_RATE: '0',
-    // Throughput is measured here, not the per-org rate limit.
-    RATE_LIMIT_POINTS: '1000000000', RATE_LIMIT_DURATION: '1',
-  }, TUNABLE_DEFAULTS);
+  const config = loadRunConfig(
+    run,
+    {
+      GATEWAY: 'simulated',
+      GATEWAY_LATENCY_MS: '0',
+      GATEWAY_FAILURE_RATE: '0',
+      // Throughput is measured here, not the per-org rate limit.
+      RATE_LIMIT_POINTS: '1000000000',
+      RATE_LIMIT_DURATION: '1',
+    },
+    TUNABLE_DEFAULTS,
+  );
   const connections = positiveInt(tunable('BENCH_CONNECTIONS', TUNABLE_DEFAULTS), 'BENCH_CONNECTIONS');
   if (n < connections) throw new Error(`N (${n}) must be at least BENCH_CONNECTIONS (${connections})`);
-  if (config.tenant.cacheMax < Math.max(...TENANT_COUNTS)) throw new Error(`TENANT_CACHE_MAX must be at least ${Math.max(...TENANT_COUNTS)} (got ${config.tenant.cacheMax})`);
+  if (config.tenant.cacheMax < Math.max(...TENANT_COUNTS))
+    throw new Error(`TENANT_CACHE_MAX must be at least ${Math.max(...TENANT_COUNTS)} (got ${config.tenant.cacheMax})`);
   const deps = createDeps(config);
   stopOnCtrlC();
   const log = (line: string) => console.error(`[bench:messages] ${line}`);
@@ -319,8 +392,10 @@ async function main(): Promise<void> {
     await prepareRun(config, deps, true);
 
     const base = await baseline(config, n, connections);
-    log(`baseline: ${n} adds in ${base.addSeconds.toFixed(2)} s (${(n / base.addSeconds).toFixed(0)}/s), `
-      + `no-op worker drained them in ${base.drainSeconds.toFixed(2)} s (${(n / base.drainSeconds).toFixed(0)}/s)`);
+    log(
+      `baseline: ${n} adds in ${base.addSeconds.toFixed(2)} s (${(n / base.addSeconds).toFixed(0)}/s), ` +
+        `no-op worker drained them in ${base.drainSeconds.toFixed(2)} s (${(n / base.drainSeconds).toFixed(0)}/s)`,
+    );
     const scenarios: Scenario[] = [];
     for (const count of TENANT_COUNTS) {
       throwIfInterrupted();
@@ -332,27 +407,30 @@ async function main(): Promise<void> {
     const failed = scenarios.reduce((s, x) => s + x.failedAttempts, 0);
     const vars = ['BENCH_MESSAGES', ...Object.keys(TUNABLE_DEFAULTS)];
     const section = [
-      `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:messages', vars)}\` (N = ${n} messages per scenario; the whole run took about `
-        + `${Math.round(performance.now() / 1000)} s).`,
+      `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:messages', vars)}\` (N = ${n} messages per scenario; the whole run took about ` +
+        `${Math.round(performance.now() / 1000)} s).`,
       '',
-      `- Machine: ${await withRedis(config.redisUrl, (client) => describeMachine(deps.sharedDb, {
-        client, sharing: 'database, Redis, API, worker and load generator all on this machine',
-      }))}.`,
-      `- Settings: \`WORKER_CONCURRENCY=${config.delivery.concurrency}\`, \`TENANT_POOL_MAX=${config.tenant.poolMax}\` (connections per tenant pool), `
-        + `\`TENANT_CACHE_MAX=${config.tenant.cacheMax}\`, \`DB_POOL_MAX=${config.db.poolMax}\` (shared DB), \`GATEWAY=simulated\`, \`GATEWAY_LATENCY_MS=0\`, `
-        + `\`GATEWAY_FAILURE_RATE=0\`, \`LOG_LEVEL=silent\`, \`RATE_LIMIT_POINTS=1000000000\` (the rate limit is not what is measured); ${connections} HTTP connections.`,
-      `- **baseline**: on the same Redis in the same run, a bare BullMQ \`Queue.add\` of N jobs \`{orgId, messageId}\` with a custom job id and the `
-        + `delivery queue's job options, ${connections} adds in flight (as many as the HTTP connections below); *accepted/s* is adds/s and p50/p99 the `
-        + `latency of one add. Then a no-op \`Worker\` (concurrency ${config.delivery.concurrency}) drains them; *delivered/s* is completed jobs/s, `
-        + 'from starting the worker to its N-th `completed` event.',
-      `- **API + worker**: tenants created with enough credits for all N messages, one warm-up \`GET /messages\` per tenant (not timed), then `
-        + `autocannon (in a worker thread of its own) sends N \`POST /messages\` (sms, 1 credit) over ${connections} connections to the API `
-        + '(`startServer`) with no worker running; with 50 tenants each connection walks through all tenants from its own starting point. '
-        + '*accepted/s* is 202 answers ÷ the time from starting autocannon to the last answer, p50/p99 the latency of one request; any other answer fails the run. The API is stopped, '
-        + '`startWorkers` starts on the same deps (as `npm start` runs them) and *delivered/s* is N ÷ the time from its start to its N-th '
-        + '`completed` job. Checked afterwards: every message `SENT`, each balance = credits − messages = `SUM(amount)` of its ledger, queue idle'
-        + `${failed ? ` (${failed} failed attempts were retried)` : ', no failed attempt'}.`,
-      '- *÷ bare add*: accepted/s ÷ the baseline\'s adds/s; *÷ no-op worker*: delivered/s ÷ the baseline\'s completed/s (1.00× would be free).',
+      `- Machine: ${await withRedis(config.redisUrl, (client) =>
+        describeMachine(deps.sharedDb, {
+          client,
+          sharing: 'database, Redis, API, worker and load generator all on this machine',
+        }),
+      )}.`,
+      `- Settings: \`WORKER_CONCURRENCY=${config.delivery.concurrency}\`, \`TENANT_POOL_MAX=${config.tenant.poolMax}\` (connections per tenant pool), ` +
+        `\`TENANT_CACHE_MAX=${config.tenant.cacheMax}\`, \`DB_POOL_MAX=${config.db.poolMax}\` (shared DB), \`GATEWAY=simulated\`, \`GATEWAY_LATENCY_MS=0\`, ` +
+        `\`GATEWAY_FAILURE_RATE=0\`, \`LOG_LEVEL=silent\`, \`RATE_LIMIT_POINTS=1000000000\` (the rate limit is not what is measured); ${connections} HTTP connections.`,
+      `- **baseline**: on the same Redis in the same run, a bare BullMQ \`Queue.add\` of N jobs \`{orgId, messageId}\` with a custom job id and the ` +
+        `delivery queue's job options, ${connections} adds in flight (as many as the HTTP connections below); *accepted/s* is adds/s and p50/p99 the ` +
+        `latency of one add. Then a no-op \`Worker\` (concurrency ${config.delivery.concurrency}) drains them; *delivered/s* is completed jobs/s, ` +
+        'from starting the worker to its N-th `completed` event.',
+      `- **API + worker**: tenants created with enough credits for all N messages, one warm-up \`GET /messages\` per tenant (not timed), then ` +
+        `autocannon (in a worker thread of its own) sends N \`POST /messages\` (sms, 1 credit) over ${connections} connections to the API ` +
+        '(`startServer`) with no worker running; with 50 tenants each connection walks through all tenants from its own starting point. ' +
+        '*accepted/s* is 202 answers ÷ the time from starting autocannon to the last answer, p50/p99 the latency of one request; any other answer fails the run. The API is stopped, ' +
+        '`startWorkers` starts on the same deps (as `npm start` runs them) and *delivered/s* is N ÷ the time from its start to its N-th ' +
+        '`completed` job. Checked afterwards: every message `SENT`, each balance = credits − messages = `SUM(amount)` of its ledger, queue idle' +
+        `${failed ? ` (${failed} failed attempts were retried)` : ', no failed attempt'}.`,
+      "- *÷ bare add*: accepted/s ÷ the baseline's adds/s; *÷ no-op worker*: delivered/s ÷ the baseline's completed/s (1.00× would be free).",
       '',
       result,
     ];

@@ -28,8 +28,22 @@ import type { RateLimits } from '../src/rate-limits/rate-limits.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import type { Metrics } from '../src/metrics/metrics.js';
 import {
-  closeAndCleanUp, commandLine, describeMachine, formatMs, loadRunConfig, markdownTable, positiveInt, prepareRun, runAutocannon,
-  runBenchFile, runLoadThread, stopOnCtrlC, throwIfInterrupted, tunable, writeDocSection, type CannonResult,
+  closeAndCleanUp,
+  commandLine,
+  describeMachine,
+  formatMs,
+  loadRunConfig,
+  markdownTable,
+  positiveInt,
+  prepareRun,
+  runAutocannon,
+  runBenchFile,
+  runLoadThread,
+  stopOnCtrlC,
+  throwIfInterrupted,
+  tunable,
+  writeDocSection,
+  type CannonResult,
 } from './bench-lib.js';
 
 const TENANTS = 10;
@@ -42,7 +56,10 @@ const RATE_LIMIT_DURATION = 3600;
 const ORDER = [1, 2, 3, 4, 4, 3, 2, 1] as const;
 /** Tunables the caller may set in the environment, with the benchmark's defaults. */
 const TUNABLE_DEFAULTS: Record<string, string | undefined> = {
-  BENCH_CONNECTIONS: '50', BENCH_SECONDS: '8', BENCH_WARMUP_SECONDS: '1', DB_POOL_MAX: undefined,
+  BENCH_CONNECTIONS: '50',
+  BENCH_SECONDS: '8',
+  BENCH_WARMUP_SECONDS: '1',
+  DB_POOL_MAX: undefined,
 };
 
 interface Variant {
@@ -61,7 +78,12 @@ const VARIANTS: readonly Variant[] = [
 
 /** The limiter's interface doing nothing: no Redis (the headers are still set from its constant answer). */
 const PASS_THROUGH: RateLimits = {
-  consumeOrg: async (_orgId, override, _cost) => ({ allowed: true, limit: override ?? { points: 1, duration: 1 }, remaining: 1, resetMs: 1000 }),
+  consumeOrg: async (_orgId, override, _cost) => ({
+    allowed: true,
+    limit: override ?? { points: 1, duration: 1 },
+    remaining: 1,
+    resetMs: 1000,
+  }),
   checkAuthFailures: async () => {},
   recordAuthFailure: async () => {},
 };
@@ -116,8 +138,10 @@ async function loadThread(spec: LoadSpec): Promise<LoadResult> {
 function expectAllOk(what: string, r: CannonResult): void {
   const other = Object.entries(r.statusCodes).filter(([code]) => code !== '200');
   if (other.length || r.errors || r.timeouts || !r.responses) {
-    throw new Error(`${what}: ${r.statusCodes['200'] ?? 0} answers 200; other statuses ${JSON.stringify(Object.fromEntries(other))}, `
-      + `${r.errors} errors, ${r.timeouts} timeouts`);
+    throw new Error(
+      `${what}: ${r.statusCodes['200'] ?? 0} answers 200; other statuses ${JSON.stringify(Object.fromEntries(other))}, ` +
+        `${r.errors} errors, ${r.timeouts} timeouts`,
+    );
   }
 }
 
@@ -156,12 +180,25 @@ async function limiterPoints(redis: Redis, run: string): Promise<number> {
 async function histogramCount(metrics: Metrics): Promise<number> {
   const { values } = await metrics.httpDuration.get();
   return values
-    .filter((v) => v.metricName === 'http_request_duration_seconds_count' && v.labels.method === 'GET' && v.labels.route === ROUTE && String(v.labels.status) === '200')
+    .filter(
+      (v) =>
+        v.metricName === 'http_request_duration_seconds_count' &&
+        v.labels.method === 'GET' &&
+        v.labels.route === ROUTE &&
+        String(v.labels.status) === '200',
+    )
     .reduce((s, v) => s + v.value, 0);
 }
 
 /** One run of one variant: fresh server, warm-up fetch per tenant, autocannon; checks what the server counted. */
-async function runVariant(deps: Deps, redis: Redis, run: string, v: Variant, tenants: readonly Tenant[], spec: Omit<LoadSpec, 'url' | 'tenants'>): Promise<Run> {
+async function runVariant(
+  deps: Deps,
+  redis: Redis,
+  run: string,
+  v: Variant,
+  tenants: readonly Tenant[],
+  spec: Omit<LoadSpec, 'url' | 'tenants'>,
+): Promise<Run> {
   const pointsBefore = await limiterPoints(redis, run);
   const countBefore = await histogramCount(deps.metrics);
   const server = await startServer(variantDeps(deps, v), 0);
@@ -173,7 +210,8 @@ async function runVariant(deps: Deps, redis: Redis, run: string, v: Variant, ten
       if (res.status !== 200) throw new Error(`warm-up GET ${ROUTE} for org ${t.id}: HTTP ${res.status} ${await res.text()}`);
       await res.arrayBuffer();
       const limit = res.headers.get('ratelimit-limit');
-      if (v.limiter ? limit !== String(RATE_LIMIT_POINTS) : limit !== null) throw new Error(`variant ${v.id} (${v.name}): RateLimit-Limit header ${JSON.stringify(limit)}`);
+      if (v.limiter ? limit !== String(RATE_LIMIT_POINTS) : limit !== null)
+        throw new Error(`variant ${v.id} (${v.name}): RateLimit-Limit header ${JSON.stringify(limit)}`);
     }
     load = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { ...spec, url: server.url, tenants: [...tenants] });
   } finally {
@@ -189,10 +227,12 @@ async function runVariant(deps: Deps, redis: Redis, run: string, v: Variant, ten
   const slack = 2 * spec.connections;
   const expect = (on: boolean, delta: number, what: string) => {
     if (on ? delta < sent || delta > sent + slack : delta !== 0) {
-      throw new Error(`variant ${v.id} (${v.name}): ${what} grew by ${delta} for ${sent} requests seen (expected ${on ? `${sent}..${sent + slack}` : 0})`);
+      throw new Error(
+        `variant ${v.id} (${v.name}): ${what} grew by ${delta} for ${sent} requests seen (expected ${on ? `${sent}..${sent + slack}` : 0})`,
+      );
     }
   };
-  expect(v.limiter, limiterDelta, 'the limiter\'s Redis counters');
+  expect(v.limiter, limiterDelta, "the limiter's Redis counters");
   expect(v.metrics, histogramDelta, `the histogram's count for GET ${ROUTE}`);
   return { variant: v, load, sent, limiterDelta, histogramDelta };
 }
@@ -239,11 +279,31 @@ function summarize(runs: readonly Run[]): Summary[] {
 /** The Markdown table, with each variant's ratio to variant 1. */
 function table(rows: readonly Summary[]): string {
   const base = rows[0]!.rate;
-  const head = ['variant', 'rate limiter', 'metrics', 'req/s (1st run)', 'req/s (2nd run)', 'req/s (mean)', 'p50 (ms)', 'p99 (ms)', '÷ neither'];
-  return markdownTable(head, 'lccrrrrrr', rows.map(({ variant: v, ...s }) => [
-    `${v.id}. ${v.name}`, v.limiter ? 'on' : 'off', v.metrics ? 'on' : 'off', ...s.rates.map((r) => r.toFixed(0)),
-    s.rate.toFixed(0), formatMs(s.p50), formatMs(s.p99), `${(s.rate / base).toFixed(2)}×`,
-  ]));
+  const head = [
+    'variant',
+    'rate limiter',
+    'metrics',
+    'req/s (1st run)',
+    'req/s (2nd run)',
+    'req/s (mean)',
+    'p50 (ms)',
+    'p99 (ms)',
+    '÷ neither',
+  ];
+  return markdownTable(
+    head,
+    'lccrrrrrr',
+    rows.map(({ variant: v, ...s }) => [
+      `${v.id}. ${v.name}`,
+      v.limiter ? 'on' : 'off',
+      v.metrics ? 'on' : 'off',
+      ...s.rates.map((r) => r.toFixed(0)),
+      s.rate.toFixed(0),
+      formatMs(s.p50),
+      formatMs(s.p99),
+      `${(s.rate / base).toFixed(2)}×`,
+    ]),
+  );
 }
 
 /** One sentence reading the result: each component's effect on requests/s against the run-to-run spread. */
@@ -255,15 +315,21 @@ function reading(rows: readonly Summary[]): string {
     return `${pct < 0 ? '−' : '+'}${Math.abs(pct).toFixed(1)} %${Math.abs(pct) <= spread ? ' (within the noise)' : ''}`;
   };
   const [, limiter, metrics, both] = rows as [Summary, Summary, Summary, Summary];
-  return `Against neither, the rate limiter (one Redis \`consume\` per request; the auth-failure counter is read only for addresses that failed recently) changes requests/s `
-    + `by ${change(limiter)}, the metrics histogram by ${change(metrics)}, and both together (the real configuration) by ${change(both)}, `
-    + `where the two runs of one variant differ by up to ${spread.toFixed(1)} %.`;
+  return (
+    `Against neither, the rate limiter (one Redis \`consume\` per request; the auth-failure counter is read only for addresses that failed recently) changes requests/s ` +
+    `by ${change(limiter)}, the metrics histogram by ${change(metrics)}, and both together (the real configuration) by ${change(both)}, ` +
+    `where the two runs of one variant differ by up to ${spread.toFixed(1)} %.`
+  );
 }
 
 /** Runs the benchmark and cleans up after it, whatever happens. */
 async function main(): Promise<void> {
   const run = `o${Date.now().toString(36)}`;
-  const config = loadRunConfig(run, { RATE_LIMIT_POINTS: String(RATE_LIMIT_POINTS), RATE_LIMIT_DURATION: String(RATE_LIMIT_DURATION) }, TUNABLE_DEFAULTS);
+  const config = loadRunConfig(
+    run,
+    { RATE_LIMIT_POINTS: String(RATE_LIMIT_POINTS), RATE_LIMIT_DURATION: String(RATE_LIMIT_DURATION) },
+    TUNABLE_DEFAULTS,
+  );
   const connections = positiveInt(tunable('BENCH_CONNECTIONS', TUNABLE_DEFAULTS), 'BENCH_CONNECTIONS');
   const seconds = positiveInt(tunable('BENCH_SECONDS', TUNABLE_DEFAULTS), 'BENCH_SECONDS');
   const warmupSeconds = positiveInt(tunable('BENCH_WARMUP_SECONDS', TUNABLE_DEFAULTS), 'BENCH_WARMUP_SECONDS');
@@ -282,8 +348,10 @@ async function main(): Promise<void> {
       const v = VARIANTS.find((x) => x.id === id)!;
       const r = await runVariant(deps, redis, run, v, tenants, { connections, warmupSeconds, seconds });
       const m = r.load.measured;
-      log(`${v.id}. ${v.name}: ${((m.statusCodes['200'] ?? 0) / m.seconds).toFixed(0)} req/s, p50 ${formatMs(m.p50)} ms, p99 ${formatMs(m.p99)} ms `
-        + `(limiter counted ${r.limiterDelta}, histogram ${r.histogramDelta}, for ${r.sent} requests)`);
+      log(
+        `${v.id}. ${v.name}: ${((m.statusCodes['200'] ?? 0) / m.seconds).toFixed(0)} req/s, p50 ${formatMs(m.p50)} ms, p99 ${formatMs(m.p99)} ms ` +
+          `(limiter counted ${r.limiterDelta}, histogram ${r.histogramDelta}, for ${r.sent} requests)`,
+      );
       runs.push(r);
     }
 
@@ -293,9 +361,13 @@ async function main(): Promise<void> {
     const metricsSent = runs.filter((r) => r.variant.metrics).reduce((s, r) => s + r.sent, 0);
     const otherSent = runs.filter((r) => !r.variant.metrics).reduce((s, r) => s + r.sent, 0);
     if (scraped !== expected || scraped < metricsSent) {
-      throw new Error(`/metrics shows ${scraped} timed GET ${ROUTE} requests; expected ${expected} (${metricsSent} sent in the metrics variants)`);
+      throw new Error(
+        `/metrics shows ${scraped} timed GET ${ROUTE} requests; expected ${expected} (${metricsSent} sent in the metrics variants)`,
+      );
     }
-    log(`/metrics: ${scraped} GET ${ROUTE} requests timed (${metricsSent} sent in the variants with metrics, ${otherSent} in those without)`);
+    log(
+      `/metrics: ${scraped} GET ${ROUTE} requests timed (${metricsSent} sent in the variants with metrics, ${otherSent} in those without)`,
+    );
 
     const rows = summarize(runs);
     const result = table(rows);
@@ -306,21 +378,21 @@ async function main(): Promise<void> {
       `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:overhead', Object.keys(TUNABLE_DEFAULTS))}\` (the whole run took about ${Math.round(performance.now() / 1000)} s).`,
       '',
       `- Machine: ${await describeMachine(deps.sharedDb, { client: redis, sharing: 'database, Redis, API and load generator all on this machine' })}.`,
-      `- Settings: \`RATE_LIMIT_POINTS=${RATE_LIMIT_POINTS}\`, \`RATE_LIMIT_DURATION=${RATE_LIMIT_DURATION}\` (nothing is refused, but every request `
-        + `still makes the limiter's Redis round trips; the long window keeps its counters checkable), \`DB_POOL_MAX=${config.db.poolMax}\` (shared DB), `
-        + `\`ORG_CACHE_TTL_MS=${config.orgCacheTtlMs}\`, \`LOG_LEVEL=silent\`; ${TENANTS} tenants; ${connections} HTTP connections.`,
-      `- **What runs**: \`GET ${ROUTE}\` (org and API key from the org cache, the limiter, then a fresh balance read from the shared database), sent `
-        + `by autocannon in a worker thread of its own, each connection walking through the ${TENANTS} tenants from its own starting point. `
-        + `Each run starts a fresh server (\`startServer\`) over a copy of the same deps, sends one \`GET ${ROUTE}\` per tenant, a ${warmupSeconds} s `
-        + `autocannon warm-up (not reported), then ${seconds} s measured. Variants: **1** \`limits\` replaced by a pass-through (no Redis; `
-        + 'the `RateLimit-*` headers are still set from its constant answer) and `metrics.httpDuration` removed (the first middleware then times nothing); **2** the real limiter only; '
-        + '**3** the real histogram only; **4** both, as the app runs. All four share the database, Redis, tenants and caches.',
-      `- **Order**: ${ORDER.join(', ')}: each variant runs twice, once in each half, and is reported as the mean of its two runs (req/s, p50 and p99 `
-        + 'each averaged); *req/s* is 200 answers ÷ the time from starting autocannon to the last answer; *÷ neither* is mean req/s ÷ variant 1\'s.',
-      `- **Checked**: every answer 200; after each run the limiter's Redis counters grew by the run's requests when the limiter was on and not at all `
-        + 'otherwise, and so did the histogram\'s count for `GET /org`; a final scrape of `/metrics` (admin token) shows '
-        + `${scraped} timed \`GET ${ROUTE}\` requests, the sum of the runs with metrics (${metricsSent} requests seen by the client; the `
-        + `${otherSent} of the runs without are absent).`,
+      `- Settings: \`RATE_LIMIT_POINTS=${RATE_LIMIT_POINTS}\`, \`RATE_LIMIT_DURATION=${RATE_LIMIT_DURATION}\` (nothing is refused, but every request ` +
+        `still makes the limiter's Redis round trips; the long window keeps its counters checkable), \`DB_POOL_MAX=${config.db.poolMax}\` (shared DB), ` +
+        `\`ORG_CACHE_TTL_MS=${config.orgCacheTtlMs}\`, \`LOG_LEVEL=silent\`; ${TENANTS} tenants; ${connections} HTTP connections.`,
+      `- **What runs**: \`GET ${ROUTE}\` (org and API key from the org cache, the limiter, then a fresh balance read from the shared database), sent ` +
+        `by autocannon in a worker thread of its own, each connection walking through the ${TENANTS} tenants from its own starting point. ` +
+        `Each run starts a fresh server (\`startServer\`) over a copy of the same deps, sends one \`GET ${ROUTE}\` per tenant, a ${warmupSeconds} s ` +
+        `autocannon warm-up (not reported), then ${seconds} s measured. Variants: **1** \`limits\` replaced by a pass-through (no Redis; ` +
+        'the `RateLimit-*` headers are still set from its constant answer) and `metrics.httpDuration` removed (the first middleware then times nothing); **2** the real limiter only; ' +
+        '**3** the real histogram only; **4** both, as the app runs. All four share the database, Redis, tenants and caches.',
+      `- **Order**: ${ORDER.join(', ')}: each variant runs twice, once in each half, and is reported as the mean of its two runs (req/s, p50 and p99 ` +
+        "each averaged); *req/s* is 200 answers ÷ the time from starting autocannon to the last answer; *÷ neither* is mean req/s ÷ variant 1's.",
+      `- **Checked**: every answer 200; after each run the limiter's Redis counters grew by the run's requests when the limiter was on and not at all ` +
+        "otherwise, and so did the histogram's count for `GET /org`; a final scrape of `/metrics` (admin token) shows " +
+        `${scraped} timed \`GET ${ROUTE}\` requests, the sum of the runs with metrics (${metricsSent} requests seen by the client; the ` +
+        `${otherSent} of the runs without are absent).`,
       '',
       result,
       '',

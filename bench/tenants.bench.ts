@@ -10,8 +10,18 @@ import { parseArgs } from 'node:util';
 import { createDeps, type Deps } from '../src/deps.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
 import {
-  closeAndCleanUp, commandLine, describeMachine, loadRunConfig, markdownTable, positiveInt, prepareRun, runBenchFile,
-  stopOnCtrlC, throwIfInterrupted, wasInterrupted, writeDocSection,
+  closeAndCleanUp,
+  commandLine,
+  describeMachine,
+  loadRunConfig,
+  markdownTable,
+  positiveInt,
+  prepareRun,
+  runBenchFile,
+  stopOnCtrlC,
+  throwIfInterrupted,
+  wasInterrupted,
+  writeDocSection,
 } from './bench-lib.js';
 
 const ROLLBACK_CONCURRENCY = 8;
@@ -39,15 +49,20 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 async function createTenants(deps: Deps, names: readonly string[], concurrency: number): Promise<number[]> {
   type Outcome = { id: number } | { name: string; error: unknown };
   // Failures are returned, not thrown: a rejection would leave the other lanes creating tenants behind our back.
-  const outcomes = await mapWithConcurrency(names, concurrency, async (name): Promise<Outcome> => {
-    try {
-      const { org, apiKey } = await deps.orgs.create({ name, credits: 0 });
-      if (org.status !== 'ACTIVE' || !apiKey) throw new Error(`ended ${org.status}${apiKey ? '' : ' without an API key'}`);
-      return { id: org.id };
-    } catch (error) {
-      return { name, error };
-    }
-  }, (o) => 'error' in o || wasInterrupted());
+  const outcomes = await mapWithConcurrency(
+    names,
+    concurrency,
+    async (name): Promise<Outcome> => {
+      try {
+        const { org, apiKey } = await deps.orgs.create({ name, credits: 0 });
+        if (org.status !== 'ACTIVE' || !apiKey) throw new Error(`ended ${org.status}${apiKey ? '' : ' without an API key'}`);
+        return { id: org.id };
+      } catch (error) {
+        return { name, error };
+      }
+    },
+    (o) => 'error' in o || wasInterrupted(),
+  );
   throwIfInterrupted();
   const failed = outcomes.find((o) => 'error' in o);
   if (failed) throw new Error(`creating tenant ${failed.name} failed`, { cause: failed.error });
@@ -59,7 +74,8 @@ async function createTenants(deps: Deps, names: readonly string[], concurrency: 
 async function migrateTimed(deps: Deps, ids: readonly number[], concurrency: number): Promise<{ seconds: number; migration: string }> {
   const reverted = new Map<number, string>();
   for (const r of await deps.migrations.rollback({ ids, step: 1, concurrency: ROLLBACK_CONCURRENCY })) {
-    if (r.result !== 'ok' || r.migrations.length !== 1) throw new Error(`rollback of ${r.dbName}: ${r.result} [${r.migrations.join(', ')}] ${r.error ?? ''}`);
+    if (r.result !== 'ok' || r.migrations.length !== 1)
+      throw new Error(`rollback of ${r.dbName}: ${r.result} [${r.migrations.join(', ')}] ${r.error ?? ''}`);
     reverted.set(r.orgId, r.migrations[0]!);
   }
   if (reverted.size !== ids.length) throw new Error(`rolled back ${reverted.size} of ${ids.length} tenants`);
@@ -67,17 +83,24 @@ async function migrateTimed(deps: Deps, ids: readonly number[], concurrency: num
 
   const [results, seconds] = await timed(() => deps.migrations.migrate({ ids, concurrency, skipFailing: true }));
   const bad = results.find((r) => r.result !== 'ok' || r.migrations.length !== 1 || r.migrations[0] !== reverted.get(r.orgId));
-  if (bad) throw new Error(`migrate of ${bad.dbName}: ${bad.result}, applied [${bad.migrations.join(', ')}], expected [${reverted.get(bad.orgId)}] ${bad.error ?? ''}`);
+  if (bad)
+    throw new Error(
+      `migrate of ${bad.dbName}: ${bad.result}, applied [${bad.migrations.join(', ')}], expected [${reverted.get(bad.orgId)}] ${bad.error ?? ''}`,
+    );
   if (results.length !== ids.length) throw new Error(`migrated ${results.length} of ${ids.length} tenants`);
   return { seconds, migration: [...reverted.values()][0]! };
 }
 
 /** The Markdown table: per phase and concurrency, seconds, tenants/s and the speed-up over concurrency 1 of that phase. */
 function table(rows: readonly Row[], n: number): string {
-  return markdownTable(['phase', 'concurrency', 'total (s)', 'tenants/s', 'vs concurrency 1'], 'lrrrr', rows.map((r) => {
-    const baseline = rows.find((b) => b.phase === r.phase && b.concurrency === 1)!;
-    return [r.phase, r.concurrency, r.seconds.toFixed(2), (n / r.seconds).toFixed(1), `${(baseline.seconds / r.seconds).toFixed(2)}×`];
-  }));
+  return markdownTable(
+    ['phase', 'concurrency', 'total (s)', 'tenants/s', 'vs concurrency 1'],
+    'lrrrr',
+    rows.map((r) => {
+      const baseline = rows.find((b) => b.phase === r.phase && b.concurrency === 1)!;
+      return [r.phase, r.concurrency, r.seconds.toFixed(2), (n / r.seconds).toFixed(1), `${(baseline.seconds / r.seconds).toFixed(2)}×`];
+    }),
+  );
 }
 
 /** Runs the benchmark and cleans up after it, whatever happens. */
@@ -117,10 +140,10 @@ async function main(): Promise<void> {
       `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:tenants', vars)}\` (N = ${n}).`,
       '',
       `- Machine: ${await describeMachine(deps.sharedDb)}.`,
-      '- **create**: `orgs.create` per tenant, end to end (create database, create user and grants, run the tenant migrations, '
-        + 'first API key), one at a time and 4 at a time (`mapWithConcurrency`).',
-      `- **migrate**: \`migrations.migrate({ ids, concurrency, skipFailing: true })\` over the N tenants created one at a time; before each mode every `
-        + `tenant is rolled back one migration (\`${migration}\`, ${ROLLBACK_CONCURRENCY} at a time, not timed), and every tenant must re-apply exactly it.`,
+      '- **create**: `orgs.create` per tenant, end to end (create database, create user and grants, run the tenant migrations, ' +
+        'first API key), one at a time and 4 at a time (`mapWithConcurrency`).',
+      `- **migrate**: \`migrations.migrate({ ids, concurrency, skipFailing: true })\` over the N tenants created one at a time; before each mode every ` +
+        `tenant is rolled back one migration (\`${migration}\`, ${ROLLBACK_CONCURRENCY} at a time, not timed), and every tenant must re-apply exactly it.`,
       '- *vs concurrency 1*: speed-up over concurrency 1 of the same phase (its seconds ÷ these seconds; above 1 is faster).',
       '',
       result,

@@ -22,7 +22,10 @@ async function main(argv: string[]): Promise<number> {
     loadDotEnv();
     const config = loadConfig();
     // Logs go to stderr (warnings only), so stdout stays the command's own output.
-    deps = createDeps(config, { subscribe: false, logger: createLogger({ level: config.logLevel === 'silent' ? 'silent' : 'warn', stream: process.stderr }) });
+    deps = createDeps(config, {
+      subscribe: false,
+      logger: createLogger({ level: config.logLevel === 'silent' ? 'silent' : 'warn', stream: process.stderr }),
+    });
     await prepareSharedDb(config, deps.sharedDb);
     await deps.servers.ensureDefault();
     const progress = (line: string) => {
@@ -44,7 +47,7 @@ function fail(err: unknown): number {
     process.stderr.write(`${err.message}\n`);
     return 2;
   }
-  const message = err instanceof AppError ? `${err.code}: ${err.message}` : (err as Error).message ?? String(err);
+  const message = err instanceof AppError ? `${err.code}: ${err.message}` : ((err as Error).message ?? String(err));
   process.stderr.write(`error: ${message.split('\n')[0]}\n`);
   return err instanceof UsageError ? 2 : 1;
 }

@@ -51,7 +51,13 @@ export interface Config {
     readonly timeoutMs: number;
   };
   readonly delivery: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly lockMs: number };
-  readonly webhooks: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly timeoutMs: number; readonly allowPrivate: boolean };
+  readonly webhooks: {
+    readonly concurrency: number;
+    readonly attempts: number;
+    readonly backoffMs: number;
+    readonly timeoutMs: number;
+    readonly allowPrivate: boolean;
+  };
   readonly logLevel: string;
   readonly bodyLimit: string;
   readonly migrationLockWaitSec: number;
@@ -64,15 +70,23 @@ const schema = Joi.object({
   NODE_ENV: Joi.string().valid('development', 'production', 'test').default('development'),
   PORT: Joi.number().integer().min(0).max(65535).default(4000),
   // Outside production bind to loopback only, where the public development secrets are harmless.
-  HOST: Joi.string().when('NODE_ENV', { is: 'production', then: Joi.optional().default('0.0.0.0'), otherwise: Joi.optional().default('127.0.0.1') }),
+  HOST: Joi.string().when('NODE_ENV', {
+    is: 'production',
+    then: Joi.optional().default('0.0.0.0'),
+    otherwise: Joi.optional().default('127.0.0.1'),
+  }),
   DB_HOST: Joi.string().default('127.0.0.1'),
   DB_PORT: Joi.number().integer().min(1).max(65535).default(3306),
   DB_USER: Joi.string().default('root'),
   DB_PASS: Joi.string().allow('').default(''),
   DB_NAME: Joi.string().pattern(name).default('tenancy_shared'),
   DB_POOL_MAX: Joi.number().integer().min(2).max(100).default(10), // ≥2: a lock holds one connection while work uses another
-  TENANT_DB_PREFIX: Joi.string().pattern(/^[A-Za-z][A-Za-z0-9_]{0,19}$/).default('tenant_'),
-  TENANT_USER_HOST: Joi.string().pattern(/^[A-Za-z0-9.%_:-]{1,60}$/).default('%'),
+  TENANT_DB_PREFIX: Joi.string()
+    .pattern(/^[A-Za-z][A-Za-z0-9_]{0,19}$/)
+    .default('tenant_'),
+  TENANT_USER_HOST: Joi.string()
+    .pattern(/^[A-Za-z0-9.%_:-]{1,60}$/)
+    .default('%'),
   TENANT_CACHE_MAX: Joi.number().integer().min(1).max(10000).default(50),
   TENANT_POOL_MAX: Joi.number().integer().min(1).max(50).default(2),
   TENANT_IDLE_MS: Joi.number().integer().min(100).default(60000),
@@ -80,37 +94,55 @@ const schema = Joi.object({
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
-  REDIS_URL: Joi.string().uri({ scheme: ['redis', 'rediss'] }).default('redis://127.0.0.1:6379'),
-  QUEUE_PREFIX: Joi.string().pattern(/^[A-Za-z0-9_{}-]{1,64}$/).default('bull'),
-  ADMIN_TOKEN: Joi.string().min(16).when('NODE_ENV', {
-    is: 'production',
-    then: Joi.required().invalid(DEV_ADMIN_TOKEN),
-    otherwise: Joi.optional().default(DEV_ADMIN_TOKEN),
-  }),
-  SECRET_KEY: Joi.string().min(32).when('NODE_ENV', {
-    is: 'production',
-    then: Joi.required().invalid(DEV_SECRET_KEY),
-    otherwise: Joi.optional().default(DEV_SECRET_KEY),
-  }),
+  REDIS_URL: Joi.string()
+    .uri({ scheme: ['redis', 'rediss'] })
+    .default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: Joi.string()
+    .pattern(/^[A-Za-z0-9_{}-]{1,64}$/)
+    .default('bull'),
+  ADMIN_TOKEN: Joi.string()
+    .min(16)
+    .when('NODE_ENV', {
+      is: 'production',
+      then: Joi.required().invalid(DEV_ADMIN_TOKEN),
+      otherwise: Joi.optional().default(DEV_ADMIN_TOKEN),
+    }),
+  SECRET_KEY: Joi.string()
+    .min(32)
+    .when('NODE_ENV', {
+      is: 'production',
+      then: Joi.required().invalid(DEV_SECRET_KEY),
+      otherwise: Joi.optional().default(DEV_SECRET_KEY),
+    }),
   DEFAULT_CREDITS: Joi.number().integer().min(0).max(1_000_000_000).default(100),
   RATE_LIMIT_POINTS: Joi.number().integer().min(1).default(100),
   RATE_LIMIT_DURATION: Joi.number().integer().min(1).default(1),
   AUTH_FAILURE_LIMIT: Joi.number().integer().min(1).default(20),
   AUTH_FAILURE_WINDOW_SEC: Joi.number().integer().min(1).default(60),
   // Number of proxy hops; `true`/`false` are still accepted as 1/0 (the meaning of the old boolean).
-  TRUST_PROXY: Joi.alternatives().try(Joi.number().integer().min(0), Joi.boolean()).default(0)
+  TRUST_PROXY: Joi.alternatives()
+    .try(Joi.number().integer().min(0), Joi.boolean())
+    .default(0)
     .messages({ 'alternatives.types': 'must be the number of trusted proxy hops (0, 1, 2, …) or true (= 1) / false (= 0)' }),
   METRICS_PORT: Joi.number().integer().min(0).max(65535),
   GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
   GATEWAY_LATENCY_MS: Joi.number().integer().min(0).max(60_000).default(0),
   GATEWAY_FAILURE_RATE: Joi.number().min(0).max(1).default(0),
   GATEWAY_SEED: Joi.number().integer().default(42),
-  GATEWAY_URL: Joi.string().uri({ scheme: ['http', 'https'] }).when('GATEWAY', { is: 'http', then: Joi.required() }),
-  GATEWAY_SECRET: Joi.string().min(16).when('NODE_ENV', {
-    is: 'production',
-    then: Joi.when('GATEWAY', { is: 'http', then: Joi.required().invalid(DEV_GATEWAY_SECRET), otherwise: Joi.optional().default(DEV_GATEWAY_SECRET) }),
-    otherwise: Joi.optional().default(DEV_GATEWAY_SECRET),
-  }),
+  GATEWAY_URL: Joi.string()
+    .uri({ scheme: ['http', 'https'] })
+    .when('GATEWAY', { is: 'http', then: Joi.required() }),
+  GATEWAY_SECRET: Joi.string()
+    .min(16)
+    .when('NODE_ENV', {
+      is: 'production',
+      then: Joi.when('GATEWAY', {
+        is: 'http',
+        then: Joi.required().invalid(DEV_GATEWAY_SECRET),
+        otherwise: Joi.optional().default(DEV_GATEWAY_SECRET),
+      }),
+      otherwise: Joi.optional().default(DEV_GATEWAY_SECRET),
+    }),
   GATEWAY_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   WORKER_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
   DELIVERY_ATTEMPTS: Joi.number().integer().min(1).max(50).default(5),
@@ -122,7 +154,9 @@ const schema = Joi.object({
   WEBHOOK_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   WEBHOOK_ALLOW_PRIVATE: Joi.boolean().default(false),
   LOG_LEVEL: Joi.string().valid('silent', 'error', 'warn', 'info', 'debug').default('info'),
-  BODY_LIMIT: Joi.string().pattern(/^\d+(b|kb|mb)$/i).default('256kb'),
+  BODY_LIMIT: Joi.string()
+    .pattern(/^\d+(b|kb|mb)$/i)
+    .default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
   DASHBOARD_READ_ONLY: Joi.boolean().default(true),
 }).unknown(true);
@@ -170,11 +204,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsPort: v.METRICS_PORT,
     gateway: v.GATEWAY,
     gatewayOptions: {
-      latencyMs: v.GATEWAY_LATENCY_MS, failureRate: v.GATEWAY_FAILURE_RATE, seed: v.GATEWAY_SEED,
-      url: v.GATEWAY_URL, secret: v.GATEWAY_SECRET, timeoutMs: v.GATEWAY_TIMEOUT_MS,
+      latencyMs: v.GATEWAY_LATENCY_MS,
+      failureRate: v.GATEWAY_FAILURE_RATE,
+      seed: v.GATEWAY_SEED,
+      url: v.GATEWAY_URL,
+      secret: v.GATEWAY_SECRET,
+      timeoutMs: v.GATEWAY_TIMEOUT_MS,
     },
-    delivery: { concurrency: v.WORKER_CONCURRENCY, attempts: v.DELIVERY_ATTEMPTS, backoffMs: v.DELIVERY_BACKOFF_MS, lockMs: v.WORKER_LOCK_MS },
-    webhooks: { concurrency: v.WEBHOOK_CONCURRENCY, attempts: v.WEBHOOK_ATTEMPTS, backoffMs: v.WEBHOOK_BACKOFF_MS, timeoutMs: v.WEBHOOK_TIMEOUT_MS, allowPrivate: v.WEBHOOK_ALLOW_PRIVATE },
+    delivery: {
+      concurrency: v.WORKER_CONCURRENCY,
+      attempts: v.DELIVERY_ATTEMPTS,
+      backoffMs: v.DELIVERY_BACKOFF_MS,
+      lockMs: v.WORKER_LOCK_MS,
+    },
+    webhooks: {
+      concurrency: v.WEBHOOK_CONCURRENCY,
+      attempts: v.WEBHOOK_ATTEMPTS,
+      backoffMs: v.WEBHOOK_BACKOFF_MS,
+      timeoutMs: v.WEBHOOK_TIMEOUT_MS,
+      allowPrivate: v.WEBHOOK_ALLOW_PRIVATE,
+    },
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,
     migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,
@@ -207,7 +256,10 @@ function exposedDevSecrets(v: Record<string, unknown>, skip: Set<string | undefi
   ];
   return defaults
     .filter(([variable, dev, applies]) => applies && v[variable] === dev && !skip.has(variable))
-    .map(([variable]) => `${variable}: is the public development default, refused with HOST=${String(v.HOST)} (not loopback); set your own ${variable} or bind HOST=127.0.0.1`);
+    .map(
+      ([variable]) =>
+        `${variable}: is the public development default, refused with HOST=${String(v.HOST)} (not loopback); set your own ${variable} or bind HOST=127.0.0.1`,
+    );
 }
 
 /** Loads `.env` from the working directory into process.env when present (never overrides). */

@@ -59,7 +59,8 @@ export interface DepsOptions {
 /** Builds the dependencies. Opens no connection until first used, except the Redis subscriber. */
 export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   // Pretty lines for a developer at a terminal; JSON everywhere else (and always in production).
-  const logger = opts.logger ?? createLogger({ level: config.logLevel, pretty: Boolean(process.stdout.isTTY) && config.nodeEnv !== 'production' });
+  const logger =
+    opts.logger ?? createLogger({ level: config.logLevel, pretty: Boolean(process.stdout.isTTY) && config.nodeEnv !== 'production' });
   const sharedDb = createSequelize({ ...config.db, database: config.db.name, poolMax: config.db.poolMax, connectTimeoutMs: 3000 });
   const secrets = createSecretBox(config.secretKey);
   // Fail-fast client (no offline queue) for readiness and rate limits: a Redis outage answers at once.
@@ -86,13 +87,35 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const webhookQueue = webhook.queue;
   const messages = createMessageService({ repo, pools, queue: deliveryQueue, logger });
   const metrics = createMetrics({ pools, orgRegistry: registry, queues: [deliveryQueue, webhookQueue] });
-  const limits = createRateLimits({ makeLimiter: redisLimiters(redis, config.queuePrefix), defaults: config.rateLimit, authFailures: config.authFailureLimit });
+  const limits = createRateLimits({
+    makeLimiter: redisLimiters(redis, config.queuePrefix),
+    defaults: config.rateLimit,
+    authFailures: config.authFailureLimit,
+  });
   const gateway = createGateway(config);
 
   let closing: Promise<void> | undefined;
   return {
-    config, logger, sharedDb, secrets, redis, repo, ledger, servers, events, registry, pools, provisioner, orgs, migrations,
-    deliveryQueue, webhookQueue, messages, gateway, limits, metrics,
+    config,
+    logger,
+    sharedDb,
+    secrets,
+    redis,
+    repo,
+    ledger,
+    servers,
+    events,
+    registry,
+    pools,
+    provisioner,
+    orgs,
+    migrations,
+    deliveryQueue,
+    webhookQueue,
+    messages,
+    gateway,
+    limits,
+    metrics,
     close() {
       closing ??= (async () => {
         await pools.close();

@@ -37,15 +37,25 @@ async function main(): Promise<void> {
   const server = await deps.servers.ensureDefault();
   for (const problem of await redisSettingProblems(deps.redis)) logger.warn(problem);
   if (config.adminToken === DEV_ADMIN_TOKEN || config.secretKey === DEV_SECRET_KEY) {
-    logger.warn('USING THE PUBLIC DEVELOPMENT ADMIN_TOKEN / SECRET_KEY: anyone who can reach this port can administer it. Set both (and NODE_ENV=production) outside development.');
+    logger.warn(
+      'USING THE PUBLIC DEVELOPMENT ADMIN_TOKEN / SECRET_KEY: anyone who can reach this port can administer it. Set both (and NODE_ENV=production) outside development.',
+    );
   }
-  logger.info('shared database ready', { database: config.db.name, migrationsApplied: applied, defaultServer: `${server.host}:${server.port}` });
+  logger.info('shared database ready', {
+    database: config.db.name,
+    migrationsApplied: applied,
+    defaultServer: `${server.host}:${server.port}`,
+  });
 
   let api: RunningServer | undefined;
   let worker: Workers | undefined;
   if (role !== 'api') {
     worker = startWorkers(config, deps);
-    logger.info('workers started', { deliveryConcurrency: config.delivery.concurrency, webhookConcurrency: config.webhooks.concurrency, gateway: config.gateway });
+    logger.info('workers started', {
+      deliveryConcurrency: config.delivery.concurrency,
+      webhookConcurrency: config.webhooks.concurrency,
+      gateway: config.gateway,
+    });
   }
   if (role !== 'worker') {
     api = await startServer(deps, config.port, config.host);
@@ -65,23 +75,28 @@ async function main(): Promise<void> {
     // Stop taking work first (HTTP and jobs), let what is in flight finish, then release the pools.
     Promise.all([api?.stop(10_000), worker?.close(), metricsServer?.close()])
       .then(() => deps.close())
-      .then(() => process.exit(0), (err: Error) => {
-        logger.error('shutdown failed', { err: err.message });
-        process.exit(1);
-      });
+      .then(
+        () => process.exit(0),
+        (err: Error) => {
+          logger.error('shutdown failed', { err: err.message });
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // The banner comes last, once signals are handled: a SIGTERM right after it must still shut down gracefully.
   if (api) {
-    process.stdout.write([
-      '',
-      `  Tenancy messaging API listening on ${api.url}${worker ? ' (with delivery workers)' : ''}`,
-      `  Health:    ${api.url}/health   Readiness: ${api.url}/ready`,
-      `  Create your first tenant:  bin/tenant create "Acme Inc" --credits 100`,
-      `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
-      '',
-    ].join('\n') + '\n');
+    process.stdout.write(
+      [
+        '',
+        `  Tenancy messaging API listening on ${api.url}${worker ? ' (with delivery workers)' : ''}`,
+        `  Health:    ${api.url}/health   Readiness: ${api.url}/ready`,
+        `  Create your first tenant:  bin/tenant create "Acme Inc" --credits 100`,
+        `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
+        '',
+      ].join('\n') + '\n',
+    );
   }
 }
 

@@ -2,7 +2,19 @@
 import { expect } from 'chai';
 import type { Sequelize } from 'sequelize';
 import type { Deps } from '../src/deps.js';
-import { RUN, cli, createTenant, eventually, rootDb, rows, startApi, testDeps, uniqueName, type CliResult, type TestApi } from './helpers.js';
+import {
+  RUN,
+  cli,
+  createTenant,
+  eventually,
+  rootDb,
+  rows,
+  startApi,
+  testDeps,
+  uniqueName,
+  type CliResult,
+  type TestApi,
+} from './helpers.js';
 
 /** This run's shared (control-plane) database. */
 const SHARED = `${RUN}_shared`;
@@ -32,14 +44,27 @@ describe('bin/tenant (CLI)', () => {
   const schemaExists = async (db: string) =>
     (await rows(root, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :db', { db })).length === 1;
   const tableExists = async (db: string, table: string) =>
-    (await rows(root, 'SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table', { db, table })).length === 1;
+    (await rows(root, 'SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table', { db, table }))
+      .length === 1;
   const orgRow = async (id: number) =>
-    (await rows<{ name: string; status: string; credit_balance: number; db_server_id: number; db_name: string; db_user: string }>(
-      root, `SELECT * FROM \`${SHARED}\`.orgs WHERE id = :id`, { id },
-    ))[0];
+    (
+      await rows<{ name: string; status: string; credit_balance: number; db_server_id: number; db_name: string; db_user: string }>(
+        root,
+        `SELECT * FROM \`${SHARED}\`.orgs WHERE id = :id`,
+        { id },
+      )
+    )[0];
   const orgsNamed = async (name: string) => (await rows(root, `SELECT id FROM \`${SHARED}\`.orgs WHERE name = :name`, { name })).length;
   const ledgerSum = async (id: number) =>
-    Number((await rows<{ total: number }>(root, `SELECT COALESCE(SUM(amount), 0) AS total FROM \`${SHARED}\`.credit_ledger WHERE org_id = :id`, { id }))[0]!.total);
+    Number(
+      (
+        await rows<{ total: number }>(
+          root,
+          `SELECT COALESCE(SUM(amount), 0) AS total FROM \`${SHARED}\`.credit_ledger WHERE org_id = :id`,
+          { id },
+        )
+      )[0]!.total,
+    );
 
   before(async () => {
     deps = testDeps({}, { subscribe: false });
@@ -111,7 +136,9 @@ describe('bin/tenant (CLI)', () => {
 
   describe('suspend and resume', () => {
     let t: { id: number };
-    before(async () => { t = await createTenant(deps); });
+    before(async () => {
+      t = await createTenant(deps);
+    });
 
     it('suspend makes the org SUSPENDED and resume makes it ACTIVE again, as show --json reports', async () => {
       const status = async () => {
@@ -132,7 +159,9 @@ describe('bin/tenant (CLI)', () => {
 
   describe('credits', () => {
     let t: { id: number };
-    before(async () => { t = await createTenant(deps, { credits: 100 }); });
+    before(async () => {
+      t = await createTenant(deps, { credits: 100 });
+    });
 
     const balance = async () => Number((await orgRow(t.id))!.credit_balance);
 
@@ -172,7 +201,9 @@ describe('bin/tenant (CLI)', () => {
 
   describe('drop', () => {
     let t: { id: number; dbName: string };
-    before(async () => { t = await createTenant(deps); });
+    before(async () => {
+      t = await createTenant(deps);
+    });
 
     it('drop without --force is refused with exit 2 and the database survives', async () => {
       expectRefused(await cli(['drop', String(t.id), '--json']), 2, '--force');
@@ -226,7 +257,10 @@ describe('bin/tenant (CLI)', () => {
       const ci = (after.json.keys as { prefix: string; name: string; revokedAt: string | null }[]).find((k) => k.prefix === prefix);
       expect(ci).to.include({ name: 'ci' });
       expect(ci!.revokedAt, 'revokedAt').to.be.a('string').that.matches(ISO_DATE);
-      expect((after.json.keys as { name: string; revokedAt: string | null }[]).find((k) => k.name === 'default')?.revokedAt, 'the default key stays').to.equal(null);
+      expect(
+        (after.json.keys as { name: string; revokedAt: string | null }[]).find((k) => k.name === 'default')?.revokedAt,
+        'the default key stays',
+      ).to.equal(null);
 
       expect(await eventually(async () => (await me()).status === 401), 'the revoked key is refused by the API').to.equal(true);
 
@@ -248,7 +282,20 @@ describe('bin/tenant (CLI)', () => {
 
     it('servers add registers a server, adding the same name again exits 1, and create --server places a tenant on it', async () => {
       const env = { SOME_VAR: '' };
-      const add = ['servers', 'add', 'extra1', '--host', '127.0.0.1', '--port', '3306', '--user', 'root', '--password-env', 'SOME_VAR', '--json'];
+      const add = [
+        'servers',
+        'add',
+        'extra1',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '3306',
+        '--user',
+        'root',
+        '--password-env',
+        'SOME_VAR',
+        '--json',
+      ];
       const added = await cli(add, env);
       expectOk(added);
       expect(added.json.server).to.include({ name: 'extra1', host: '127.0.0.1', port: 3306, adminUser: 'root', status: 'active' });
@@ -274,7 +321,21 @@ describe('bin/tenant (CLI)', () => {
     it('--help exits 0 and lists every command', async () => {
       const r = await cli(['--help']);
       expectOk(r);
-      for (const command of ['create', 'list', 'show', 'migrate', 'status', 'rollback', 'provision', 'suspend', 'resume', 'drop', 'credits', 'keys', 'servers']) {
+      for (const command of [
+        'create',
+        'list',
+        'show',
+        'migrate',
+        'status',
+        'rollback',
+        'provision',
+        'suspend',
+        'resume',
+        'drop',
+        'credits',
+        'keys',
+        'servers',
+      ]) {
         expect(r.stdout).to.match(new RegExp(`^\\s+(.*\\| )?${command}\\b`, 'm'), command);
       }
     });

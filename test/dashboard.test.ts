@@ -60,7 +60,13 @@ describe('queue dashboard (/admin/queues)', () => {
     };
 
     it('no credentials → 401 with WWW-Authenticate: Basic, on the page, the API and the static files', async () => {
-      for (const path of ['/admin/queues', '/admin/queues/', '/admin/queues/queue/deliveries', '/admin/queues/api/queues', '/admin/queues/static/images/logo.svg']) {
+      for (const path of [
+        '/admin/queues',
+        '/admin/queues/',
+        '/admin/queues/queue/deliveries',
+        '/admin/queues/api/queues',
+        '/admin/queues/static/images/logo.svg',
+      ]) {
         await refused(path);
       }
       await refused('/admin/queues/api/queues/deliveries/retry/failed', {}, 'PUT');
@@ -95,7 +101,9 @@ describe('queue dashboard (/admin/queues)', () => {
       expect(page.status).to.equal(200);
       expect(page.headers.get('content-type')).to.match(/^text\/html/);
       expect(page.body).to.match(/<base href="\/admin\/queues\/?" \/>/);
-      const lower = await request(api.url, 'GET', '/admin/queues', { headers: { Authorization: ADMIN.Authorization.replace('Basic', 'basic') } });
+      const lower = await request(api.url, 'GET', '/admin/queues', {
+        headers: { Authorization: ADMIN.Authorization.replace('Basic', 'basic') },
+      });
       expect(lower.status).to.equal(200);
       const queues = await request(api.url, 'GET', '/admin/queues/api/queues', { headers: ADMIN });
       expect(queues.status).to.equal(200);
@@ -116,16 +124,31 @@ describe('queue dashboard (/admin/queues)', () => {
       this.timeout(90_000);
       if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (scripts/services.sh does it)`);
       browser = await chromium.launch({
-        executablePath: CHROMIUM, headless: true,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
       });
       const anonymous = await browser.newContext();
       expect((await anonymous.request.get(`${api.url}/admin/queues`)).status()).to.equal(401);
       await anonymous.close();
 
-      const context = await browser.newContext({ httpCredentials: { username: 'admin', password: ADMIN_TOKEN }, viewport: { width: 1400, height: 900 } });
+      const context = await browser.newContext({
+        httpCredentials: { username: 'admin', password: ADMIN_TOKEN },
+        viewport: { width: 1400, height: 900 },
+      });
       // Hermetic: the board links a web font; nothing but this API is fetched.
-      await context.route((url) => !url.href.startsWith(`${api.url}/`), (route) => route.abort());
+      await context.route(
+        (url) => !url.href.startsWith(`${api.url}/`),
+        (route) => route.abort(),
+      );
       const page = await context.newPage();
       const home = await page.goto(`${api.url}/admin/queues`);
       expect(home?.status()).to.equal(200);
@@ -135,10 +158,16 @@ describe('queue dashboard (/admin/queues)', () => {
       // Navigate as a person would: the queue in the sidebar, then its Failed tab.
       await page.getByRole('link', { name: DELIVERY_QUEUE, exact: true }).first().click();
       await page.waitForURL(`**/admin/queues/queue/${DELIVERY_QUEUE}**`);
-      await page.getByRole('link', { name: /^failed/i }).first().click();
+      await page
+        .getByRole('link', { name: /^failed/i })
+        .first()
+        .click();
       await page.waitForURL(/status=failed/);
       await page.getByText(jobId).first().waitFor({ timeout: 20_000 });
-      await page.getByText(/RECIPIENT_REJECTED/).first().waitFor({ timeout: 20_000 });
+      await page
+        .getByText(/RECIPIENT_REJECTED/)
+        .first()
+        .waitFor({ timeout: 20_000 });
       mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
       expect(existsSync(SCREENSHOT)).to.equal(true);
@@ -149,7 +178,11 @@ describe('queue dashboard (/admin/queues)', () => {
 
   describe('read-only unless DASHBOARD_READ_ONLY=false', () => {
     it('by default, retry and clean are refused and the failed job stays failed', async () => {
-      for (const path of [`/admin/queues/api/queues/${DELIVERY_QUEUE}/${jobId}/retry`, `/admin/queues/api/queues/${DELIVERY_QUEUE}/retry/failed`, `/admin/queues/api/queues/${DELIVERY_QUEUE}/clean/failed`]) {
+      for (const path of [
+        `/admin/queues/api/queues/${DELIVERY_QUEUE}/${jobId}/retry`,
+        `/admin/queues/api/queues/${DELIVERY_QUEUE}/retry/failed`,
+        `/admin/queues/api/queues/${DELIVERY_QUEUE}/clean/failed`,
+      ]) {
         const res = await request(api.url, 'PUT', path, { headers: ADMIN });
         expect(res.status, path).to.equal(405);
       }
@@ -161,7 +194,8 @@ describe('queue dashboard (/admin/queues)', () => {
       const cross = await request(writable.url, 'PUT', path, { headers: { ...ADMIN, 'Sec-Fetch-Site': 'cross-site' } });
       expect(cross.status).to.equal(403);
       const form = await request(writable.url, 'POST', `/admin/queues/api/queues/${DELIVERY_QUEUE}/add`, {
-        headers: { ...ADMIN, 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'name=deliver&data=%7B%7D',
+        headers: { ...ADMIN, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: 'name=deliver&data=%7B%7D',
       });
       expect(form.status).to.equal(415);
       expect(await (await Job.fromId(api.deps.deliveryQueue, jobId))!.getState()).to.equal('failed');
@@ -170,9 +204,13 @@ describe('queue dashboard (/admin/queues)', () => {
     it('with DASHBOARD_READ_ONLY=false, retrying the failed job works (the worker then leaves the FAILED message alone)', async () => {
       const queues = await request(writable.url, 'GET', '/admin/queues/api/queues', { headers: ADMIN });
       expect((queues.body.queues as { readOnlyMode: boolean }[]).some((q) => q.readOnlyMode)).to.equal(false);
-      const res = await request(writable.url, 'PUT', `/admin/queues/api/queues/${DELIVERY_QUEUE}/${jobId}/retry`, { headers: { ...ADMIN, 'Sec-Fetch-Site': 'same-origin' } });
+      const res = await request(writable.url, 'PUT', `/admin/queues/api/queues/${DELIVERY_QUEUE}/${jobId}/retry`, {
+        headers: { ...ADMIN, 'Sec-Fetch-Site': 'same-origin' },
+      });
       expect(res.status).to.equal(204);
-      expect(await eventually(async () => (await (await Job.fromId(api.deps.deliveryQueue, jobId))!.getState()) === 'completed', 10_000)).to.equal(true);
+      expect(
+        await eventually(async () => (await (await Job.fromId(api.deps.deliveryQueue, jobId))!.getState()) === 'completed', 10_000),
+      ).to.equal(true);
     });
   });
 });

@@ -25,9 +25,14 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
   const finished = (orgId: number, messageId: number) => harness.delivered(orgId, messageId);
   const send = (org: { id: number; apiKey: string }, to: string, body = 'hello', channel = to.includes('@') ? 'email' : 'sms') =>
     api.request('POST', '/messages', { org, body: { to, channel, body } });
-  const message = async (org: { id: number; apiKey: string }, id: number) => (await api.request('GET', `/messages/${id}`, { org })).body.message;
-  const ledger = (orgId: number) => rows<{ kind: string; amount: number; reference: string }>(api.deps.sharedDb,
-    'SELECT kind, amount, reference FROM credit_ledger WHERE org_id = :orgId ORDER BY id', { orgId });
+  const message = async (org: { id: number; apiKey: string }, id: number) =>
+    (await api.request('GET', `/messages/${id}`, { org })).body.message;
+  const ledger = (orgId: number) =>
+    rows<{ kind: string; amount: number; reference: string }>(
+      api.deps.sharedDb,
+      'SELECT kind, amount, reference FROM credit_ledger WHERE org_id = :orgId ORDER BY id',
+      { orgId },
+    );
   const ledgerSum = async (orgId: number) => (await ledger(orgId)).reduce((s, r) => s + Number(r.amount), 0);
 
   it('sends a message: SENT with the provider id, charged once, balance = ledger sum', async () => {
@@ -39,7 +44,9 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     expect(m.providerMessageId).to.match(/^sim_[0-9a-f]{24}$/);
     expect(m.sentAt).to.be.a('string');
     expect(await api.deps.repo.balance(t.id)).to.equal(8);
-    expect((await ledger(t.id)).filter((r) => r.kind === 'debit')).to.deep.equal([{ kind: 'debit', amount: -2, reference: debitReference(m.id) }]);
+    expect((await ledger(t.id)).filter((r) => r.kind === 'debit')).to.deep.equal([
+      { kind: 'debit', amount: -2, reference: debitReference(m.id) },
+    ]);
     expect(await ledgerSum(t.id)).to.equal(8);
   });
 
@@ -50,11 +57,14 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const accepted = responses.filter((r) => r.status === 202).map((r) => r.body.message.id as number);
     expect(responses.every((r) => r.status === 202 || (r.status === 402 && r.body.error.code === 'INSUFFICIENT_CREDITS'))).to.equal(true);
     await mapWithConcurrency(accepted, 8, (id) => finished(t.id, id));
-    const statuses = await rows<{ status: string; error_code: string | null; n: number }>(api.deps.sharedDb,
-      `SELECT status, error_code, COUNT(*) AS n FROM \`${t.dbName}\`.messages GROUP BY status, error_code`);
+    const statuses = await rows<{ status: string; error_code: string | null; n: number }>(
+      api.deps.sharedDb,
+      `SELECT status, error_code, COUNT(*) AS n FROM \`${t.dbName}\`.messages GROUP BY status, error_code`,
+    );
     const sent = statuses.find((s) => s.status === 'SENT');
     expect(Number(sent?.n)).to.equal(100);
-    for (const s of statuses.filter((x) => x.status !== 'SENT')) expect(s).to.include({ status: 'FAILED', error_code: 'INSUFFICIENT_CREDITS' });
+    for (const s of statuses.filter((x) => x.status !== 'SENT'))
+      expect(s).to.include({ status: 'FAILED', error_code: 'INSUFFICIENT_CREDITS' });
     expect(statuses.reduce((n, s) => n + Number(s.n), 0)).to.equal(accepted.length);
     expect(await api.deps.repo.balance(t.id)).to.equal(0);
     expect(await ledgerSum(t.id)).to.equal(0);
@@ -68,7 +78,9 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const m = await message(t, res.body.message.id);
     expect(m).to.include({ status: 'FAILED', errorCode: 'PROVIDER_UNAVAILABLE', attempts: 3 });
     expect((await ledger(t.id)).map((r) => [r.kind, Number(r.amount), r.reference])).to.deep.equal([
-      ['grant', 5, 'initial-grant'], ['debit', -1, debitReference(m.id)], ['refund', 1, refundReference(m.id)],
+      ['grant', 5, 'initial-grant'],
+      ['debit', -1, debitReference(m.id)],
+      ['refund', 1, refundReference(m.id)],
     ]);
     expect(await api.deps.repo.balance(t.id)).to.equal(5);
   });
@@ -132,9 +144,19 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const [{ id }] = (await rows<{ id: number }>(d.sharedDb, 'SELECT 1 AS id')) as [{ id: number }];
     await d.sharedDb.query(`INSERT INTO \`${t.dbName}\`.messages (\`to\`, channel, body, cost) VALUES ('+15551230088', 'sms', 'held', 1)`);
     expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { status: 'SUSPENDED' } })).status).to.equal(200);
-    const deliver = createDeliverMessage({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }) });
+    const deliver = createDeliverMessage({
+      repo: d.repo,
+      pools: d.pools,
+      ledger: d.ledger,
+      gateway: d.gateway,
+      logger: createLogger({ level: 'silent' }),
+    });
     expect(await deliver({ orgId: t.id, messageId: id, attemptsMade: 0, maxAttempts: 3 })).to.equal('FAILED');
-    const [m] = await rows<{ status: string; error_code: string }>(d.sharedDb, `SELECT status, error_code FROM \`${t.dbName}\`.messages WHERE id = :id`, { id });
+    const [m] = await rows<{ status: string; error_code: string }>(
+      d.sharedDb,
+      `SELECT status, error_code FROM \`${t.dbName}\`.messages WHERE id = :id`,
+      { id },
+    );
     expect(m).to.deep.equal({ status: 'FAILED', error_code: 'ORG_SUSPENDED' });
     expect(await d.repo.balance(t.id)).to.equal(5);
     expect((await ledger(t.id)).filter((r) => r.kind !== 'grant')).to.deep.equal([]);
@@ -146,12 +168,20 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const id = res.body.message.id as number;
     await finished(t.id, id);
     const d = api.deps;
-    const deliver = createDeliverMessage({ repo: d.repo, pools: d.pools, ledger: d.ledger, gateway: d.gateway, logger: createLogger({ level: 'silent' }) });
+    const deliver = createDeliverMessage({
+      repo: d.repo,
+      pools: d.pools,
+      ledger: d.ledger,
+      gateway: d.gateway,
+      logger: createLogger({ level: 'silent' }),
+    });
     const again = () => deliver({ orgId: t.id, messageId: id, attemptsMade: 1, maxAttempts: 3 });
     expect(await again()).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(4);
     // A crash right after marking FAILED, before the refund: the next pickup refunds, once.
-    await d.sharedDb.query(`UPDATE \`${t.dbName}\`.messages SET status = 'FAILED', error_code = 'RECIPIENT_REJECTED' WHERE id = :id`, { replacements: { id } });
+    await d.sharedDb.query(`UPDATE \`${t.dbName}\`.messages SET status = 'FAILED', error_code = 'RECIPIENT_REJECTED' WHERE id = :id`, {
+      replacements: { id },
+    });
     expect(await again()).to.equal('already-final');
     expect(await again()).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(5);
@@ -171,13 +201,17 @@ describe('HTTP gateway', () => {
       req.on('end', () => {
         received.push({ headers: req.headers, body });
         const reply = () => res.writeHead(answer.status, { 'Content-Type': 'application/json' }).end(answer.body);
-        if (answer.delayMs) setTimeout(reply, answer.delayMs); else reply();
+        if (answer.delayMs) setTimeout(reply, answer.delayMs);
+        else reply();
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/send`;
   });
-  after(() => { server.closeAllConnections(); server.close(); });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
 
   const gateway = () => createHttpGateway({ url, secret: 'gateway-secret-0123456789', timeoutMs: 200 });
   const msg = { idempotencyKey: '7-42', to: '+15551234567', channel: 'sms' as const, body: 'hi' };
@@ -193,10 +227,18 @@ describe('HTTP gateway', () => {
     expect(r.headers['x-gateway-signature']).not.to.equal(gatewaySignature('another-secret-0123456789', ts, r.body));
   });
 
-  for (const [status, kind] of [[500, TransientGatewayError], [503, TransientGatewayError], [429, TransientGatewayError], [400, PermanentGatewayError], [422, PermanentGatewayError]] as const) {
+  for (const [status, kind] of [
+    [500, TransientGatewayError],
+    [503, TransientGatewayError],
+    [429, TransientGatewayError],
+    [400, PermanentGatewayError],
+    [422, PermanentGatewayError],
+  ] as const) {
     it(`treats ${status} as ${kind.name}`, async () => {
       answer = { status, body: '{"error":"x"}' };
-      const err = await gateway().send(msg).catch((e: unknown) => e);
+      const err = await gateway()
+        .send(msg)
+        .catch((e: unknown) => e);
       expect(err).to.be.instanceOf(kind);
       expect((err as { code: string }).code).to.equal(`PROVIDER_HTTP_${status}`);
     });
@@ -204,8 +246,20 @@ describe('HTTP gateway', () => {
 
   it('treats a timeout and an answer without an id as transient', async () => {
     answer = { status: 200, body: '{"id":"late"}', delayMs: 1000 };
-    expect(await gateway().send(msg).catch((e: unknown) => e)).to.be.instanceOf(TransientGatewayError).with.property('code', 'PROVIDER_TIMEOUT');
+    expect(
+      await gateway()
+        .send(msg)
+        .catch((e: unknown) => e),
+    )
+      .to.be.instanceOf(TransientGatewayError)
+      .with.property('code', 'PROVIDER_TIMEOUT');
     answer = { status: 200, body: '{}' };
-    expect(await gateway().send(msg).catch((e: unknown) => e)).to.be.instanceOf(TransientGatewayError).with.property('code', 'PROVIDER_BAD_RESPONSE');
+    expect(
+      await gateway()
+        .send(msg)
+        .catch((e: unknown) => e),
+    )
+      .to.be.instanceOf(TransientGatewayError)
+      .with.property('code', 'PROVIDER_BAD_RESPONSE');
   });
 });

@@ -89,8 +89,13 @@ describe('hardening: long Idempotency-Keys on POST /orgs/:id/credits', () => {
   const grant = (id: number, key: string, amount: number) =>
     api.request('POST', `/orgs/${id}/credits`, { admin: true, headers: { 'Idempotency-Key': key }, body: { amount } });
   const references = async (id: number) =>
-    (await rows<{ reference: string }>(api.deps.sharedDb, "SELECT reference FROM credit_ledger WHERE org_id = :id AND kind = 'grant' AND reference <> 'initial-grant' ORDER BY id", { id }))
-      .map((r) => r.reference);
+    (
+      await rows<{ reference: string }>(
+        api.deps.sharedDb,
+        "SELECT reference FROM credit_ledger WHERE org_id = :id AND kind = 'grant' AND reference <> 'initial-grant' ORDER BY id",
+        { id },
+      )
+    ).map((r) => r.reference);
 
   it('answers 200 to a 250-character Idempotency-Key (not 500), and the exact same key replays', async () => {
     const t = await createTenant(api.deps, { credits: 0 });
@@ -121,7 +126,8 @@ describe('hardening: long Idempotency-Keys on POST /orgs/:id/credits', () => {
     const t = await createTenant(api.deps, { credits: 0 });
     const fits = 'a'.repeat(185);
     const longest = 'c'.repeat(255);
-    for (const key of [fits, 'b'.repeat(186), longest]) expect((await grant(t.id, key, 1)).status, `${key.length} characters`).to.equal(200);
+    for (const key of [fits, 'b'.repeat(186), longest])
+      expect((await grant(t.id, key, 1)).status, `${key.length} characters`).to.equal(200);
     const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
     expect(await references(t.id)).to.deep.equal([`admin:${fits}`, sha(`admin:${'b'.repeat(186)}`), sha(`admin:${longest}`)]);
     expect((await grant(t.id, longest, 1)).headers.get('idempotency-replay')).to.equal('true');
@@ -133,14 +139,21 @@ describe('hardening: the public development secrets are refused off loopback', (
     // DB_HOST points nowhere routable: had it tried to connect, it would hang or fail with a connection error instead.
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOST: '0.0.0.0', DB_HOST: '203.0.113.1', GATEWAY: 'http', GATEWAY_URL: 'http://203.0.113.1/send' },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOST: '0.0.0.0',
+        DB_HOST: '203.0.113.1',
+        GATEWAY: 'http',
+        GATEWAY_URL: 'http://203.0.113.1/send',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).to.equal(2);
-    const line = (variable: string) => `  - ${variable}: is the public development default, refused with HOST=0.0.0.0 (not loopback); set your own ${variable} or bind HOST=127.0.0.1\n`;
+    const line = (variable: string) =>
+      `  - ${variable}: is the public development default, refused with HOST=0.0.0.0 (not loopback); set your own ${variable} or bind HOST=127.0.0.1\n`;
     expect(stderr).to.equal(`Invalid configuration:\n${line('ADMIN_TOKEN')}${line('SECRET_KEY')}${line('GATEWAY_SECRET')}`);
   });
 });

@@ -54,7 +54,11 @@ export function rootDb(): Sequelize {
 }
 
 /** SELECT helper. */
-export async function rows<T extends object = Record<string, unknown>>(db: Sequelize, sql: string, replacements: Record<string, unknown> = {}): Promise<T[]> {
+export async function rows<T extends object = Record<string, unknown>>(
+  db: Sequelize,
+  sql: string,
+  replacements: Record<string, unknown> = {},
+): Promise<T[]> {
   return db.query<T>(sql, { replacements, type: QueryTypes.SELECT });
 }
 
@@ -125,7 +129,10 @@ export async function provisionedOrg(deps: Deps, id: number): Promise<Provisione
 }
 
 /** Creates a provisioned tenant through the service; returns its id and first API key. */
-export async function createTenant(deps: Deps, opts: { name?: string; credits?: number } = {}): Promise<{ id: number; apiKey: string; dbName: string }> {
+export async function createTenant(
+  deps: Deps,
+  opts: { name?: string; credits?: number } = {},
+): Promise<{ id: number; apiKey: string; dbName: string }> {
   const { org, apiKey } = await deps.orgs.create({ name: opts.name ?? uniqueName(), credits: opts.credits ?? 100 });
   return { id: org.id, apiKey: apiKey!, dbName: org.dbName! };
 }
@@ -141,7 +148,11 @@ export interface CliResult {
 /** Runs `bin/tenant ...args` as a child process in this run's environment. */
 export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(`${ROOT}bin/tenant`, args, { cwd: ROOT, env: { ...process.env, ...TEST_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(`${ROOT}bin/tenant`, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...TEST_ENV, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -186,13 +197,21 @@ export interface ApiWithWorkers {
 }
 
 /** The API plus the delivery and webhook workers on the same deps, and QueueEvents of one queue. */
-export async function startApiWithWorkers(env: Record<string, string> = {}, opts: { queue?: string } & DepsOptions = {}): Promise<ApiWithWorkers> {
+export async function startApiWithWorkers(
+  env: Record<string, string> = {},
+  opts: { queue?: string } & DepsOptions = {},
+): Promise<ApiWithWorkers> {
   const api = await startApi(env, opts);
   const workers = startWorkers(testConfig(env), api.deps);
-  const events = new QueueEvents(opts.queue ?? DELIVERY_QUEUE, { connection: { host: '127.0.0.1', port: 6379 }, prefix: api.deps.config.queuePrefix });
+  const events = new QueueEvents(opts.queue ?? DELIVERY_QUEUE, {
+    connection: { host: '127.0.0.1', port: 6379 },
+    prefix: api.deps.config.queuePrefix,
+  });
   await events.waitUntilReady();
   return {
-    api, workers, events,
+    api,
+    workers,
+    events,
     async delivered(orgId, messageId) {
       const job = await Job.fromId(api.deps.deliveryQueue, deliveryJobId(orgId, messageId));
       await job!.waitUntilFinished(events).catch(() => undefined);

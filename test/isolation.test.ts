@@ -51,7 +51,9 @@ describe('tenant isolation (enforced by MySQL grants)', function () {
   async function tenant(): Promise<Tenant> {
     const { org } = await deps.orgs.create({ name: uniqueName('iso'), credits: 5, server: 'default' });
     const [r] = await rows<{ db_name: string; db_user: string; db_password_enc: string }>(
-      root, `SELECT db_name, db_user, db_password_enc FROM \`${SHARED}\`.orgs WHERE id = :id`, { id: org.id },
+      root,
+      `SELECT db_name, db_user, db_password_enc FROM \`${SHARED}\`.orgs WHERE id = :id`,
+      { id: org.id },
     );
     return { id: org.id, dbName: r!.db_name, dbUser: r!.db_user, password: box.decrypt(r!.db_password_enc) };
   }
@@ -64,7 +66,9 @@ describe('tenant isolation (enforced by MySQL grants)', function () {
     expect(a.dbUser).to.not.equal(b.dbUser);
     expect(a.password).to.not.equal(b.password);
     // B has data worth stealing.
-    await root.query(`INSERT INTO ${quoteIdentifier(b.dbName)}.messages (\`to\`, channel, body, cost) VALUES ('+15550000001', 'sms', 'B secret', 1)`);
+    await root.query(
+      `INSERT INTO ${quoteIdentifier(b.dbName)}.messages (\`to\`, channel, body, cost) VALUES ('+15550000001', 'sms', 'B secret', 1)`,
+    );
     asA = await connectAs(a.dbUser, a.password, a.dbName);
   });
 
@@ -76,7 +80,11 @@ describe('tenant isolation (enforced by MySQL grants)', function () {
 
   it("A's user cannot read or write B's messages", async () => {
     expect(DENIED).to.include(await errorCode(asA.query(`SELECT * FROM ${quoteIdentifier(b.dbName)}.messages`)));
-    expect(DENIED).to.include(await errorCode(asA.query(`INSERT INTO ${quoteIdentifier(b.dbName)}.messages (\`to\`, channel, body, cost) VALUES ('x', 'sms', 'y', 1)`)));
+    expect(DENIED).to.include(
+      await errorCode(
+        asA.query(`INSERT INTO ${quoteIdentifier(b.dbName)}.messages (\`to\`, channel, body, cost) VALUES ('x', 'sms', 'y', 1)`),
+      ),
+    );
     expect(DENIED).to.include(await errorCode(asA.query(`DELETE FROM ${quoteIdentifier(b.dbName)}.messages`)));
     const [left] = await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM ${quoteIdentifier(b.dbName)}.messages`);
     expect(Number(left!.n)).to.equal(1);
@@ -147,8 +155,10 @@ describe('tenant isolation (enforced by MySQL grants)', function () {
   it("after B is dropped, B's database and MySQL user are gone and A still works", async () => {
     const dropped = await deps.orgs.drop(b.id);
     expect(dropped.status).to.equal('DELETED');
-    expect(await rows(root, "SELECT User FROM mysql.user WHERE User = :user", { user: b.dbUser })).to.have.length(0);
-    expect(await rows(root, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :db', { db: b.dbName })).to.have.length(0);
+    expect(await rows(root, 'SELECT User FROM mysql.user WHERE User = :user', { user: b.dbUser })).to.have.length(0);
+    expect(
+      await rows(root, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :db', { db: b.dbName }),
+    ).to.have.length(0);
     expect(LOGIN_DENIED).to.include(await errorCode(connectAs(b.dbUser, b.password)));
     const [r] = await asA.query('SELECT COUNT(*) AS n FROM messages');
     expect(Number((r as { n: number }[])[0]!.n)).to.equal(0);
@@ -163,14 +173,20 @@ describe('a database that already exists under the name a new org would get', ()
     const admin = root();
     try {
       // Another deployment's tenant (same prefix on the same server, or an org id repeated after a restore).
-      const [{ next }] = (await select<{ next: number }>(admin,
-        "SELECT AUTO_INCREMENT AS next FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = 'orgs'", { db: `${run}_shared` })) as [{ next: number }];
+      const [{ next }] = (await select<{ next: number }>(
+        admin,
+        "SELECT AUTO_INCREMENT AS next FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = 'orgs'",
+        { db: `${run}_shared` },
+      )) as [{ next: number }];
       const foreign = `${run}_${next}`;
       await admin.query(`CREATE DATABASE \`${foreign}\``);
       await admin.query(`CREATE TABLE \`${foreign}\`.messages (id INT PRIMARY KEY, body TEXT)`);
       await admin.query(`INSERT INTO \`${foreign}\`.messages VALUES (1, 'someone else''s secret')`);
 
-      const err = await deps.orgs.create({ name: name('late'), credits: 1, server: 'default' }).catch((e: unknown) => e) as { code: string; details: { orgId: number; step: string } };
+      const err = (await deps.orgs.create({ name: name('late'), credits: 1, server: 'default' }).catch((e: unknown) => e)) as {
+        code: string;
+        details: { orgId: number; step: string };
+      };
       expect(err.code).to.equal('PROVISIONING_FAILED');
       expect(err.details.step).to.equal('CREATE_DATABASE');
       const org = (await deps.repo.get(err.details.orgId))!;

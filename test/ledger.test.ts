@@ -66,7 +66,11 @@ describe('credit ledger', function () {
         expect(failure?.sqlMessage).to.include('orgs_credit_balance_non_negative');
         expect(await balance(id)).to.equal(3);
       }
-      const [constraint] = await rows(root, `SELECT CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = :db AND TABLE_NAME = 'orgs' AND CONSTRAINT_TYPE = 'CHECK'`, { db: SHARED });
+      const [constraint] = await rows(
+        root,
+        `SELECT CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = :db AND TABLE_NAME = 'orgs' AND CONSTRAINT_TYPE = 'CHECK'`,
+        { db: SHARED },
+      );
       expect(constraint).to.deep.equal({ CONSTRAINT_NAME: 'orgs_credit_balance_non_negative' });
     });
 
@@ -74,7 +78,10 @@ describe('credit ledger', function () {
       const id = await org(1);
       let code: string | undefined;
       try {
-        await root.query(`INSERT INTO \`${SHARED}\`.credit_ledger (org_id, kind, amount, balance_after, reference) VALUES (:id, 'grant', 1, 2, 'initial-grant')`, { replacements: { id } });
+        await root.query(
+          `INSERT INTO \`${SHARED}\`.credit_ledger (org_id, kind, amount, balance_after, reference) VALUES (:id, 'grant', 1, 2, 'initial-grant')`,
+          { replacements: { id } },
+        );
       } catch (err) {
         code = (err as { original?: { code?: string } }).original?.code;
       }
@@ -101,8 +108,9 @@ describe('credit ledger', function () {
 
     it('applies one reference exactly once under 20 concurrent applies', async () => {
       const id = await org(10);
-      const results = await Promise.all(Array.from({ length: 20 }, () =>
-        deps.ledger.apply({ orgId: id, kind: 'debit', amount: -3, reference: 'race', messageId: 99 })));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => deps.ledger.apply({ orgId: id, kind: 'debit', amount: -3, reference: 'race', messageId: 99 })),
+      );
       const applied = results.filter((r) => r.outcome === 'applied');
       const duplicates = results.filter((r) => r.outcome === 'duplicate');
       expect(applied, JSON.stringify(results.map((r) => r.outcome))).to.have.length(1);
@@ -117,19 +125,29 @@ describe('credit ledger', function () {
       // Balance 5, debit 3 under one reference, 20 times at once: the first leaves 2; the others must see their
       // reference as already applied (a worker retrying a charge must not take it for "not enough credit").
       const id = await org(5);
-      const results = await Promise.all(Array.from({ length: 20 }, () =>
-        deps.ledger.apply({ orgId: id, kind: 'debit', amount: -3, reference: 'race-low', messageId: 7 })));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => deps.ledger.apply({ orgId: id, kind: 'debit', amount: -3, reference: 'race-low', messageId: 7 })),
+      );
       const outcomes = results.map((r) => r.outcome);
-      expect(outcomes.filter((o) => o === 'applied'), JSON.stringify(outcomes)).to.have.length(1);
-      expect(outcomes.filter((o) => o === 'duplicate'), JSON.stringify(outcomes)).to.have.length(19);
+      expect(
+        outcomes.filter((o) => o === 'applied'),
+        JSON.stringify(outcomes),
+      ).to.have.length(1);
+      expect(
+        outcomes.filter((o) => o === 'duplicate'),
+        JSON.stringify(outcomes),
+      ).to.have.length(19);
       await expectBalanced(id, 2);
       expect(await ledgerRows(id, 'race-low')).to.have.length(1);
     });
 
     it('50 concurrent debits of 1 on a balance of 10: exactly 10 applied, 40 insufficient, balance 0', async () => {
       const id = await org(10);
-      const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
-        deps.ledger.apply({ orgId: id, kind: 'debit', amount: -1, reference: `debit-${i}`, messageId: i + 1 })));
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          deps.ledger.apply({ orgId: id, kind: 'debit', amount: -1, reference: `debit-${i}`, messageId: i + 1 }),
+        ),
+      );
       const applied = results.filter((r) => r.outcome === 'applied');
       const insufficient = results.filter((r) => r.outcome === 'insufficient');
       expect(applied).to.have.length(10);
@@ -143,7 +161,7 @@ describe('credit ledger', function () {
       expect(debits).to.have.length(10);
     });
 
-    it("answers no-org for an org that does not exist, and writes nothing", async () => {
+    it('answers no-org for an org that does not exist, and writes nothing', async () => {
       const r = await deps.ledger.apply({ orgId: 987654321, kind: 'grant', amount: 1, reference: 'ghost' });
       expect(r).to.deep.equal({ outcome: 'no-org' });
       expect(await rows(root, `SELECT id FROM \`${SHARED}\`.credit_ledger WHERE org_id = 987654321`)).to.have.length(0);

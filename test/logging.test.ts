@@ -15,14 +15,30 @@ describe('access logs', () => {
       const org = { id: created.body.org.id as number, apiKey: created.body.apiKey as string };
       await api.request('GET', '/org', { org, headers: { 'X-Request-Id': 'trace-me-1' } });
       await api.request('GET', '/org', { headers: { 'X-Org-Id': String(org.id), Authorization: `Bearer ${org.apiKey}x` } });
-      const [{ enc }] = (await rows<{ enc: string }>(api.deps.sharedDb, 'SELECT db_password_enc AS enc FROM orgs WHERE id = :id', { id: org.id })) as [{ enc: string }];
+      const [{ enc }] = (await rows<{ enc: string }>(api.deps.sharedDb, 'SELECT db_password_enc AS enc FROM orgs WHERE id = :id', {
+        id: org.id,
+      })) as [{ enc: string }];
       const password = api.deps.secrets.decrypt(enc);
 
-      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       const access = lines.filter((l) => l.message === 'request');
       expect(access).to.have.length(3);
       expect(access.find((l) => l.requestId === 'trace-me-1')).to.include({ method: 'GET', path: '/org', status: 200, orgId: org.id });
-      for (const l of access) expect(l).to.have.keys('level', 'message', 'timestamp', 'requestId', 'method', 'path', 'status', 'ms', ...(l.orgId ? ['orgId'] : []));
+      for (const l of access)
+        expect(l).to.have.keys(
+          'level',
+          'message',
+          'timestamp',
+          'requestId',
+          'method',
+          'path',
+          'status',
+          'ms',
+          ...(l.orgId ? ['orgId'] : []),
+        );
       for (const secret of [org.apiKey, org.apiKey.slice(16), ADMIN_TOKEN, password, enc]) expect(out).not.to.contain(secret);
     } finally {
       await api.stop();
@@ -47,12 +63,21 @@ describe('worker logs', () => {
         ids.push(res.body.message.id);
         await harness.delivered(t.id, res.body.message.id);
       }
-      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       const sent = lines.find((l) => l.message === 'message sent')!;
       expect(sent).to.include({ orgId: t.id, messageId: ids[0], jobId: deliveryJobId(t.id, ids[0]!) });
       expect(lines.find((l) => l.message === 'message will be retried')).to.include({ orgId: t.id, messageId: ids[1] });
-      expect(lines.find((l) => l.message === 'message failed')).to.include({ orgId: t.id, messageId: ids[1], code: 'PROVIDER_UNAVAILABLE' });
-      const [{ enc }] = (await rows<{ enc: string }>(api.deps.sharedDb, 'SELECT db_password_enc AS enc FROM orgs WHERE id = :id', { id: t.id })) as [{ enc: string }];
+      expect(lines.find((l) => l.message === 'message failed')).to.include({
+        orgId: t.id,
+        messageId: ids[1],
+        code: 'PROVIDER_UNAVAILABLE',
+      });
+      const [{ enc }] = (await rows<{ enc: string }>(api.deps.sharedDb, 'SELECT db_password_enc AS enc FROM orgs WHERE id = :id', {
+        id: t.id,
+      })) as [{ enc: string }];
       for (const secret of [secretBody, t.apiKey, api.deps.secrets.decrypt(enc)]) expect(out).not.to.contain(secret);
     } finally {
       await harness.stop();

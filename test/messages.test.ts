@@ -11,12 +11,14 @@ describe('POST /messages', () => {
   });
   after(async () => api.stop());
 
-  const messageCount = async (dbName: string) => Number((await rows<{ n: number }>(api.deps.sharedDb, `SELECT COUNT(*) AS n FROM \`${dbName}\`.messages`))[0]!.n);
+  const messageCount = async (dbName: string) =>
+    Number((await rows<{ n: number }>(api.deps.sharedDb, `SELECT COUNT(*) AS n FROM \`${dbName}\`.messages`))[0]!.n);
   const jobCount = async () => {
     const c = await api.deps.deliveryQueue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized');
     return Object.values(c).reduce((a, b) => a + b, 0);
   };
-  const send = (body: unknown, headers: Record<string, string> = {}, who = org) => api.request('POST', '/messages', { org: who, body, headers });
+  const send = (body: unknown, headers: Record<string, string> = {}, who = org) =>
+    api.request('POST', '/messages', { org: who, body, headers });
 
   it('stores the message QUEUED, enqueues one job with ids only, and answers 202', async () => {
     const res = await send({ to: '+15551234567', channel: 'sms', body: 'Hello there' });
@@ -88,7 +90,9 @@ describe('POST /messages', () => {
 
     it('shares one row between concurrent requests with the same key', async () => {
       const t = await createTenant(api.deps);
-      const results = await Promise.all(Array.from({ length: 10 }, () => send({ to: '+15551234567', channel: 'sms', body: 'once' }, { 'Idempotency-Key': 'race' }, t)));
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () => send({ to: '+15551234567', channel: 'sms', body: 'once' }, { 'Idempotency-Key': 'race' }, t)),
+      );
       expect(new Set(results.map((r) => r.body.message.id)).size).to.equal(1);
       expect(results.filter((r) => r.status === 202)).to.have.length(1);
       expect(await messageCount(t.dbName)).to.equal(1);
@@ -126,11 +130,19 @@ describe('POST /messages', () => {
     ];
     for (const [label, body, status, code, headers] of cases) {
       it(`${label} → ${status} ${code}`, async () => {
-        const [rowsBefore, jobsBefore, balanceBefore] = [await messageCount(org.dbName), await jobCount(), await api.deps.repo.balance(org.id)];
+        const [rowsBefore, jobsBefore, balanceBefore] = [
+          await messageCount(org.dbName),
+          await jobCount(),
+          await api.deps.repo.balance(org.id),
+        ];
         const res = await send(body, headers);
         expect(res.status, JSON.stringify(res.body)).to.equal(status);
         expect(res.body.error.code).to.equal(code);
-        expect([await messageCount(org.dbName), await jobCount(), await api.deps.repo.balance(org.id)]).to.deep.equal([rowsBefore, jobsBefore, balanceBefore]);
+        expect([await messageCount(org.dbName), await jobCount(), await api.deps.repo.balance(org.id)]).to.deep.equal([
+          rowsBefore,
+          jobsBefore,
+          balanceBefore,
+        ]);
       });
     }
   });
@@ -138,14 +150,19 @@ describe('POST /messages', () => {
 
 describe('GET /messages query plans', () => {
   let api: TestApi;
-  before(async () => { api = await startApi(); });
+  before(async () => {
+    api = await startApi();
+  });
   after(async () => api.stop());
 
   it('lists newest first (optionally by status, with a cursor) through an index, never a full scan and sort', async () => {
     const t = await createTenant(api.deps);
     const db = t.dbName;
     for (let i = 0; i < 50; i++) {
-      await api.deps.sharedDb.query(`INSERT INTO \`${db}\`.messages (\`to\`, channel, body, cost, status) VALUES ('+15550000000', 'sms', 'x', 1, :status)`, { replacements: { status: i % 2 ? 'SENT' : 'QUEUED' } });
+      await api.deps.sharedDb.query(
+        `INSERT INTO \`${db}\`.messages (\`to\`, channel, body, cost, status) VALUES ('+15550000000', 'sms', 'x', 1, :status)`,
+        { replacements: { status: i % 2 ? 'SENT' : 'QUEUED' } },
+      );
     }
     const plans: [string, string][] = [
       [`SELECT * FROM \`${db}\`.messages ORDER BY id DESC LIMIT 20`, 'PRIMARY'],
@@ -163,7 +180,9 @@ describe('GET /messages query plans', () => {
 
 describe('POST /messages while Redis is unreachable', () => {
   let api: TestApi;
-  before(async () => { api = await startApi({ REDIS_URL: 'redis://127.0.0.1:1' }); });
+  before(async () => {
+    api = await startApi({ REDIS_URL: 'redis://127.0.0.1:1' });
+  });
   after(async () => api.stop());
 
   it('answers 503 QUEUE_UNAVAILABLE fast and marks the stored row FAILED ENQUEUE_FAILED, never leaving it QUEUED', async () => {
@@ -180,9 +199,16 @@ describe('POST /messages while Redis is unreachable', () => {
 
   it('frees the Idempotency-Key of a message it could not enqueue, so the same request can be retried', async () => {
     const t = await createTenant(api.deps);
-    const res = await api.request('POST', '/messages', { org: t, headers: { 'Idempotency-Key': 'retry-me' }, body: { to: '+15551234567', channel: 'sms', body: 'hi' } });
+    const res = await api.request('POST', '/messages', {
+      org: t,
+      headers: { 'Idempotency-Key': 'retry-me' },
+      body: { to: '+15551234567', channel: 'sms', body: 'hi' },
+    });
     expect(res.status).to.equal(503);
-    const [row] = await rows<{ status: string; idempotency_key: string | null }>(api.deps.sharedDb, `SELECT status, idempotency_key FROM \`${t.dbName}\`.messages`);
+    const [row] = await rows<{ status: string; idempotency_key: string | null }>(
+      api.deps.sharedDb,
+      `SELECT status, idempotency_key FROM \`${t.dbName}\`.messages`,
+    );
     expect(row).to.deep.equal({ status: 'FAILED', idempotency_key: null });
   });
 });

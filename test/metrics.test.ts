@@ -38,7 +38,14 @@ describe('/metrics', () => {
     expect(text).not.to.match(/route="\/messages\/\d+"/);
     expect(sample(text, 'tenant_pools_open')).to.be.at.least(1);
     expect(sample(text, 'tenant_db_connections')).to.be.at.least(1);
-    for (const name of ['tenant_db_connections_in_use', 'tenant_pool_cache_hits_total', 'tenant_pool_cache_misses_total', 'tenant_pool_cache_evictions_total', 'org_cache_hits_total', 'org_cache_misses_total']) {
+    for (const name of [
+      'tenant_db_connections_in_use',
+      'tenant_pool_cache_hits_total',
+      'tenant_pool_cache_misses_total',
+      'tenant_pool_cache_evictions_total',
+      'org_cache_hits_total',
+      'org_cache_misses_total',
+    ]) {
       expect(sample(text, name), name).to.be.a('number');
     }
     expect(sample(text, 'queue_jobs{queue="deliveries",state="completed"}')).to.be.at.least(1);

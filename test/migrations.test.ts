@@ -48,7 +48,8 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
     expect(results.map((r) => [r.result, r.migrations])).to.deep.equal(ids.map(() => ['ok', [MESSAGES]]));
   };
   const hasMessages = async (db: string) =>
-    (await rows(root, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = 'messages'", { db })).length === 1;
+    (await rows(root, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = 'messages'", { db }))
+      .length === 1;
   const tenantArgs = (...ids: number[]) => ids.flatMap((id) => ['--tenant', String(id)]);
 
   before(() => {
@@ -190,7 +191,11 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
       try {
         const tx = await holder.transaction();
         try {
-          const [got] = await holder.query<{ got: number }>('SELECT GET_LOCK(:lockName, 10) AS got', { replacements: { lockName }, type: QueryTypes.SELECT, transaction: tx });
+          const [got] = await holder.query<{ got: number }>('SELECT GET_LOCK(:lockName, 10) AS got', {
+            replacements: { lockName },
+            type: QueryTypes.SELECT,
+            transaction: tx,
+          });
           expect(got?.got, 'the test holds the lock').to.equal(1);
 
           const r = await cli(['migrate', ...tenantArgs(t.id), '--json'], env);

@@ -37,12 +37,28 @@ function promtool(args: string[]): Promise<RunResult> {
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => reject(new Error(`promtool could not run (${err.message}): run \`bash scripts/services.sh\` to install it`)));
+    child.on('error', (err) =>
+      reject(new Error(`promtool could not run (${err.message}): run \`bash scripts/services.sh\` to install it`)),
+    );
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
-const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'inf', 'nan']);
+const KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'offset',
+  'inf',
+  'nan',
+]);
 
 /**
  * The metric names a PromQL expression selects (Grafana variables allowed). Strings, label matchers, ranges,
@@ -73,22 +89,25 @@ interface AlertRule {
 
 /** The alerting rules of ops/alerts.yml, read from its layout (`- alert: X`, then `expr: |` and an indented block). */
 function alertRules(yaml: string): AlertRule[] {
-  return yaml.split(/^\s*- alert:[ \t]*/m).slice(1).map((text) => {
-    const lines = text.split('\n');
-    const alert = (lines[0] ?? '').trim();
-    const at = lines.findIndex((l) => /^\s*expr:/.test(l));
-    const [, indent = '', value = ''] = /^(\s*)expr:\s*(.*)$/.exec(lines[at] ?? '') ?? [];
-    let expr = value;
-    if (/^[|>][-+]?$/.test(value)) {
-      const block: string[] = [];
-      for (const line of lines.slice(at + 1)) {
-        if (line.trim() !== '' && line.length - line.trimStart().length <= indent.length) break;
-        block.push(line.trim());
+  return yaml
+    .split(/^\s*- alert:[ \t]*/m)
+    .slice(1)
+    .map((text) => {
+      const lines = text.split('\n');
+      const alert = (lines[0] ?? '').trim();
+      const at = lines.findIndex((l) => /^\s*expr:/.test(l));
+      const [, indent = '', value = ''] = /^(\s*)expr:\s*(.*)$/.exec(lines[at] ?? '') ?? [];
+      let expr = value;
+      if (/^[|>][-+]?$/.test(value)) {
+        const block: string[] = [];
+        for (const line of lines.slice(at + 1)) {
+          if (line.trim() !== '' && line.length - line.trimStart().length <= indent.length) break;
+          block.push(line.trim());
+        }
+        expr = block.join('\n').trim();
       }
-      expr = block.join('\n').trim();
-    }
-    return { alert, expr, text };
-  });
+      return { alert, expr, text };
+    });
 }
 
 /** Series names the unit tests feed (`series: 'name{...}'`). */
@@ -96,15 +115,27 @@ function testSeriesNames(yaml: string): string[] {
   return [...new Set([...yaml.matchAll(/series:\s*['"]?([A-Za-z_:][\w:]*)/g)].map((m) => m[1]!))];
 }
 
-interface Target { expr?: string }
-interface Panel { id: number; type: string; title: string; datasource?: { type?: string; uid?: string }; targets?: (Target & { datasource?: { uid?: string } })[]; panels?: Panel[]; gridPos?: object }
+interface Target {
+  expr?: string;
+}
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  datasource?: { type?: string; uid?: string };
+  targets?: (Target & { datasource?: { uid?: string } })[];
+  panels?: Panel[];
+  gridPos?: object;
+}
 interface Dashboard {
   schemaVersion: number;
   uid: string;
   title: string;
   __inputs: { name: string; type: string; pluginId: string }[];
   panels: Panel[];
-  templating: { list: { name: string; type: string; datasource?: { uid?: string }; definition?: string; query?: { query?: string } | string }[] };
+  templating: {
+    list: { name: string; type: string; datasource?: { uid?: string }; definition?: string; query?: { query?: string } | string }[];
+  };
 }
 
 /** Every panel, rows' nested panels included. */
@@ -114,9 +145,11 @@ function allPanels(d: Dashboard): Panel[] {
 
 /** Every PromQL expression of the dashboard: panel targets, and the selectors of `label_values(...)` variables. */
 function dashboardExprs(d: Dashboard): { where: string; expr: string }[] {
-  const exprs = allPanels(d).flatMap((p) => (p.targets ?? []).map((t, i) => ({ where: `panel ${p.id} "${p.title}" target ${i}`, expr: t.expr ?? '' })));
+  const exprs = allPanels(d).flatMap((p) =>
+    (p.targets ?? []).map((t, i) => ({ where: `panel ${p.id} "${p.title}" target ${i}`, expr: t.expr ?? '' })),
+  );
   for (const v of d.templating.list) {
-    const query = typeof v.query === 'string' ? v.query : v.query?.query ?? v.definition ?? '';
+    const query = typeof v.query === 'string' ? v.query : (v.query?.query ?? v.definition ?? '');
     const selector = /^label_values\((.*),\s*\w+\)$/.exec(query.trim())?.[1];
     exprs.push({ where: `variable ${v.name}`, expr: selector ?? query });
   }
@@ -132,8 +165,9 @@ describe('ops assets (ops/)', () => {
   const rules = alertRules(rulesYaml);
 
   it('the metric-name reader finds selectors, not functions, keywords, labels, variables or durations', () => {
-    const expr = 'histogram_quantile(0.95, sum by (le) (rate(a_bucket{job=~"$job", x="y z"}[$__rate_interval]))) / on (job) group_left b_total offset 5m'
-      + ' and time() - max(c_seconds) > 1e3 or vector(0) unless d:recorded[5m:1m]';
+    const expr =
+      'histogram_quantile(0.95, sum by (le) (rate(a_bucket{job=~"$job", x="y z"}[$__rate_interval]))) / on (job) group_left b_total offset 5m' +
+      ' and time() - max(c_seconds) > 1e3 or vector(0) unless d:recorded[5m:1m]';
     expect(metricNames(expr).sort()).to.deep.equal(['a_bucket', 'b_total', 'c_seconds', 'd:recorded']);
   });
 
@@ -159,8 +193,14 @@ describe('ops assets (ops/)', () => {
       expect(alertnames).to.include.members(['Http5xxRatioHigh', 'QueueBacklogGrowing', 'TenantPoolFailures']);
       for (const alert of alertnames) {
         const mine = cases.filter((c) => new RegExp(`^\\s*alertname:\\s*${alert}\\s*$`, 'm').test(c));
-        expect(mine.some((c) => /exp_alerts:\s*\n\s*- exp_labels:/.test(c)), `${alert} fires in some test`).to.equal(true);
-        expect(mine.some((c) => /exp_alerts:\s*\[\]/.test(c)), `${alert} stays quiet in some test`).to.equal(true);
+        expect(
+          mine.some((c) => /exp_alerts:\s*\n\s*- exp_labels:/.test(c)),
+          `${alert} fires in some test`,
+        ).to.equal(true);
+        expect(
+          mine.some((c) => /exp_alerts:\s*\[\]/.test(c)),
+          `${alert} stays quiet in some test`,
+        ).to.equal(true);
       }
     });
 
@@ -171,7 +211,9 @@ describe('ops assets (ops/)', () => {
         expect(text, alert).to.match(/^\s*for: \d+[smh]\s*$/m);
         expect(text, alert).to.match(/^\s*severity: (warning|critical)\s*$/m);
         expect(text, alert).to.match(/^\s*summary: .+$/m);
-        expect(text, alert).to.match(new RegExp(`^\\s*description: .*Runbook: docs/operations\\.md#dashboards-and-alerts \\(${alert}\\)`, 'm'));
+        expect(text, alert).to.match(
+          new RegExp(`^\\s*description: .*Runbook: docs/operations\\.md#dashboards-and-alerts \\(${alert}\\)`, 'm'),
+        );
         expect(docs, `docs/operations.md explains ${alert}`).to.contain(`\`${alert}\``);
       }
     });
@@ -200,15 +242,31 @@ describe('ops assets (ops/)', () => {
     });
 
     it('has the panels of issue 7 and uses rate() on counters and histogram_quantile on buckets', () => {
-      const titles = allPanels(dashboard).map((p) => p.title.toLowerCase()).join('\n');
-      for (const words of ['request rate by route and status', 'p50 / p95 / p99', '5xx and 503', 'queue backlog', 'jobs completed / failed',
-        'credits debited / refunded', 'tenant pool cache', 'org cache hit ratio', 'memory', 'cpu', 'event-loop lag', 'reconciler re-enqueues']) {
+      const titles = allPanels(dashboard)
+        .map((p) => p.title.toLowerCase())
+        .join('\n');
+      for (const words of [
+        'request rate by route and status',
+        'p50 / p95 / p99',
+        '5xx and 503',
+        'queue backlog',
+        'jobs completed / failed',
+        'credits debited / refunded',
+        'tenant pool cache',
+        'org cache hit ratio',
+        'memory',
+        'cpu',
+        'event-loop lag',
+        'reconciler re-enqueues',
+      ]) {
         expect(titles).to.contain(words);
       }
       for (const { where, expr } of dashboardExprs(dashboard)) {
         for (const name of metricNames(expr)) {
-          if (/_total$|_count$/.test(name)) expect(expr, `${where}: ${name} is a counter`).to.match(new RegExp(`(rate|increase)\\(${name}\\{`));
-          if (/_bucket$/.test(name)) expect(expr, where).to.match(new RegExp(`histogram_quantile\\([\\d.]+, sum by \\([^)]*\\ble\\b[^)]*\\) \\(rate\\(${name}\\{`));
+          if (/_total$|_count$/.test(name))
+            expect(expr, `${where}: ${name} is a counter`).to.match(new RegExp(`(rate|increase)\\(${name}\\{`));
+          if (/_bucket$/.test(name))
+            expect(expr, where).to.match(new RegExp(`histogram_quantile\\([\\d.]+, sum by \\([^)]*\\ble\\b[^)]*\\) \\(rate\\(${name}\\{`));
         }
       }
     });
@@ -216,8 +274,12 @@ describe('ops assets (ops/)', () => {
     it('every expression is valid PromQL (promtool check rules, as recording rules with the variables filled in)', async () => {
       const exprs = dashboardExprs(dashboard);
       const filled = (e: string) => e.replace(/\$__(rate_)?interval|\$__range/g, '5m').replace(/\$\{?\w+\}?/g, '.*');
-      const yaml = ['groups:', '  - name: dashboard', '    rules:',
-        ...exprs.flatMap((e, i) => [`      - record: dashboard:expr:${i}`, `        expr: ${JSON.stringify(filled(e.expr))}`])].join('\n');
+      const yaml = [
+        'groups:',
+        '  - name: dashboard',
+        '    rules:',
+        ...exprs.flatMap((e, i) => [`      - record: dashboard:expr:${i}`, `        expr: ${JSON.stringify(filled(e.expr))}`]),
+      ].join('\n');
       const dir = mkdtempSync(join(tmpdir(), 'ops-assets-'));
       try {
         writeFileSync(join(dir, 'dashboard-rules.yml'), `${yaml}\n`);
@@ -248,8 +310,15 @@ describe('ops assets (ops/)', () => {
     after(async () => api?.stop());
 
     it('the app exposes the metrics of src/metrics/metrics.ts and the default process metrics', () => {
-      expect([...exposed]).to.include.members(['http_request_duration_seconds_bucket', 'queue_jobs', 'tenant_pool_failures_total',
-        'jobs_failed_total', 'credits_debited_total', 'process_cpu_seconds_total', 'nodejs_eventloop_lag_p99_seconds']);
+      expect([...exposed]).to.include.members([
+        'http_request_duration_seconds_bucket',
+        'queue_jobs',
+        'tenant_pool_failures_total',
+        'jobs_failed_total',
+        'credits_debited_total',
+        'process_cpu_seconds_total',
+        'nodejs_eventloop_lag_p99_seconds',
+      ]);
     });
 
     it('every metric used by a dashboard panel or variable, an alert, or an alert unit test is exposed (or allowed explicitly)', () => {

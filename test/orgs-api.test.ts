@@ -3,10 +3,16 @@ import { ADMIN_TOKEN, createTenant, rows, startApi, uniqueName, type TestApi } f
 
 describe('admin API: /orgs', () => {
   let api: TestApi;
-  before(async () => { api = await startApi({ BODY_LIMIT: '2kb' }); });
+  before(async () => {
+    api = await startApi({ BODY_LIMIT: '2kb' });
+  });
   after(async () => api.stop());
 
-  const expectError = (res: { status: number; body: { success: boolean; error: { code: string }; requestId: string } }, status: number, code: string) => {
+  const expectError = (
+    res: { status: number; body: { success: boolean; error: { code: string }; requestId: string } },
+    status: number,
+    code: string,
+  ) => {
     expect(res.status, JSON.stringify(res.body)).to.equal(status);
     expect(res.body.success).to.equal(false);
     expect(res.body.error.code).to.equal(code);
@@ -63,7 +69,15 @@ describe('admin API: /orgs', () => {
     }
 
     it('answers 415 UNSUPPORTED_MEDIA_TYPE for a body that is not JSON', async () => {
-      expectError(await api.request('POST', '/orgs', { admin: true, body: 'name=x', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+      expectError(
+        await api.request('POST', '/orgs', {
+          admin: true,
+          body: 'name=x',
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      );
     });
 
     it('answers 400 INVALID_JSON for malformed JSON', async () => {
@@ -78,7 +92,11 @@ describe('admin API: /orgs', () => {
       const missing = await api.request('POST', '/orgs', { body: { name: uniqueName() } });
       expectError(missing, 401, 'AUTH_REQUIRED');
       expect(missing.headers.get('www-authenticate')).to.equal('Bearer');
-      expectError(await api.request('POST', '/orgs', { body: { name: uniqueName() }, headers: { Authorization: `Bearer ${ADMIN_TOKEN}x` } }), 401, 'INVALID_ADMIN_TOKEN');
+      expectError(
+        await api.request('POST', '/orgs', { body: { name: uniqueName() }, headers: { Authorization: `Bearer ${ADMIN_TOKEN}x` } }),
+        401,
+        'INVALID_ADMIN_TOKEN',
+      );
       expectError(await api.request('GET', '/orgs', { headers: { Authorization: ADMIN_TOKEN } }), 401, 'INVALID_ADMIN_TOKEN');
     });
 
@@ -131,7 +149,10 @@ describe('admin API: /orgs', () => {
 
     it('sets and clears a rate-limit override and a webhook URL', async () => {
       const t = await createTenant(api.deps);
-      const set = await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { rateLimit: { points: 5, duration: 1 }, webhookUrl: 'https://example.com/hook' } });
+      const set = await api.request('PATCH', `/orgs/${t.id}`, {
+        admin: true,
+        body: { rateLimit: { points: 5, duration: 1 }, webhookUrl: 'https://example.com/hook' },
+      });
       expect(set.body.org).to.deep.include({ rateLimit: { points: 5, duration: 1 }, webhookUrl: 'https://example.com/hook' });
       const cleared = await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { rateLimit: null, webhookUrl: null } });
       expect(cleared.body.org).to.deep.include({ rateLimit: null, webhookUrl: null });
@@ -160,7 +181,11 @@ describe('admin API: /orgs', () => {
 
   describe('POST /orgs/:id/credits', () => {
     const ledgerSum = async (id: number) =>
-      Number((await rows<{ s: string }>(api.deps.sharedDb, 'SELECT COALESCE(SUM(amount),0) AS s FROM credit_ledger WHERE org_id = :id', { id }))[0]!.s);
+      Number(
+        (
+          await rows<{ s: string }>(api.deps.sharedDb, 'SELECT COALESCE(SUM(amount),0) AS s FROM credit_ledger WHERE org_id = :id', { id })
+        )[0]!.s,
+      );
 
     it('grants credits and writes a ledger row; the balance equals the ledger sum', async () => {
       const t = await createTenant(api.deps, { credits: 10 });
@@ -180,14 +205,22 @@ describe('admin API: /orgs', () => {
       expect(replay.headers.get('idempotency-replay')).to.equal('true');
       expect(replay.body.entry.id).to.equal(first.body.entry.id);
       expect(replay.body.org.creditBalance).to.equal(7);
-      expectError(await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, headers, body: { amount: 8 } }), 422, 'IDEMPOTENCY_KEY_REUSED');
+      expectError(
+        await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, headers, body: { amount: 8 } }),
+        422,
+        'IDEMPOTENCY_KEY_REUSED',
+      );
       expect(await ledgerSum(t.id)).to.equal(7);
     });
 
     it('compares Idempotency-Keys exactly: Invoice-A and invoice-A are two grants', async () => {
       const t = await createTenant(api.deps, { credits: 0 });
       for (const key of ['Invoice-A', 'invoice-A']) {
-        const res = await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, headers: { 'Idempotency-Key': key }, body: { amount: 100 } });
+        const res = await api.request('POST', `/orgs/${t.id}/credits`, {
+          admin: true,
+          headers: { 'Idempotency-Key': key },
+          body: { amount: 100 },
+        });
         expect(res.headers.get('idempotency-replay')).to.equal(null);
       }
       expect(await ledgerSum(t.id)).to.equal(200);
@@ -202,7 +235,13 @@ describe('admin API: /orgs', () => {
       expect(await ledgerSum(t.id)).to.equal(0);
     });
 
-    for (const [label, body] of [['zero', { amount: 0 }], ['a string', { amount: 'ten' }], ['a fraction', { amount: 1.5 }], ['no amount', {}], ['a huge amount', { amount: 1e12 }]] as const) {
+    for (const [label, body] of [
+      ['zero', { amount: 0 }],
+      ['a string', { amount: 'ten' }],
+      ['a fraction', { amount: 1.5 }],
+      ['no amount', {}],
+      ['a huge amount', { amount: 1e12 }],
+    ] as const) {
       it(`answers 400 VALIDATION_FAILED for ${label}`, async () => {
         const t = await createTenant(api.deps, { credits: 3 });
         expectError(await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, body }), 400, 'VALIDATION_FAILED');
@@ -212,7 +251,15 @@ describe('admin API: /orgs', () => {
 
     it('answers 400 for a malformed Idempotency-Key and 404 for an unknown org', async () => {
       const t = await createTenant(api.deps);
-      expectError(await api.request('POST', `/orgs/${t.id}/credits`, { admin: true, headers: { 'Idempotency-Key': 'x'.repeat(256) }, body: { amount: 1 } }), 400, 'INVALID_IDEMPOTENCY_KEY');
+      expectError(
+        await api.request('POST', `/orgs/${t.id}/credits`, {
+          admin: true,
+          headers: { 'Idempotency-Key': 'x'.repeat(256) },
+          body: { amount: 1 },
+        }),
+        400,
+        'INVALID_IDEMPOTENCY_KEY',
+      );
       expectError(await api.request('POST', '/orgs/987654/credits', { admin: true, body: { amount: 1 } }), 404, 'ORG_NOT_FOUND');
     });
   });
@@ -224,8 +271,12 @@ describe('admin API: /orgs', () => {
     });
 
     it('echoes a safe X-Request-Id and replaces an unsafe one', async () => {
-      expect((await api.request('GET', '/health', { headers: { 'X-Request-Id': 'abc-123' } })).headers.get('x-request-id')).to.equal('abc-123');
-      expect((await api.request('GET', '/health', { headers: { 'X-Request-Id': 'a b<script>' } })).headers.get('x-request-id')).to.match(/^[0-9a-f-]{36}$/);
+      expect((await api.request('GET', '/health', { headers: { 'X-Request-Id': 'abc-123' } })).headers.get('x-request-id')).to.equal(
+        'abc-123',
+      );
+      expect((await api.request('GET', '/health', { headers: { 'X-Request-Id': 'a b<script>' } })).headers.get('x-request-id')).to.match(
+        /^[0-9a-f-]{36}$/,
+      );
     });
 
     it('answers /health and /ready', async () => {

@@ -7,7 +7,9 @@ import { RUN, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, 
 
 /** Connections MySQL itself sees from this run's tenant users. */
 async function tenantConnections(root: Sequelize): Promise<number> {
-  const [r] = await rows<{ n: number }>(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER LIKE :like', { like: `${RUN}\\_%` });
+  const [r] = await rows<{ n: number }>(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER LIKE :like', {
+    like: `${RUN}\\_%`,
+  });
   return Number(r?.n ?? 0);
 }
 
@@ -44,13 +46,18 @@ describe('tenant pool cache', () => {
           samples++;
         }
       })();
-      const statuses = await Promise.all(Array.from({ length: 1200 }, (_, i) => {
-        const t = tenants[(i * 7) % tenants.length]!; // fixed interleaving: every tenant, out of order
-        return api.request('GET', i % 2 ? '/messages?limit=5' : `/messages/${i + 1}`, { org: t }).then((r) => r.status);
-      }));
+      const statuses = await Promise.all(
+        Array.from({ length: 1200 }, (_, i) => {
+          const t = tenants[(i * 7) % tenants.length]!; // fixed interleaving: every tenant, out of order
+          return api.request('GET', i % 2 ? '/messages?limit=5' : `/messages/${i + 1}`, { org: t }).then((r) => r.status);
+        }),
+      );
       sampling = false;
       await sampler;
-      expect(statuses.filter((s) => s !== 200 && s !== 404), 'non-2xx other than MESSAGE_NOT_FOUND').to.deep.equal([]);
+      expect(
+        statuses.filter((s) => s !== 200 && s !== 404),
+        'non-2xx other than MESSAGE_NOT_FOUND',
+      ).to.deep.equal([]);
       expect(statuses.filter((s) => s === 200)).to.have.length(600);
       expect(samples).to.be.greaterThan(5);
       expect(peak, 'peak tenant connections seen by MySQL').to.be.within(1, 20);
@@ -109,13 +116,23 @@ describe('tenant pool cache', () => {
       await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
       const deps = testDeps({ TENANT_CACHE_MAX: '2', TENANT_CONNECT_TIMEOUT_MS: '200', TENANT_RETRY_AFTER_MS: '0' }, { subscribe: false });
       try {
-        const server = await admin.servers.add({ name: `silent-${RUN}`, host: '127.0.0.1', port: (silent.address() as AddressInfo).port, user: 'root', password: '' });
+        const server = await admin.servers.add({
+          name: `silent-${RUN}`,
+          host: '127.0.0.1',
+          port: (silent.address() as AddressInfo).port,
+          user: 'root',
+          password: '',
+        });
         await admin.sharedDb.query("UPDATE db_servers SET status = 'draining' WHERE id = :id", { replacements: { id: server.id } });
         const ok = await createTenant(admin);
         for (let i = 0; i < 3; i++) {
           const down = await createTenant(admin);
-          await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', { replacements: { server: server.id, id: down.id } });
-          const pending = deps.pools.withTenant(await provisionedOrg(deps, down.id), async () => 'never').catch((e: { code?: string }) => e.code);
+          await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', {
+            replacements: { server: server.id, id: down.id },
+          });
+          const pending = deps.pools
+            .withTenant(await provisionedOrg(deps, down.id), async () => 'never')
+            .catch((e: { code?: string }) => e.code);
           deps.pools.evict(down.id); // while the connection attempt is still pending
           expect(await pending).to.equal('TENANT_DB_UNAVAILABLE');
         }
@@ -152,7 +169,16 @@ describe('tenant pool cache', () => {
         expect(deps.pools.stats().open).to.equal(1);
         expect(await eventually(async () => deps.pools.stats().open === 0, 5000)).to.equal(true);
         const user = org.dbUser;
-        expect(await eventually(async () => Number((await rows<{ n: number }>(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = :user', { user }))[0]?.n) === 0)).to.equal(true);
+        expect(
+          await eventually(
+            async () =>
+              Number(
+                (
+                  await rows<{ n: number }>(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = :user', { user })
+                )[0]?.n,
+              ) === 0,
+          ),
+        ).to.equal(true);
       } finally {
         await deps.close();
       }
@@ -165,7 +191,10 @@ describe('tenant pool cache', () => {
     let api: TestApi;
     before(async () => {
       // Accepts TCP connections and never says a word: the MySQL handshake can only time out.
-      blackhole = net.createServer((s) => { sockets.add(s); s.on('error', () => undefined); });
+      blackhole = net.createServer((s) => {
+        sockets.add(s);
+        s.on('error', () => undefined);
+      });
       await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
       api = await startApi({ TENANT_CONNECT_TIMEOUT_MS: '300', TENANT_RETRY_AFTER_MS: '60000' });
     });
@@ -177,10 +206,18 @@ describe('tenant pool cache', () => {
 
     it('answers 503 TENANT_DB_UNAVAILABLE with Retry-After for that tenant only', async () => {
       const [down, up] = [await createTenant(admin), await createTenant(admin)];
-      const server = await admin.servers.add({ name: `blackhole-${RUN}`, host: '127.0.0.1', port: (blackhole.address() as AddressInfo).port, user: 'root', password: '' });
+      const server = await admin.servers.add({
+        name: `blackhole-${RUN}`,
+        host: '127.0.0.1',
+        port: (blackhole.address() as AddressInfo).port,
+        user: 'root',
+        password: '',
+      });
       // Draining at once, so no tenant created by another test is placed on it.
       await admin.sharedDb.query("UPDATE db_servers SET status = 'draining' WHERE id = :id", { replacements: { id: server.id } });
-      await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', { replacements: { server: server.id, id: down.id } });
+      await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', {
+        replacements: { server: server.id, id: down.id },
+      });
       await api.deps.events.publish({ orgId: down.id, reason: 'moved' });
 
       const [downRes, ...upRes] = await Promise.all([

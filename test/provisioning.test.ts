@@ -60,12 +60,15 @@ describe('tenant provisioning', function () {
 
   /** Deps whose provisioner crashes just before `target`. */
   function crashingAt(target: ProvisioningStep): Deps {
-    const deps = testDeps({}, {
-      subscribe: false,
-      beforeProvisioningStep: (step) => {
-        if (step === target) throw new Error(`simulated crash at ${step}`);
+    const deps = testDeps(
+      {},
+      {
+        subscribe: false,
+        beforeProvisioningStep: (step) => {
+          if (step === target) throw new Error(`simulated crash at ${step}`);
+        },
       },
-    });
+    );
     opened.push(deps);
     return deps;
   }
@@ -127,7 +130,9 @@ describe('tenant provisioning', function () {
 
     // The tenant DB exists, migrated.
     expect(await dbExists(org.db_name), `database ${org.db_name}`).to.equal(true);
-    const tables = await rows<{ name: string }>(root, 'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', { db: org.db_name });
+    const tables = await rows<{ name: string }>(root, 'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', {
+      db: org.db_name,
+    });
     expect(tables.map((t) => t.name)).to.include('messages');
     const applied = await rows<{ name: string }>(root, `SELECT name FROM ${quoteIdentifier(org.db_name)}.schema_migrations`);
     expect(applied.map((m) => m.name).sort()).to.deep.equal(TENANT_MIGRATIONS);
@@ -136,12 +141,26 @@ describe('tenant provisioning', function () {
     expect(await userExists(org.db_user), `user ${org.db_user}`).to.equal(true);
     const grants = await grantsOf(org.db_user);
     expect(grants, grants.join('\n')).to.have.length(2);
-    expect(grants.filter((g) => /^GRANT USAGE ON \*\.\* TO /.test(g)), grants.join('\n')).to.have.length(1);
-    const own = new RegExp(`^GRANT SELECT, INSERT, UPDATE, DELETE ON \`${grantDbPattern(org.db_name)}\`\\.\\* TO \`${org.db_user}\`@\`%\`$`);
-    expect(grants.filter((g) => own.test(g)), grants.join('\n')).to.have.length(1);
+    expect(
+      grants.filter((g) => /^GRANT USAGE ON \*\.\* TO /.test(g)),
+      grants.join('\n'),
+    ).to.have.length(1);
+    const own = new RegExp(
+      `^GRANT SELECT, INSERT, UPDATE, DELETE ON \`${grantDbPattern(org.db_name)}\`\\.\\* TO \`${org.db_user}\`@\`%\`$`,
+    );
+    expect(
+      grants.filter((g) => own.test(g)),
+      grants.join('\n'),
+    ).to.have.length(1);
 
     // The stored password logs in.
-    const conn = await createConnection({ host: '127.0.0.1', port: 3306, user: org.db_user, password: box.decrypt(org.db_password_enc), database: org.db_name });
+    const conn = await createConnection({
+      host: '127.0.0.1',
+      port: 3306,
+      user: org.db_user,
+      password: box.decrypt(org.db_password_enc),
+      database: org.db_name,
+    });
     try {
       const [r] = await conn.query('SELECT COUNT(*) AS n FROM messages');
       expect((r as { n: number }[])[0]!.n).to.equal(0);
@@ -151,8 +170,14 @@ describe('tenant provisioning', function () {
 
     // Credits granted exactly once.
     expect(Number(org.credit_balance)).to.equal(credits);
-    const ledger = await rows<{ reference: string; amount: number; kind: string }>(root, `SELECT reference, amount, kind FROM \`${SHARED}\`.credit_ledger WHERE org_id = :id`, { id });
-    expect(ledger.map((l) => ({ ...l, amount: Number(l.amount) }))).to.deep.equal([{ reference: 'initial-grant', amount: credits, kind: 'grant' }]);
+    const ledger = await rows<{ reference: string; amount: number; kind: string }>(
+      root,
+      `SELECT reference, amount, kind FROM \`${SHARED}\`.credit_ledger WHERE org_id = :id`,
+      { id },
+    );
+    expect(ledger.map((l) => ({ ...l, amount: Number(l.amount) }))).to.deep.equal([
+      { reference: 'initial-grant', amount: credits, kind: 'grant' },
+    ]);
 
     // Exactly one first key.
     expect(await activeKeys(id)).to.have.length(1);
@@ -236,7 +261,9 @@ describe('tenant provisioning', function () {
     // second is refused with a 409; neither may fail the org nor leave it half-updated.
     const id = await createFailingAt('CREATE_API_KEY');
     const results = await Promise.allSettled([plain.orgs.provision(id), plain.orgs.provision(id)]);
-    const outcome = results.map((r) => (r.status === 'fulfilled' ? 'ok' : `${(r.reason as AppError).code}: ${(r.reason as Error).message}`));
+    const outcome = results.map((r) =>
+      r.status === 'fulfilled' ? 'ok' : `${(r.reason as AppError).code}: ${(r.reason as Error).message}`,
+    );
     for (const r of results) {
       if (r.status === 'rejected') expect((r.reason as AppError).status, JSON.stringify(outcome)).to.equal(409);
     }
@@ -296,7 +323,10 @@ describe('tenant provisioning', function () {
     });
 
     it('stores every db server admin password encrypted', async () => {
-      const servers = await rows<{ name: string; admin_password_enc: string }>(root, `SELECT name, admin_password_enc FROM \`${SHARED}\`.db_servers`);
+      const servers = await rows<{ name: string; admin_password_enc: string }>(
+        root,
+        `SELECT name, admin_password_enc FROM \`${SHARED}\`.db_servers`,
+      );
       expect(servers.map((s) => s.name)).to.include('default');
       for (const s of servers) {
         expect(s.admin_password_enc.startsWith('v1.'), s.name).to.equal(true);
@@ -349,7 +379,9 @@ describe('concurrent provisioning', () => {
     this.timeout(60_000);
     const deps = testDeps({ DB_POOL_MAX: '2' }, { subscribe: false });
     try {
-      const results = await Promise.all(Array.from({ length: 5 }, () => deps.orgs.create({ name: uniqueName('parallel'), credits: 1, server: 'default' })));
+      const results = await Promise.all(
+        Array.from({ length: 5 }, () => deps.orgs.create({ name: uniqueName('parallel'), credits: 1, server: 'default' })),
+      );
       expect(results.map((r) => r.org.status)).to.deep.equal(Array(5).fill('ACTIVE'));
       expect(results.every((r) => typeof r.apiKey === 'string')).to.equal(true);
     } finally {
@@ -357,4 +389,3 @@ describe('concurrent provisioning', () => {
     }
   });
 });
-

@@ -62,7 +62,9 @@ describe('rate limits', () => {
 
   it('uses the org override set with PATCH /orgs/:id', async () => {
     const t = await createTenant(api.deps);
-    expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { rateLimit: { points: 2, duration: 60 } } })).status).to.equal(200);
+    expect(
+      (await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { rateLimit: { points: 2, duration: 60 } } })).status,
+    ).to.equal(200);
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await api.request('GET', '/org', { org: t })).status);
     expect(statuses).to.deep.equal([200, 200, 429]);
@@ -93,12 +95,14 @@ describe('rate limits', () => {
 
   it('counts probing unknown org ids as failed authentications', async () => {
     const t = await createTenant(api.deps);
-    for (const id of [987651, 987652, 987653]) expect((await api.request('GET', '/org', { org: { id, apiKey: t.apiKey } })).status).to.equal(404);
+    for (const id of [987651, 987652, 987653])
+      expect((await api.request('GET', '/org', { org: { id, apiKey: t.apiKey } })).status).to.equal(404);
     expect((await api.request('GET', '/org', { org: t })).status).to.equal(429);
   });
 
   it('counts wrong admin tokens as failed authentications too', async () => {
-    for (let i = 0; i < 3; i++) expect((await api.request('GET', '/orgs', { headers: { Authorization: 'Bearer wrong-token-xxxxxxxx' } })).status).to.equal(401);
+    for (let i = 0; i < 3; i++)
+      expect((await api.request('GET', '/orgs', { headers: { Authorization: 'Bearer wrong-token-xxxxxxxx' } })).status).to.equal(401);
     expect((await api.request('GET', '/orgs', { admin: true })).status).to.equal(429);
   });
 });

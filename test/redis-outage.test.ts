@@ -17,9 +17,13 @@ async function freePort(): Promise<number> {
 
 /** A throwaway redis-server on `port`, in the foreground so the test can stop it. */
 async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept connections')) resolve(); });
+    child.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('Ready to accept connections')) resolve();
+    });
     child.once('exit', () => reject(new Error('redis-server exited')));
   });
   return child;
@@ -51,7 +55,9 @@ describe('Redis stopped while the API runs', () => {
     const t = await createTenant(admin);
     const limitedOrg = await createTenant(admin);
     await admin.close();
-    expect((await api.request('POST', '/messages', { org: t, body: { to: '+15551234567', channel: 'sms', body: 'before' } })).status).to.equal(202);
+    expect(
+      (await api.request('POST', '/messages', { org: t, body: { to: '+15551234567', channel: 'sms', body: 'before' } })).status,
+    ).to.equal(202);
 
     await stopRedis(redis);
 
@@ -72,16 +78,34 @@ describe('Redis stopped while the API runs', () => {
     expect(statuses).to.deep.equal([200, 200, 200, 200, 200, 429]);
 
     redis = await startRedis(port);
-    expect(await eventually(async () => (await api.request('GET', '/ready')).status === 200, 20_000, 100), '/ready recovers').to.equal(true);
-    expect(await eventually(async () => (await api.request('POST', '/messages', { org: t, body: { to: '+15551234567', channel: 'sms', body: 'after' } })).status === 202, 20_000, 100), 'sends recover').to.equal(true);
+    expect(await eventually(async () => (await api.request('GET', '/ready')).status === 200, 20_000, 100), '/ready recovers').to.equal(
+      true,
+    );
+    expect(
+      await eventually(
+        async () =>
+          (await api.request('POST', '/messages', { org: t, body: { to: '+15551234567', channel: 'sms', body: 'after' } })).status === 202,
+        20_000,
+        100,
+      ),
+      'sends recover',
+    ).to.equal(true);
   });
 });
 
 describe('the Redis settings check at start-up', () => {
   it('warns unless maxmemory-policy is noeviction', async () => {
     const port = await freePort();
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--maxmemory-policy', 'allkeys-lru'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('Ready to accept')) resolve(); }));
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--maxmemory-policy', 'allkeys-lru'],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('Ready to accept')) resolve();
+      }),
+    );
     const lru = new Redis(`redis://127.0.0.1:${port}`);
     try {
       expect((await redisSettingProblems(lru)).join()).to.match(/allkeys-lru.*noeviction/);

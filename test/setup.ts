@@ -9,7 +9,11 @@ export async function cleanupRun(run = RUN): Promise<void> {
   const db = rootDb();
   try {
     const like = `${run}\\_%`;
-    for (const r of await rows<{ name: string }>(db, 'SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :like', { like })) {
+    for (const r of await rows<{ name: string }>(
+      db,
+      'SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :like',
+      { like },
+    )) {
       await db.query(`DROP DATABASE IF EXISTS \`${r.name.replace(/[^A-Za-z0-9_]/g, '')}\``);
     }
     for (const u of await rows<{ User: string; Host: string }>(db, 'SELECT User, Host FROM mysql.user WHERE User LIKE :like', { like })) {

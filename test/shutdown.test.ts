@@ -6,13 +6,19 @@ import { ADMIN_TOKEN, ROOT, TEST_ENV } from './helpers.js';
 /** Starts `src/main.ts` (all in one: API + workers) on an ephemeral port; resolves with its URL and its output. */
 async function startMain(env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT, env: { ...process.env, ...TEST_ENV, PORT: '0', HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+    env: { ...process.env, ...TEST_ENV, PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   const waiters: { text: string; resolve: () => void }[] = [];
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
-    for (const w of [...waiters]) if (out.includes(w.text)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+    for (const w of [...waiters])
+      if (out.includes(w.text)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
   });
   const lines = {
     all: () => out,
@@ -37,7 +43,10 @@ describe('graceful shutdown of `npm start` (API + workers)', () => {
     const done = exited(child);
     child.kill('SIGTERM');
     expect(await done).to.equal(0);
-    const refused = await fetch(`${url}/health`).then(() => 'answered', () => 'refused');
+    const refused = await fetch(`${url}/health`).then(
+      () => 'answered',
+      () => 'refused',
+    );
     expect(refused).to.equal('refused');
   });
 
@@ -49,7 +58,12 @@ describe('graceful shutdown of `npm start` (API + workers)', () => {
     const socket = net.connect(Number(port), '127.0.0.1');
     socket.on('error', () => undefined); // the forced exit resets it: that is the point
     await new Promise<void>((resolve) => socket.once('connect', resolve));
-    await new Promise<void>((resolve) => socket.write(`POST /orgs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`, () => resolve()));
+    await new Promise<void>((resolve) =>
+      socket.write(
+        `POST /orgs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+        () => resolve(),
+      ),
+    );
     const done = exited(child);
     child.kill('SIGTERM');
     await lines.waitFor('shutting down');

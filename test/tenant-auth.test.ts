@@ -19,11 +19,23 @@ describe('tenant routing and auth', () => {
 
   describe('X-Org-Id', () => {
     for (const [label, value] of [
-      ['empty', ''], ['non-numeric', 'abc'], ['negative', '-1'], ['zero', '0'], ['fractional', '1.5'], ['huge', '99999999999999999999'],
-      ['above an unsigned INT', '4294967296'], ['an SQL injection', '1 OR 1=1'], ['hex', '0x10'], ['padded with zeros', '007'],
+      ['empty', ''],
+      ['non-numeric', 'abc'],
+      ['negative', '-1'],
+      ['zero', '0'],
+      ['fractional', '1.5'],
+      ['huge', '99999999999999999999'],
+      ['above an unsigned INT', '4294967296'],
+      ['an SQL injection', '1 OR 1=1'],
+      ['hex', '0x10'],
+      ['padded with zeros', '007'],
     ] as const) {
       it(`answers 400 INVALID_ORG_ID when it is ${label}`, async () => {
-        expectError(await api.request('GET', '/org', { headers: { 'X-Org-Id': value, Authorization: `Bearer ${a.apiKey}` } }), 400, 'INVALID_ORG_ID');
+        expectError(
+          await api.request('GET', '/org', { headers: { 'X-Org-Id': value, Authorization: `Bearer ${a.apiKey}` } }),
+          400,
+          'INVALID_ORG_ID',
+        );
       });
     }
 
@@ -44,12 +56,18 @@ describe('tenant routing and auth', () => {
     });
 
     for (const [label, value] of [
-      ['not a Bearer scheme', (k: string) => `Basic ${k}`], ['a Bearer with nothing', () => 'Bearer '], ['a malformed key', () => 'Bearer tk_short'],
+      ['not a Bearer scheme', (k: string) => `Basic ${k}`],
+      ['a Bearer with nothing', () => 'Bearer '],
+      ['a malformed key', () => 'Bearer tk_short'],
       ['a key with one character changed', (k: string) => `Bearer ${k.slice(0, -1)}${k.endsWith('A') ? 'B' : 'A'}`],
       ['an unknown key of the right shape', () => `Bearer tk_000000000000_${'A'.repeat(43)}`],
     ] as const) {
       it(`answers 401 INVALID_API_KEY for ${label}`, async () => {
-        expectError(await api.request('GET', '/org', { headers: { 'X-Org-Id': String(a.id), Authorization: value(a.apiKey) } }), 401, 'INVALID_API_KEY');
+        expectError(
+          await api.request('GET', '/org', { headers: { 'X-Org-Id': String(a.id), Authorization: value(a.apiKey) } }),
+          401,
+          'INVALID_API_KEY',
+        );
       });
     }
 
@@ -57,16 +75,24 @@ describe('tenant routing and auth', () => {
       const res = await api.request('GET', '/org', { headers: { 'X-Org-Id': String(b.id), Authorization: `Bearer ${a.apiKey}` } });
       expectError(res, 403, 'ORG_MISMATCH');
       expect(JSON.stringify(res.body)).not.to.contain(String(b.id === a.id ? '' : 'creditBalance'));
-      expectError(await api.request('GET', '/messages', { headers: { 'X-Org-Id': String(b.id), Authorization: `Bearer ${a.apiKey}` } }), 403, 'ORG_MISMATCH');
+      expectError(
+        await api.request('GET', '/messages', { headers: { 'X-Org-Id': String(b.id), Authorization: `Bearer ${a.apiKey}` } }),
+        403,
+        'ORG_MISMATCH',
+      );
     });
 
     it('records when a key was last used', async () => {
       const t = await createTenant(api.deps);
       await api.request('GET', '/org', { org: t });
-      expect(await eventually(async () => {
-        const [k] = await rows<{ last_used_at: Date | null }>(api.deps.sharedDb, 'SELECT last_used_at FROM api_keys WHERE org_id = :id', { id: t.id });
-        return k?.last_used_at != null;
-      })).to.equal(true);
+      expect(
+        await eventually(async () => {
+          const [k] = await rows<{ last_used_at: Date | null }>(api.deps.sharedDb, 'SELECT last_used_at FROM api_keys WHERE org_id = :id', {
+            id: t.id,
+          });
+          return k?.last_used_at != null;
+        }),
+      ).to.equal(true);
     });
   });
 
@@ -119,7 +145,10 @@ describe('tenant routing and auth', () => {
 
     it('lists messages newest first from the tenant DB, with a cursor, and 404s unknown ids', async () => {
       await api.deps.pools.withTenant(await provisionedOrg(api.deps, a.id), async (db) => {
-        for (let i = 0; i < 3; i++) await db.query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000000', 'sms', :body, 1)", { replacements: { body: `m${i}` } });
+        for (let i = 0; i < 3; i++)
+          await db.query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000000', 'sms', :body, 1)", {
+            replacements: { body: `m${i}` },
+          });
       });
       const first = await api.request('GET', '/messages?limit=2', { org: a });
       expect(first.status).to.equal(200);

@@ -6,7 +6,13 @@ import { WEBHOOK_QUEUE, webhookJobId, type WebhookJob } from '../src/queue/queue
 import { signWebhook } from '../src/webhooks/signature.js';
 import { createTenant, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
-const ENV = { DELIVERY_ATTEMPTS: '2', DELIVERY_BACKOFF_MS: '5', WEBHOOK_ATTEMPTS: '3', WEBHOOK_BACKOFF_MS: '5', WEBHOOK_TIMEOUT_MS: '1000' };
+const ENV = {
+  DELIVERY_ATTEMPTS: '2',
+  DELIVERY_BACKOFF_MS: '5',
+  WEBHOOK_ATTEMPTS: '3',
+  WEBHOOK_BACKOFF_MS: '5',
+  WEBHOOK_TIMEOUT_MS: '1000',
+};
 
 describe('status webhooks', () => {
   let harness: ApiWithWorkers;
@@ -54,13 +60,26 @@ describe('status webhooks', () => {
     let job = await Job.fromId<WebhookJob>(api.deps.webhookQueue, id);
     if (!job) {
       await new Promise<void>((resolve) => {
-        const onAdded = ({ jobId }: { jobId: string }) => { if (jobId === id) { events.off('added', onAdded); resolve(); } };
+        const onAdded = ({ jobId }: { jobId: string }) => {
+          if (jobId === id) {
+            events.off('added', onAdded);
+            resolve();
+          }
+        };
         events.on('added', onAdded);
-        void Job.fromId(api.deps.webhookQueue, id).then((j) => { if (j) { events.off('added', onAdded); resolve(); } });
+        void Job.fromId(api.deps.webhookQueue, id).then((j) => {
+          if (j) {
+            events.off('added', onAdded);
+            resolve();
+          }
+        });
       });
       job = await Job.fromId<WebhookJob>(api.deps.webhookQueue, id);
     }
-    const outcome = await job!.waitUntilFinished(events).then(() => 'completed', () => 'failed');
+    const outcome = await job!.waitUntilFinished(events).then(
+      () => 'completed',
+      () => 'failed',
+    );
     return { messageId, jobId: id, outcome };
   }
 
@@ -70,7 +89,10 @@ describe('status webhooks', () => {
     const sent = await sendAndWait(t, '+15551230001', 'SENT');
     const failed = await sendAndWait(t, '+15005550002', 'FAILED');
     expect([sent.outcome, failed.outcome]).to.deep.equal(['completed', 'completed']);
-    for (const [{ jobId, messageId }, type, status] of [[sent, 'message.sent', 'SENT'], [failed, 'message.failed', 'FAILED']] as const) {
+    for (const [{ jobId, messageId }, type, status] of [
+      [sent, 'message.sent', 'SENT'],
+      [failed, 'message.failed', 'FAILED'],
+    ] as const) {
       const hit = received.find((r) => r.headers['webhook-id'] === jobId)!;
       expect(hit.path).to.equal('/ok');
       const ts = Number(hit.headers['webhook-timestamp']);
@@ -100,7 +122,9 @@ describe('status webhooks', () => {
     script.set('/down', [500, 500, 500, 500]);
     const r = await sendAndWait(t, '+15551230003', 'SENT');
     expect(r.outcome).to.equal('failed');
-    const [m] = await rows<{ status: string }>(api.deps.sharedDb, `SELECT status FROM \`${t.dbName}\`.messages WHERE id = :id`, { id: r.messageId });
+    const [m] = await rows<{ status: string }>(api.deps.sharedDb, `SELECT status FROM \`${t.dbName}\`.messages WHERE id = :id`, {
+      id: r.messageId,
+    });
     expect(m?.status).to.equal('SENT');
   });
 

@@ -12,7 +12,12 @@ export interface RunningWorker<T, R> {
 }
 
 /** Starts a worker on queue `name` (it begins taking jobs at once). */
-export function startWorker<T, R>(config: Config, name: string, processor: Processor<T, R>, opts: { concurrency: number; logger: Logger; metrics?: Metrics }): RunningWorker<T, R> {
+export function startWorker<T, R>(
+  config: Config,
+  name: string,
+  processor: Processor<T, R>,
+  opts: { concurrency: number; logger: Logger; metrics?: Metrics },
+): RunningWorker<T, R> {
   const connection = createRedis(config.redisUrl, 'blocking');
   connection.on('error', (err: Error) => opts.logger.debug('worker redis error', { queue: name, err: err.message }));
   const worker = new Worker<T, R>(name, processor, {

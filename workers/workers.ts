@@ -19,7 +19,12 @@ export interface Workers {
 export function startWorkers(config: Config, deps: Deps): Workers {
   const { repo, pools, ledger, gateway, logger, secrets, metrics } = deps;
   const deliver = createDeliverMessage({
-    repo, pools, ledger, gateway, logger, metrics,
+    repo,
+    pools,
+    ledger,
+    gateway,
+    logger,
+    metrics,
     // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
     async onFinal(org, message) {
       if (!org.webhookUrl) return;
@@ -29,9 +34,15 @@ export function startWorkers(config: Config, deps: Deps): Workers {
   });
   const notify = createNotifyWebhook({ repo, pools, secrets, logger, timeoutMs: config.webhooks.timeoutMs });
   const delivery = startWorker(config, DELIVERY_QUEUE, deliveryProcessor(deliver, { logger, outageBackoffMs: config.delivery.backoffMs }), {
-    concurrency: config.delivery.concurrency, logger, metrics,
+    concurrency: config.delivery.concurrency,
+    logger,
+    metrics,
   });
-  const webhooks = startWorker(config, WEBHOOK_QUEUE, webhookProcessor(notify), { concurrency: config.webhooks.concurrency, logger, metrics });
+  const webhooks = startWorker(config, WEBHOOK_QUEUE, webhookProcessor(notify), {
+    concurrency: config.webhooks.concurrency,
+    logger,
+    metrics,
+  });
   return {
     delivery,
     webhooks,

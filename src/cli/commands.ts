@@ -38,7 +38,8 @@ const one = (argv: string[], usage: string) => {
   return { id: positiveInt(positionals[0], 'id'), values };
 };
 const orgResult = (org: Parameters<typeof adminView>[0]): CommandResult => ({
-  json: { org: adminView(org) }, text: table([adminView(org)], ORG_COLUMNS),
+  json: { org: adminView(org) },
+  text: table([adminView(org)], ORG_COLUMNS),
 });
 
 function summary(results: TenantMigrationResult[]): CommandResult {
@@ -46,7 +47,10 @@ function summary(results: TenantMigrationResult[]): CommandResult {
   const counts = ['ok', 'failed', 'locked', 'not-run'].map((k) => `${k}: ${results.filter((r) => r.result === k).length}`).join(', ');
   return {
     json: { results, failed: failed.length },
-    text: `${table(results.map((r) => ({ ...r })), RESULT_COLUMNS)}\n${results.length} tenant(s) — ${counts}`,
+    text: `${table(
+      results.map((r) => ({ ...r })),
+      RESULT_COLUMNS,
+    )}\n${results.length} tenant(s) — ${counts}`,
     exitCode: failed.length ? 1 : 0,
     reason: `${failed.length} of ${results.length} tenant(s) not ok (${counts})`,
   };
@@ -89,22 +93,33 @@ export const commands: Record<string, Command> = {
     const view = adminView(org);
     return {
       json: { org: view, keys: keys.map(({ keyHash: _hash, ...k }) => k) },
-      text: `${Object.entries(view).map(([k, v]) => `${k.padEnd(17)} ${v instanceof Date ? v.toISOString() : JSON.stringify(v)}`).join('\n')}\nactive keys       ${keys.filter((k) => !k.revokedAt).length}`,
+      text: `${Object.entries(view)
+        .map(([k, v]) => `${k.padEnd(17)} ${v instanceof Date ? v.toISOString() : JSON.stringify(v)}`)
+        .join('\n')}\nactive keys       ${keys.filter((k) => !k.revokedAt).length}`,
     };
   },
 
   async migrate({ deps, argv, progress }) {
     const { values, positionals } = parse(argv, {
-      tenant: { type: 'string', multiple: true }, concurrency: { type: 'string' }, 'skip-failing': { type: 'boolean' }, 'shared-only': { type: 'boolean' },
+      tenant: { type: 'string', multiple: true },
+      concurrency: { type: 'string' },
+      'skip-failing': { type: 'boolean' },
+      'shared-only': { type: 'boolean' },
     });
     if (positionals.length) throw new UsageError('usage: migrate [--tenant ID ...] [--concurrency N] [--skip-failing] [--shared-only]');
     const concurrency = values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency');
     const shared = await migrateShared(deps.sharedDb, deps.config.db.name, deps.config.migrationLockWaitSec);
     progress(`shared DB ${deps.config.db.name}: ${shared.length ? `applied ${shared.join(', ')}` : 'up to date'}`);
-    if (values['shared-only']) return { json: { shared, results: [], failed: 0 }, text: `shared DB: ${shared.length} migration(s) applied` };
+    if (values['shared-only'])
+      return { json: { shared, results: [], failed: 0 }, text: `shared DB: ${shared.length} migration(s) applied` };
     const results = await deps.migrations.migrate({
-      ids: tenantIds(values.tenant), concurrency, skipFailing: Boolean(values['skip-failing']),
-      onResult: (r, done, total) => progress(`[${done}/${total}] tenant ${r.orgId} ${r.result}${r.migrations.length ? ` (${r.migrations.join(', ')})` : ''}${r.error ? `: ${r.error}` : ''}`),
+      ids: tenantIds(values.tenant),
+      concurrency,
+      skipFailing: Boolean(values['skip-failing']),
+      onResult: (r, done, total) =>
+        progress(
+          `[${done}/${total}] tenant ${r.orgId} ${r.result}${r.migrations.length ? ` (${r.migrations.join(', ')})` : ''}${r.error ? `: ${r.error}` : ''}`,
+        ),
     });
     const s = summary(results);
     return { ...s, json: { shared, ...(s.json as object) } };
@@ -116,27 +131,39 @@ export const commands: Record<string, Command> = {
     const tenants = await deps.migrations.status({ ids: tenantIds(values.tenant), concurrency: 4 });
     return {
       json: { tenants },
-      text: table(tenants.map((t) => ({ ...t, applied: t.applied.length, latest: t.applied.at(-1) ?? null })), ['orgId', 'dbName', 'applied', 'latest', 'pending', 'error']),
+      text: table(
+        tenants.map((t) => ({ ...t, applied: t.applied.length, latest: t.applied.at(-1) ?? null })),
+        ['orgId', 'dbName', 'applied', 'latest', 'pending', 'error'],
+      ),
       exitCode: tenants.some((t) => t.error) ? 1 : 0,
       reason: `${tenants.filter((t) => t.error).length} tenant(s) could not be read`,
     };
   },
 
   async rollback({ deps, argv }) {
-    const { values, positionals } = parse(argv, { tenant: { type: 'string', multiple: true }, step: { type: 'string' }, concurrency: { type: 'string' } });
+    const { values, positionals } = parse(argv, {
+      tenant: { type: 'string', multiple: true },
+      step: { type: 'string' },
+      concurrency: { type: 'string' },
+    });
     if (positionals.length) throw new UsageError('usage: rollback [--tenant ID ...] [--step N]');
-    return summary(await deps.migrations.rollback({
-      ids: tenantIds(values.tenant),
-      step: values.step === undefined ? 1 : positiveInt(values.step, '--step'),
-      concurrency: values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency'),
-    }));
+    return summary(
+      await deps.migrations.rollback({
+        ids: tenantIds(values.tenant),
+        step: values.step === undefined ? 1 : positiveInt(values.step, '--step'),
+        concurrency: values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency'),
+      }),
+    );
   },
 
   async provision({ deps, argv }) {
     const { id } = one(argv, 'provision <id>');
     const { org, apiKey } = await deps.orgs.provision(id);
     const r = orgResult(org);
-    return { json: { org: adminView(org), apiKey: apiKey ?? null }, text: apiKey ? `${r.text}\n\nAPI key (shown once): ${apiKey}` : r.text };
+    return {
+      json: { org: adminView(org), apiKey: apiKey ?? null },
+      text: apiKey ? `${r.text}\n\nAPI key (shown once): ${apiKey}` : r.text,
+    };
   },
 
   async suspend({ deps, argv }) {
@@ -157,12 +184,16 @@ export const commands: Record<string, Command> = {
 
   async credits({ deps, argv }) {
     const { values, positionals } = parse(argv, { reference: { type: 'string' } });
-    if (positionals.length !== 2) throw new UsageError('usage: credits <id> <amount> [--reference REF]  (a negative amount is an adjustment)');
+    if (positionals.length !== 2)
+      throw new UsageError('usage: credits <id> <amount> [--reference REF]  (a negative amount is an adjustment)');
     const id = positiveInt(positionals[0], 'id');
     const amount = nonZeroInt(positionals[1], 'amount');
     const reference = `cli:${(values.reference as string | undefined) ?? `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2)}`}`;
     const { org, entry, replayed } = await deps.orgs.credit(id, amount, reference);
-    return { json: { org: adminView(org), entry, replayed }, text: `org ${id}: ${entry.kind} ${amount > 0 ? '+' : ''}${amount} → balance ${org.creditBalance}${replayed ? ' (already applied)' : ''}` };
+    return {
+      json: { org: adminView(org), entry, replayed },
+      text: `org ${id}: ${entry.kind} ${amount > 0 ? '+' : ''}${amount} → balance ${org.creditBalance}${replayed ? ' (already applied)' : ''}`,
+    };
   },
 
   async keys({ deps, argv }) {
@@ -170,8 +201,14 @@ export const commands: Record<string, Command> = {
     if (sub === 'create') {
       const { values, positionals } = parse(rest, { name: { type: 'string' } });
       if (positionals.length !== 1) throw new UsageError('usage: keys create <id> [--name NAME]');
-      const { key, record } = await deps.orgs.createKey(positiveInt(positionals[0], 'id'), (values.name as string | undefined) ?? 'default');
-      return { json: { apiKey: key, prefix: record.prefix, name: record.name }, text: `API key ${record.prefix} (${record.name}), shown once: ${key}` };
+      const { key, record } = await deps.orgs.createKey(
+        positiveInt(positionals[0], 'id'),
+        (values.name as string | undefined) ?? 'default',
+      );
+      return {
+        json: { apiKey: key, prefix: record.prefix, name: record.name },
+        text: `API key ${record.prefix} (${record.name}), shown once: ${key}`,
+      };
     }
     if (sub === 'list') {
       const { id } = one(rest, 'keys list <id>');
@@ -191,11 +228,27 @@ export const commands: Record<string, Command> = {
     const [sub, ...rest] = argv;
     if (sub === 'list') {
       const servers = await deps.servers.list();
-      return { json: { servers }, text: table(servers as unknown as Record<string, unknown>[], ['id', 'name', 'host', 'port', 'adminUser', 'capacity', 'status', 'tenants']) };
+      return {
+        json: { servers },
+        text: table(servers as unknown as Record<string, unknown>[], [
+          'id',
+          'name',
+          'host',
+          'port',
+          'adminUser',
+          'capacity',
+          'status',
+          'tenants',
+        ]),
+      };
     }
     if (sub === 'add') {
       const { values, positionals } = parse(rest, {
-        host: { type: 'string' }, port: { type: 'string' }, user: { type: 'string' }, 'password-env': { type: 'string' }, capacity: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        user: { type: 'string' },
+        'password-env': { type: 'string' },
+        capacity: { type: 'string' },
       });
       if (positionals.length !== 1 || !/^[A-Za-z0-9_-]{1,64}$/.test(positionals[0]!) || !values.host || !values.user) {
         throw new UsageError('usage: servers add <name> --host H --port P --user U --password-env VAR [--capacity N]');
@@ -204,8 +257,12 @@ export const commands: Record<string, Command> = {
       const password = passwordVar ? readEnvSecret(passwordVar) : '';
       if (password === undefined) throw new UsageError(`environment variable ${passwordVar} is not set`);
       const server = await deps.servers.add({
-        name: positionals[0]!, host: values.host as string, port: values.port ? positiveInt(values.port, '--port') : 3306,
-        user: values.user as string, password, capacity: values.capacity ? positiveInt(values.capacity, '--capacity') : undefined,
+        name: positionals[0]!,
+        host: values.host as string,
+        port: values.port ? positiveInt(values.port, '--port') : 3306,
+        user: values.user as string,
+        password,
+        capacity: values.capacity ? positiveInt(values.capacity, '--capacity') : undefined,
       });
       return { json: { server }, text: `added db server ${server.name} (${server.host}:${server.port})` };
     }

@@ -23,16 +23,23 @@ export type ApplyResult =
 
 type Row = Record<string, unknown>;
 const toEntry = (r: Row): LedgerEntry => ({
-  id: Number(r.id), orgId: Number(r.org_id), kind: r.kind as LedgerKind, amount: Number(r.amount),
-  balanceAfter: Number(r.balance_after), messageId: r.message_id == null ? null : Number(r.message_id),
-  reference: String(r.reference), createdAt: new Date(r.created_at as Date),
+  id: Number(r.id),
+  orgId: Number(r.org_id),
+  kind: r.kind as LedgerKind,
+  amount: Number(r.amount),
+  balanceAfter: Number(r.balance_after),
+  messageId: r.message_id == null ? null : Number(r.message_id),
+  reference: String(r.reference),
+  createdAt: new Date(r.created_at as Date),
 });
 
 /** Creates the ledger over the shared DB. */
 export function createLedger(db: Sequelize) {
   async function find(orgId: number, reference: string, transaction?: Transaction): Promise<LedgerEntry | undefined> {
     const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE org_id = :orgId AND reference = :reference', {
-      replacements: { orgId, reference }, type: QueryTypes.SELECT, transaction,
+      replacements: { orgId, reference },
+      type: QueryTypes.SELECT,
+      transaction,
     });
     return r && toEntry(r);
   }
@@ -41,7 +48,14 @@ export function createLedger(db: Sequelize) {
    * Applies a signed change once per (org, reference): the balance never goes below zero (the UPDATE is
    * conditional and the column has a CHECK), and a reference already used answers `duplicate` with the first entry.
    */
-  async function apply(input: { orgId: number; kind: LedgerKind; amount: number; reference: string; messageId?: number; transaction?: Transaction }): Promise<ApplyResult> {
+  async function apply(input: {
+    orgId: number;
+    kind: LedgerKind;
+    amount: number;
+    reference: string;
+    messageId?: number;
+    transaction?: Transaction;
+  }): Promise<ApplyResult> {
     const existing = await find(input.orgId, input.reference, input.transaction);
     if (existing) return { outcome: 'duplicate', entry: existing };
     const { transaction: outer, ...values } = input;
@@ -51,7 +65,9 @@ export function createLedger(db: Sequelize) {
         { replacements: values, transaction },
       );
       const [org] = await db.query<Row>('SELECT credit_balance FROM orgs WHERE id = :orgId', {
-        replacements: values, type: QueryTypes.SELECT, transaction,
+        replacements: values,
+        type: QueryTypes.SELECT,
+        transaction,
       });
       if (!org) return { outcome: 'no-org' } as const;
       if ((meta as { affectedRows?: number }).affectedRows !== 1) {
@@ -63,7 +79,11 @@ export function createLedger(db: Sequelize) {
       const [id] = await db.query(
         `INSERT INTO credit_ledger (org_id, kind, amount, balance_after, message_id, reference)
          VALUES (:orgId, :kind, :amount, :balanceAfter, :messageId, :reference)`,
-        { replacements: { ...values, messageId: values.messageId ?? null, balanceAfter: Number(org.credit_balance) }, type: QueryTypes.INSERT, transaction },
+        {
+          replacements: { ...values, messageId: values.messageId ?? null, balanceAfter: Number(org.credit_balance) },
+          type: QueryTypes.INSERT,
+          transaction,
+        },
       );
       return { outcome: 'applied', entry: (await findIn(Number(id), transaction))! } as const;
     };
@@ -79,7 +99,11 @@ export function createLedger(db: Sequelize) {
   }
 
   async function findIn(id: number, transaction: Transaction): Promise<LedgerEntry | undefined> {
-    const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE id = :id', { replacements: { id }, type: QueryTypes.SELECT, transaction });
+    const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE id = :id', {
+      replacements: { id },
+      type: QueryTypes.SELECT,
+      transaction,
+    });
     return r && toEntry(r);
   }
 
@@ -89,7 +113,8 @@ export function createLedger(db: Sequelize) {
     /** Sum of the org's ledger (must always equal its balance). */
     async sum(orgId: number): Promise<number> {
       const [r] = await db.query<Row>('SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE org_id = :orgId', {
-        replacements: { orgId }, type: QueryTypes.SELECT,
+        replacements: { orgId },
+        type: QueryTypes.SELECT,
       });
       return Number(r?.total ?? 0);
     },

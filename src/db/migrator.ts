@@ -42,7 +42,10 @@ export function createMigrator(opts: { sequelize: Sequelize; dir: string }): Mig
 
 /** Raised when another runner holds a database's migration lock for longer than we wait. */
 export class MigrationLockedError extends Error {
-  constructor(readonly database: string, waitedSec: number) {
+  constructor(
+    readonly database: string,
+    waitedSec: number,
+  ) {
     super(`another runner is migrating ${database} (waited ${waitedSec}s)`);
     this.name = 'MigrationLockedError';
   }

@@ -23,6 +23,8 @@ export async function prepareSharedDb(config: Config, sharedDb: Sequelize): Prom
 
 /** Migrates the shared DB (under its lock); returns the names applied. */
 export async function migrateShared(sharedDb: Sequelize, database: string, lockWaitSec: number): Promise<string[]> {
-  const applied = await withMigrationLock(sharedDb, database, lockWaitSec, () => createMigrator({ sequelize: sharedDb, dir: SHARED_MIGRATIONS_DIR }).up());
+  const applied = await withMigrationLock(sharedDb, database, lockWaitSec, () =>
+    createMigrator({ sequelize: sharedDb, dir: SHARED_MIGRATIONS_DIR }).up(),
+  );
   return applied.map((m) => m.name);
 }

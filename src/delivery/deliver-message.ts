@@ -46,7 +46,11 @@ export class RetryDelivery extends Error {
 
 /** The message is FAILED for good (permanent gateway failure or last attempt); retrying cannot help. */
 export class PermanentDeliveryFailure extends Error {
-  constructor(readonly code: string, message: string, readonly permanent: boolean) {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly permanent: boolean,
+  ) {
     super(`${code}: ${message}`);
     this.name = 'PermanentDeliveryFailure';
   }
@@ -101,7 +105,12 @@ export function createDeliverMessage(deps: DeliveryDeps) {
       await m.update({ status: 'SENDING', attempts: m.attempts + 1 });
       let providerMessageId: string;
       try {
-        ({ providerMessageId } = await gateway.send({ idempotencyKey: `${orgId}-${messageId}`, to: m.to, channel: m.channel, body: m.body }));
+        ({ providerMessageId } = await gateway.send({
+          idempotencyKey: `${orgId}-${messageId}`,
+          to: m.to,
+          channel: m.channel,
+          body: m.body,
+        }));
       } catch (err) {
         const e = err as Error & { code?: string };
         const code = e.code ?? 'GATEWAY_ERROR';

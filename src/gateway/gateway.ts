@@ -16,7 +16,10 @@ export interface Gateway {
 
 /** A failure worth retrying (timeouts, 5xx, provider hiccups). */
 export class TransientGatewayError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'TransientGatewayError';
   }
@@ -24,7 +27,10 @@ export class TransientGatewayError extends Error {
 
 /** A failure that retrying cannot fix (invalid recipient, 4xx). */
 export class PermanentGatewayError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'PermanentGatewayError';
   }

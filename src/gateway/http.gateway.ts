@@ -32,11 +32,19 @@ export function createHttpGateway(opts: { url: string; secret: string; timeoutMs
         });
       } catch (err) {
         const timedOut = (err as Error).name === 'TimeoutError';
-        throw new TransientGatewayError(timedOut ? 'PROVIDER_TIMEOUT' : 'PROVIDER_UNREACHABLE', timedOut ? `no answer within ${opts.timeoutMs}ms` : 'the provider could not be reached');
+        throw new TransientGatewayError(
+          timedOut ? 'PROVIDER_TIMEOUT' : 'PROVIDER_UNREACHABLE',
+          timedOut ? `no answer within ${opts.timeoutMs}ms` : 'the provider could not be reached',
+        );
       }
       const text = await res.text().catch(() => '');
-      if (res.status >= 500 || res.status === 429) throw new TransientGatewayError(`PROVIDER_HTTP_${res.status}`, `provider answered ${res.status}`);
-      if (res.status >= 400) throw new PermanentGatewayError(`PROVIDER_HTTP_${res.status}`, `provider refused the message (${res.status}): ${text.slice(0, 200)}`);
+      if (res.status >= 500 || res.status === 429)
+        throw new TransientGatewayError(`PROVIDER_HTTP_${res.status}`, `provider answered ${res.status}`);
+      if (res.status >= 400)
+        throw new PermanentGatewayError(
+          `PROVIDER_HTTP_${res.status}`,
+          `provider refused the message (${res.status}): ${text.slice(0, 200)}`,
+        );
       let id: unknown;
       try {
         id = (JSON.parse(text) as { id?: unknown }).id;

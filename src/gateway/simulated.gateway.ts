@@ -35,7 +35,8 @@ export function createSimulatedGateway(opts: { latencyMs: number; failureRate: n
       if (m.to === TEST_RECIPIENTS.permanent || m.to.toLowerCase() === TEST_RECIPIENTS.permanentEmail) {
         throw new PermanentGatewayError('RECIPIENT_REJECTED', 'simulated permanent failure: recipient rejected');
       }
-      if (opts.failureRate > 0 && random() < opts.failureRate) throw new TransientGatewayError('PROVIDER_UNAVAILABLE', 'simulated random transient failure');
+      if (opts.failureRate > 0 && random() < opts.failureRate)
+        throw new TransientGatewayError('PROVIDER_UNAVAILABLE', 'simulated random transient failure');
       state.sent++;
       return { providerMessageId: `sim_${createHash('sha256').update(m.idempotencyKey).digest('hex').slice(0, 24)}` };
     },

@@ -18,7 +18,14 @@ export function createApp(deps: Deps): Koa<AppState> {
   app.silent = true; // errors are logged once, by errorsAndAccessLog
   app.use(errorsAndAccessLog(deps.logger, deps.metrics.httpDuration));
   // Before jsonBody: bull-board parses its own bodies.
-  app.use(dashboard({ queues: [deps.deliveryQueue, deps.webhookQueue], adminToken: deps.config.adminToken, readOnly: deps.config.dashboardReadOnly, limits: deps.limits }));
+  app.use(
+    dashboard({
+      queues: [deps.deliveryQueue, deps.webhookQueue],
+      adminToken: deps.config.adminToken,
+      readOnly: deps.config.dashboardReadOnly,
+      limits: deps.limits,
+    }),
+  );
   app.use(jsonBody(deps.config.bodyLimit));
   const admin = requireAdmin(deps.config.adminToken, deps.limits);
   const routers = [

@@ -13,7 +13,10 @@ const MAX_ORG_ID = 4_294_967_295;
 
 function bearer(ctx: AppContext): string | undefined {
   const header = ctx.get('Authorization');
-  if (!header) throw Object.assign(unauthorized('AUTH_REQUIRED', 'an Authorization: Bearer header is required'), { headers: { 'WWW-Authenticate': 'Bearer' } });
+  if (!header)
+    throw Object.assign(unauthorized('AUTH_REQUIRED', 'an Authorization: Bearer header is required'), {
+      headers: { 'WWW-Authenticate': 'Bearer' },
+    });
   const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
   return m?.[1];
 }
@@ -25,7 +28,12 @@ export function requireAdmin(adminToken: string, limits: RateLimits) {
     const token = await counted(ctx, limits, () => bearer(ctx));
     if (!token || !safeEqual(token, adminToken)) {
       await limits.recordAuthFailure(ctx.ip);
-      throw new AppError({ code: 'INVALID_ADMIN_TOKEN', status: 401, message: 'the admin token is not valid', headers: { 'WWW-Authenticate': 'Bearer' } });
+      throw new AppError({
+        code: 'INVALID_ADMIN_TOKEN',
+        status: 401,
+        message: 'the admin token is not valid',
+        headers: { 'WWW-Authenticate': 'Bearer' },
+      });
     }
     await next();
   };
@@ -65,7 +73,8 @@ export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
     const record = await counted(ctx, limits, async () => {
       const key = bearer(ctx);
       const found = key ? await registry.verifyKey(key) : undefined;
-      if (!found) throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), { headers: { 'WWW-Authenticate': 'Bearer' } });
+      if (!found)
+        throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), { headers: { 'WWW-Authenticate': 'Bearer' } });
       if (found.orgId !== org.id) throw forbidden('ORG_MISMATCH', 'the API key does not belong to this org');
       return found;
     });

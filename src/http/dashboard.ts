@@ -56,15 +56,19 @@ export function dashboard(deps: DashboardDeps) {
       // A browser's first, anonymous request is always refused: only wrong credentials count as a failure.
       if (authorization) await deps.limits.recordAuthFailure(ctx.ip);
       throw new AppError({
-        code: 'DASHBOARD_AUTH_REQUIRED', status: 401, message: 'the queue dashboard needs HTTP Basic auth (user admin, password ADMIN_TOKEN)',
+        code: 'DASHBOARD_AUTH_REQUIRED',
+        status: 401,
+        message: 'the queue dashboard needs HTTP Basic auth (user admin, password ADMIN_TOKEN)',
         headers: { 'WWW-Authenticate': 'Basic realm="queues"' },
       });
     }
     // Browsers resend Basic credentials on their own: refuse writes a cross-site page could forge (no CORS here).
     if (!SAFE_METHODS.has(ctx.method)) {
       const site = ctx.get('Sec-Fetch-Site');
-      if (site && site !== 'same-origin' && site !== 'none') throw new AppError({ code: 'DASHBOARD_CROSS_SITE', status: 403, message: 'cross-site dashboard actions are refused' });
-      if (ctx.request.length !== 0 && ctx.request.is('application/json') === false) throw new AppError({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'dashboard actions take application/json' });
+      if (site && site !== 'same-origin' && site !== 'none')
+        throw new AppError({ code: 'DASHBOARD_CROSS_SITE', status: 403, message: 'cross-site dashboard actions are refused' });
+      if (ctx.request.length !== 0 && ctx.request.is('application/json') === false)
+        throw new AppError({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'dashboard actions take application/json' });
     }
     await board(ctx, next);
   };

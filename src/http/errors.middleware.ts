@@ -8,20 +8,42 @@ import type { Histogram } from 'prom-client';
 import type { AppContext } from './types.js';
 
 const CODES: Record<number, string> = {
-  400: 'BAD_REQUEST', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED',
-  409: 'CONFLICT', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 429: 'RATE_LIMITED', 501: 'NOT_IMPLEMENTED',
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  409: 'CONFLICT',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  429: 'RATE_LIMITED',
+  501: 'NOT_IMPLEMENTED',
 };
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const DB_DOWN = /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied)?Error$|ConnectionAcquireTimeoutError/;
+const DB_DOWN =
+  /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied)?Error$|ConnectionAcquireTimeoutError/;
 
 /** Maps any thrown value to {status, code, message, details, headers}; internals never leak. */
-export function toHttpError(err: unknown): { status: number; code: string; message: string; details?: unknown; headers?: Record<string, string> } {
+export function toHttpError(err: unknown): {
+  status: number;
+  code: string;
+  message: string;
+  details?: unknown;
+  headers?: Record<string, string>;
+} {
   if (err instanceof AppError) {
     return err.expose
       ? { status: err.status, code: err.code, message: err.message, details: err.details, headers: err.headers }
       : { status: err.status, code: err.code, message: 'internal error', details: err.details };
   }
-  const e = err as { status?: number; statusCode?: number; expose?: boolean; message?: string; name?: string; headers?: Record<string, string> };
+  const e = err as {
+    status?: number;
+    statusCode?: number;
+    expose?: boolean;
+    message?: string;
+    name?: string;
+    headers?: Record<string, string>;
+  };
   const status = e?.status ?? e?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
     return { status, code: CODES[status] ?? 'BAD_REQUEST', message: e.message ?? 'bad request', headers: e.headers };
@@ -54,14 +76,23 @@ export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'met
         const h = toHttpError(err);
         ctx.status = h.status;
         ctx.set(h.headers ?? {});
-        ctx.body = { success: false, error: { code: h.code, message: h.message, ...(h.details === undefined ? {} : { details: h.details }) }, requestId };
+        ctx.body = {
+          success: false,
+          error: { code: h.code, message: h.message, ...(h.details === undefined ? {} : { details: h.details }) },
+          requestId,
+        };
       }
       const ms = performance.now() - started;
       const fields = { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, orgId: ctx.state.org?.id };
       // Label by route template, never by raw path: ids in paths would explode the series count.
-      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');
+      const route =
+        (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');
       httpDuration?.observe({ method: ctx.method, route, status: String(ctx.status) }, ms / 1000);
-      if (ctx.status >= 500) logger.error('request failed', { ...fields, err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure });
+      if (ctx.status >= 500)
+        logger.error('request failed', {
+          ...fields,
+          err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure,
+        });
       else logger.info('request', fields);
     });
   };

@@ -22,16 +22,18 @@ export async function readiness(deps: ReadinessDeps): Promise<Record<string, str
     sharedDb: () => deps.sharedDb.query('SELECT 1'),
     redis: () => deps.redis.ping(), // fail-fast client: reconnects by itself, no offline queue
   };
-  const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => {
-    try {
-      await withTimeout(check(), CHECK_TIMEOUT_MS);
-      return [name, 'ok'] as const;
-    } catch (err) {
-      // The reason goes to the log only: /ready is public, and driver errors name hosts and users.
-      deps.logger.warn('readiness check failed', { check: name, err: (err as Error).message });
-      return [name, 'unavailable'] as const;
-    }
-  }));
+  const entries = await Promise.all(
+    Object.entries(checks).map(async ([name, check]) => {
+      try {
+        await withTimeout(check(), CHECK_TIMEOUT_MS);
+        return [name, 'ok'] as const;
+      } catch (err) {
+        // The reason goes to the log only: /ready is public, and driver errors name hosts and users.
+        deps.logger.warn('readiness check failed', { check: name, err: (err as Error).message });
+        return [name, 'unavailable'] as const;
+      }
+    }),
+  );
   return Object.fromEntries(entries);
 }
 

@@ -32,9 +32,14 @@ export const patchOrgSchema = Joi.object<OrgPatch>({
     points: Joi.number().integer().min(1).max(1_000_000).required(),
     duration: Joi.number().integer().min(1).max(86_400).required(),
   }).allow(null),
-  webhookUrl: Joi.string().uri({ scheme: ['http', 'https'] }).max(2048).allow(null),
+  webhookUrl: Joi.string()
+    .uri({ scheme: ['http', 'https'] })
+    .max(2048)
+    .allow(null),
   rotateWebhookSecret: Joi.boolean(),
-}).min(1).required();
+})
+  .min(1)
+  .required();
 
 export const creditSchema = Joi.object<{ amount: number }>({
   amount: Joi.number().integer().min(-1_000_000_000).max(1_000_000_000).invalid(0).required(),
@@ -52,33 +57,53 @@ export interface OrgsRouterDeps {
 export function orgsRouter({ orgs, admin, defaultCredits }: OrgsRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
 
-  router.post('/orgs', admin, validated({ body: createOrgSchema }, async (ctx, { body }) => {
-    const { org, apiKey } = await orgs.create({ name: body.name, credits: body.credits ?? defaultCredits, server: body.server });
-    ctx.status = 201;
-    ctx.body = { success: true, org: publicView(org), apiKey };
-  }));
+  router.post(
+    '/orgs',
+    admin,
+    validated({ body: createOrgSchema }, async (ctx, { body }) => {
+      const { org, apiKey } = await orgs.create({ name: body.name, credits: body.credits ?? defaultCredits, server: body.server });
+      ctx.status = 201;
+      ctx.body = { success: true, org: publicView(org), apiKey };
+    }),
+  );
 
-  router.get('/orgs', admin, validated({ query: listOrgsSchema }, async (ctx, { query }) => {
-    const list = await orgs.list({ limit: query.limit, after: query.after, statuses: query.status ? [query.status] : undefined });
-    setNextLink(ctx, 'after', list.length === query.limit ? list[list.length - 1]!.id : undefined);
-    ctx.body = { success: true, orgs: list.map(adminView) };
-  }));
+  router.get(
+    '/orgs',
+    admin,
+    validated({ query: listOrgsSchema }, async (ctx, { query }) => {
+      const list = await orgs.list({ limit: query.limit, after: query.after, statuses: query.status ? [query.status] : undefined });
+      setNextLink(ctx, 'after', list.length === query.limit ? list[list.length - 1]!.id : undefined);
+      ctx.body = { success: true, orgs: list.map(adminView) };
+    }),
+  );
 
-  router.get('/orgs/:id', admin, validated({ params: idParams }, async (ctx, { params }) => {
-    ctx.body = { success: true, org: adminView(await orgs.get(params.id)) };
-  }));
+  router.get(
+    '/orgs/:id',
+    admin,
+    validated({ params: idParams }, async (ctx, { params }) => {
+      ctx.body = { success: true, org: adminView(await orgs.get(params.id)) };
+    }),
+  );
 
-  router.patch('/orgs/:id', admin, validated({ params: idParams, body: patchOrgSchema }, async (ctx, { params, body }) => {
-    const { org, webhookSecret } = await orgs.patch(params.id, body);
-    ctx.body = { success: true, org: adminView(org), ...(webhookSecret ? { webhookSecret } : {}) };
-  }));
+  router.patch(
+    '/orgs/:id',
+    admin,
+    validated({ params: idParams, body: patchOrgSchema }, async (ctx, { params, body }) => {
+      const { org, webhookSecret } = await orgs.patch(params.id, body);
+      ctx.body = { success: true, org: adminView(org), ...(webhookSecret ? { webhookSecret } : {}) };
+    }),
+  );
 
-  router.post('/orgs/:id/credits', admin, validated({ params: idParams, body: creditSchema }, async (ctx, { params, body }) => {
-    const key = idempotencyKey(ctx);
-    const result = await orgs.credit(params.id, body.amount, `admin:${key ?? randomUUID()}`);
-    if (result.replayed) ctx.set('Idempotency-Replay', 'true');
-    ctx.body = { success: true, org: adminView(result.org), entry: result.entry };
-  }));
+  router.post(
+    '/orgs/:id/credits',
+    admin,
+    validated({ params: idParams, body: creditSchema }, async (ctx, { params, body }) => {
+      const key = idempotencyKey(ctx);
+      const result = await orgs.credit(params.id, body.amount, `admin:${key ?? randomUUID()}`);
+      if (result.replayed) ctx.set('Idempotency-Replay', 'true');
+      ctx.body = { success: true, org: adminView(result.org), entry: result.entry };
+    }),
+  );
 
   return router;
 }

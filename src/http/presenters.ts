@@ -4,7 +4,14 @@ import type { OrgRecord } from '../orgs/org.js';
 
 /** The public view of an org (what a tenant sees; admins get `adminView`). */
 export function publicView(org: OrgRecord) {
-  return { id: org.id, name: org.name, status: org.status, creditBalance: org.creditBalance, createdAt: org.createdAt, updatedAt: org.updatedAt };
+  return {
+    id: org.id,
+    name: org.name,
+    status: org.status,
+    creditBalance: org.creditBalance,
+    createdAt: org.createdAt,
+    updatedAt: org.updatedAt,
+  };
 }
 
 /** The admin view: where it lives and how provisioning went; never a credential. */
@@ -23,8 +30,18 @@ export function adminView(org: OrgRecord) {
 /** The JSON shape of a message in API responses. */
 export function messageView(m: Message) {
   return {
-    id: Number(m.id), to: m.to, channel: m.channel, body: m.body, status: m.status, cost: m.cost, attempts: m.attempts,
-    errorCode: m.errorCode ?? null, errorText: m.errorText ?? null, providerMessageId: m.providerMessageId ?? null,
-    createdAt: m.createdAt, updatedAt: m.updatedAt, sentAt: m.sentAt ?? null,
+    id: Number(m.id),
+    to: m.to,
+    channel: m.channel,
+    body: m.body,
+    status: m.status,
+    cost: m.cost,
+    attempts: m.attempts,
+    errorCode: m.errorCode ?? null,
+    errorText: m.errorText ?? null,
+    providerMessageId: m.providerMessageId ?? null,
+    createdAt: m.createdAt,
+    updatedAt: m.updatedAt,
+    sentAt: m.sentAt ?? null,
   };
 }

@@ -21,18 +21,30 @@ const EMAIL_BODY_MAX_BYTES = 100 * 1024;
 
 /** `POST /messages`: E.164 for sms, an address for email; a non-blank body within the channel's limit; nothing else. */
 export const sendSchema = Joi.object<SendInput>({
-  channel: Joi.string().valid(...CHANNELS).required(),
-  to: Joi.string().required().when('channel', {
-    is: 'sms',
-    then: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
-    otherwise: Joi.string().max(320).email({ tlds: { allow: false } }),
-  }),
-  body: Joi.string().required().pattern(/\S/, 'non-blank text').when('channel', {
-    is: 'sms',
-    then: Joi.string().max(1600),
-    otherwise: Joi.string().custom((value: string, helpers) =>
-      Buffer.byteLength(value, 'utf8') > EMAIL_BODY_MAX_BYTES ? helpers.message({ custom: `"body" must be at most ${EMAIL_BODY_MAX_BYTES} bytes for email` }) : value),
-  }),
+  channel: Joi.string()
+    .valid(...CHANNELS)
+    .required(),
+  to: Joi.string()
+    .required()
+    .when('channel', {
+      is: 'sms',
+      then: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
+      otherwise: Joi.string()
+        .max(320)
+        .email({ tlds: { allow: false } }),
+    }),
+  body: Joi.string()
+    .required()
+    .pattern(/\S/, 'non-blank text')
+    .when('channel', {
+      is: 'sms',
+      then: Joi.string().max(1600),
+      otherwise: Joi.string().custom((value: string, helpers) =>
+        Buffer.byteLength(value, 'utf8') > EMAIL_BODY_MAX_BYTES
+          ? helpers.message({ custom: `"body" must be at most ${EMAIL_BODY_MAX_BYTES} bytes for email` })
+          : value,
+      ),
+    }),
 }).required();
 
 /** `GET /messages` query. */
@@ -64,19 +76,28 @@ export function tenantRouter({ registry, limits, messages, orgs }: TenantRouterD
     ctx.body = { success: true, org: publicView({ ...org, creditBalance: await orgs.balance(org.id) }) };
   });
 
-  router.post('/messages', tenant, validated({ body: sendSchema }, async (ctx, { body }) => {
-    await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
-    const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
-    ctx.status = replayed ? 200 : 202;
-    if (replayed) ctx.set('Idempotency-Replay', 'true');
-    ctx.body = { success: true, message: messageView(message) };
-  }));
+  router.post(
+    '/messages',
+    tenant,
+    validated({ body: sendSchema }, async (ctx, { body }) => {
+      await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
+      const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
+      ctx.status = replayed ? 200 : 202;
+      if (replayed) ctx.set('Idempotency-Replay', 'true');
+      ctx.body = { success: true, message: messageView(message) };
+    }),
+  );
 
-  router.get('/messages', tenant, orgRateLimit(limits), validated({ query: listSchema }, async (ctx, { query }) => {
-    const rows = await messages.list(ctx.state.org!, query);
-    setNextLink(ctx, 'before', rows.length === query.limit ? Number(rows[rows.length - 1]!.id) : undefined);
-    ctx.body = rows.map(messageView);
-  }));
+  router.get(
+    '/messages',
+    tenant,
+    orgRateLimit(limits),
+    validated({ query: listSchema }, async (ctx, { query }) => {
+      const rows = await messages.list(ctx.state.org!, query);
+      setNextLink(ctx, 'before', rows.length === query.limit ? Number(rows[rows.length - 1]!.id) : undefined);
+      ctx.body = rows.map(messageView);
+    }),
+  );
 
   router.get('/messages/:id', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
     const raw = ctx.params!.id!;

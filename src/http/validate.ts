@@ -26,9 +26,16 @@ export function check<T>(schema: Joi.Schema<T>, value: unknown, part: Part): T {
   const result = schema.validate(value, { abortEarly: false, stripUnknown: false, convert: true });
   const { error } = result;
   if (error) {
-    throw badRequest('VALIDATION_FAILED', error.details.map((d) => d.message).join('; '), error.details.map((d) => ({
-      in: part, path: d.path.join('.'), message: d.message, type: d.type,
-    })));
+    throw badRequest(
+      'VALIDATION_FAILED',
+      error.details.map((d) => d.message).join('; '),
+      error.details.map((d) => ({
+        in: part,
+        path: d.path.join('.'),
+        message: d.message,
+        type: d.type,
+      })),
+    );
   }
   return result.value;
 }

@@ -6,7 +6,14 @@ export class AppError extends Error {
   readonly details?: unknown;
   readonly headers?: Record<string, string>;
 
-  constructor(opts: { code: string; status: number; message: string; details?: unknown; cause?: unknown; headers?: Record<string, string> }) {
+  constructor(opts: {
+    code: string;
+    status: number;
+    message: string;
+    details?: unknown;
+    cause?: unknown;
+    headers?: Record<string, string>;
+  }) {
     super(opts.message, { cause: opts.cause });
     this.name = 'AppError';
     this.code = opts.code;
@@ -18,7 +25,10 @@ export class AppError extends Error {
 }
 
 type Factory = (code: string, message: string, details?: unknown) => AppError;
-const factory = (status: number): Factory => (code, message, details) => new AppError({ code, status, message, details });
+const factory =
+  (status: number): Factory =>
+  (code, message, details) =>
+    new AppError({ code, status, message, details });
 
 /** 400 */ export const badRequest = factory(400);
 /** 401 */ export const unauthorized = factory(401);

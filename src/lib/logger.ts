@@ -20,9 +20,7 @@ const pretty = winston.format.printf((info) => {
 /** Creates a logger: JSON lines (or pretty, coloured lines when `pretty`) to stdout, or to the given stream. */
 export function createLogger(opts: { level: string; stream?: NodeJS.WritableStream; service?: string; pretty?: boolean }): Logger {
   const silent = opts.level === 'silent';
-  const transport = opts.stream
-    ? new winston.transports.Stream({ stream: opts.stream })
-    : new winston.transports.Console();
+  const transport = opts.stream ? new winston.transports.Stream({ stream: opts.stream }) : new winston.transports.Console();
   return winston.createLogger({
     level: silent ? 'error' : opts.level,
     silent,

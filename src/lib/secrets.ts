@@ -46,7 +46,11 @@ export const API_KEY_PATTERN = /^tk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 
 /** Generates a new API key; the key is shown once, only its hash is stored. */
 export function generateApiKey(): { key: string; prefix: string; hash: string } {
-  const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+  const prefix = randomBytes(9)
+    .toString('base64url')
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '0')
+    .slice(0, 12);
   const key = `tk_${prefix}_${randomBytes(32).toString('base64url')}`;
   return { key, prefix, hash: sha256(key) };
 }

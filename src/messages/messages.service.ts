@@ -33,7 +33,10 @@ export interface ListQuery {
   status?: MessageStatus;
 }
 
-const requestHash = (input: SendInput) => createHash('sha256').update(JSON.stringify([input.channel, input.to, input.body])).digest('hex');
+const requestHash = (input: SendInput) =>
+  createHash('sha256')
+    .update(JSON.stringify([input.channel, input.to, input.body]))
+    .digest('hex');
 
 /** Creates the messages service. */
 export function createMessageService(deps: { repo: OrgRepository; pools: TenantPoolCache; queue: Queue<DeliveryJob>; logger: Logger }) {
@@ -42,7 +45,8 @@ export function createMessageService(deps: { repo: OrgRepository; pools: TenantP
   async function replay(db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
     const existing = await messageModel(db).findOne({ where: { idempotencyKey: key } });
     if (!existing) return undefined;
-    if (existing.requestHash !== hash) throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different message');
+    if (existing.requestHash !== hash)
+      throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different message');
     return { message: existing, replayed: true };
   }
 
@@ -55,7 +59,8 @@ export function createMessageService(deps: { repo: OrgRepository; pools: TenantP
     const cost = messageCost(input.channel, input.body);
     // A fresh read: the cached org's balance may be seconds old. The worker's debit is what really guards it.
     const balance = await deps.repo.balance(org.id);
-    if (balance < cost) throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
+    if (balance < cost)
+      throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
 
     let message: Message;
     try {
@@ -70,7 +75,12 @@ export function createMessageService(deps: { repo: OrgRepository; pools: TenantP
     } catch (err) {
       // Never leave a QUEUED row that no job will ever pick up.
       // The client was told "not accepted": free its Idempotency-Key so the same request can be retried.
-      await message.update({ status: 'FAILED', errorCode: 'ENQUEUE_FAILED', errorText: 'the delivery queue was unavailable', idempotencyKey: null });
+      await message.update({
+        status: 'FAILED',
+        errorCode: 'ENQUEUE_FAILED',
+        errorText: 'the delivery queue was unavailable',
+        idempotencyKey: null,
+      });
       deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
       throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
     }
@@ -79,7 +89,8 @@ export function createMessageService(deps: { repo: OrgRepository; pools: TenantP
 
   return {
     /** Stores and enqueues a message (or replays the one an Idempotency-Key already made). */
-    send: (org: ProvisionedOrg, input: SendInput, idempotencyKey?: string) => pools.withTenant(org, (db) => send(org, db, input, idempotencyKey)),
+    send: (org: ProvisionedOrg, input: SendInput, idempotencyKey?: string) =>
+      pools.withTenant(org, (db) => send(org, db, input, idempotencyKey)),
     /** The org's messages, newest first. */
     list: (org: ProvisionedOrg, query: ListQuery) => pools.withTenant(org, (db) => listMessages(db, query)),
     /** One of the org's messages, or null. */

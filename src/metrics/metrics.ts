@@ -20,7 +20,15 @@ const JOB_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prio
 
 /** A counter whose value is read from a running total at scrape time. */
 function counterFrom(registry: Registry, name: string, help: string, read: () => number): void {
-  new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }
 
 /** Creates the registry and every metric of the project. */
@@ -30,22 +38,68 @@ export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRe
   const { pools, orgRegistry } = deps;
 
   const httpDuration = new Histogram({
-    name: 'http_request_duration_seconds', help: 'HTTP request duration by route and status', labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry],
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
   });
-  new Gauge({ name: 'tenant_pools_open', help: 'Tenant DB pools open (LRU entries)', registers: [registry], collect() { this.set(pools.stats().open); } });
-  new Gauge({ name: 'tenant_pools_closing', help: 'Tenant DB pools evicted and still closing', registers: [registry], collect() { this.set(pools.stats().closing); } });
-  new Gauge({ name: 'tenant_pool_leases', help: 'Requests and jobs currently holding a tenant pool', registers: [registry], collect() { this.set(pools.stats().leased); } });
-  new Gauge({ name: 'tenant_db_connections', help: 'Connections open to tenant DBs', registers: [registry], collect() { this.set(pools.stats().connections); } });
-  new Gauge({ name: 'tenant_db_connections_in_use', help: 'Tenant DB connections running a query', registers: [registry], collect() { this.set(pools.stats().connectionsInUse); } });
+  new Gauge({
+    name: 'tenant_pools_open',
+    help: 'Tenant DB pools open (LRU entries)',
+    registers: [registry],
+    collect() {
+      this.set(pools.stats().open);
+    },
+  });
+  new Gauge({
+    name: 'tenant_pools_closing',
+    help: 'Tenant DB pools evicted and still closing',
+    registers: [registry],
+    collect() {
+      this.set(pools.stats().closing);
+    },
+  });
+  new Gauge({
+    name: 'tenant_pool_leases',
+    help: 'Requests and jobs currently holding a tenant pool',
+    registers: [registry],
+    collect() {
+      this.set(pools.stats().leased);
+    },
+  });
+  new Gauge({
+    name: 'tenant_db_connections',
+    help: 'Connections open to tenant DBs',
+    registers: [registry],
+    collect() {
+      this.set(pools.stats().connections);
+    },
+  });
+  new Gauge({
+    name: 'tenant_db_connections_in_use',
+    help: 'Tenant DB connections running a query',
+    registers: [registry],
+    collect() {
+      this.set(pools.stats().connectionsInUse);
+    },
+  });
   counterFrom(registry, 'tenant_pool_cache_hits_total', 'Tenant pool cache hits', () => pools.stats().hits);
   counterFrom(registry, 'tenant_pool_cache_misses_total', 'Tenant pool cache misses (a pool was opened)', () => pools.stats().misses);
-  counterFrom(registry, 'tenant_pool_cache_evictions_total', 'Tenant pools closed (LRU, idle, or org changed)', () => pools.stats().evictions);
+  counterFrom(
+    registry,
+    'tenant_pool_cache_evictions_total',
+    'Tenant pools closed (LRU, idle, or org changed)',
+    () => pools.stats().evictions,
+  );
   counterFrom(registry, 'tenant_pool_failures_total', 'Tenant DB pools that could not connect', () => pools.stats().failures);
   counterFrom(registry, 'org_cache_hits_total', 'Org and API-key cache hits', () => orgRegistry.stats().hits);
   counterFrom(registry, 'org_cache_misses_total', 'Org and API-key cache misses', () => orgRegistry.stats().misses);
   new Gauge({
-    name: 'queue_jobs', help: 'Jobs per queue and state', labelNames: ['queue', 'state'] as const, registers: [registry],
+    name: 'queue_jobs',
+    help: 'Jobs per queue and state',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
     async collect() {
       this.reset();
       for (const q of deps.queues) {
@@ -54,9 +108,27 @@ export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRe
       }
     },
   });
-  const jobsCompleted = new Counter({ name: 'jobs_completed_total', help: 'Jobs completed by this process', labelNames: ['queue'] as const, registers: [registry] });
-  const jobsFailed = new Counter({ name: 'jobs_failed_total', help: 'Job attempts that failed in this process', labelNames: ['queue'] as const, registers: [registry] });
-  const creditsDebited = new Counter({ name: 'credits_debited_total', help: 'Credits debited for messages by this process', registers: [registry] });
-  const creditsRefunded = new Counter({ name: 'credits_refunded_total', help: 'Credits refunded for failed messages by this process', registers: [registry] });
+  const jobsCompleted = new Counter({
+    name: 'jobs_completed_total',
+    help: 'Jobs completed by this process',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  });
+  const jobsFailed = new Counter({
+    name: 'jobs_failed_total',
+    help: 'Job attempts that failed in this process',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  });
+  const creditsDebited = new Counter({
+    name: 'credits_debited_total',
+    help: 'Credits debited for messages by this process',
+    registers: [registry],
+  });
+  const creditsRefunded = new Counter({
+    name: 'credits_refunded_total',
+    help: 'Credits refunded for failed messages by this process',
+    registers: [registry],
+  });
   return { registry, httpDuration, jobsCompleted, jobsFailed, creditsDebited, creditsRefunded };
 }

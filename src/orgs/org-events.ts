@@ -41,10 +41,13 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
         opts.logger.warn('ignored malformed org event');
       }
     });
-    subscribed = subscriber.subscribe(channel).then(() => true, (err: Error) => {
-      opts.logger.warn('org events: subscribe failed; caches rely on TTL', { err: err.message });
-      return false;
-    });
+    subscribed = subscriber.subscribe(channel).then(
+      () => true,
+      (err: Error) => {
+        opts.logger.warn('org events: subscribe failed; caches rely on TTL', { err: err.message });
+        return false;
+      },
+    );
   }
 
   return {

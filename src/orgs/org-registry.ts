@@ -113,7 +113,8 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
     invalidate(orgId) {
       generation++;
       orgs.lru.delete(orgId);
-      for (const [prefix, entry] of keys.lru.entries()) if (entry === MISSING || (entry as ApiKeyRecord).orgId === orgId) keys.lru.delete(prefix);
+      for (const [prefix, entry] of keys.lru.entries())
+        if (entry === MISSING || (entry as ApiKeyRecord).orgId === orgId) keys.lru.delete(prefix);
     },
     stats: () => ({ ...stats }),
   };

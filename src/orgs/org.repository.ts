@@ -37,9 +37,17 @@ const toKey = (r: Row): ApiKeyRecord => ({
 
 /** Columns an update may touch, mapped to their SQL names. */
 const UPDATABLE = {
-  status: 'status', dbServerId: 'db_server_id', dbName: 'db_name', dbUser: 'db_user', dbPasswordEnc: 'db_password_enc',
-  provisioningStep: 'provisioning_step', lastError: 'last_error', webhookUrl: 'webhook_url', webhookSecretEnc: 'webhook_secret_enc',
-  rateLimitPoints: 'rate_limit_points', rateLimitDuration: 'rate_limit_duration',
+  status: 'status',
+  dbServerId: 'db_server_id',
+  dbName: 'db_name',
+  dbUser: 'db_user',
+  dbPasswordEnc: 'db_password_enc',
+  provisioningStep: 'provisioning_step',
+  lastError: 'last_error',
+  webhookUrl: 'webhook_url',
+  webhookSecretEnc: 'webhook_secret_enc',
+  rateLimitPoints: 'rate_limit_points',
+  rateLimitDuration: 'rate_limit_duration',
 } as const;
 export type OrgUpdate = Partial<Record<keyof typeof UPDATABLE, string | number | null>>;
 
@@ -72,7 +80,9 @@ export function createOrgRepository(db: Sequelize) {
       const where = ['id > :after'];
       if (opts.statuses?.length) where.push('status IN (:statuses)');
       const rows = await select(`SELECT * FROM orgs WHERE ${where.join(' AND ')} ORDER BY id LIMIT :limit`, {
-        after: opts.after ?? 0, statuses: opts.statuses ?? [], limit: opts.limit,
+        after: opts.after ?? 0,
+        statuses: opts.statuses ?? [],
+        limit: opts.limit,
       });
       return rows.map(toOrg);
     },
@@ -81,12 +91,14 @@ export function createOrgRepository(db: Sequelize) {
       if (entries.length === 0) return;
       const sets = entries.map(([k]) => `${UPDATABLE[k]} = :${k}`).join(', ');
       await db.query(`UPDATE orgs SET ${sets}, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id`, {
-        replacements: { ...Object.fromEntries(entries), id }, transaction,
+        replacements: { ...Object.fromEntries(entries), id },
+        transaction,
       });
     },
     async insertKey(input: { orgId: number; prefix: string; keyHash: string; name: string }, transaction?: Transaction): Promise<void> {
       await db.query('INSERT INTO api_keys (org_id, prefix, key_hash, name) VALUES (:orgId, :prefix, :keyHash, :name)', {
-        replacements: input, transaction,
+        replacements: input,
+        transaction,
       });
     },
     async findKey(prefix: string): Promise<ApiKeyRecord | undefined> {

@@ -58,4 +58,8 @@ export function isOperational(org: OrgRecord): org is ProvisionedOrg {
 }
 
 /** Org names, for the API and the CLI alike: 1–100 characters after trimming, no control characters. */
-export const orgNameSchema = Joi.string().trim().min(1).max(100).pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');
+export const orgNameSchema = Joi.string()
+  .trim()
+  .min(1)
+  .max(100)
+  .pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');

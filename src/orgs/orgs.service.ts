@@ -24,7 +24,13 @@ export interface CreditResult {
 }
 
 /** Creates the org service. */
-export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; provisioner: Provisioner; events: OrgEvents; secrets: SecretBox }) {
+export function createOrgService(deps: {
+  repo: OrgRepository;
+  ledger: Ledger;
+  provisioner: Provisioner;
+  events: OrgEvents;
+  secrets: SecretBox;
+}) {
   const { repo, ledger, provisioner, events, secrets } = deps;
 
   async function mustGet(id: number): Promise<OrgRecord> {
@@ -65,7 +71,9 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
       const webhookSecret = issueSecret ? generateWebhookSecret() : undefined;
       await repo.update(id, {
         ...(patch.status ? { status: patch.status } : {}),
-        ...(patch.rateLimit !== undefined ? { rateLimitPoints: patch.rateLimit?.points ?? null, rateLimitDuration: patch.rateLimit?.duration ?? null } : {}),
+        ...(patch.rateLimit !== undefined
+          ? { rateLimitPoints: patch.rateLimit?.points ?? null, rateLimitDuration: patch.rateLimit?.duration ?? null }
+          : {}),
         ...(patch.webhookUrl !== undefined ? { webhookUrl: patch.webhookUrl } : {}),
         ...(webhookSecret ? { webhookSecretEnc: secrets.encrypt(webhookSecret) } : {}),
       });
@@ -84,7 +92,8 @@ export function createOrgService(deps: { repo: OrgRepository; ledger: Ledger; pr
       // SHA-256, so the same key still replays. No caller's references start with `sha256:`, so none can collide.
       if (reference.length > 191) reference = `sha256:${createHash('sha256').update(reference).digest('hex')}`;
       const r = await ledger.apply({ orgId: id, kind, amount, reference });
-      if (r.outcome === 'insufficient') throw conflict('INSUFFICIENT_BALANCE', `balance ${r.balance} cannot go below zero`, { balance: r.balance });
+      if (r.outcome === 'insufficient')
+        throw conflict('INSUFFICIENT_BALANCE', `balance ${r.balance} cannot go below zero`, { balance: r.balance });
       if (r.outcome === 'no-org') throw notFound('ORG_NOT_FOUND', `org ${id} does not exist`);
       if (r.outcome === 'duplicate' && (r.entry.amount !== amount || r.entry.kind !== kind)) {
         throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request');

@@ -44,18 +44,24 @@ export interface RateLimits {
 
 /** The production limiter factory: Redis under `<prefix>:rl:`, insured in memory. */
 export function redisLimiters(redis: Redis, prefix: string): LimiterFactory {
-  return (keyPrefix, { points, duration }) => new RateLimiterRedis({
-    storeClient: redis,
-    keyPrefix: `${prefix}:rl:${keyPrefix}`,
-    points,
-    duration,
-    insuranceLimiter: new RateLimiterMemory({ points, duration, keyPrefix: `insurance:${keyPrefix}` }),
-  });
+  return (keyPrefix, { points, duration }) =>
+    new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: `${prefix}:rl:${keyPrefix}`,
+      points,
+      duration,
+      insuranceLimiter: new RateLimiterMemory({ points, duration, keyPrefix: `insurance:${keyPrefix}` }),
+    });
 }
 
 /** 429 RATE_LIMITED with Retry-After. */
 export function rateLimited(message: string, msBeforeNext: number): AppError {
-  return new AppError({ code: 'RATE_LIMITED', status: 429, message, headers: { 'Retry-After': String(Math.max(1, Math.ceil(msBeforeNext / 1000))) } });
+  return new AppError({
+    code: 'RATE_LIMITED',
+    status: 429,
+    message,
+    headers: { 'Retry-After': String(Math.max(1, Math.ceil(msBeforeNext / 1000))) },
+  });
 }
 
 /** Creates the limiters. */
@@ -79,7 +85,12 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
       const limit = override ?? o.defaults;
       // A request heavier than the whole window could never pass: it costs at most the window.
       const points = Math.min(limit.points, Math.max(1, cost));
-      const result = (r: RateLimiterRes, allowed: boolean): OrgLimitResult => ({ allowed, limit, remaining: Math.max(0, r.remainingPoints), resetMs: r.msBeforeNext });
+      const result = (r: RateLimiterRes, allowed: boolean): OrgLimitResult => ({
+        allowed,
+        limit,
+        remaining: Math.max(0, r.remainingPoints),
+        resetMs: r.msBeforeNext,
+      });
       try {
         return result(await forOrg(limit).consume(`org:${orgId}`, points), true);
       } catch (err) {
@@ -95,7 +106,8 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
         return;
       }
       const r = await auth.get(`ip:${ip}`).catch(() => null);
-      if (r && r.consumedPoints >= o.authFailures.points) throw rateLimited('too many failed authentications from this address', r.msBeforeNext);
+      if (r && r.consumedPoints >= o.authFailures.points)
+        throw rateLimited('too many failed authentications from this address', r.msBeforeNext);
     },
     async recordAuthFailure(ip) {
       suspects.delete(ip); // re-insert: the map stays ordered by last failure, oldest first out

@@ -68,10 +68,13 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     for (const w of [...waiters]) w();
   };
 
-  const sweeper = setInterval(() => {
-    const cutoff = Date.now() - opts.idleMs;
-    for (const e of entries.values()) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
-  }, Math.min(opts.idleMs, 1000));
+  const sweeper = setInterval(
+    () => {
+      const cutoff = Date.now() - opts.idleMs;
+      for (const e of entries.values()) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
+    },
+    Math.min(opts.idleMs, 1000),
+  );
   sweeper.unref();
 
   /** Takes an entry out of the LRU; it keeps its slot (counted in `closing`) until its last lease ends and it is closed. */
@@ -101,10 +104,13 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
         waiters.delete(done);
         resolve();
       };
-      const timer = setTimeout(() => {
-        waiters.delete(done);
-        reject(unavailable('TENANT_CAPACITY', 'all tenant connection slots are busy; try again', 1000));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          waiters.delete(done);
+          reject(unavailable('TENANT_CAPACITY', 'all tenant connection slots are busy; try again', 1000));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       waiters.add(done);
     });
   }
@@ -115,7 +121,8 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       if (closed) throw unavailable('SHUTTING_DOWN', 'the server is shutting down', 1000);
       const failed = failedUntil.get(org.id);
       if (failed !== undefined) {
-        if (failed > Date.now()) throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', failed - Date.now());
+        if (failed > Date.now())
+          throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', failed - Date.now());
         failedUntil.delete(org.id);
       }
       const existing = entries.get(org.id);
@@ -137,9 +144,19 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
 
   function openEntry(org: ProvisionedOrg): Entry {
     stats.misses++;
-    const entry: Entry = { orgId: org.id, fingerprint: fingerprintOf(org), ready: opts.open(org), leases: 1, lastUsed: Date.now(), retired: false };
+    const entry: Entry = {
+      orgId: org.id,
+      fingerprint: fingerprintOf(org),
+      ready: opts.open(org),
+      leases: 1,
+      lastUsed: Date.now(),
+      retired: false,
+    };
     entries.set(org.id, entry);
-    entry.ready.then((db) => (entry.db = db), () => undefined);
+    entry.ready.then(
+      (db) => (entry.db = db),
+      () => undefined,
+    );
     entry.ready.catch((err: Error) => {
       stats.failures++;
       opts.logger.warn('tenant database unreachable', { orgId: org.id, err: err.message });
@@ -196,7 +213,13 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       clearInterval(sweeper);
       const all = [...entries.values()];
       all.forEach((e) => retire(e));
-      while (closing > 0) await new Promise<void>((resolve) => { waiters.add(function once() { waiters.delete(once); resolve(); }); });
+      while (closing > 0)
+        await new Promise<void>((resolve) => {
+          waiters.add(function once() {
+            waiters.delete(once);
+            resolve();
+          });
+        });
     },
   };
 }

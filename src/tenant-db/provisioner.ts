@@ -62,11 +62,14 @@ export function grantTarget(dbName: string): string {
  */
 async function ownership(admin: Sequelize, org: ProvisionedOrg): Promise<'own' | 'empty' | 'foreign'> {
   const tables = await admin.query<{ name: string }>('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', {
-    replacements: { db: org.dbName }, type: QueryTypes.SELECT,
+    replacements: { db: org.dbName },
+    type: QueryTypes.SELECT,
   });
   if (tables.length === 0) return 'empty';
   if (!tables.some((t) => t.name === OWNER_TABLE)) return 'foreign';
-  const [row] = await admin.query<{ org_uid: string }>(`SELECT org_uid FROM ${quoteIdentifier(org.dbName)}.${OWNER_TABLE} LIMIT 1`, { type: QueryTypes.SELECT });
+  const [row] = await admin.query<{ org_uid: string }>(`SELECT org_uid FROM ${quoteIdentifier(org.dbName)}.${OWNER_TABLE} LIMIT 1`, {
+    type: QueryTypes.SELECT,
+  });
   return row?.org_uid === org.uid ? 'own' : 'foreign';
 }
 
@@ -83,9 +86,12 @@ export function createProvisioner(deps: ProvisionerDeps) {
       // repeat after the shared DB was restored).
       const owner = await ownership(admin, org);
       if (owner === 'own') return undefined;
-      if (owner === 'foreign') throw conflict('TENANT_DB_EXISTS', `database ${org.dbName} already exists and does not belong to this org; it was left untouched`);
+      if (owner === 'foreign')
+        throw conflict('TENANT_DB_EXISTS', `database ${org.dbName} already exists and does not belong to this org; it was left untouched`);
       await admin.query(`CREATE TABLE ${db}.${OWNER_TABLE} (org_id INT UNSIGNED NOT NULL, org_uid CHAR(36) NOT NULL PRIMARY KEY)`);
-      await admin.query(`INSERT INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, { replacements: { id: org.id, uid: org.uid } });
+      await admin.query(`INSERT INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, {
+        replacements: { id: org.id, uid: org.uid },
+      });
       return undefined;
     },
     async CREATE_USER(org) {
@@ -109,7 +115,9 @@ export function createProvisioner(deps: ProvisionerDeps) {
     async MIGRATE(org) {
       const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
       try {
-        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up());
+        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () =>
+          createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up(),
+        );
       } finally {
         await db.close();
       }
@@ -140,7 +148,8 @@ export function createProvisioner(deps: ProvisionerDeps) {
     try {
       return await withLock(lockDb, `tenancy:provision:${config.db.name}:${orgId}`, config.migrationLockWaitSec, () => runLocked(orgId));
     } catch (err) {
-      if (err instanceof LockTimeoutError) throw conflict('PROVISIONING_IN_PROGRESS', `org ${orgId} is being provisioned by another process`);
+      if (err instanceof LockTimeoutError)
+        throw conflict('PROVISIONING_IN_PROGRESS', `org ${orgId} is being provisioned by another process`);
       throw err;
     } finally {
       await lockDb.close();
@@ -166,8 +175,11 @@ export function createProvisioner(deps: ProvisionerDeps) {
         await repo.update(orgId, { status: 'FAILED', lastError: `${step}: ${reason}`.slice(0, 2000) });
         logger.error('tenant provisioning failed', { orgId, step, err: reason });
         throw new AppError({
-          code: 'PROVISIONING_FAILED', status: 500, message: `provisioning failed at ${step}; resume with: bin/tenant provision ${orgId}`,
-          details: { orgId, step }, cause: err,
+          code: 'PROVISIONING_FAILED',
+          status: 500,
+          message: `provisioning failed at ${step}; resume with: bin/tenant provision ${orgId}`,
+          details: { orgId, step },
+          cause: err,
         });
       }
       logger.info('tenant provisioning step done', { orgId, step });
@@ -186,8 +198,13 @@ export function createProvisioner(deps: ProvisionerDeps) {
         // Insert and name in one transaction: a crash can never leave an org without its database name and password.
         id = await repo.sequelize.transaction(async (transaction) => {
           const orgId = await repo.insert({ name: input.name, dbServerId: server.id }, transaction);
-          await repo.update(orgId, { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) }, transaction);
-          if (input.credits > 0) await ledger.apply({ orgId, kind: 'grant', amount: input.credits, reference: 'initial-grant', transaction });
+          await repo.update(
+            orgId,
+            { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) },
+            transaction,
+          );
+          if (input.credits > 0)
+            await ledger.apply({ orgId, kind: 'grant', amount: input.credits, reference: 'initial-grant', transaction });
           return orgId;
         });
       } catch (err) {

@@ -17,8 +17,15 @@ export interface DbServer {
 }
 
 interface ServerRow {
-  id: number; name: string; host: string; port: number; admin_user: string; admin_password_enc: string;
-  capacity: number; status: 'active' | 'draining'; tenants?: number;
+  id: number;
+  name: string;
+  host: string;
+  port: number;
+  admin_user: string;
+  admin_password_enc: string;
+  capacity: number;
+  status: 'active' | 'draining';
+  tenants?: number;
 }
 
 export const DEFAULT_SERVER = 'default';
@@ -49,7 +56,13 @@ export function createServerRegistry(deps: { sharedDb: Sequelize; secrets: Secre
   const rows = new Map<number, ServerRow>();
 
   const toServer = (r: ServerRow): DbServer => ({
-    id: r.id, name: r.name, host: r.host, port: r.port, adminUser: r.admin_user, capacity: r.capacity, status: r.status,
+    id: r.id,
+    name: r.name,
+    host: r.host,
+    port: r.port,
+    adminUser: r.admin_user,
+    capacity: r.capacity,
+    status: r.status,
     ...(r.tenants === undefined ? {} : { tenants: Number(r.tenants) }),
   });
 
@@ -67,10 +80,17 @@ export function createServerRegistry(deps: { sharedDb: Sequelize; secrets: Secre
     return r;
   }
 
-  const connect = (r: ServerRow, database?: string, poolMax = 2) => createSequelize({
-    host: r.host, port: r.port, user: r.admin_user, password: secrets.decrypt(r.admin_password_enc),
-    database, poolMax, connectTimeoutMs: config.tenant.connectTimeoutMs, idleMs: 30_000,
-  });
+  const connect = (r: ServerRow, database?: string, poolMax = 2) =>
+    createSequelize({
+      host: r.host,
+      port: r.port,
+      user: r.admin_user,
+      password: secrets.decrypt(r.admin_password_enc),
+      database,
+      poolMax,
+      connectTimeoutMs: config.tenant.connectTimeoutMs,
+      idleMs: 30_000,
+    });
 
   return {
     async ensureDefault() {

@@ -62,24 +62,45 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
   return {
     targets,
     /** Migrates each tenant up; a failure stops new starts unless skipFailing. Never throws for one tenant. */
-    async migrate(opts: { ids?: readonly number[]; concurrency: number; skipFailing: boolean; onResult?: (r: TenantMigrationResult, done: number, total: number) => void }) {
+    async migrate(opts: {
+      ids?: readonly number[];
+      concurrency: number;
+      skipFailing: boolean;
+      onResult?: (r: TenantMigrationResult, done: number, total: number) => void;
+    }) {
       const orgs = await targets(opts.ids);
       let done = 0;
-      const results = await mapWithConcurrency(orgs, opts.concurrency, async (org): Promise<TenantMigrationResult> => {
-        const started = Date.now();
-        let r: TenantMigrationResult;
-        try {
-          const applied = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.up()));
-          r = { orgId: org.id, dbName: org.dbName, result: 'ok', migrations: applied.map((a) => a.name), ms: Date.now() - started };
-        } catch (err) {
-          const locked = err instanceof MigrationLockedError;
-          r = { orgId: org.id, dbName: org.dbName, result: locked ? 'locked' : 'failed', migrations: [], ms: Date.now() - started, error: describeError(err) };
-        }
-        opts.onResult?.(r, ++done, orgs.length);
-        return r;
-      }, (r) => r.result !== 'ok' && !opts.skipFailing);
+      const results = await mapWithConcurrency(
+        orgs,
+        opts.concurrency,
+        async (org): Promise<TenantMigrationResult> => {
+          const started = Date.now();
+          let r: TenantMigrationResult;
+          try {
+            const applied = await withTenantMigrator(org, (m, db) =>
+              withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.up()),
+            );
+            r = { orgId: org.id, dbName: org.dbName, result: 'ok', migrations: applied.map((a) => a.name), ms: Date.now() - started };
+          } catch (err) {
+            const locked = err instanceof MigrationLockedError;
+            r = {
+              orgId: org.id,
+              dbName: org.dbName,
+              result: locked ? 'locked' : 'failed',
+              migrations: [],
+              ms: Date.now() - started,
+              error: describeError(err),
+            };
+          }
+          opts.onResult?.(r, ++done, orgs.length);
+          return r;
+        },
+        (r) => r.result !== 'ok' && !opts.skipFailing,
+      );
       const seen = new Set(results.map((r) => r.orgId));
-      const notRun = orgs.filter((o) => !seen.has(o.id)).map((o): TenantMigrationResult => ({ orgId: o.id, dbName: o.dbName, result: 'not-run', migrations: [], ms: 0 }));
+      const notRun = orgs
+        .filter((o) => !seen.has(o.id))
+        .map((o): TenantMigrationResult => ({ orgId: o.id, dbName: o.dbName, result: 'not-run', migrations: [], ms: 0 }));
       return [...results, ...notRun];
     },
     /** Applied and pending migrations per tenant. */
@@ -88,8 +109,10 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
       return mapWithConcurrency(orgs, opts.concurrency, async (org) => {
         try {
           return await withTenantMigrator(org, async (m) => ({
-            orgId: org.id, dbName: org.dbName,
-            applied: (await m.executed()).map((x) => x.name), pending: (await m.pending()).map((x) => x.name),
+            orgId: org.id,
+            dbName: org.dbName,
+            applied: (await m.executed()).map((x) => x.name),
+            pending: (await m.pending()).map((x) => x.name),
           }));
         } catch (err) {
           return { orgId: org.id, dbName: org.dbName, applied: [], pending: [], error: describeError(err) };
@@ -102,8 +125,16 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
       return mapWithConcurrency(orgs, opts.concurrency, async (org) => {
         const started = Date.now();
         try {
-          const reverted = await withTenantMigrator(org, (m, db) => withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.down({ step: opts.step })));
-          return { orgId: org.id, dbName: org.dbName, result: 'ok' as const, migrations: reverted.map((a) => a.name), ms: Date.now() - started };
+          const reverted = await withTenantMigrator(org, (m, db) =>
+            withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.down({ step: opts.step })),
+          );
+          return {
+            orgId: org.id,
+            dbName: org.dbName,
+            result: 'ok' as const,
+            migrations: reverted.map((a) => a.name),
+            ms: Date.now() - started,
+          };
         } catch (err) {
           const result = err instanceof MigrationLockedError ? ('locked' as const) : ('failed' as const);
           return { orgId: org.id, dbName: org.dbName, result, migrations: [], ms: Date.now() - started, error: describeError(err) };

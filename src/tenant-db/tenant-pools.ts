@@ -12,12 +12,23 @@ export function createTenantPools(deps: { config: Config; servers: ServerRegistr
   const { servers, secrets, logger } = deps;
   const t = deps.config.tenant;
   return createTenantPoolCache({
-    maxOpen: t.cacheMax, idleMs: t.idleMs, acquireTimeoutMs: t.acquireTimeoutMs, retryAfterMs: t.retryAfterMs, logger,
+    maxOpen: t.cacheMax,
+    idleMs: t.idleMs,
+    acquireTimeoutMs: t.acquireTimeoutMs,
+    retryAfterMs: t.retryAfterMs,
+    logger,
     async open(org) {
       const { host, port } = await servers.endpoint(org.dbServerId);
       const db = createSequelize({
-        host, port, user: org.dbUser, password: secrets.decrypt(org.dbPasswordEnc), database: org.dbName,
-        poolMax: t.poolMax, idleMs: t.idleMs, acquireTimeoutMs: t.acquireTimeoutMs, connectTimeoutMs: t.connectTimeoutMs,
+        host,
+        port,
+        user: org.dbUser,
+        password: secrets.decrypt(org.dbPasswordEnc),
+        database: org.dbName,
+        poolMax: t.poolMax,
+        idleMs: t.idleMs,
+        acquireTimeoutMs: t.acquireTimeoutMs,
+        connectTimeoutMs: t.connectTimeoutMs,
       });
       try {
         await db.authenticate();

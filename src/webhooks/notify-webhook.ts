@@ -25,7 +25,13 @@ export interface WebhookInput {
 }
 
 /** Creates the use case. */
-export function createNotifyWebhook(deps: { repo: OrgRepository; pools: TenantPoolCache; secrets: SecretBox; logger: Logger; timeoutMs: number }) {
+export function createNotifyWebhook(deps: {
+  repo: OrgRepository;
+  pools: TenantPoolCache;
+  secrets: SecretBox;
+  logger: Logger;
+  timeoutMs: number;
+}) {
   return async function notify(input: WebhookInput): Promise<WebhookOutcome> {
     const { orgId, messageId, status } = input;
     const org = await deps.repo.get(orgId);
@@ -36,9 +42,18 @@ export function createNotifyWebhook(deps: { repo: OrgRepository; pools: TenantPo
       type: status === 'SENT' ? 'message.sent' : 'message.failed',
       timestamp: new Date(input.reachedAt).toISOString(),
       data: {
-        id: Number(m.id), orgId, to: m.to, channel: m.channel, status, cost: m.cost, attempts: m.attempts,
-        errorCode: m.errorCode ?? null, errorText: m.errorText ?? null, providerMessageId: m.providerMessageId ?? null,
-        createdAt: m.createdAt, sentAt: m.sentAt ?? null,
+        id: Number(m.id),
+        orgId,
+        to: m.to,
+        channel: m.channel,
+        status,
+        cost: m.cost,
+        attempts: m.attempts,
+        errorCode: m.errorCode ?? null,
+        errorText: m.errorText ?? null,
+        providerMessageId: m.providerMessageId ?? null,
+        createdAt: m.createdAt,
+        sentAt: m.sentAt ?? null,
       },
     });
     const timestamp = Math.floor(Date.now() / 1000);

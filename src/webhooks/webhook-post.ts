@@ -72,17 +72,21 @@ function send(url: URL, target: ResolvedAddress, input: PostWebhookInput, timeou
   };
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = client.request(url, {
-      method: 'POST',
-      headers: { ...input.headers, 'Content-Length': String(Buffer.byteLength(input.body)) },
-      lookup: pinned,
-      agent: false, // no pooled socket: each post connects to the address it just checked
-    }, (res) => {
-      const status = res.statusCode ?? 0;
-      res.destroy(); // the answer's body is not needed
-      if (status >= 200 && status < 300) resolve(status);
-      else reject(Object.assign(new Error(`webhook endpoint answered ${status}`), { status }));
-    });
+    const req = client.request(
+      url,
+      {
+        method: 'POST',
+        headers: { ...input.headers, 'Content-Length': String(Buffer.byteLength(input.body)) },
+        lookup: pinned,
+        agent: false, // no pooled socket: each post connects to the address it just checked
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        res.destroy(); // the answer's body is not needed
+        if (status >= 200 && status < 300) resolve(status);
+        else reject(Object.assign(new Error(`webhook endpoint answered ${status}`), { status }));
+      },
+    );
     const timer = setTimeout(() => req.destroy(new Error(`webhook post timed out after ${input.timeoutMs}ms`)), timeoutMs);
     req.once('close', () => clearTimeout(timer));
     req.on('error', reject); // 'on': a late error (after the answer) must not go unhandled

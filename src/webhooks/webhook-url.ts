@@ -16,13 +16,15 @@ for (const [network, prefix] of [
   ['192.168.0.0', 16], // private
   ['224.0.0.0', 4], // multicast
   ['240.0.0.0', 4], // reserved, includes the broadcast 255.255.255.255
-] as const) forbidden.addSubnet(network, prefix, 'ipv4');
+] as const)
+  forbidden.addSubnet(network, prefix, 'ipv4');
 for (const [network, prefix] of [
   ['::', 96], // unspecified ::, loopback ::1 and the deprecated IPv4-compatible ::a.b.c.d
   ['fc00::', 7], // unique local
   ['fe80::', 10], // link-local
   ['ff00::', 8], // multicast
-] as const) forbidden.addSubnet(network, prefix, 'ipv6');
+] as const)
+  forbidden.addSubnet(network, prefix, 'ipv6');
 
 /** True when a webhook must not connect to this IP address (also for anything that is not an IP address). */
 export function isForbiddenAddress(ip: string): boolean {

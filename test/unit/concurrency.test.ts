@@ -20,10 +20,15 @@ describe('mapWithConcurrency (unit)', () => {
 
   it('stops starting new items once shouldStop says so; items already started finish', async () => {
     const started: number[] = [];
-    const out = await mapWithConcurrency([1, 2, 3, 4, 5], 1, async (x) => {
-      started.push(x);
-      return x;
-    }, (r) => r === 2);
+    const out = await mapWithConcurrency(
+      [1, 2, 3, 4, 5],
+      1,
+      async (x) => {
+        started.push(x);
+        return x;
+      },
+      (r) => r === 2,
+    );
     expect(started).to.deep.equal([1, 2]);
     expect(out).to.deep.equal([1, 2]);
   });

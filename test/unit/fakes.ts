@@ -7,9 +7,23 @@ export const silent = createLogger({ level: 'silent' });
 /** A provisioned org record with the given id (and optionally other fields). */
 export function fakeOrg(id: number, over: Partial<ProvisionedOrg> = {}): ProvisionedOrg {
   return {
-    id, name: `org ${id}`, uid: `uid-${id}`, status: 'ACTIVE', creditBalance: 10, dbServerId: 1, dbName: `t_${id}`, dbUser: `t_${id}`,
-    dbPasswordEnc: `enc-${id}`, provisioningStep: null, lastError: null, rateLimit: null, webhookUrl: null, webhookSecretEnc: null,
-    createdAt: new Date(0), updatedAt: new Date(0), ...over,
+    id,
+    name: `org ${id}`,
+    uid: `uid-${id}`,
+    status: 'ACTIVE',
+    creditBalance: 10,
+    dbServerId: 1,
+    dbName: `t_${id}`,
+    dbUser: `t_${id}`,
+    dbPasswordEnc: `enc-${id}`,
+    provisioningStep: null,
+    lastError: null,
+    rateLimit: null,
+    webhookUrl: null,
+    webhookSecretEnc: null,
+    createdAt: new Date(0),
+    updatedAt: new Date(0),
+    ...over,
   };
 }
 

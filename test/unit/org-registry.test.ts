@@ -11,7 +11,9 @@ function fakeRepo() {
   const calls = { get: 0, findKey: 0, touchKey: 0 };
   let gate: Promise<void> | undefined;
   return {
-    orgs, keys, calls,
+    orgs,
+    keys,
+    calls,
     hold(p: Promise<void>) {
       gate = p;
     },
@@ -34,7 +36,16 @@ function fakeRepo() {
 
 function keyFor(orgId: number, id = 1) {
   const k = generateApiKey();
-  const record: ApiKeyRecord = { id, orgId, prefix: k.prefix, keyHash: k.hash, name: 'default', createdAt: new Date(0), lastUsedAt: null, revokedAt: null };
+  const record: ApiKeyRecord = {
+    id,
+    orgId,
+    prefix: k.prefix,
+    keyHash: k.hash,
+    name: 'default',
+    createdAt: new Date(0),
+    lastUsedAt: null,
+    revokedAt: null,
+  };
   return { key: k.key, record };
 }
 

@@ -14,7 +14,11 @@ function harness(over: Partial<PoolCacheOptions> = {}) {
   const opened: FakePool[] = [];
   let failNext: Error | undefined;
   const cache = createTenantPoolCache({
-    maxOpen: 2, idleMs: 60_000, acquireTimeoutMs: 200, retryAfterMs: 60_000, logger: silent,
+    maxOpen: 2,
+    idleMs: 60_000,
+    acquireTimeoutMs: 200,
+    retryAfterMs: 60_000,
+    logger: silent,
     async open(org) {
       if (failNext) {
         const err = failNext;

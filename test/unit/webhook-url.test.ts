@@ -21,7 +21,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 const PRIVATE = { allowPrivate: false };
-const INTERNAL = (host: string) => `the webhook URL may not point at a loopback, private, link-local or otherwise internal address (${host})`;
+const INTERNAL = (host: string) =>
+  `the webhook URL may not point at a loopback, private, link-local or otherwise internal address (${host})`;
 
 describe('webhook URL rules (SSRF)', () => {
   describe('isForbiddenAddress', () => {
@@ -30,7 +31,13 @@ describe('webhook URL rules (SSRF)', () => {
       'private 10.0.0.0/8': ['10.0.0.1', '10.255.255.255'],
       'private 172.16.0.0/12': ['172.16.0.1', '172.31.255.254'],
       'private 192.168.0.0/16': ['192.168.0.1', '192.168.255.255'],
-      'link-local (169.254.0.0/16, fe80::/10), cloud metadata included': ['169.254.169.254', '169.254.0.1', 'fe80::1', 'febf::1', 'fe80::1%eth0'],
+      'link-local (169.254.0.0/16, fe80::/10), cloud metadata included': [
+        '169.254.169.254',
+        '169.254.0.1',
+        'fe80::1',
+        'febf::1',
+        'fe80::1%eth0',
+      ],
       'carrier-grade NAT 100.64.0.0/10': ['100.64.0.1', '100.127.255.254'],
       'unique local IPv6 fc00::/7': ['fc00::1', 'fd12:3456:789a::1'],
       'multicast (224.0.0.0/4, ff00::/8)': ['224.0.0.1', '239.255.255.250', 'ff02::1', 'ff0e::1'],
@@ -38,8 +45,16 @@ describe('webhook URL rules (SSRF)', () => {
       '"this network" 0.0.0.0/8': ['0.1.2.3', '0.255.255.255'],
       'broadcast and reserved 240.0.0.0/4': ['255.255.255.255', '240.0.0.1'],
       'IPv4-mapped IPv6 forms of all of these': [
-        '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::ffff:172.16.0.1', '::ffff:192.168.1.1', '::ffff:169.254.169.254',
-        '::ffff:100.64.0.1', '::ffff:224.0.0.1', '::ffff:0.0.0.0', '::ffff:255.255.255.255',
+        '::ffff:127.0.0.1',
+        '::ffff:7f00:1',
+        '::ffff:10.0.0.1',
+        '::ffff:172.16.0.1',
+        '::ffff:192.168.1.1',
+        '::ffff:169.254.169.254',
+        '::ffff:100.64.0.1',
+        '::ffff:224.0.0.1',
+        '::ffff:0.0.0.0',
+        '::ffff:255.255.255.255',
       ],
       'deprecated IPv4-compatible IPv6 (::/96)': ['::127.0.0.1', '::10.0.0.1'],
       'anything that is not an IP address (fails closed)': ['', 'localhost', 'example.com', '1.2.3', '[::1'],
@@ -52,9 +67,25 @@ describe('webhook URL rules (SSRF)', () => {
 
     it('allows public addresses, including just outside each forbidden range and their IPv4-mapped forms', () => {
       const addresses = [
-        '8.8.8.8', '1.1.1.1', '93.184.216.34', '9.255.255.255', '11.0.0.1', '172.15.255.255', '172.32.0.1', '192.167.255.255',
-        '192.169.0.1', '100.63.255.255', '100.128.0.1', '169.253.255.255', '126.255.255.255', '128.0.0.1', '223.255.255.255',
-        '2606:4700:4700::1111', '2001:4860:4860::8888', '::ffff:8.8.8.8', '[2606:4700:4700::1111]',
+        '8.8.8.8',
+        '1.1.1.1',
+        '93.184.216.34',
+        '9.255.255.255',
+        '11.0.0.1',
+        '172.15.255.255',
+        '172.32.0.1',
+        '192.167.255.255',
+        '192.169.0.1',
+        '100.63.255.255',
+        '100.128.0.1',
+        '169.253.255.255',
+        '126.255.255.255',
+        '128.0.0.1',
+        '223.255.255.255',
+        '2606:4700:4700::1111',
+        '2001:4860:4860::8888',
+        '::ffff:8.8.8.8',
+        '[2606:4700:4700::1111]',
       ];
       expect(verdicts(addresses)).to.deep.equal(all(addresses, false));
     });
@@ -62,7 +93,12 @@ describe('webhook URL rules (SSRF)', () => {
 
   describe('checkWebhookUrl', () => {
     it('accepts public http and https URLs', () => {
-      for (const url of ['https://hooks.example.com/status', 'http://hooks.example.com:8080/a?b=c', 'https://8.8.8.8/x', 'http://[2606:4700:4700::1111]/']) {
+      for (const url of [
+        'https://hooks.example.com/status',
+        'http://hooks.example.com:8080/a?b=c',
+        'https://8.8.8.8/x',
+        'http://[2606:4700:4700::1111]/',
+      ]) {
         expect(checkWebhookUrl(url, PRIVATE), url).to.equal(undefined);
       }
     });
@@ -116,7 +152,13 @@ describe('webhook URL rules (SSRF)', () => {
   });
 
   describe('postWebhook', () => {
-    interface Received { method: string; url: string; host: string; headers: http.IncomingHttpHeaders; body: string }
+    interface Received {
+      method: string;
+      url: string;
+      host: string;
+      headers: http.IncomingHttpHeaders;
+      body: string;
+    }
     let server: http.Server;
     let port: number;
     let received: Received[];
@@ -144,7 +186,14 @@ describe('webhook URL rules (SSRF)', () => {
     });
 
     const post = (url: string, extra: Partial<Parameters<typeof postWebhook>[0]> = {}) =>
-      postWebhook({ url, headers: { 'Content-Type': 'application/json', 'webhook-id': 'msg_1' }, body: '{"ok":true}', timeoutMs: 2000, allowPrivate: false, ...extra });
+      postWebhook({
+        url,
+        headers: { 'Content-Type': 'application/json', 'webhook-id': 'msg_1' },
+        body: '{"ok":true}',
+        timeoutMs: 2000,
+        allowPrivate: false,
+        ...extra,
+      });
 
     it('with allowPrivate posts the body and headers to a local server and answers its status', async () => {
       expect(await post(`http://127.0.0.1:${port}/hook?x=1`, { allowPrivate: true })).to.deep.equal({ status: 204 });
@@ -167,16 +216,27 @@ describe('webhook URL rules (SSRF)', () => {
     });
 
     it('refuses a host name that resolves to 127.0.0.1, without connecting', async () => {
-      const err = await rejection(post(`http://hooks.example.test:${port}/hook`, { resolve: async () => [{ address: '127.0.0.1', family: 4 }] }));
+      const err = await rejection(
+        post(`http://hooks.example.test:${port}/hook`, { resolve: async () => [{ address: '127.0.0.1', family: 4 }] }),
+      );
       expect(err).to.be.instanceOf(ForbiddenWebhookTarget);
-      expect(err).to.deep.include({ code: 'WEBHOOK_URL_FORBIDDEN', message: 'webhook host hooks.example.test resolves to an internal address (127.0.0.1)' });
+      expect(err).to.deep.include({
+        code: 'WEBHOOK_URL_FORBIDDEN',
+        message: 'webhook host hooks.example.test resolves to an internal address (127.0.0.1)',
+      });
       expect(received).to.deep.equal([]);
     });
 
     it('refuses a host name when ANY of its addresses is internal', async () => {
-      const resolve = async (): Promise<ResolvedAddress[]> => [{ address: '93.184.216.34', family: 4 }, { address: '::ffff:10.0.0.1', family: 6 }];
+      const resolve = async (): Promise<ResolvedAddress[]> => [
+        { address: '93.184.216.34', family: 4 },
+        { address: '::ffff:10.0.0.1', family: 6 },
+      ];
       const err = await rejection(post(`http://hooks.example.test:${port}/hook`, { resolve }));
-      expect(err).to.deep.include({ code: 'WEBHOOK_URL_FORBIDDEN', message: 'webhook host hooks.example.test resolves to an internal address (::ffff:10.0.0.1)' });
+      expect(err).to.deep.include({
+        code: 'WEBHOOK_URL_FORBIDDEN',
+        message: 'webhook host hooks.example.test resolves to an internal address (::ffff:10.0.0.1)',
+      });
     });
 
     it('resolves once and connects to exactly the address it checked (DNS rebinding cannot redirect it)', async () => {
