@@ -50,7 +50,22 @@ export interface Config {
     readonly secret: string;
     readonly timeoutMs: number;
   };
-  readonly delivery: { readonly concurrency: number; readonly attempts: number; readonly backoffMs: number; readonly lockMs: number };
+  readonly delivery: {
+    readonly concurrency: number;
+    readonly attempts: number;
+    readonly backoffMs: number;
+    readonly lockMs: number;
+    /** Infrastructure-error postponements of one job before it is handed back to the reconciler. */
+    readonly maxPostponements: number;
+  };
+  /** Failed jobs kept in Redis (the message row stays the record): at most this many, for at most this long. */
+  readonly failedJobs: { readonly keepCount: number; readonly keepAgeSec: number };
+  /** The outbox reconciler: rows QUEUED/SENDING for longer than afterMs with no live job are enqueued again. */
+  readonly reconcile: { readonly afterMs: number; readonly intervalMs: number };
+  /** Longest a tenant query may run (server-side statement timeout). */
+  readonly tenantStatementTimeoutMs: number;
+  /** Deadline of a graceful shutdown; then connections and jobs are force-closed. */
+  readonly shutdownTimeoutMs: number;
   readonly webhooks: {
     readonly concurrency: number;
     readonly attempts: number;
@@ -148,6 +163,16 @@ const schema = Joi.object({
   DELIVERY_ATTEMPTS: Joi.number().integer().min(1).max(50).default(5),
   DELIVERY_BACKOFF_MS: Joi.number().integer().min(1).default(1000),
   WORKER_LOCK_MS: Joi.number().integer().min(500).default(30_000),
+  DELIVERY_MAX_POSTPONEMENTS: Joi.number().integer().min(1).max(10_000).default(30),
+  FAILED_JOBS_KEEP_COUNT: Joi.number().integer().min(0).default(10_000),
+  FAILED_JOBS_KEEP_AGE_SEC: Joi.number()
+    .integer()
+    .min(1)
+    .default(7 * 24 * 3600),
+  RECONCILE_AFTER_MS: Joi.number().integer().min(100).default(60_000),
+  RECONCILE_INTERVAL_MS: Joi.number().integer().min(100).default(30_000),
+  TENANT_STATEMENT_TIMEOUT_MS: Joi.number().integer().min(100).default(10_000),
+  SHUTDOWN_TIMEOUT_MS: Joi.number().integer().min(100).default(15_000),
   WEBHOOK_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
   WEBHOOK_ATTEMPTS: Joi.number().integer().min(1).max(50).default(8),
   WEBHOOK_BACKOFF_MS: Joi.number().integer().min(1).default(2000),
@@ -216,7 +241,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       attempts: v.DELIVERY_ATTEMPTS,
       backoffMs: v.DELIVERY_BACKOFF_MS,
       lockMs: v.WORKER_LOCK_MS,
+      maxPostponements: v.DELIVERY_MAX_POSTPONEMENTS,
     },
+    failedJobs: { keepCount: v.FAILED_JOBS_KEEP_COUNT, keepAgeSec: v.FAILED_JOBS_KEEP_AGE_SEC },
+    reconcile: { afterMs: v.RECONCILE_AFTER_MS, intervalMs: v.RECONCILE_INTERVAL_MS },
+    tenantStatementTimeoutMs: v.TENANT_STATEMENT_TIMEOUT_MS,
+    shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
     webhooks: {
       concurrency: v.WEBHOOK_CONCURRENCY,
       attempts: v.WEBHOOK_ATTEMPTS,

@@ -45,7 +45,8 @@ export interface Deps {
   limits: RateLimits;
   metrics: Metrics;
   gateway: Gateway;
-  close(): Promise<void>;
+  /** Releases everything; past `deadlineMs`, tenant pools are closed even under running queries. */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 export interface DepsOptions {
@@ -79,7 +80,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     if (reason === 'dropped') pools.evict(orgId);
   });
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
-  const orgs = createOrgService({ repo, ledger, provisioner, events, secrets });
+  const orgs = createOrgService({ repo, ledger, provisioner, events, secrets, webhookAllowPrivate: config.webhooks.allowPrivate });
   const migrations = createTenantMigrations({ config, repo, servers });
   const delivery = createDeliveryQueue(config);
   const deliveryQueue = delivery.queue;
@@ -116,9 +117,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     gateway,
     limits,
     metrics,
-    close() {
+    close(deadlineMs) {
       closing ??= (async () => {
-        await pools.close();
+        await pools.close(deadlineMs);
         await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close()]);
         redis.disconnect();
       })();

@@ -71,10 +71,19 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    logger.info('shutting down', { signal });
-    // Stop taking work first (HTTP and jobs), let what is in flight finish, then release the pools.
-    Promise.all([api?.stop(10_000), worker?.close(), metricsServer?.close()])
-      .then(() => deps.close())
+    const budget = config.shutdownTimeoutMs;
+    const deadline = Date.now() + budget;
+    const left = () => Math.max(0, deadline - Date.now());
+    logger.info('shutting down', { signal, deadlineMs: budget });
+    // Past the deadline and a little more, nothing is waited for any longer.
+    setTimeout(() => {
+      logger.error('shutdown deadline passed: exiting', { deadlineMs: budget });
+      process.exit(1);
+    }, budget + 2000).unref();
+    // Stop taking work first (HTTP and jobs), let what is in flight finish, then release the pools; each step is bounded
+    // by what is left of SHUTDOWN_TIMEOUT_MS, after which connections and jobs are force-closed.
+    Promise.all([api?.stop(budget), worker?.close(budget), metricsServer?.close()])
+      .then(() => deps.close(left()))
       .then(
         () => process.exit(0),
         (err: Error) => {

@@ -5,8 +5,12 @@ import type { Deps } from '../src/deps.js';
 import type { TenantMigrationResult, TenantStatus } from '../src/tenant-db/tenant-migrations.js';
 import { cli, createTenant, rootDb, rows, testDeps, type CliResult } from './helpers.js';
 
-/** The tenant migration that creates the messages table (the latest one). */
+/** The tenant migration that creates the messages table, and the one after it (the latest). */
 const MESSAGES = '20261122-0001-messages';
+const PENDING_INDEX = '20261123-0001-pending-index';
+/** What rolling back to before the messages table reverts (newest first), and what migrating up re-applies. */
+const DOWN = [PENDING_INDEX, MESSAGES];
+const UP = [MESSAGES, PENDING_INDEX];
 
 interface Summary {
   shared?: string[];
@@ -42,10 +46,10 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
     created.push(t.id);
     return t;
   };
-  /** Reverts the latest migration of each tenant (through the service: not what is under test here). */
+  /** Reverts each tenant to before the messages table (through the service: not what is under test here). */
   const rollBack = async (ids: number[]) => {
-    const results = await deps.migrations.rollback({ ids, step: 1, concurrency: 4 });
-    expect(results.map((r) => [r.result, r.migrations])).to.deep.equal(ids.map(() => ['ok', [MESSAGES]]));
+    const results = await deps.migrations.rollback({ ids, step: DOWN.length, concurrency: 4 });
+    expect(results.map((r) => [r.result, r.migrations])).to.deep.equal(ids.map(() => ['ok', DOWN]));
   };
   const hasMessages = async (db: string) =>
     (await rows(root, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_NAME = 'messages'", { db }))
@@ -80,24 +84,24 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
   });
 
   describe('rollback and migrate one tenant', () => {
-    it('rollback reverts one migration (the messages table disappears), status shows it pending, and migrate re-applies it', async () => {
+    it('rollback --step 2 reverts the latest two migrations (the messages table disappears), status shows it pending, and migrate re-applies it', async () => {
       const t = await tenant();
 
-      const back = await cli(['rollback', ...tenantArgs(t.id), '--json']);
+      const back = await cli(['rollback', ...tenantArgs(t.id), '--step', String(DOWN.length), '--json']);
       expectOk(back);
       expect(back.json.failed).to.equal(0);
-      expect(resultOf(back.json, t.id)).to.deep.include({ result: 'ok', migrations: [MESSAGES] });
+      expect(resultOf(back.json, t.id)).to.deep.include({ result: 'ok', migrations: DOWN });
       expect(await hasMessages(t.dbName), 'messages table after rollback').to.equal(false);
 
       const status = await cli(['status', ...tenantArgs(t.id), '--json']);
       expectOk(status);
-      expect((status.json.tenants as TenantStatus[])[0]!.pending).to.deep.equal([MESSAGES]);
+      expect((status.json.tenants as TenantStatus[])[0]!.pending).to.deep.equal(UP);
       expect((status.json.tenants as TenantStatus[])[0]!.applied).to.not.include(MESSAGES);
 
       const up = await cli(['migrate', ...tenantArgs(t.id), '--json']);
       expectOk(up);
       expect(up.json.failed).to.equal(0);
-      expect(resultOf(up.json, t.id)).to.deep.include({ result: 'ok', migrations: [MESSAGES] });
+      expect(resultOf(up.json, t.id)).to.deep.include({ result: 'ok', migrations: UP });
       expect(await hasMessages(t.dbName), 'messages table after migrate').to.equal(true);
     });
   });
@@ -115,7 +119,7 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
       expect(r.json.failed).to.equal(0);
       expect(r.json.results).to.have.length(3);
       for (const t of ts) {
-        expect(resultOf(r.json, t.id)).to.deep.include({ dbName: t.dbName, result: 'ok', migrations: [MESSAGES] });
+        expect(resultOf(r.json, t.id)).to.deep.include({ dbName: t.dbName, result: 'ok', migrations: UP });
         expect(await hasMessages(t.dbName), t.dbName).to.equal(true);
       }
     });
@@ -144,7 +148,7 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
       expect(r.code, r.stderr).to.equal(1);
       const s = summary(r);
       expect(s.results).to.have.length(3);
-      expect(resultOf(s, a.id)).to.deep.include({ result: 'ok', migrations: [MESSAGES] });
+      expect(resultOf(s, a.id)).to.deep.include({ result: 'ok', migrations: UP });
       expect(resultOf(s, b.id)).to.deep.include({ result: 'failed', migrations: [] });
       expect(resultOf(s, b.id).error, 'the reason names the migration that failed').to.be.a('string').that.includes(MESSAGES);
       expect(resultOf(s, c.id)).to.deep.include({ result: 'not-run', migrations: [] });
@@ -159,7 +163,7 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
       expect(s.results).to.have.length(3);
       expect(resultOf(s, a.id).result).to.equal('ok');
       expect(resultOf(s, b.id).result).to.equal('failed');
-      expect(resultOf(s, c.id)).to.deep.include({ result: 'ok', migrations: [MESSAGES] });
+      expect(resultOf(s, c.id)).to.deep.include({ result: 'ok', migrations: UP });
       expect(s.failed).to.equal(1);
       expect(await hasMessages(c.dbName), 'c migrated').to.equal(true);
     });
@@ -214,7 +218,7 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
 
       const again = await cli(['migrate', ...tenantArgs(t.id), '--json'], env);
       expectOk(again);
-      expect(resultOf(again.json, t.id)).to.deep.include({ result: 'ok', migrations: [MESSAGES] });
+      expect(resultOf(again.json, t.id)).to.deep.include({ result: 'ok', migrations: UP });
       expect(await hasMessages(t.dbName)).to.equal(true);
     });
   });
@@ -233,7 +237,7 @@ describe('tenant migrations (bin/tenant migrate, status, rollback)', () => {
       expect(r.json.shared).to.be.an('array');
       expect(await hasMessages(t.dbName)).to.equal(false);
       const [status] = await deps.migrations.status({ ids: [t.id], concurrency: 1 });
-      expect(status!.pending).to.deep.equal([MESSAGES]);
+      expect(status!.pending).to.deep.equal(UP);
     });
   });
 });

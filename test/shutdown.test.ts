@@ -1,39 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { expect } from 'chai';
-import { ADMIN_TOKEN, ROOT, TEST_ENV } from './helpers.js';
-
-/** Starts `src/main.ts` (all in one: API + workers) on an ephemeral port; resolves with its URL and its output. */
-async function startMain(env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, ...TEST_ENV, PORT: '0', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const waiters: { text: string; resolve: () => void }[] = [];
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-    for (const w of [...waiters])
-      if (out.includes(w.text)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve();
-      }
-  });
-  const lines = {
-    all: () => out,
-    /** Resolves when the output contains `text` (an event of the child, not a timer). */
-    waitFor: (text: string) => new Promise<void>((resolve) => (out.includes(text) ? resolve() : waiters.push({ text, resolve }))),
-  };
-  const started = lines.waitFor('listening on ');
-  const early = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`main exited early with ${code}`))));
-  early.catch(() => undefined); // once started, a later exit is what the tests wait for
-  await Promise.race([started, early]);
-  const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
-  return { child, url, lines };
-}
-
-const exited = (child: ChildProcess) => new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+import { ADMIN_TOKEN } from './helpers.js';
+import { exited, startMain } from './processes.js';
 
 describe('graceful shutdown of `npm start` (API + workers)', () => {
   it('on SIGTERM stops accepting, finishes, closes pools and Redis, and exits 0', async function () {
@@ -42,7 +10,7 @@ describe('graceful shutdown of `npm start` (API + workers)', () => {
     expect((await fetch(`${url}/health`)).status).to.equal(200);
     const done = exited(child);
     child.kill('SIGTERM');
-    expect(await done).to.equal(0);
+    expect((await done).code).to.equal(0);
     const refused = await fetch(`${url}/health`).then(
       () => 'answered',
       () => 'refused',
@@ -68,7 +36,7 @@ describe('graceful shutdown of `npm start` (API + workers)', () => {
     child.kill('SIGTERM');
     await lines.waitFor('shutting down');
     child.kill('SIGTERM');
-    expect(await done).to.equal(1);
+    expect((await done).code).to.equal(1);
     expect(lines.all()).to.contain('second signal: forcing exit');
     socket.destroy();
   });

@@ -7,6 +7,7 @@ import { signWebhook } from '../src/webhooks/signature.js';
 import { createTenant, rows, startApiWithWorkers, type ApiWithWorkers, type TestApi } from './helpers.js';
 
 const ENV = {
+  WEBHOOK_ALLOW_PRIVATE: 'true', // the receivers here listen on 127.0.0.1
   DELIVERY_ATTEMPTS: '2',
   DELIVERY_BACKOFF_MS: '5',
   WEBHOOK_ATTEMPTS: '3',

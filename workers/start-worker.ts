@@ -1,4 +1,5 @@
 /** Starts one BullMQ worker with the project's conventions: own connection, prefix, error logging, idempotent close. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Processor } from 'bullmq';
 import { createRedis } from '../src/lib/redis.js';
 import type { Config } from '../config/config.js';
@@ -7,8 +8,11 @@ import type { Metrics } from '../src/metrics/metrics.js';
 
 export interface RunningWorker<T, R> {
   worker: Worker<T, R>;
-  /** Stops taking jobs, waits for the active ones to finish, closes its Redis connection. */
-  close(): Promise<void>;
+  /**
+   * Stops taking jobs, waits for the active ones to finish (past `deadlineMs`, stops waiting: their locks lapse and
+   * another worker takes them over, which the fenced delivery makes safe), closes its Redis connection.
+   */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 /** Starts a worker on queue `name` (it begins taking jobs at once). */
@@ -35,8 +39,15 @@ export function startWorker<T, R>(
   let closing: Promise<void> | undefined;
   return {
     worker,
-    close() {
-      closing ??= worker.close().finally(() => connection.disconnect());
+    close(deadlineMs) {
+      closing ??= (async () => {
+        const graceful = worker.close();
+        if (deadlineMs === undefined) await graceful;
+        else if ((await Promise.race([graceful.then(() => true), sleep(deadlineMs).then(() => false)])) === false) {
+          opts.logger.warn('worker did not finish its active jobs in time: closing anyway', { queue: name, deadlineMs });
+          await worker.close(true);
+        }
+      })().finally(() => connection.disconnect());
       return closing;
     },
   };

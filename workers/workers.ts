@@ -2,6 +2,7 @@
 import type { Config } from '../config/config.js';
 import type { Deps } from '../src/deps.js';
 import { createDeliverMessage, type DeliveryOutcome } from '../src/delivery/deliver-message.js';
+import { createReconciler, type Reconciler } from '../src/delivery/reconciler.js';
 import { DELIVERY_QUEUE, WEBHOOK_QUEUE, enqueueWebhook, type DeliveryJob, type WebhookJob } from '../src/queue/queues.js';
 import { createNotifyWebhook, type WebhookOutcome } from '../src/webhooks/notify-webhook.js';
 import { deliveryProcessor } from './delivery.worker.js';
@@ -9,10 +10,11 @@ import { startWorker, type RunningWorker } from './start-worker.js';
 import { webhookProcessor } from './webhook.worker.js';
 
 export interface Workers {
+  reconciler: Reconciler;
   delivery: RunningWorker<DeliveryJob, DeliveryOutcome>;
   webhooks: RunningWorker<WebhookJob, WebhookOutcome>;
-  /** Stops taking jobs and lets active ones finish. */
-  close(): Promise<void>;
+  /** Stops taking jobs and lets active ones finish (for at most `deadlineMs`). */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 /** Starts the delivery and webhook workers over the given deps. */
@@ -28,26 +30,56 @@ export function startWorkers(config: Config, deps: Deps): Workers {
     // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
     async onFinal(org, message) {
       if (!org.webhookUrl) return;
-      const job: WebhookJob = { orgId: org.id, messageId: Number(message.id), status: message.status as WebhookJob['status'] };
+      const job: WebhookJob = { orgId: org.id, messageId: message.id, status: message.status };
       await enqueueWebhook(deps.webhookQueue, job).catch((err: Error) => logger.warn('could not enqueue webhook', { err: err.message }));
     },
   });
-  const notify = createNotifyWebhook({ repo, pools, secrets, logger, timeoutMs: config.webhooks.timeoutMs });
-  const delivery = startWorker(config, DELIVERY_QUEUE, deliveryProcessor(deliver, { logger, outageBackoffMs: config.delivery.backoffMs }), {
-    concurrency: config.delivery.concurrency,
+  const notify = createNotifyWebhook({
+    repo,
+    pools,
+    secrets,
     logger,
-    metrics,
+    timeoutMs: config.webhooks.timeoutMs,
+    allowPrivate: config.webhooks.allowPrivate,
   });
+  const delivery = startWorker(
+    config,
+    DELIVERY_QUEUE,
+    deliveryProcessor(deliver, {
+      logger,
+      metrics,
+      outageBackoffMs: config.delivery.backoffMs,
+      maxPostponements: config.delivery.maxPostponements,
+    }),
+    {
+      concurrency: config.delivery.concurrency,
+      logger,
+      metrics,
+    },
+  );
   const webhooks = startWorker(config, WEBHOOK_QUEUE, webhookProcessor(notify), {
     concurrency: config.webhooks.concurrency,
     logger,
     metrics,
   });
+  const reconciler = createReconciler({
+    repo,
+    servers: deps.servers,
+    queue: deps.deliveryQueue,
+    redis: deps.redis,
+    prefix: config.queuePrefix,
+    logger,
+    metrics,
+    afterMs: config.reconcile.afterMs,
+    intervalMs: config.reconcile.intervalMs,
+  });
+  reconciler.start();
   return {
     delivery,
     webhooks,
-    async close() {
-      await Promise.all([delivery.close(), webhooks.close()]);
+    reconciler,
+    async close(deadlineMs) {
+      await Promise.all([reconciler.stop(), delivery.close(deadlineMs), webhooks.close(deadlineMs)]);
     },
   };
 }

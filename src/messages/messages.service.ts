@@ -9,7 +9,7 @@ import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../
 import type { Logger } from '../lib/logger.js';
 import type { ProvisionedOrg } from '../orgs/org.js';
 import type { OrgRepository } from '../orgs/org.repository.js';
-import { enqueueDelivery, type DeliveryJob } from '../queue/queues.js';
+import { enqueueDelivery, ensureDeliveryJob, type DeliveryJob } from '../queue/queues.js';
 import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 import { messageCost } from './cost.js';
 import { messageModel, type Channel, type Message, type MessageStatus } from './message.model.js';
@@ -42,18 +42,24 @@ const requestHash = (input: SendInput) =>
 export function createMessageService(deps: { repo: OrgRepository; pools: TenantPoolCache; queue: Queue<DeliveryJob>; logger: Logger }) {
   const { pools } = deps;
 
-  async function replay(db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
+  async function replay(org: ProvisionedOrg, db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
     const existing = await messageModel(db).findOne({ where: { idempotencyKey: key } });
     if (!existing) return undefined;
     if (existing.requestHash !== hash)
       throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different message');
+    // A retry of a message still QUEUED repairs a lost job (a crash after the insert, Redis emptied) at once.
+    if (existing.status === 'QUEUED') {
+      await ensureDeliveryJob(deps.queue, org.id, Number(existing.id)).catch((err: Error) =>
+        deps.logger.warn('replay could not ensure the delivery job; the reconciler will', { messageId: existing.id, err: err.message }),
+      );
+    }
     return { message: existing, replayed: true };
   }
 
   async function send(org: ProvisionedOrg, db: Sequelize, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
     const hash = requestHash(input);
     if (idempotencyKey) {
-      const earlier = await replay(db, idempotencyKey, hash);
+      const earlier = await replay(org, db, idempotencyKey, hash);
       if (earlier) return earlier;
     }
     const cost = messageCost(input.channel, input.body);
@@ -67,20 +73,21 @@ export function createMessageService(deps: { repo: OrgRepository; pools: TenantP
       message = await messageModel(db).create({ ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
     } catch (err) {
       // Two requests with one Idempotency-Key raced: the first one's row is the answer.
-      if (idempotencyKey && isDuplicateKey(err)) return (await replay(db, idempotencyKey, hash))!;
+      if (idempotencyKey && isDuplicateKey(err)) return (await replay(org, db, idempotencyKey, hash))!;
       throw err;
     }
     try {
       await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) });
     } catch (err) {
-      // Never leave a QUEUED row that no job will ever pick up.
-      // The client was told "not accepted": free its Idempotency-Key so the same request can be retried.
-      await message.update({
-        status: 'FAILED',
-        errorCode: 'ENQUEUE_FAILED',
-        errorText: 'the delivery queue was unavailable',
-        idempotencyKey: null,
-      });
+      // Not accepted: FAILED, and its Idempotency-Key freed so the same request can be retried. Fenced on QUEUED with
+      // no attempt: an add that timed out may still have landed, and a worker may already have it; then it was accepted.
+      const [, meta] = await db.query(
+        `UPDATE messages SET status = 'FAILED', error_code = 'ENQUEUE_FAILED', error_text = 'the delivery queue was unavailable',
+           idempotency_key = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id AND status = 'QUEUED' AND attempts = 0`,
+        { replacements: { id: message.id } },
+      );
+      if ((meta as { affectedRows?: number }).affectedRows !== 1)
+        return { message: (await messageModel(db).findByPk(message.id))!, replayed: false };
       deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
       throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
     }

@@ -14,6 +14,12 @@ export interface Metrics {
   jobsFailed: Counter<'queue'>;
   creditsDebited: Counter;
   creditsRefunded: Counter;
+  /** A delivery run's fenced write missed: another run had taken the message over (by step: fail, requeue, sent). */
+  fenceLost: Counter<'step'>;
+  deliveryPostponed: Counter;
+  postponementsExhausted: Counter;
+  reconcilerRequeued: Counter;
+  reconcilerLastSweep: Gauge;
 }
 
 const JOB_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children'] as const;
@@ -130,5 +136,43 @@ export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRe
     help: 'Credits refunded for failed messages by this process',
     registers: [registry],
   });
-  return { registry, httpDuration, jobsCompleted, jobsFailed, creditsDebited, creditsRefunded };
+  const fenceLost = new Counter({
+    name: 'delivery_fence_lost_total',
+    help: 'Delivery writes that missed their fence because another run held the message (by step)',
+    labelNames: ['step'] as const,
+    registers: [registry],
+  });
+  const deliveryPostponed = new Counter({
+    name: 'delivery_postponed_total',
+    help: 'Deliveries postponed by an infrastructure error (database, pool, Redis, lock, timeout)',
+    registers: [registry],
+  });
+  const postponementsExhausted = new Counter({
+    name: 'delivery_postponements_exhausted_total',
+    help: 'Deliveries given back to the reconciler after DELIVERY_MAX_POSTPONEMENTS postponements (alert on any)',
+    registers: [registry],
+  });
+  const reconcilerRequeued = new Counter({
+    name: 'reconciler_requeued_total',
+    help: 'QUEUED/SENDING messages with no live job that the reconciler enqueued again',
+    registers: [registry],
+  });
+  const reconcilerLastSweep = new Gauge({
+    name: 'reconciler_last_sweep_timestamp_seconds',
+    help: 'When this process last finished a reconciler sweep (Unix seconds)',
+    registers: [registry],
+  });
+  return {
+    registry,
+    httpDuration,
+    jobsCompleted,
+    jobsFailed,
+    creditsDebited,
+    creditsRefunded,
+    fenceLost,
+    deliveryPostponed,
+    postponementsExhausted,
+    reconcilerRequeued,
+    reconcilerLastSweep,
+  };
 }

@@ -1,7 +1,8 @@
 /** Admin use cases on orgs, shared by the HTTP API and `bin/tenant`: every change is published to other processes. */
 import { createHash } from 'node:crypto';
 import type { Ledger, LedgerEntry } from '../credits/ledger.js';
-import { conflict, notFound, unprocessable } from '../lib/errors.js';
+import { badRequest, conflict, notFound, unprocessable } from '../lib/errors.js';
+import { checkWebhookUrl } from '../webhooks/webhook-url.js';
 import { generateApiKey, type SecretBox } from '../lib/secrets.js';
 import { generateWebhookSecret } from '../webhooks/signature.js';
 import type { OrgEvents } from './org-events.js';
@@ -30,6 +31,8 @@ export function createOrgService(deps: {
   provisioner: Provisioner;
   events: OrgEvents;
   secrets: SecretBox;
+  /** WEBHOOK_ALLOW_PRIVATE: accept webhook URLs on internal addresses (development only). */
+  webhookAllowPrivate?: boolean;
 }) {
   const { repo, ledger, provisioner, events, secrets } = deps;
 
@@ -66,6 +69,10 @@ export function createOrgService(deps: {
       const org = await mustGet(id);
       if (patch.status && patch.status !== org.status && !isOperational(org)) {
         throw conflict('ORG_NOT_READY', `org ${id} is ${org.status}; only ACTIVE and SUSPENDED orgs can change status`);
+      }
+      if (patch.webhookUrl) {
+        const problem = checkWebhookUrl(patch.webhookUrl, { allowPrivate: deps.webhookAllowPrivate ?? false });
+        if (problem) throw badRequest('WEBHOOK_URL_FORBIDDEN', problem);
       }
       const issueSecret = patch.rotateWebhookSecret || (patch.webhookUrl && !org.webhookSecretEnc);
       const webhookSecret = issueSecret ? generateWebhookSecret() : undefined;

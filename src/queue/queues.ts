@@ -48,13 +48,14 @@ export function createProducerQueue<T>(config: Config, name: string, defaultJobO
   };
 }
 
-/** Deliveries: retried with exponential backoff and jitter; completed jobs trimmed, failed ones kept. */
+/** Deliveries: retried with exponential backoff and jitter; completed jobs trimmed, failed ones kept for a bounded time. */
 export function createDeliveryQueue(config: Config): ProducerQueue<DeliveryJob> {
   return createProducerQueue<DeliveryJob>(config, DELIVERY_QUEUE, {
     attempts: config.delivery.attempts,
     backoff: { type: 'exponential', delay: config.delivery.backoffMs, jitter: 0.5 },
     removeOnComplete: { count: 1000 },
-    removeOnFail: false,
+    // The message row is the record; a failed job is for inspection and must not grow Redis without bound.
+    removeOnFail: { count: config.failedJobs.keepCount, age: config.failedJobs.keepAgeSec },
   });
 }
 
@@ -64,13 +65,33 @@ export function createWebhookQueue(config: Config): ProducerQueue<WebhookJob> {
     attempts: config.webhooks.attempts,
     backoff: { type: 'exponential', delay: config.webhooks.backoffMs, jitter: 0.5 },
     removeOnComplete: { count: 1000 },
-    removeOnFail: { count: 10_000 },
+    removeOnFail: { count: config.failedJobs.keepCount, age: config.failedJobs.keepAgeSec },
   });
 }
 
 /** Adds the delivery job of a message, failing within `timeoutMs` if Redis cannot take it. */
 export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJob, timeoutMs = 2000): Promise<void> {
   await withTimeout(queue.add('deliver', job, { jobId: deliveryJobId(job.orgId, job.messageId) }), timeoutMs, 'enqueue');
+}
+
+/**
+ * Makes sure a message has a live delivery job: adds it when there is none, and replaces a finished (completed or
+ * failed) one, since BullMQ ignores an add whose id exists in any state. For the reconciler and idempotent replays.
+ */
+export async function ensureDeliveryJob(
+  queue: Queue<DeliveryJob>,
+  orgId: number,
+  messageId: number,
+  timeoutMs = 2000,
+): Promise<'added' | 'live'> {
+  const job = await withTimeout(queue.getJob(deliveryJobId(orgId, messageId)), timeoutMs, 'get job');
+  if (job) {
+    const state = await withTimeout(job.getState(), timeoutMs, 'job state');
+    if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return 'live';
+    await withTimeout(job.remove(), timeoutMs, 'remove job');
+  }
+  await enqueueDelivery(queue, { orgId, messageId }, timeoutMs);
+  return 'added';
 }
 
 /** Adds a webhook job (at most one per message and final status). */

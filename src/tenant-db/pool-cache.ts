@@ -27,7 +27,8 @@ export interface TenantPoolCache {
   /** Closes the org's pool (once its leases are released), e.g. after its credentials changed. */
   evict(orgId: number): void;
   stats(): PoolCacheStats;
-  close(): Promise<void>;
+  /** Closes every pool once its leases end; past `deadlineMs`, even under running queries. */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 interface Entry {
@@ -39,6 +40,8 @@ interface Entry {
   leases: number;
   lastUsed: number;
   retired: boolean;
+  /** Set once its pool is being closed. */
+  shut: boolean;
 }
 
 export interface PoolCacheOptions {
@@ -87,7 +90,10 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     if (e.leases === 0) shut(e);
   }
 
+  /** Closes the entry's pool, once (a forced close at shutdown may come before its last lease ends). */
   function shut(e: Entry): void {
+    if (e.shut) return;
+    e.shut = true;
     e.ready
       .then((db) => db.close())
       .catch((err: Error) => opts.logger.debug('tenant pool close failed', { orgId: e.orgId, err: err.message }))
@@ -151,6 +157,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       leases: 1,
       lastUsed: Date.now(),
       retired: false,
+      shut: false,
     };
     entries.set(org.id, entry);
     entry.ready.then(
@@ -208,11 +215,18 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
       }
       return { open: entries.size, closing, leased, connections, connectionsInUse, ...stats };
     },
-    async close() {
+    async close(deadlineMs) {
       closed = true;
       clearInterval(sweeper);
       const all = [...entries.values()];
       all.forEach((e) => retire(e));
+      // Past the deadline, pools still leased are closed under their queries (a shutdown that must end).
+      const force =
+        deadlineMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              for (const e of all) if (e.leases > 0) shut(e);
+            }, deadlineMs);
       while (closing > 0)
         await new Promise<void>((resolve) => {
           waiters.add(function once() {
@@ -220,6 +234,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
             resolve();
           });
         });
+      clearTimeout(force);
     },
   };
 }

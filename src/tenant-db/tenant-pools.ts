@@ -29,6 +29,7 @@ export function createTenantPools(deps: { config: Config; servers: ServerRegistr
         idleMs: t.idleMs,
         acquireTimeoutMs: t.acquireTimeoutMs,
         connectTimeoutMs: t.connectTimeoutMs,
+        statementTimeoutMs: deps.config.tenantStatementTimeoutMs,
       });
       try {
         await db.authenticate();

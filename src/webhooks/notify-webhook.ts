@@ -10,8 +10,9 @@ import type { OrgRepository } from '../orgs/org.repository.js';
 import { findMessage } from '../messages/messages.repository.js';
 import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 import { signWebhook } from './signature.js';
+import { ForbiddenWebhookTarget, postWebhook } from './webhook-post.js';
 
-export type WebhookOutcome = 'delivered' | 'no-endpoint' | 'gone';
+export type WebhookOutcome = 'delivered' | 'no-endpoint' | 'forbidden' | 'gone';
 
 /** One notification: which message reached which final status, with the id and time receivers dedupe and sort on. */
 export interface WebhookInput {
@@ -26,6 +27,8 @@ export interface WebhookInput {
 
 /** Creates the use case. */
 export function createNotifyWebhook(deps: {
+  /** WEBHOOK_ALLOW_PRIVATE: post to internal addresses too (development only). */
+  allowPrivate: boolean;
   repo: OrgRepository;
   pools: TenantPoolCache;
   secrets: SecretBox;
@@ -57,20 +60,26 @@ export function createNotifyWebhook(deps: {
       },
     });
     const timestamp = Math.floor(Date.now() / 1000);
-    const res = await fetch(org.webhookUrl, {
-      method: 'POST',
-      redirect: 'manual',
-      signal: AbortSignal.timeout(deps.timeoutMs),
-      headers: {
-        'Content-Type': 'application/json',
-        'webhook-id': input.webhookId,
-        'webhook-timestamp': String(timestamp),
-        'webhook-signature': signWebhook(deps.secrets.decrypt(org.webhookSecretEnc), input.webhookId, timestamp, body),
-      },
-      body,
-    });
-    await res.body?.cancel();
-    if (res.status < 200 || res.status >= 300) throw new Error(`webhook endpoint answered ${res.status}`);
+    try {
+      // Checked again here, after DNS resolution, and connected to exactly the checked address: rebinding cannot work.
+      await postWebhook({
+        url: org.webhookUrl,
+        allowPrivate: deps.allowPrivate,
+        timeoutMs: deps.timeoutMs,
+        headers: {
+          'Content-Type': 'application/json',
+          'webhook-id': input.webhookId,
+          'webhook-timestamp': String(timestamp),
+          'webhook-signature': signWebhook(deps.secrets.decrypt(org.webhookSecretEnc), input.webhookId, timestamp, body),
+        },
+        body,
+      });
+    } catch (err) {
+      if (!(err instanceof ForbiddenWebhookTarget)) throw err;
+      // Not worth retrying: the URL points inside (or its name resolves inside).
+      deps.logger.warn('webhook refused: the endpoint is an internal address', { err: err.message });
+      return 'forbidden';
+    }
     deps.logger.info('webhook delivered', { status });
     return 'delivered';
   };
