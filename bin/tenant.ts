@@ -1,21 +1,39 @@
-/** bin/tenant entry: config → deps → one command → print → exit code (0 ok, 1 failed, 2 usage). */
+/**
+ * bin/tenant entry: help (before anything connects) → config → deps → one command → print → exit code
+ * (0 ok, 1 failed, 2 usage). Read-only commands never migrate or write the shared DB; they say when it is behind.
+ */
+import { styleText } from 'node:util';
 import { ConfigError, loadConfig, loadDotEnv } from '../config/config.js';
-import { commands, USAGE } from '../src/cli/commands.js';
 import { UsageError } from '../src/cli/args.js';
+import { commands } from '../src/cli/commands.js';
+import { HELP, commandHelp, globalHelp, isReadOnly } from '../src/cli/help.js';
+import { SHARED_MIGRATIONS_DIR, createMigrator } from '../src/db/migrator.js';
 import { prepareSharedDb } from '../src/db/shared-db.js';
 import { createDeps, type Deps } from '../src/deps.js';
-import { AppError } from '../src/lib/errors.js';
+import { AppError, describeError } from '../src/lib/errors.js';
 import { createLogger } from '../src/lib/logger.js';
+
+/** Colour only for a person at a terminal, and never when NO_COLOR is set (https://no-color.org). */
+const colour = (stream: NodeJS.WriteStream, style: Parameters<typeof styleText>[0], text: string) =>
+  stream.isTTY && !process.env.NO_COLOR ? styleText(style, text) : text;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   const json = rest.includes('--json');
-  if (!name || name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(`${USAGE}\n`);
+  if (!name || name === '--help' || name === '-h' || (name === 'help' && !rest[0])) {
+    process.stdout.write(`${globalHelp()}\n`);
     return name ? 0 : 2;
   }
+  if (name === 'help' && HELP[rest[0]!]) {
+    process.stdout.write(`${commandHelp(rest[0]!)}\n`);
+    return 0;
+  }
   const command = commands[name];
-  if (!command) return fail(new UsageError(`unknown command ${JSON.stringify(name)}; see bin/tenant --help`));
+  if (!command) return fail(new UsageError(`unknown command ${JSON.stringify(name)}; see bin/tenant --help`), json);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${commandHelp(name)}\n`);
+    return 0;
+  }
 
   let deps: Deps | undefined;
   try {
@@ -26,29 +44,54 @@ async function main(argv: string[]): Promise<number> {
       subscribe: false,
       logger: createLogger({ level: config.logLevel === 'silent' ? 'silent' : 'warn', stream: process.stderr }),
     });
-    await prepareSharedDb(config, deps.sharedDb);
-    await deps.servers.ensureDefault();
+    if (isReadOnly(name, rest)) {
+      const pending = await createMigrator({ sequelize: deps.sharedDb, dir: SHARED_MIGRATIONS_DIR })
+        .pending()
+        .catch((err: unknown) => {
+          throw new Error(
+            `cannot read the shared DB ${config.db.name} (${describeError(err)}); create it with: bin/tenant migrate --shared-only`,
+          );
+        });
+      if (pending.length)
+        process.stderr.write(
+          colour(
+            process.stderr,
+            'yellow',
+            `warning: the shared DB is behind (${pending.length} pending migration(s)); run: bin/tenant migrate --shared-only`,
+          ) + '\n',
+        );
+    } else {
+      await prepareSharedDb(config, deps.sharedDb);
+      await deps.servers.ensureDefault();
+    }
     const progress = (line: string) => {
       if (process.stderr.isTTY && !json) process.stderr.write(`${line}\n`);
     };
     const result = await command({ deps, argv: rest, progress });
     process.stdout.write(`${json ? JSON.stringify(result.json) : result.text}\n`);
-    if (result.exitCode) process.stderr.write(`error: ${result.reason ?? 'the command failed'}\n`);
+    if (result.exitCode) process.stderr.write(colour(process.stderr, 'red', `error: ${result.reason ?? 'the command failed'}`) + '\n');
     return result.exitCode ?? 0;
   } catch (err) {
-    return fail(err);
+    return fail(err, json);
   } finally {
     await deps?.close();
   }
 }
 
-function fail(err: unknown): number {
+/** One line on stderr, always; with --json also `{"error":{code,message}}` on stdout for scripts. */
+function fail(err: unknown, json: boolean): number {
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
+    if (json)
+      process.stdout.write(
+        `${JSON.stringify({ error: { code: 'INVALID_CONFIGURATION', message: err.message, problems: err.problems } })}\n`,
+      );
     return 2;
   }
-  const message = err instanceof AppError ? `${err.code}: ${err.message}` : ((err as Error).message ?? String(err));
-  process.stderr.write(`error: ${message.split('\n')[0]}\n`);
+  const code = err instanceof AppError ? err.code : err instanceof UsageError ? 'USAGE' : 'FAILED';
+  const message = ((err as Error).message ?? String(err)).split('\n')[0]!;
+  process.stderr.write(colour(process.stderr, 'red', `error: ${err instanceof AppError ? `${code}: ${message}` : message}`) + '\n');
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
   return err instanceof UsageError ? 2 : 1;
 }
 

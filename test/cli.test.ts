@@ -318,6 +318,45 @@ describe('bin/tenant (CLI)', () => {
       expectRefused(await cli(['frobnicate', '--json']), 2, 'unknown command');
     });
 
+    it('<command> --help shows its usage and examples, before any connection (the database here does not even answer)', async () => {
+      const down = { DB_PORT: '1', REDIS_URL: 'redis://127.0.0.1:1' };
+      for (const command of ['create', 'migrate', 'rollback', 'keys', 'servers']) {
+        const r = await cli([command, '--help'], down);
+        expectOk(r);
+        expect(r.stdout).to.match(new RegExp(`^usage: bin/tenant ${command}`));
+        expect(r.stdout).to.include('examples:');
+      }
+      const viaHelp = await cli(['help', 'credits'], down);
+      expectOk(viaHelp);
+      expect(viaHelp.stdout).to.include('bin/tenant credits 7 -- -5');
+    });
+
+    it('rollback of every tenant needs --force: without it (or --tenant) exit 2 and nothing is rolled back', async () => {
+      const r = await cli(['rollback', '--json']);
+      expectRefused(r, 2, '--force');
+      expect(JSON.parse(r.stdout)).to.deep.equal({
+        error: { code: 'USAGE', message: 'rollback of every tenant needs --force (or name them with --tenant ID)' },
+      });
+    });
+
+    it('under --json a failure is JSON on stdout too ({error: {code, message}}), besides the one-line reason on stderr', async () => {
+      const r = await cli(['show', '999999', '--json']);
+      expectRefused(r, 1, 'ORG_NOT_FOUND');
+      expect(JSON.parse(r.stdout).error).to.deep.equal({ code: 'ORG_NOT_FOUND', message: 'org 999999 does not exist' });
+    });
+
+    it('read-only commands never migrate: list against a shared DB that does not exist fails and creates nothing', async () => {
+      const missing = `${RUN}_nosuch`;
+      const r = await cli(['list', '--json'], { DB_NAME: missing });
+      expectRefused(r, 1, 'migrate --shared-only');
+      const [found] = await rows<{ n: number }>(
+        root,
+        'SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :missing',
+        { missing },
+      );
+      expect(Number(found!.n)).to.equal(0);
+    });
+
     it('--help exits 0 and lists every command', async () => {
       const r = await cli(['--help']);
       expectOk(r);

@@ -157,3 +157,45 @@ describe('hardening: the public development secrets are refused off loopback', (
     expect(stderr).to.equal(`Invalid configuration:\n${line('ADMIN_TOKEN')}${line('SECRET_KEY')}${line('GATEWAY_SECRET')}`);
   });
 });
+
+describe('hardening: webhook URLs that point inside are refused (SSRF)', () => {
+  let api: TestApi;
+  let open: TestApi;
+  let orgId: number;
+  before(async () => {
+    api = await startApi();
+    open = await startApi({ WEBHOOK_ALLOW_PRIVATE: 'true' });
+    orgId = (await createTenant(api.deps)).id;
+  });
+  after(async () => {
+    await api.stop();
+    await open.stop();
+  });
+
+  const patch = (a: TestApi, webhookUrl: string) => a.request('PATCH', `/orgs/${orgId}`, { admin: true, body: { webhookUrl } });
+
+  for (const [kind, url] of [
+    ['loopback', 'http://127.0.0.1:8080/hook'],
+    ['localhost', 'http://localhost/hook'],
+    ['cloud metadata (link-local)', 'http://169.254.169.254/latest/meta-data/'],
+    ['private 10/8', 'http://10.0.0.5/hook'],
+    ['private 192.168/16', 'https://192.168.1.1/hook'],
+    ['CGNAT', 'http://100.64.0.1/hook'],
+    ['IPv6 loopback', 'http://[::1]/hook'],
+    ['IPv6 ULA', 'http://[fd00::1]/hook'],
+    ['unspecified', 'http://0.0.0.0/hook'],
+    ['decimal spelling of 127.0.0.1', 'http://2130706433/hook'],
+  ] as const) {
+    it(`PATCH /orgs/:id answers 400 WEBHOOK_URL_FORBIDDEN for ${kind} (${url}) and keeps the old URL`, async () => {
+      const res = await patch(api, url);
+      expect(res.status).to.equal(400);
+      expect(res.body.error.code).to.equal('WEBHOOK_URL_FORBIDDEN');
+      expect((await api.request('GET', `/orgs/${orgId}`, { admin: true })).body.org.webhookUrl).to.not.equal(url);
+    });
+  }
+
+  it('accepts a public URL, and internal ones only with WEBHOOK_ALLOW_PRIVATE=true (development)', async () => {
+    expect((await patch(api, 'https://hooks.example.com/messages')).status).to.equal(200);
+    expect((await patch(open, 'http://127.0.0.1:8080/hook')).status).to.equal(200);
+  });
+});

@@ -145,8 +145,11 @@ export const commands: Record<string, Command> = {
       tenant: { type: 'string', multiple: true },
       step: { type: 'string' },
       concurrency: { type: 'string' },
+      force: { type: 'boolean' },
     });
-    if (positionals.length) throw new UsageError('usage: rollback [--tenant ID ...] [--step N]');
+    if (positionals.length) throw new UsageError('usage: rollback (--tenant ID ... | --force) [--step N]');
+    // Rolling back every tenant drops tables in every tenant database: never by accident.
+    if (!values.tenant && !values.force) throw new UsageError('rollback of every tenant needs --force (or name them with --tenant ID)');
     return summary(
       await deps.migrations.rollback({
         ids: tenantIds(values.tenant),
@@ -269,19 +272,3 @@ export const commands: Record<string, Command> = {
     throw new UsageError('usage: servers add|list …');
   },
 };
-
-export const USAGE = `usage: bin/tenant <command> [options] [--json]
-
-  create <name> [--credits N] [--server NAME]   create and provision a tenant; prints its first API key once
-  list [--status S]                             list orgs
-  show <id>                                     one org, with its keys
-  migrate [--tenant ID ...] [--concurrency N] [--skip-failing] [--shared-only]
-                                                migrate the shared DB, then every tenant (or the ones named)
-  status [--tenant ID ...]                      applied and pending migrations per tenant
-  rollback [--tenant ID ...] [--step N]         revert the last N migrations per tenant
-  provision <id>                                resume a provisioning that failed part-way
-  suspend <id> | resume <id>                    refuse / allow the org's API requests
-  drop <id> --force                             drop the tenant database and user; org becomes DELETED
-  credits <id> <amount> [--reference REF]       grant (or, negative, adjust without going below zero)
-  keys create <id> [--name NAME] | keys list <id> | keys revoke <id> <prefix>
-  servers add <name> --host H --port P --user U --password-env VAR [--capacity N] | servers list`;

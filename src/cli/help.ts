@@ -1,0 +1,99 @@
+/** The CLI's help: one usage line, a description and examples per command. Printed before any connection is opened. */
+
+interface CommandHelp {
+  usage: string;
+  what: string;
+  examples: string[];
+  /** Reads only: never migrates the shared DB (says when it is behind). */
+  readOnly?: boolean;
+}
+
+export const HELP: Record<string, CommandHelp> = {
+  create: {
+    usage: 'create <name> [--credits N] [--server NAME]',
+    what: 'create and provision a tenant (database, user, migrations, first API key); prints the key once',
+    examples: ['bin/tenant create "Acme Inc" --credits 100', 'bin/tenant create "Beta" --server eu-1 --json'],
+  },
+  list: {
+    usage: 'list [--status S]',
+    what: 'list orgs with their status and balance',
+    examples: ['bin/tenant list', 'bin/tenant list --status FAILED --json'],
+    readOnly: true,
+  },
+  show: { usage: 'show <id>', what: 'one org, with its keys (never a key or a password)', examples: ['bin/tenant show 7'], readOnly: true },
+  migrate: {
+    usage: 'migrate [--tenant ID ...] [--concurrency N] [--skip-failing] [--shared-only]',
+    what: 'migrate the shared DB, then every tenant (or the ones named), with bounded concurrency and a lock per tenant',
+    examples: [
+      'bin/tenant migrate',
+      'bin/tenant migrate --concurrency 8 --skip-failing --json',
+      'bin/tenant migrate --tenant 7 --tenant 9',
+      'bin/tenant migrate --shared-only',
+    ],
+  },
+  status: {
+    usage: 'status [--tenant ID ...]',
+    what: 'applied and pending migrations per tenant',
+    examples: ['bin/tenant status', 'bin/tenant status --tenant 7 --json'],
+    readOnly: true,
+  },
+  rollback: {
+    usage: 'rollback (--tenant ID ... | --force) [--step N]',
+    what: 'revert the last N migrations (default 1) of the named tenants; of every tenant only with --force',
+    examples: ['bin/tenant rollback --tenant 7', 'bin/tenant rollback --tenant 7 --step 2', 'bin/tenant rollback --force'],
+  },
+  provision: { usage: 'provision <id>', what: 'resume a provisioning that failed part-way', examples: ['bin/tenant provision 7'] },
+  suspend: { usage: 'suspend <id>', what: "refuse the org's API requests (every process, at once)", examples: ['bin/tenant suspend 7'] },
+  resume: { usage: 'resume <id>', what: "allow the org's API requests again", examples: ['bin/tenant resume 7'] },
+  drop: {
+    usage: 'drop <id> --force',
+    what: 'drop the tenant database and user; the org becomes DELETED',
+    examples: ['bin/tenant drop 7 --force'],
+  },
+  credits: {
+    usage: 'credits <id> <amount> [--reference REF]',
+    what: 'grant credits, or with a negative amount adjust them (never below zero); --reference makes it idempotent',
+    examples: ['bin/tenant credits 7 500', 'bin/tenant credits 7 -- -5', 'bin/tenant credits 7 100 --reference invoice-42'],
+  },
+  keys: {
+    usage: 'keys create <id> [--name NAME] | keys list <id> | keys revoke <id> <prefix>',
+    what: "manage an org's API keys (a new key is shown once)",
+    examples: ['bin/tenant keys create 7 --name ci', 'bin/tenant keys list 7', 'bin/tenant keys revoke 7 ab12cd34ef56'],
+  },
+  servers: {
+    usage: 'servers add <name> --host H --port P --user U --password-env VAR [--capacity N] | servers list',
+    what: 'register MySQL servers that hold tenant databases (new tenants go to the least-loaded active one)',
+    examples: [
+      'DB2_PASS=… bin/tenant servers add eu-1 --host 10.0.0.5 --port 3306 --user admin --password-env DB2_PASS',
+      'bin/tenant servers list',
+    ],
+  },
+};
+
+/** Read-only invocations: these never migrate or write the shared DB. */
+export function isReadOnly(command: string, argv: readonly string[]): boolean {
+  if (command === 'keys' || command === 'servers') return argv[0] === 'list';
+  return HELP[command]?.readOnly === true;
+}
+
+/** The global usage: every command on one line. */
+export function globalHelp(): string {
+  const width = Math.max(...Object.values(HELP).map((h) => h.usage.length));
+  const lines = Object.values(HELP).map((h) =>
+    h.usage.length > 46 ? `  ${h.usage}\n  ${''.padEnd(48)}${h.what}` : `  ${h.usage.padEnd(Math.min(width, 46))}  ${h.what}`,
+  );
+  return [
+    'usage: bin/tenant <command> [options] [--json]',
+    '',
+    ...lines,
+    '',
+    'Every command takes --json (a machine-readable result on stdout; errors as {"error":{…}}), exits 0 on success,',
+    '1 when it failed, 2 when it was called wrongly. `bin/tenant <command> --help` shows its examples.',
+  ].join('\n');
+}
+
+/** One command's usage, description and examples. */
+export function commandHelp(command: string): string {
+  const h = HELP[command]!;
+  return [`usage: bin/tenant ${h.usage} [--json]`, '', `  ${h.what}`, '', 'examples:', ...h.examples.map((e) => `  ${e}`)].join('\n');
+}
