@@ -41,6 +41,10 @@ export interface Config {
   /** Proxy hops in front of the API (TRUST_PROXY): the client IP is the X-Forwarded-For entry this many from the right; 0 ignores the header. */
   readonly trustProxy: number;
   readonly metricsPort?: number;
+  /** Port of a worker process's /health, /ready and /metrics (WORKER_PORT; 0 = ephemeral), bound to HOST. */
+  readonly workerPort: number;
+  /** Who reports the queue_jobs gauges (QUEUE_METRICS): `auto` = worker and all-in-one processes, not `--role api`. */
+  readonly queueMetrics: 'auto' | 'on' | 'off';
   readonly gateway: 'simulated' | 'http';
   readonly gatewayOptions: {
     readonly latencyMs: number;
@@ -62,6 +66,8 @@ export interface Config {
   readonly failedJobs: { readonly keepCount: number; readonly keepAgeSec: number };
   /** The outbox reconciler: rows QUEUED/SENDING for longer than afterMs with no live job are enqueued again. */
   readonly reconcile: { readonly afterMs: number; readonly intervalMs: number };
+  /** How long a POST /messages Idempotency-Key is remembered. */
+  readonly idempotencyKeyTtlSec: number;
   /** Longest a tenant query may run (server-side statement timeout). */
   readonly tenantStatementTimeoutMs: number;
   /** Deadline of a graceful shutdown; then connections and jobs are force-closed. */
@@ -140,6 +146,8 @@ const schema = Joi.object({
     .default(0)
     .messages({ 'alternatives.types': 'must be the number of trusted proxy hops (0, 1, 2, …) or true (= 1) / false (= 0)' }),
   METRICS_PORT: Joi.number().integer().min(0).max(65535),
+  WORKER_PORT: Joi.number().integer().min(0).max(65535).default(4001),
+  QUEUE_METRICS: Joi.string().valid('auto', 'on', 'off').default('auto'),
   GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
   GATEWAY_LATENCY_MS: Joi.number().integer().min(0).max(60_000).default(0),
   GATEWAY_FAILURE_RATE: Joi.number().min(0).max(1).default(0),
@@ -172,6 +180,10 @@ const schema = Joi.object({
   RECONCILE_AFTER_MS: Joi.number().integer().min(100).default(60_000),
   RECONCILE_INTERVAL_MS: Joi.number().integer().min(100).default(30_000),
   TENANT_STATEMENT_TIMEOUT_MS: Joi.number().integer().min(100).default(10_000),
+  IDEMPOTENCY_KEY_TTL_SEC: Joi.number()
+    .integer()
+    .min(1)
+    .default(24 * 3600),
   SHUTDOWN_TIMEOUT_MS: Joi.number().integer().min(100).default(15_000),
   WEBHOOK_CONCURRENCY: Joi.number().integer().min(1).max(500).default(10),
   WEBHOOK_ATTEMPTS: Joi.number().integer().min(1).max(50).default(8),
@@ -227,6 +239,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authFailureLimit: { points: v.AUTH_FAILURE_LIMIT, duration: v.AUTH_FAILURE_WINDOW_SEC },
     trustProxy: typeof v.TRUST_PROXY === 'boolean' ? Number(v.TRUST_PROXY) : v.TRUST_PROXY,
     metricsPort: v.METRICS_PORT,
+    workerPort: v.WORKER_PORT,
+    queueMetrics: v.QUEUE_METRICS,
     gateway: v.GATEWAY,
     gatewayOptions: {
       latencyMs: v.GATEWAY_LATENCY_MS,
@@ -246,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     failedJobs: { keepCount: v.FAILED_JOBS_KEEP_COUNT, keepAgeSec: v.FAILED_JOBS_KEEP_AGE_SEC },
     reconcile: { afterMs: v.RECONCILE_AFTER_MS, intervalMs: v.RECONCILE_INTERVAL_MS },
     tenantStatementTimeoutMs: v.TENANT_STATEMENT_TIMEOUT_MS,
+    idempotencyKeyTtlSec: v.IDEMPOTENCY_KEY_TTL_SEC,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
     webhooks: {
       concurrency: v.WEBHOOK_CONCURRENCY,

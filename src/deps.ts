@@ -51,6 +51,11 @@ export interface Deps {
 
 export interface DepsOptions {
   logger?: Logger;
+  /**
+   * The kind of process: on every line of the logger made here (not of a given `logger`), and who reports the queue
+   * gauges: with QUEUE_METRICS=auto every process but `api` does.
+   */
+  role?: 'all' | 'api' | 'worker' | 'cli';
   /** Subscribe to org events (API and workers do; the CLI only publishes). */
   subscribe?: boolean;
   /** Test seam for provisioning (see ProvisionerDeps.beforeStep). */
@@ -61,7 +66,8 @@ export interface DepsOptions {
 export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   // Pretty lines for a developer at a terminal; JSON everywhere else (and always in production).
   const logger =
-    opts.logger ?? createLogger({ level: config.logLevel, pretty: Boolean(process.stdout.isTTY) && config.nodeEnv !== 'production' });
+    opts.logger ??
+    createLogger({ level: config.logLevel, role: opts.role, pretty: Boolean(process.stdout.isTTY) && config.nodeEnv !== 'production' });
   const sharedDb = createSequelize({ ...config.db, database: config.db.name, poolMax: config.db.poolMax, connectTimeoutMs: 3000 });
   const secrets = createSecretBox(config.secretKey);
   // Fail-fast client (no offline queue) for readiness and rate limits: a Redis outage answers at once.
@@ -86,8 +92,16 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const deliveryQueue = delivery.queue;
   const webhook = createWebhookQueue(config);
   const webhookQueue = webhook.queue;
-  const messages = createMessageService({ repo, pools, queue: deliveryQueue, logger });
-  const metrics = createMetrics({ pools, orgRegistry: registry, queues: [deliveryQueue, webhookQueue] });
+  const messages = createMessageService({
+    repo,
+    pools,
+    queue: deliveryQueue,
+    logger,
+    idempotencyTtlMs: config.idempotencyKeyTtlSec * 1000,
+  });
+  // Every process reads the same counts from Redis: by default only workers (and all-in-one) report them, not the API.
+  const queueMetrics = config.queueMetrics === 'on' || (config.queueMetrics === 'auto' && opts.role !== 'api');
+  const metrics = createMetrics({ pools, orgRegistry: registry, queues: queueMetrics ? [deliveryQueue, webhookQueue] : [] });
   const limits = createRateLimits({
     makeLimiter: redisLimiters(redis, config.queuePrefix),
     defaults: config.rateLimit,

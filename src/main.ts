@@ -10,6 +10,7 @@ import { redisSettingProblems } from './queue/redis-check.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
 import { createDeps } from './deps.js';
 import { startServer, type RunningServer } from './http/app.js';
+import { startWorkerServer } from './http/worker-server.js';
 
 type Role = 'all' | 'api' | 'worker';
 
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   const role = values.role as Role;
   if (!['all', 'api', 'worker'].includes(role)) throw new Error(`--role must be all, api or worker (got ${role})`);
   const config = readConfig();
-  const deps = createDeps(config);
+  const deps = createDeps(config, { role });
   const { logger } = deps;
   const applied = await prepareSharedDb(config, deps.sharedDb);
   const server = await deps.servers.ensureDefault();
@@ -60,6 +61,16 @@ async function main(): Promise<void> {
   if (role !== 'worker') {
     api = await startServer(deps, config.port, config.host);
   }
+  // A worker alone gets its own port for probes and scrapes; with --role all the API serves the same routes.
+  const workerServer =
+    role === 'worker' && worker
+      ? await startWorkerServer(
+          deps,
+          { deliveryWorker: worker.delivery.worker, webhookWorker: worker.webhooks.worker },
+          config.workerPort,
+          config.host,
+        )
+      : undefined;
 
   const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer(deps.metrics.registry, config.metricsPort);
   if (metricsServer) logger.info('metrics listening (no credentials, localhost only)', { url: metricsServer.url });
@@ -82,7 +93,7 @@ async function main(): Promise<void> {
     }, budget + 2000).unref();
     // Stop taking work first (HTTP and jobs), let what is in flight finish, then release the pools; each step is bounded
     // by what is left of SHUTDOWN_TIMEOUT_MS, after which connections and jobs are force-closed.
-    Promise.all([api?.stop(budget), worker?.close(budget), metricsServer?.close()])
+    Promise.all([api?.stop(budget), worker?.close(budget), workerServer?.stop(), metricsServer?.close()])
       .then(() => deps.close(left()))
       .then(
         () => process.exit(0),
@@ -105,6 +116,12 @@ async function main(): Promise<void> {
         `    or: curl -X POST ${api.url}/orgs -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"name":"Acme Inc"}'`,
         '',
       ].join('\n') + '\n',
+    );
+  }
+  if (workerServer) {
+    const { url } = workerServer;
+    process.stdout.write(
+      `\n  Tenancy messaging worker listening on ${url}  Health: ${url}/health  Readiness: ${url}/ready  Metrics: ${url}/metrics (admin token)\n\n`,
     );
   }
 }

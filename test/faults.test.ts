@@ -110,18 +110,21 @@ describe('exactly once under faults (real processes)', function () {
         const stalled = new Promise<void>((resolve) => events.once('stalled', () => resolve()));
         victim.child.kill('SIGSTOP');
         await stalled;
-        const whileFrozen = await count(t, "status IN ('SENT', 'FAILED')");
-        expect(
-          await eventually(async () => (await count(t, "status IN ('SENT', 'FAILED')")) > whileFrozen, 60_000, 25),
-          'the other worker goes on',
-        ).to.equal(true);
+        // While it is frozen the other worker may be blocked too (the frozen one can hold the org's balance row in an
+        // open transaction): progress is only asked for once it is back. Its late runs then overlap the taken-over ones.
         victim.child.kill('SIGCONT'); // its late runs now meet the fences
         expect(other.child.exitCode).to.equal(null);
       }
       expect(await allFinal(t, 90_000), 'every message final').to.equal(true);
-      // The late runs of the frozen workers did meet the fences (their writes missed and changed nothing).
-      const superseded = workers.reduce((n, w) => n + (w.lines.all().match(/delivery run superseded/g) ?? []).length, 0);
-      expect(superseded, 'late runs superseded').to.be.above(0);
+      // The taken-over jobs run again once the queue gets to them: wait for it to be idle before reading the logs.
+      const idle = async () =>
+        Object.values(await api.deps.deliveryQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0);
+      expect(await eventually(idle, 60_000, 100), 'queue idle').to.equal(true);
+      const count2 = (re: RegExp) => workers.reduce((n, w) => n + (w.lines.all().match(re) ?? []).length, 0);
+      // The frozen workers' late runs did overlap the taken-over ones: BullMQ refused their results (their locks were
+      // gone). Where two runs raced on a row, one of them missed its fence and changed nothing (delivery_fence_lost_total);
+      // whether a race on the row happens in a given run depends on timing, what matters is the money check below.
+      expect(count2(/Missing lock/g), 'late runs refused by their lost locks').to.be.above(0);
     } finally {
       await events.close();
     }
@@ -197,7 +200,8 @@ describe('exactly once under faults (real processes)', function () {
         headers: { 'Idempotency-Key': `redis-${RUN}` },
         body: { to: '+15554450000', channel: 'sms', body: 'keyed' },
       });
-      expect(retry.status).to.equal(200);
+      expect(retry.status).to.equal(202);
+      expect(retry.headers.get('idempotency-replay')).to.equal('true');
       expect(await Job.fromId(api.deps.deliveryQueue, jobId), 'the replay enqueued it again').to.not.equal(undefined);
     } finally {
       redis.disconnect();

@@ -50,17 +50,45 @@ describe('POST /messages', () => {
   });
 
   describe('Idempotency-Key', () => {
-    it('returns the first message again (200, Idempotency-Replay: true) for the same key and body, storing one row', async () => {
+    it('answers the first answer again (202, same body, Idempotency-Replay: true) for the same key and body, storing one row, even once delivered', async () => {
       const t = await createTenant(api.deps);
       const headers = { 'Idempotency-Key': 'order-42-confirmation' };
       const body = { to: 'buyer@example.com', channel: 'email', body: 'Your order shipped' };
       const first = await send(body, headers, t);
       const again = await send(body, headers, t);
       expect(first.status).to.equal(202);
-      expect(again.status).to.equal(200);
+      expect(again.status).to.equal(202);
       expect(again.headers.get('idempotency-replay')).to.equal('true');
-      expect(again.body.message.id).to.equal(first.body.message.id);
+      expect(first.headers.get('idempotency-replay')).to.equal(null);
+      expect(again.body).to.deep.equal(first.body);
       expect(await messageCount(t.dbName)).to.equal(1);
+      // Delivered meanwhile (done here by hand): the replay still answers as the first request was answered.
+      await api.deps.sharedDb.query(
+        `UPDATE \`${t.dbName}\`.messages SET status = 'SENT', attempts = 1, sent_at = CURRENT_TIMESTAMP(3) WHERE id = :id`,
+        {
+          replacements: { id: first.body.message.id },
+        },
+      );
+      const later = await send(body, headers, t);
+      expect(later.status).to.equal(202);
+      expect(later.body.message).to.deep.equal(first.body.message);
+    });
+
+    it('forgets a key after IDEMPOTENCY_KEY_TTL_SEC (24 h by default): the same key then makes a new message', async () => {
+      const t = await createTenant(api.deps);
+      const headers = { 'Idempotency-Key': 'old-key' };
+      const body = { to: '+15551234567', channel: 'sms', body: 'yesterday' };
+      const first = await send(body, headers, t);
+      await api.deps.sharedDb.query(`UPDATE \`${t.dbName}\`.messages SET created_at = created_at - INTERVAL 25 HOUR WHERE id = :id`, {
+        replacements: { id: first.body.message.id },
+      });
+      const again = await send(body, headers, t);
+      expect(again.status).to.equal(202);
+      expect(again.headers.get('idempotency-replay')).to.equal(null);
+      expect(again.body.message.id).to.not.equal(first.body.message.id);
+      expect(await messageCount(t.dbName)).to.equal(2);
+      const third = await send(body, headers, t);
+      expect(third.body.message.id, 'the new message holds the key now').to.equal(again.body.message.id);
     });
 
     it('answers 422 IDEMPOTENCY_KEY_REUSED for the same key with another body, storing nothing', async () => {
@@ -94,7 +122,11 @@ describe('POST /messages', () => {
         Array.from({ length: 10 }, () => send({ to: '+15551234567', channel: 'sms', body: 'once' }, { 'Idempotency-Key': 'race' }, t)),
       );
       expect(new Set(results.map((r) => r.body.message.id)).size).to.equal(1);
-      expect(results.filter((r) => r.status === 202)).to.have.length(1);
+      expect(results.every((r) => r.status === 202)).to.equal(true);
+      expect(
+        results.filter((r) => r.headers.get('idempotency-replay') === null),
+        'one first answer, the rest replays',
+      ).to.have.length(1);
       expect(await messageCount(t.dbName)).to.equal(1);
     });
 

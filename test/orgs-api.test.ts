@@ -267,7 +267,13 @@ describe('admin API: /orgs', () => {
   describe('the edge', () => {
     it('answers 404 NOT_FOUND for an unknown route and 405 for a wrong method, as JSON', async () => {
       expectError(await api.request('GET', '/nope'), 404, 'NOT_FOUND');
-      expectError(await api.request('DELETE', '/orgs', { admin: true }), 405, 'METHOD_NOT_ALLOWED');
+      const wrong = await api.request('DELETE', '/orgs', { admin: true });
+      expectError(wrong, 405, 'METHOD_NOT_ALLOWED');
+      const allowed = (res: { headers: Headers }) => res.headers.get('allow')!.split(', ').sort();
+      expect(allowed(wrong), 'Allow names what the path takes').to.deep.equal(['GET', 'HEAD', 'POST']);
+      const perMessage = await api.request('DELETE', '/messages/1');
+      expect(perMessage.status).to.equal(405);
+      expect(allowed(perMessage)).to.deep.equal(['GET', 'HEAD']);
     });
 
     it('echoes a safe X-Request-Id and replaces an unsafe one', async () => {

@@ -4,18 +4,29 @@ import { ROOT, TEST_ENV } from './helpers.js';
 
 export interface MainProcess {
   child: ChildProcess;
-  /** The API's URL (roles all and api). */
+  /** The API's URL (roles all and api), or the worker's own URL of /health, /ready and /metrics (role worker). */
   url: string;
   /** What the child printed on stdout so far, and a way to await a line. */
   lines: { all(): string; waitFor(text: string): Promise<void> };
 }
 
-/** Starts `src/main.ts --role <role>` on an ephemeral port; resolves once it is up (API listening, or workers started). */
+/**
+ * Starts `src/main.ts --role <role>` on ephemeral ports; resolves once it is up: its banner (API or worker listening)
+ * comes after the workers started and the signals are handled.
+ */
 export async function startMain(env: Record<string, string> = {}, role: 'all' | 'api' | 'worker' = 'all'): Promise<MainProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--role', role], {
     cwd: ROOT,
-    // Workers announce themselves in the log ('workers started'), so they log at info unless told otherwise.
-    env: { ...process.env, ...TEST_ENV, PORT: '0', HOST: '127.0.0.1', ...(role === 'worker' ? { LOG_LEVEL: 'info' } : {}), ...env },
+    // Workers log at info unless told otherwise: the fault suites read their lines ('workers started', superseded runs).
+    env: {
+      ...process.env,
+      ...TEST_ENV,
+      PORT: '0',
+      WORKER_PORT: '0',
+      HOST: '127.0.0.1',
+      ...(role === 'worker' ? { LOG_LEVEL: 'info' } : {}),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -34,7 +45,7 @@ export async function startMain(env: Record<string, string> = {}, role: 'all' | 
     /** Resolves when the output contains `text` (an event of the child, not a timer). */
     waitFor: (text: string) => new Promise<void>((resolve) => (out.includes(text) ? resolve() : waiters.push({ text, resolve }))),
   };
-  const started = lines.waitFor(role === 'worker' ? 'workers started' : 'listening on ');
+  const started = lines.waitFor('listening on ');
   const early = new Promise<never>((_, reject) =>
     child.once('exit', (code) => reject(new Error(`main exited early with ${code}: ${out}`))),
   );

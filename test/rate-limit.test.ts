@@ -38,6 +38,9 @@ describe('rate limits', () => {
       expect(res.headers.get('ratelimit-limit')).to.equal('5');
       expect(Number(res.headers.get('ratelimit-reset'))).to.be.within(1, 60);
       remaining.push(res.headers.get('ratelimit-remaining')!);
+      // The current IETF draft's pair, alongside: the policy (quota per window) and the state of this window.
+      expect(res.headers.get('ratelimit-policy')).to.match(/^"org";q=5;w=\d+$/);
+      expect(res.headers.get('ratelimit')).to.equal(`"org";r=${4 - i};t=${res.headers.get('ratelimit-reset')}`);
     }
     expect(remaining).to.deep.equal(['4', '3', '2', '1', '0']);
     const limited = await api.request('GET', '/messages', { org: t });
@@ -45,6 +48,7 @@ describe('rate limits', () => {
     expect(limited.body.error.code).to.equal('RATE_LIMITED');
     expect(Number(limited.headers.get('retry-after'))).to.be.within(1, 60);
     expect(limited.headers.get('ratelimit-remaining')).to.equal('0');
+    expect(limited.headers.get('ratelimit')).to.match(/^"org";r=0;t=\d+$/);
     const another = await createTenant(api.deps);
     expect((await api.request('GET', '/org', { org: another })).status, 'other orgs are not affected').to.equal(200);
   });

@@ -128,9 +128,11 @@ export function createDeliverMessage(deps: DeliveryDeps) {
 
     const attempt = await claim(db, messageId);
     if (attempt === undefined) {
-      // Final since we read it (another run finished it): finish what follows, idempotently.
+      // Final since we read it: an overlapping run finished it. Finish what follows (idempotently), nothing more.
+      superseded('claim');
       const now = await readMessage(db, messageId);
-      return now ? finishFinal(org, now) : 'gone';
+      if (now) await finishFinal(org, now);
+      return 'superseded';
     }
 
     let providerMessageId: string;

@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import Koa from 'koa';
 import type { Deps } from '../deps.js';
 import { dashboard } from './dashboard.js';
+import { docsRouter } from './docs.routes.js';
 import { errorsAndAccessLog } from './errors.middleware.js';
 import { requireAdmin } from './auth.js';
 import { healthRouter, readiness } from './health.routes.js';
@@ -32,10 +33,12 @@ export function createApp(deps: Deps): Koa<AppState> {
     healthRouter({ readiness: () => readiness(deps), metrics: deps.metrics.registry, admin }),
     orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits }),
     tenantRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages, orgs: deps.orgs }),
+    docsRouter(),
   ];
   for (const router of routers) {
     app.use(router.routes());
-    app.use(router.allowedMethods({ throw: true }));
+    // Not thrown: the router then sets `Allow`, and the error middleware turns the bare 405/501 into the JSON shape.
+    app.use(router.allowedMethods());
   }
   return app;
 }

@@ -71,6 +71,17 @@ export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'met
         if (ctx.status === 404 && ctx.body === undefined) {
           throw new AppError({ code: 'NOT_FOUND', status: 404, message: `no route for ${ctx.method} ${ctx.path}` });
         }
+        // The router answered 405 or 501 itself, with `Allow` naming the methods the path has (RFC 9110 §15.5.6).
+        if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined) {
+          const allow = ctx.response.get('Allow');
+          throw new AppError({
+            code: ctx.status === 405 ? 'METHOD_NOT_ALLOWED' : 'NOT_IMPLEMENTED',
+            status: ctx.status,
+            message:
+              ctx.status === 405 ? `${ctx.method} is not allowed on ${ctx.path}; allowed: ${allow}` : 'this HTTP method is not supported',
+            headers: { Allow: allow },
+          });
+        }
       } catch (err) {
         failure = err;
         const h = toHttpError(err);

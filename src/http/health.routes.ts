@@ -1,4 +1,4 @@
-/** Liveness (cheap, no I/O) and readiness (shared DB and Redis, each with a short timeout). */
+/** Liveness (cheap, no I/O) and readiness (shared DB, Redis and a process's own checks, each with a short timeout). */
 import Router from '@koa/router';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
@@ -16,16 +16,20 @@ export interface ReadinessDeps {
   logger: Logger;
 }
 
-/** Runs the readiness checks; each is 'ok' or 'unavailable' (the reason goes to the log only). */
-export async function readiness(deps: ReadinessDeps): Promise<Record<string, string>> {
-  const checks: Record<string, () => Promise<unknown>> = {
+/**
+ * Runs the readiness checks; each is 'ok' or 'unavailable' (the reason goes to the log only). `extra` adds checks of
+ * the process (a worker's BullMQ workers): each fails by throwing or rejecting, under the same timeout.
+ */
+export async function readiness(deps: ReadinessDeps, extra: Record<string, () => unknown> = {}): Promise<Record<string, string>> {
+  const checks: Record<string, () => unknown> = {
     sharedDb: () => deps.sharedDb.query('SELECT 1'),
     redis: () => deps.redis.ping(), // fail-fast client: reconnects by itself, no offline queue
+    ...extra,
   };
   const entries = await Promise.all(
     Object.entries(checks).map(async ([name, check]) => {
       try {
-        await withTimeout(check(), CHECK_TIMEOUT_MS);
+        await withTimeout(Promise.resolve().then(check), CHECK_TIMEOUT_MS);
         return [name, 'ok'] as const;
       } catch (err) {
         // The reason goes to the log only: /ready is public, and driver errors name hosts and users.

@@ -12,7 +12,7 @@ import { validated } from './validate.js';
 
 const MAX_ORG_ID = 4_294_967_295;
 
-const idParams = Joi.object<{ id: number }>({ id: Joi.number().integer().min(1).max(MAX_ORG_ID).required() });
+export const idParams = Joi.object<{ id: number }>({ id: Joi.number().integer().min(1).max(MAX_ORG_ID).required() });
 
 export const createOrgSchema = Joi.object<{ name: string; credits?: number; server?: string }>({
   name: orgNameSchema.required(),

@@ -45,3 +45,20 @@ export function messageView(m: Message) {
     sentAt: m.sentAt ?? null,
   };
 }
+
+/**
+ * The message as it was answered when accepted (202): what an Idempotency-Key replay answers again, whatever has
+ * happened to it since (GET /messages/:id shows that).
+ */
+export function acceptedView(m: Message) {
+  return {
+    ...messageView(m),
+    status: 'QUEUED' as const,
+    attempts: 0,
+    errorCode: null,
+    errorText: null,
+    providerMessageId: null,
+    updatedAt: m.createdAt,
+    sentAt: null,
+  };
+}

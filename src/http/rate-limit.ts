@@ -3,10 +3,18 @@ import type { Next } from 'koa';
 import { rateLimited, type OrgLimitResult, type RateLimits } from '../rate-limits/rate-limits.js';
 import type { AppContext } from './types.js';
 
+/**
+ * Both generations of the IETF headers: the current draft (draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy`
+ * with the quota `q` per window `w` seconds, and `RateLimit` with what `r` remains and the seconds `t` until it resets,
+ * under the policy name "org"), and the earlier draft's `RateLimit-Limit/-Remaining/-Reset` that clients already read.
+ */
 function setHeaders(ctx: AppContext, r: OrgLimitResult): void {
+  const reset = Math.ceil(r.resetMs / 1000);
+  ctx.set('RateLimit-Policy', `"org";q=${r.limit.points};w=${r.limit.duration}`);
+  ctx.set('RateLimit', `"org";r=${r.remaining};t=${reset}`);
   ctx.set('RateLimit-Limit', String(r.limit.points));
   ctx.set('RateLimit-Remaining', String(r.remaining));
-  ctx.set('RateLimit-Reset', String(Math.ceil(r.resetMs / 1000)));
+  ctx.set('RateLimit-Reset', String(reset));
 }
 
 /** Charges `cost` to the request's org (after requireTenant), sets RateLimit-* headers, throws 429 when over. */

@@ -11,7 +11,7 @@ import type { RateLimits } from '../rate-limits/rate-limits.js';
 import { requireTenant } from './auth.js';
 import { idempotencyKey } from './idempotency.js';
 import { setNextLink } from './pagination.js';
-import { messageView, publicView } from './presenters.js';
+import { acceptedView, messageView, publicView } from './presenters.js';
 import { chargeOrg, orgRateLimit } from './rate-limit.js';
 import type { AppContext, AppState } from './types.js';
 import { validated } from './validate.js';
@@ -82,9 +82,10 @@ export function tenantRouter({ registry, limits, messages, orgs }: TenantRouterD
     validated({ body: sendSchema }, async (ctx, { body }) => {
       await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
       const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
-      ctx.status = replayed ? 200 : 202;
+      // A replay answers what the first request was answered: 202 and the message as accepted.
+      ctx.status = 202;
       if (replayed) ctx.set('Idempotency-Replay', 'true');
-      ctx.body = { success: true, message: messageView(message) };
+      ctx.body = { success: true, message: acceptedView(message) };
     }),
   );
 

@@ -18,7 +18,7 @@ export class AppError extends Error {
     this.name = 'AppError';
     this.code = opts.code;
     this.status = opts.status;
-    this.expose = opts.status < 500 || opts.status === 503;
+    this.expose = opts.status < 500 || opts.status === 501 || opts.status === 503;
     this.details = opts.details;
     this.headers = opts.headers;
   }

@@ -17,14 +17,24 @@ const pretty = winston.format.printf((info) => {
   return `${String(timestamp).slice(11, 23)} ${level} ${String(message)}${rest}`;
 });
 
-/** Creates a logger: JSON lines (or pretty, coloured lines when `pretty`) to stdout, or to the given stream. */
-export function createLogger(opts: { level: string; stream?: NodeJS.WritableStream; service?: string; pretty?: boolean }): Logger {
+/**
+ * Creates a logger: JSON lines (or pretty, coloured lines when `pretty`) to stdout, or to the given stream.
+ * `role` (api, worker, all…) is added to every line, so the lines of several kinds of process can be told apart.
+ */
+export function createLogger(opts: {
+  level: string;
+  stream?: NodeJS.WritableStream;
+  service?: string;
+  role?: string;
+  pretty?: boolean;
+}): Logger {
   const silent = opts.level === 'silent';
   const transport = opts.stream ? new winston.transports.Stream({ stream: opts.stream }) : new winston.transports.Console();
+  const meta = { ...(opts.service ? { service: opts.service } : {}), ...(opts.role ? { role: opts.role } : {}) };
   return winston.createLogger({
     level: silent ? 'error' : opts.level,
     silent,
-    defaultMeta: opts.service ? { service: opts.service } : undefined,
+    defaultMeta: Object.keys(meta).length ? meta : undefined,
     format: opts.pretty
       ? winston.format.combine(withContext(), winston.format.timestamp(), winston.format.colorize(), pretty)
       : winston.format.combine(withContext(), winston.format.timestamp(), winston.format.json()),

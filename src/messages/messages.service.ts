@@ -39,12 +39,28 @@ const requestHash = (input: SendInput) =>
     .digest('hex');
 
 /** Creates the messages service. */
-export function createMessageService(deps: { repo: OrgRepository; pools: TenantPoolCache; queue: Queue<DeliveryJob>; logger: Logger }) {
+export function createMessageService(deps: {
+  repo: OrgRepository;
+  pools: TenantPoolCache;
+  queue: Queue<DeliveryJob>;
+  logger: Logger;
+  /** How long an Idempotency-Key is remembered (IDEMPOTENCY_KEY_TTL_SEC, 24 h by default, as Stripe and Novu do). */
+  idempotencyTtlMs: number;
+  now?: () => number;
+}) {
   const { pools } = deps;
+  const now = deps.now ?? Date.now;
 
   async function replay(org: ProvisionedOrg, db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
     const existing = await messageModel(db).findOne({ where: { idempotencyKey: key } });
     if (!existing) return undefined;
+    if (existing.createdAt.getTime() < now() - deps.idempotencyTtlMs) {
+      // Expired: the key is forgotten (taken off its message) and this request is a new one.
+      await db.query('UPDATE messages SET idempotency_key = NULL WHERE id = :id AND idempotency_key = :key', {
+        replacements: { id: existing.id, key },
+      });
+      return undefined;
+    }
     if (existing.requestHash !== hash)
       throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different message');
     // A retry of a message still QUEUED repairs a lost job (a crash after the insert, Redis emptied) at once.

@@ -6,6 +6,7 @@ import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OrgRegistry } from '../orgs/org-registry.js';
 import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
+import { withTimeout } from '../lib/timeout.js';
 
 export interface Metrics {
   registry: Registry;
@@ -14,7 +15,7 @@ export interface Metrics {
   jobsFailed: Counter<'queue'>;
   creditsDebited: Counter;
   creditsRefunded: Counter;
-  /** A delivery run's fenced write missed: another run had taken the message over (by step: fail, requeue, sent). */
+  /** A delivery run's fenced write missed: another run had taken the message over or finished it (by step: claim, fail, requeue, sent). */
   fenceLost: Counter<'step'>;
   deliveryPostponed: Counter;
   postponementsExhausted: Counter;
@@ -101,15 +102,17 @@ export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRe
   counterFrom(registry, 'tenant_pool_failures_total', 'Tenant DB pools that could not connect', () => pools.stats().failures);
   counterFrom(registry, 'org_cache_hits_total', 'Org and API-key cache hits', () => orgRegistry.stats().hits);
   counterFrom(registry, 'org_cache_misses_total', 'Org and API-key cache misses', () => orgRegistry.stats().misses);
+  // With no queues (QUEUE_METRICS off for this process) the series is not registered at all, rather than left empty.
   new Gauge({
     name: 'queue_jobs',
     help: 'Jobs per queue and state',
     labelNames: ['queue', 'state'] as const,
-    registers: [registry],
+    registers: deps.queues.length ? [registry] : [],
     async collect() {
       this.reset();
       for (const q of deps.queues) {
-        const counts = await q.getJobCounts(...JOB_STATES).catch(() => undefined);
+        // Bounded: while Redis is unreachable BullMQ waits for it, and the scrape would hang with it.
+        const counts = await withTimeout(q.getJobCounts(...JOB_STATES), 1000).catch(() => undefined);
         if (counts) for (const state of JOB_STATES) this.set({ queue: q.name, state }, counts[state] ?? 0);
       }
     },
