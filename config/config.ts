@@ -23,8 +23,12 @@ export interface Config {
   readonly tenant: {
     readonly dbPrefix: string;
     readonly userHost: string;
+    /** Tenant Sequelize instances kept (TENANT_CACHE_MAX): cheap entries that hold no connection of their own. */
     readonly cacheMax: number;
+    /** Connections one tenant may hold at once (TENANT_POOL_MAX), out of its server's budget. */
     readonly poolMax: number;
+    /** Physical connections per process per MySQL server, shared by its tenants (TENANT_CONNECTIONS_MAX). */
+    readonly connectionsMax: number;
     readonly idleMs: number;
     readonly connectTimeoutMs: number;
     readonly acquireTimeoutMs: number;
@@ -108,8 +112,9 @@ const schema = Joi.object({
   TENANT_USER_HOST: Joi.string()
     .pattern(/^[A-Za-z0-9.%_:-]{1,60}$/)
     .default('%'),
-  TENANT_CACHE_MAX: Joi.number().integer().min(1).max(10000).default(50),
-  TENANT_POOL_MAX: Joi.number().integer().min(1).max(50).default(2),
+  TENANT_CACHE_MAX: Joi.number().integer().min(1).max(100_000).default(2000),
+  TENANT_POOL_MAX: Joi.number().integer().min(1).max(100).default(10),
+  TENANT_CONNECTIONS_MAX: Joi.number().integer().min(1).max(1000).default(20),
   TENANT_IDLE_MS: Joi.number().integer().min(100).default(60000),
   TENANT_CONNECT_TIMEOUT_MS: Joi.number().integer().min(100).default(2000),
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
@@ -224,6 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       userHost: v.TENANT_USER_HOST,
       cacheMax: v.TENANT_CACHE_MAX,
       poolMax: v.TENANT_POOL_MAX,
+      connectionsMax: v.TENANT_CONNECTIONS_MAX,
       idleMs: v.TENANT_IDLE_MS,
       connectTimeoutMs: v.TENANT_CONNECT_TIMEOUT_MS,
       acquireTimeoutMs: v.TENANT_ACQUIRE_TIMEOUT_MS,

@@ -17,8 +17,7 @@ import { createOrgEvents, type OrgEvents } from './orgs/org-events.js';
 import { createOrgRegistry, type OrgRegistry } from './orgs/org-registry.js';
 import { createOrgRepository, type OrgRepository } from './orgs/org.repository.js';
 import { createOrgService, type OrgService } from './orgs/orgs.service.js';
-import type { TenantPoolCache } from './tenant-db/pool-cache.js';
-import { createTenantPools } from './tenant-db/tenant-pools.js';
+import { createTenantPools, type TenantPools } from './tenant-db/tenant-pools.js';
 import { createRedis } from './lib/redis.js';
 import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenant-db/provisioner.js';
 import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
@@ -35,7 +34,7 @@ export interface Deps {
   servers: ServerRegistry;
   events: OrgEvents;
   registry: OrgRegistry;
-  pools: TenantPoolCache;
+  pools: TenantPools;
   provisioner: Provisioner;
   orgs: OrgService;
   migrations: TenantMigrations;

@@ -25,17 +25,17 @@ describe('tenant pool cache', () => {
     await root.close();
   });
 
-  describe('with 60 tenants, TENANT_CACHE_MAX=10 and TENANT_POOL_MAX=2', () => {
+  describe('with 60 tenants, TENANT_CACHE_MAX=10, TENANT_CONNECTIONS_MAX=6 and TENANT_POOL_MAX=2', () => {
     let api: TestApi;
     const tenants: { id: number; apiKey: string }[] = [];
     before(async function () {
       this.timeout(120_000);
       for (let i = 0; i < 60; i++) tenants.push(await createTenant(admin));
-      api = await startApi({ TENANT_CACHE_MAX: '10', TENANT_POOL_MAX: '2', DB_POOL_MAX: '4' });
+      api = await startApi({ TENANT_CACHE_MAX: '10', TENANT_CONNECTIONS_MAX: '6', TENANT_POOL_MAX: '2', DB_POOL_MAX: '4' });
     });
     after(async () => api.stop());
 
-    it('serves 1,200 concurrent requests across all of them and never holds more than 20 tenant connections', async function () {
+    it('serves 1,200 concurrent requests across all of them and never holds more than 6 tenant connections', async function () {
       this.timeout(120_000);
       let sampling = true;
       let peak = 0;
@@ -60,7 +60,7 @@ describe('tenant pool cache', () => {
       ).to.deep.equal([]);
       expect(statuses.filter((s) => s === 200)).to.have.length(600);
       expect(samples).to.be.greaterThan(5);
-      expect(peak, 'peak tenant connections seen by MySQL').to.be.within(1, 20);
+      expect(peak, 'peak tenant connections seen by MySQL').to.be.within(1, 6);
       const stats = api.deps.pools.stats();
       expect(stats.open + stats.closing).to.be.at.most(10);
       expect(stats.evictions, 'the LRU really had to evict').to.be.greaterThan(0);

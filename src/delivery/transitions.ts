@@ -12,7 +12,7 @@
  * same round trip), and every later write of that run names it. SENT and FAILED are never left.
  */
 import { QueryTypes, type Sequelize } from 'sequelize';
-import type { MessageStatus } from '../messages/message.model.js';
+import type { MessageStatus } from '../messages/message.js';
 
 /** What delivery reads of a message. */
 export interface MessageState {

@@ -61,7 +61,11 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   NOT_IMPLEMENTED: { status: 501, meaning: 'an HTTP method the API does not implement' },
   DB_UNAVAILABLE: { status: 503, meaning: 'the shared database is unreachable; `Retry-After`' },
   TENANT_DB_UNAVAILABLE: { status: 503, meaning: 'this org’s database server is unreachable (other orgs are served); `Retry-After`' },
-  TENANT_CAPACITY: { status: 503, meaning: 'every tenant connection slot stayed busy past `TENANT_ACQUIRE_TIMEOUT_MS`; `Retry-After`' },
+  TENANT_CAPACITY: {
+    status: 503,
+    meaning:
+      "every tenant instance or every connection of the tenant server's budget stayed busy past `TENANT_ACQUIRE_TIMEOUT_MS`; `Retry-After`",
+  },
   QUEUE_UNAVAILABLE: {
     status: 503,
     meaning: 'Redis is unreachable: the message was not accepted (stored `FAILED ENQUEUE_FAILED`); `Retry-After`',

@@ -3,7 +3,7 @@
  * the presenter's return type, so a field added to a presenter and not described here fails typecheck.
  */
 import type { LedgerEntry, LedgerKind } from '../credits/ledger.js';
-import { CHANNELS, MESSAGE_STATUSES } from '../messages/message.model.js';
+import { CHANNELS, MESSAGE_STATUSES } from '../messages/message.js';
 import { ORG_STATUSES } from '../orgs/org.js';
 import type { adminView, messageView, publicView } from './presenters.js';
 

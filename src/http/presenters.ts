@@ -1,5 +1,5 @@
 /** Presenters: the JSON views of orgs and messages that the API (and the CLI's --json) answer with. */
-import type { Message } from '../messages/message.model.js';
+import type { MessageRecord } from '../messages/message.js';
 import type { OrgRecord } from '../orgs/org.js';
 
 /** The public view of an org (what a tenant sees; admins get `adminView`). */
@@ -28,7 +28,7 @@ export function adminView(org: OrgRecord) {
 }
 
 /** The JSON shape of a message in API responses. */
-export function messageView(m: Message) {
+export function messageView(m: MessageRecord) {
   return {
     id: Number(m.id),
     to: m.to,
@@ -50,7 +50,7 @@ export function messageView(m: Message) {
  * The message as it was answered when accepted (202): what an Idempotency-Key replay answers again, whatever has
  * happened to it since (GET /messages/:id shows that).
  */
-export function acceptedView(m: Message) {
+export function acceptedView(m: MessageRecord) {
   return {
     ...messageView(m),
     status: 'QUEUED' as const,

@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import Joi from 'joi';
 import { notFound } from '../lib/errors.js';
 import { messageCost } from '../messages/cost.js';
-import { CHANNELS, MESSAGE_STATUSES } from '../messages/message.model.js';
+import { CHANNELS, MESSAGE_STATUSES } from '../messages/message.js';
 import type { ListQuery, MessageService, SendInput } from '../messages/messages.service.js';
 import type { OrgRegistry } from '../orgs/org-registry.js';
 import type { OrgService } from '../orgs/orgs.service.js';

@@ -3,7 +3,7 @@
  * segment and 153 per segment when split (extension characters such as `€ [ ] { }` take two); anything outside
  * GSM-7 is sent as UCS-2: 70 in one segment, 67 per segment when split (counted in UTF-16 units). Email: 1.
  */
-import type { Channel } from './message.model.js';
+import type { Channel } from './message.js';
 
 const GSM_BASIC = new Set(
   '@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&\'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà',

@@ -12,8 +12,8 @@ import type { OrgRepository } from '../orgs/org.repository.js';
 import { enqueueDelivery, ensureDeliveryJob, type DeliveryJob } from '../queue/queues.js';
 import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 import { messageCost } from './cost.js';
-import { messageModel, type Channel, type Message, type MessageStatus } from './message.model.js';
-import { findMessage, listMessages } from './messages.repository.js';
+import type { Channel, MessageRecord, MessageStatus } from './message.js';
+import { findMessage, findMessageByKey, insertMessage, listMessages } from './messages.repository.js';
 
 export interface SendInput {
   to: string;
@@ -22,7 +22,7 @@ export interface SendInput {
 }
 
 export interface SendResult {
-  message: Message;
+  message: MessageRecord;
   /** True when an Idempotency-Key matched an earlier request: nothing new was stored or enqueued. */
   replayed: boolean;
 }
@@ -52,7 +52,7 @@ export function createMessageService(deps: {
   const now = deps.now ?? Date.now;
 
   async function replay(org: ProvisionedOrg, db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
-    const existing = await messageModel(db).findOne({ where: { idempotencyKey: key } });
+    const existing = await findMessageByKey(db, key);
     if (!existing) return undefined;
     if (existing.createdAt.getTime() < now() - deps.idempotencyTtlMs) {
       // Expired: the key is forgotten (taken off its message) and this request is a new one.
@@ -84,9 +84,9 @@ export function createMessageService(deps: {
     if (balance < cost)
       throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
 
-    let message: Message;
+    let message: MessageRecord;
     try {
-      message = await messageModel(db).create({ ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
+      message = await insertMessage(db, { ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
     } catch (err) {
       // Two requests with one Idempotency-Key raced: the first one's row is the answer.
       if (idempotencyKey && isDuplicateKey(err)) return (await replay(org, db, idempotencyKey, hash))!;
@@ -102,8 +102,7 @@ export function createMessageService(deps: {
            idempotency_key = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id AND status = 'QUEUED' AND attempts = 0`,
         { replacements: { id: message.id } },
       );
-      if ((meta as { affectedRows?: number }).affectedRows !== 1)
-        return { message: (await messageModel(db).findByPk(message.id))!, replayed: false };
+      if ((meta as { affectedRows?: number }).affectedRows !== 1) return { message: (await findMessage(db, message.id))!, replayed: false };
       deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
       throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
     }

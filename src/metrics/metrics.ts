@@ -5,7 +5,7 @@
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OrgRegistry } from '../orgs/org-registry.js';
-import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
+import type { TenantPools } from '../tenant-db/tenant-pools.js';
 import { withTimeout } from '../lib/timeout.js';
 
 export interface Metrics {
@@ -39,7 +39,7 @@ function counterFrom(registry: Registry, name: string, help: string, read: () =>
 }
 
 /** Creates the registry and every metric of the project. */
-export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRegistry; queues: Queue[] }): Metrics {
+export function createMetrics(deps: { pools: TenantPools; orgRegistry: OrgRegistry; queues: Queue[] }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const { pools, orgRegistry } = deps;
@@ -77,7 +77,7 @@ export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRe
   });
   new Gauge({
     name: 'tenant_db_connections',
-    help: 'Connections open to tenant DBs',
+    help: 'Physical connections open to tenant DB servers (at most TENANT_CONNECTIONS_MAX per server)',
     registers: [registry],
     collect() {
       this.set(pools.stats().connections);
@@ -91,6 +91,26 @@ export function createMetrics(deps: { pools: TenantPoolCache; orgRegistry: OrgRe
       this.set(pools.stats().connectionsInUse);
     },
   });
+  new Gauge({
+    name: 'tenant_db_connection_waiters',
+    help: 'Tenant requests and jobs waiting for a connection of their server budget',
+    registers: [registry],
+    collect() {
+      this.set(pools.stats().connectionWaits);
+    },
+  });
+  counterFrom(
+    registry,
+    'tenant_db_connection_switches_total',
+    'Tenant connections switched to another tenant (COM_CHANGE_USER)',
+    () => pools.stats().switches,
+  );
+  counterFrom(
+    registry,
+    'tenant_db_connection_timeouts_total',
+    'Waits for a tenant connection that ran past TENANT_ACQUIRE_TIMEOUT_MS',
+    () => pools.stats().connectionTimeouts,
+  );
   counterFrom(registry, 'tenant_pool_cache_hits_total', 'Tenant pool cache hits', () => pools.stats().hits);
   counterFrom(registry, 'tenant_pool_cache_misses_total', 'Tenant pool cache misses (a pool was opened)', () => pools.stats().misses);
   counterFrom(

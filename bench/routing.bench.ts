@@ -1,0 +1,290 @@
+/**
+ * Tenant routing against a bare baseline, side by side in one run (issue 10): the API's GET /messages and
+ * POST /messages against the same work done by bare Koa + mysql2 (and BullMQ for the add), then GET /messages over
+ * many tenants under Zipf(1.0) traffic against the one-tenant run of the same API.
+ *
+ *   1. bare GET:  Koa + a mysql2 pool of BENCH_CONNECTIONS connections, the same SELECT of the 20 newest rows;
+ *   2. API GET /messages, 1 tenant;
+ *   3. API GET /messages, TENANTS tenants (created through the normal path), requests drawn from Zipf(1.0) with a fixed
+ *      seed; the API runs with its default TENANT_CACHE_MAX and TENANT_CONNECTIONS_MAX;
+ *   4. bare POST: Koa + JSON body + the same INSERT + a BullMQ add with a derived job id;
+ *   5. API POST /messages, 1 tenant (no worker: only acceptance is measured).
+ * Each GET variant runs twice in the order 1 2 3 3 2 1 (then 4 5 5 4) and reports the mean of its runs. Peak MySQL
+ * connections of the tenant users (information_schema.PROCESSLIST, sampled) and the process RSS are reported too.
+ *
+ *   npm run bench:routing
+ *
+ * Tunables (defaults in brackets): BENCH_CONNECTIONS [20], BENCH_SECONDS [6], TENANTS [1000], TENANT_CACHE_MAX and
+ * TENANT_CONNECTIONS_MAX [the app's defaults]. Everything it creates is removed at the end.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type autocannon from 'autocannon';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import Koa from 'koa';
+import mysql from 'mysql2/promise';
+import { QueryTypes } from 'sequelize';
+import { createDeps, type Deps } from '../src/deps.js';
+import { startServer } from '../src/http/app.js';
+import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { createSequelize } from '../src/db/sequelize.js';
+import {
+  closeAndCleanUp,
+  commandLine,
+  describeMachine,
+  formatMs,
+  loadRunConfig,
+  markdownTable,
+  positiveInt,
+  prepareRun,
+  runAutocannon,
+  runBenchFile,
+  runLoadThread,
+  safeSqlName,
+  stopOnCtrlC,
+  throwIfInterrupted,
+  tunable,
+  writeDocSection,
+  type CannonResult,
+} from './bench-lib.js';
+
+const DEFAULTS = { BENCH_CONNECTIONS: '20', BENCH_SECONDS: '6', TENANTS: '1000' } as const;
+const CONNECTIONS = positiveInt(tunable('BENCH_CONNECTIONS', DEFAULTS), 'BENCH_CONNECTIONS');
+const SECONDS = positiveInt(tunable('BENCH_SECONDS', DEFAULTS), 'BENCH_SECONDS');
+const TENANTS = positiveInt(tunable('TENANTS', DEFAULTS), 'TENANTS');
+/** For profiling (node --cpu-prof): run only these scenarios (comma-separated names), once each; docs are left alone. */
+const ONLY = process.env.BENCH_ONLY?.split(',');
+const ROWS_PER_TENANT = 30;
+/** Length of the Zipf request sequence: autocannon builds every request of it for each connection, so keep it short. */
+const ZIPF_REQUESTS = 2000;
+const MESSAGE = { to: '+15551234567', channel: 'sms', body: 'Hello from the routing bench' };
+const LIST_SQL = 'SELECT * FROM messages ORDER BY id DESC LIMIT 20';
+
+interface Tenant {
+  id: number;
+  apiKey: string;
+  dbName: string;
+}
+interface LoadSpec {
+  url: string;
+  method: 'GET' | 'POST';
+  /** The sequence of tenants the requests go to (cycled by every connection from its own starting point). */
+  tenants: Tenant[];
+  seconds: number;
+}
+
+/** Zipf(s) over n items by inverse CDF, from a seeded xorshift generator: the same sequence on every run. */
+function zipfSequence(n: number, length: number, s = 1.0, seed = 42): number[] {
+  const cdf: number[] = [];
+  let total = 0;
+  for (let k = 1; k <= n; k++) cdf.push((total += 1 / k ** s));
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+  return Array.from({ length }, () => {
+    const u = next() * total;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  });
+}
+
+/** The load thread: autocannon over the tenants' sequence. */
+function loadThread(spec: LoadSpec): Promise<CannonResult> {
+  const body = JSON.stringify(MESSAGE);
+  const requests: autocannon.Request[] = spec.tenants.map((t) => ({
+    method: spec.method,
+    path: '/messages',
+    headers: { 'content-type': 'application/json', 'x-org-id': String(t.id), authorization: `Bearer ${t.apiKey}` },
+    ...(spec.method === 'POST' ? { body } : {}),
+  }));
+  return runAutocannon({ url: spec.url, connections: CONNECTIONS, duration: spec.seconds, requests });
+}
+
+/** The bare baseline: Koa and a mysql2 pool (and, for POST, a BullMQ queue) doing the same work, nothing else. */
+async function startBare(opts: {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  redisUrl: string;
+  prefix: string;
+}) {
+  const { host, port, user, password, database } = opts;
+  const pool = mysql.createPool({
+    host,
+    port,
+    user,
+    password,
+    database,
+    connectionLimit: CONNECTIONS,
+    supportBigNumbers: true,
+    timezone: 'Z',
+  });
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue('bare-bench', { connection: redis, prefix: opts.prefix });
+  const app = new Koa();
+  app.use(async (ctx) => {
+    if (ctx.method === 'GET') {
+      const [rows] = await pool.query(LIST_SQL);
+      ctx.body = rows;
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of ctx.req) chunks.push(c as Buffer);
+    const m = JSON.parse(Buffer.concat(chunks).toString()) as typeof MESSAGE;
+    const [r] = await pool.execute<mysql.ResultSetHeader>('INSERT INTO messages (`to`, channel, body, cost) VALUES (?, ?, ?, 1)', [
+      m.to,
+      m.channel,
+      m.body,
+    ]);
+    await queue.add('deliver', { messageId: r.insertId }, { jobId: `bare-${r.insertId}`, removeOnComplete: true });
+    ctx.status = 202;
+    ctx.body = { success: true, message: { id: r.insertId, ...m, status: 'QUEUED', cost: 1 } };
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const address = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    async stop() {
+      await new Promise((r) => server.close(r));
+      await pool.end();
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      redis.disconnect();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  stopOnCtrlC();
+  const run = `rb${randomBytes(3).toString('hex')}`;
+  const config = loadRunConfig(run, { RATE_LIMIT_POINTS: '100000000', AUTH_FAILURE_LIMIT: '100000000' });
+  const deps: Deps = createDeps(config, { role: 'api' });
+  const log = (line: string) => console.error(line);
+  const root = createSequelize({ ...config.db, database: undefined, poolMax: 2 });
+  let bare: Awaited<ReturnType<typeof startBare>> | undefined;
+  let api: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    await prepareRun(config, deps, true);
+    log(`creating ${TENANTS} tenants with ${ROWS_PER_TENANT} messages each…`);
+    const names = Array.from({ length: TENANTS }, (_, i) => `${run}-${i + 1}`);
+    const tenants: Tenant[] = await mapWithConcurrency(names, 4, async (name) => {
+      throwIfInterrupted();
+      const { org, apiKey } = await deps.orgs.create({ name, credits: 1_000_000 });
+      const dbName = safeSqlName(org.dbName!);
+      await root.query(
+        `INSERT INTO \`${dbName}\`.messages (\`to\`, channel, body, cost, status) VALUES ${Array(ROWS_PER_TENANT).fill("('+15551234567', 'sms', 'seeded', 1, 'SENT')").join(',')}`,
+      );
+      return { id: org.id, apiKey: apiKey!, dbName };
+    });
+    const hot = tenants[0]!;
+    const zipf = zipfSequence(tenants.length, ZIPF_REQUESTS).map((i) => tenants[i]!);
+    const distinct = new Set(zipf.map((t) => t.id)).size;
+
+    bare = await startBare({ ...config.db, password: config.db.password, database: hot.dbName, redisUrl: config.redisUrl, prefix: run });
+    api = await startServer(deps, 0);
+    const url = api.url;
+    const thread = (spec: Omit<LoadSpec, 'seconds'>) =>
+      runLoadThread<LoadSpec, CannonResult>(import.meta.url, { ...spec, seconds: SECONDS });
+
+    let peak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const [r] = await root.query<{ n: number }>('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER LIKE :like', {
+          replacements: { like: `${config.tenant.dbPrefix.replace(/_/g, '\\_')}%` },
+          type: QueryTypes.SELECT,
+        });
+        peak = Math.max(peak, Number(r?.n ?? 0));
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    })();
+
+    const results = new Map<string, CannonResult[]>();
+    const record = async (name: string, spec: Omit<LoadSpec, 'seconds'>) => {
+      throwIfInterrupted();
+      if (ONLY && (!ONLY.includes(name) || results.has(name))) return;
+      // A short warm-up of the same traffic, not measured.
+      await runLoadThread<LoadSpec, CannonResult>(import.meta.url, { ...spec, seconds: 1 });
+      const r = await thread(spec);
+      const ok = (r.statusCodes[spec.method === 'GET' ? 200 : 202] ?? 0) / r.responses;
+      if (ok < 1) throw new Error(`${name}: only ${(ok * 100).toFixed(1)} % of answers were right: ${JSON.stringify(r.statusCodes)}`);
+      log(`${name}: ${(r.responses / r.seconds).toFixed(0)} req/s`);
+      results.set(name, [...(results.get(name) ?? []), r]);
+    };
+    const bareUrl = bare.url;
+    const order: Array<[string, Omit<LoadSpec, 'seconds'>]> = [
+      ['bareGet', { url: bareUrl, method: 'GET', tenants: [hot] }],
+      ['apiGet1', { url, method: 'GET', tenants: [hot] }],
+      ['apiGetZipf', { url, method: 'GET', tenants: zipf }],
+    ];
+    for (const [name, spec] of [...order, ...[...order].reverse()]) await record(name, spec);
+    const posts: Array<[string, Omit<LoadSpec, 'seconds'>]> = [
+      ['barePost', { url: bareUrl, method: 'POST', tenants: [hot] }],
+      ['apiPost1', { url, method: 'POST', tenants: [hot] }],
+    ];
+    for (const [name, spec] of [...posts, ...[...posts].reverse()]) await record(name, spec);
+    sampling = false;
+    await sampler;
+    if (ONLY) return;
+
+    const rate = (name: string) => {
+      const rs = results.get(name)!;
+      return rs.reduce((sum, r) => sum + r.responses / r.seconds, 0) / rs.length;
+    };
+    const p = (name: string, key: 'p50' | 'p99') => Math.max(...results.get(name)!.map((r) => r[key]));
+    const stats = deps.pools.stats();
+    const row = (label: string, name: string, base: string, baseLabel: string) => [
+      label,
+      rate(name).toFixed(0),
+      formatMs(p(name, 'p50')),
+      formatMs(p(name, 'p99')),
+      `${(rate(name) / rate(base)).toFixed(2)}× ${baseLabel}`,
+    ];
+    const table = markdownTable(['scenario', 'req/s (mean of 2)', 'p50 (ms, worst run)', 'p99 (ms, worst run)', 'ratio'], 'lrrrl', [
+      row('bare Koa + mysql2 pool, GET (same SELECT)', 'bareGet', 'bareGet', 'bare GET'),
+      row('API GET /messages, 1 tenant', 'apiGet1', 'bareGet', 'bare GET'),
+      row(`API GET /messages, ${TENANTS} tenants, Zipf(1.0)`, 'apiGetZipf', 'apiGet1', 'API 1 tenant'),
+      row('bare Koa + mysql2 INSERT + BullMQ add, POST', 'barePost', 'barePost', 'bare POST'),
+      row('API POST /messages, 1 tenant', 'apiPost1', 'barePost', 'bare POST'),
+    ]);
+    const machine = await describeMachine(root);
+    const lines = [
+      `Measured on ${new Date().toISOString().slice(0, 10)}: ${machine}.`,
+      `Command: \`${commandLine('bench:routing', ['BENCH_CONNECTIONS', 'BENCH_SECONDS', 'TENANTS', 'TENANT_CACHE_MAX', 'TENANT_CONNECTIONS_MAX'])}\`.`,
+      `${CONNECTIONS} connections (autocannon in a thread of its own), ${SECONDS} s measured per run after 1 s of warm-up; order 1 2 3 3 2 1, then 4 5 5 4.`,
+      `Settings: \`TENANT_CACHE_MAX=${config.tenant.cacheMax}\`, \`TENANT_CONNECTIONS_MAX=${config.tenant.connectionsMax}\`, \`TENANT_POOL_MAX=${config.tenant.poolMax}\`; the Zipf sequence reaches ${distinct} of the ${TENANTS} tenants.`,
+      '',
+      table,
+      '',
+      `Peak MySQL connections of tenant users during the whole run: ${peak} (budget ${config.tenant.connectionsMax}); ` +
+        `switches ${stats.switches}, instance cache misses ${stats.misses}, evictions ${stats.evictions}; ` +
+        `process RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB (API, bench and load threads together).`,
+    ];
+    console.log(lines.join('\n'));
+    log(`wrote ${await writeDocSection('routing', '## Tenant routing (GET and POST /messages against bare Koa + mysql2)', lines)}`);
+  } finally {
+    await api?.stop(1000).catch(() => undefined);
+    await bare?.stop().catch(() => undefined);
+    await root.close();
+    await closeAndCleanUp(deps, config, run, log, true);
+  }
+}
+
+runBenchFile(main, loadThread);
