@@ -21,6 +21,7 @@ import { createTenantPools, type TenantPools } from './tenant-db/tenant-pools.js
 import { createRedis } from './lib/redis.js';
 import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenant-db/provisioner.js';
 import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
+import { createTenantMover, type MoveStep, type TenantMover } from './tenant-db/tenant-mover.js';
 import { createTenantMigrations, type TenantMigrations } from './tenant-db/tenant-migrations.js';
 
 export interface Deps {
@@ -38,6 +39,7 @@ export interface Deps {
   provisioner: Provisioner;
   orgs: OrgService;
   migrations: TenantMigrations;
+  mover: TenantMover;
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
@@ -59,6 +61,8 @@ export interface DepsOptions {
   subscribe?: boolean;
   /** Test seam for provisioning (see ProvisionerDeps.beforeStep). */
   beforeProvisioningStep?: ProvisionerDeps['beforeStep'];
+  /** Test seam for moves (see TenantMoverDeps.beforeStep). */
+  beforeMoveStep?: (step: MoveStep, orgId: number) => void | Promise<void>;
 }
 
 /** Builds the dependencies. Opens no connection until first used, except the Redis subscriber. */
@@ -87,6 +91,15 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
   const orgs = createOrgService({ repo, ledger, provisioner, events, secrets, webhookAllowPrivate: config.webhooks.allowPrivate });
   const migrations = createTenantMigrations({ config, repo, servers });
+  const mover = createTenantMover({
+    repo,
+    servers,
+    provisioner,
+    events,
+    userHost: config.tenant.userHost,
+    logger,
+    beforeStep: opts.beforeMoveStep,
+  });
   const delivery = createDeliveryQueue(config);
   const deliveryQueue = delivery.queue;
   const webhook = createWebhookQueue(config);
@@ -124,6 +137,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     provisioner,
     orgs,
     migrations,
+    mover,
     deliveryQueue,
     webhookQueue,
     messages,

@@ -269,6 +269,34 @@ export const commands: Record<string, Command> = {
       });
       return { json: { server }, text: `added db server ${server.name} (${server.host}:${server.port})` };
     }
-    throw new UsageError('usage: servers add|list …');
+    if (sub === 'drain' || sub === 'activate') {
+      const { positionals } = parse(rest, {});
+      if (positionals.length !== 1) throw new UsageError(`usage: servers ${sub} <name>`);
+      const server = await deps.servers.setStatus(positionals[0]!, sub === 'drain' ? 'draining' : 'active');
+      return {
+        json: { server },
+        text: `db server ${server.name} is ${server.status}${sub === 'drain' ? ': no new tenants go there; move its tenants with bin/tenant move' : ''}`,
+      };
+    }
+    throw new UsageError('usage: servers add|list|drain|activate …');
+  },
+
+  async move({ deps, argv }) {
+    const { values, positionals } = parse(argv, { to: { type: 'string' }, abort: { type: 'boolean' } });
+    if (positionals.length !== 1 || Boolean(values.to) === Boolean(values.abort))
+      throw new UsageError('usage: move <id> --to <server> | move <id> --abort');
+    const id = positiveInt(positionals[0], 'id');
+    if (values.abort) {
+      await deps.mover.abort(id);
+      return { json: { orgId: id, aborted: true }, text: `the move of org ${id} was aborted; it stays on its server` };
+    }
+    const r = await deps.mover.move(id, values.to as string);
+    const copied = Object.entries(r.rows)
+      .map(([t, n]) => `${t} ${n}`)
+      .join(', ');
+    return {
+      json: r,
+      text: `org ${id} moved from ${r.from} to ${r.to} (rows copied and verified: ${copied || 'none'})${r.oldCopyDropped ? '' : '; the old copy could not be dropped: see the log'}`,
+    };
   },
 };

@@ -61,12 +61,20 @@ export const HELP: Record<string, CommandHelp> = {
     examples: ['bin/tenant keys create 7 --name ci', 'bin/tenant keys list 7', 'bin/tenant keys revoke 7 ab12cd34ef56'],
   },
   servers: {
-    usage: 'servers add <name> --host H --port P --user U --password-env VAR [--capacity N] | servers list',
-    what: 'register MySQL servers that hold tenant databases (new tenants go to the least-loaded active one)',
+    usage:
+      'servers add <name> --host H --port P --user U --password-env VAR [--capacity N] | servers list | servers drain <name> | servers activate <name>',
+    what: 'register MySQL servers that hold tenant databases (new tenants go to the least-loaded active one); a draining server takes no new tenants, its tenants stay until moved',
     examples: [
       'DB2_PASS=… bin/tenant servers add eu-1 --host 10.0.0.5 --port 3306 --user admin --password-env DB2_PASS',
       'bin/tenant servers list',
+      'bin/tenant servers drain default',
+      'bin/tenant servers activate default',
     ],
+  },
+  move: {
+    usage: 'move <id> --to <server> | move <id> --abort',
+    what: "move a tenant's database to another server: the tenant answers 503 for the move's duration; copy, verify row counts, switch, drop the old copy. A failure part-way leaves it on its old server, working. --abort ends a move a crash left half-done",
+    examples: ['bin/tenant move 7 --to eu-1', 'bin/tenant move 7 --to eu-1 --json', 'bin/tenant move 7 --abort'],
   },
 };
 

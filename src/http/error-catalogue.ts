@@ -49,6 +49,9 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   NO_SERVER_CAPACITY: { status: 409, meaning: 'no active database server has room for another tenant' },
   SERVER_DRAINING: { status: 409, meaning: 'the named database server takes no new tenants' },
   SERVER_EXISTS: { status: 409, meaning: 'a database server of this name is registered (CLI `servers add`)' },
+  ALREADY_THERE: { status: 409, meaning: 'the org is already on that database server (CLI `move`)' },
+  MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is being moved already (CLI `move`; `move <id> --abort` ends a stuck one)' },
+  NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
   PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is over `BODY_LIMIT`' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'a body that is not `application/json`' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'this `Idempotency-Key` was used for a different request' },
@@ -61,6 +64,10 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   NOT_IMPLEMENTED: { status: 501, meaning: 'an HTTP method the API does not implement' },
   DB_UNAVAILABLE: { status: 503, meaning: 'the shared database is unreachable; `Retry-After`' },
   TENANT_DB_UNAVAILABLE: { status: 503, meaning: 'this org’s database server is unreachable (other orgs are served); `Retry-After`' },
+  TENANT_MOVING: {
+    status: 503,
+    meaning: 'this org’s database is being moved to another server (`bin/tenant move`); `Retry-After`',
+  },
   TENANT_CAPACITY: {
     status: 503,
     meaning:

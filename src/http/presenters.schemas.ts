@@ -48,6 +48,7 @@ const adminOrg: Properties<ReturnType<typeof adminView>> = {
   lastError: orNull({ type: 'string', description: 'why provisioning failed (secrets redacted)' }),
   rateLimit: orNull(shape<{ points: number; duration: number }>({ points: id, duration: { ...id, description: 'seconds' } })),
   webhookUrl: orNull({ type: 'string', format: 'uri' }),
+  movingSince: orNull({ ...dateTime, description: 'set while its database is being moved to another server (`bin/tenant move`)' }),
 };
 
 const message: Properties<ReturnType<typeof messageView>> = {

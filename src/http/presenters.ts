@@ -24,6 +24,7 @@ export function adminView(org: OrgRecord) {
     lastError: org.lastError,
     rateLimit: org.rateLimit,
     webhookUrl: org.webhookUrl,
+    movingSince: org.movingSince,
   };
 }
 

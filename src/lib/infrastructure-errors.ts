@@ -27,7 +27,14 @@ const CODES = new Set([
   'ER_TOO_MANY_USER_CONNECTIONS',
 ]);
 /** Our own 503s: a tenant DB unreachable, no slot free, shutting down, a queue down. */
-const OWN_UNAVAILABLE = new Set(['TENANT_DB_UNAVAILABLE', 'TENANT_CAPACITY', 'SHUTTING_DOWN', 'DB_UNAVAILABLE', 'QUEUE_UNAVAILABLE']);
+const OWN_UNAVAILABLE = new Set([
+  'TENANT_DB_UNAVAILABLE',
+  'TENANT_MOVING',
+  'TENANT_CAPACITY',
+  'SHUTTING_DOWN',
+  'DB_UNAVAILABLE',
+  'QUEUE_UNAVAILABLE',
+]);
 /** ioredis: out of retries, a reply error (OOM, LOADING, CLUSTERDOWN…), a closed connection, no offline queue. */
 const REDIS_NAMES = /^(MaxRetriesPerRequestError|ReplyError|AbortError|ClusterAllFailedError)$/;
 const REDIS_MESSAGES = /Connection is closed|Stream isn't writeable|enableOfflineQueue/;

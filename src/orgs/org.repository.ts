@@ -20,6 +20,8 @@ const toOrg = (r: Row): OrgRecord => ({
   rateLimit: r.rate_limit_points == null ? null : { points: Number(r.rate_limit_points), duration: Number(r.rate_limit_duration) },
   webhookUrl: (r.webhook_url as string | null) ?? null,
   webhookSecretEnc: (r.webhook_secret_enc as string | null) ?? null,
+  movingSince: r.moving_since ? new Date(r.moving_since as Date) : null,
+  movingToServerId: r.moving_to_server_id == null ? null : Number(r.moving_to_server_id),
   createdAt: new Date(r.created_at as Date),
   updatedAt: new Date(r.updated_at as Date),
 });

@@ -23,6 +23,10 @@ export interface OrgRecord {
   rateLimit: { points: number; duration: number } | null;
   webhookUrl: string | null;
   webhookSecretEnc: string | null;
+  /** Set while its database is being moved to another server (`bin/tenant move`): its requests answer 503. */
+  movingSince: Date | null;
+  /** The server a move in progress copies the database to. */
+  movingToServerId: number | null;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -184,6 +184,8 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
 
   return {
     async withTenant(org, fn) {
+      // Being moved to another server (bin/tenant move): refused until the switch, so nothing writes to the old copy.
+      if (org.movingSince) throw unavailable('TENANT_MOVING', "the organisation's database is being moved; try again shortly", 5000);
       const entry = await acquire(org);
       let db: Sequelize;
       try {

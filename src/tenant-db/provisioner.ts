@@ -4,7 +4,7 @@
  * Each step is idempotent; a failure records the step and the error and leaves the org FAILED, and
  * `provision(id)` resumes from the recorded step.
  */
-import { QueryTypes, type Sequelize } from 'sequelize';
+import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import type { Config } from '../../config/config.js';
 import type { Ledger } from '../credits/ledger.js';
 import { LockTimeoutError, TENANT_MIGRATIONS_DIR, createMigrator, withLock, withMigrationLock } from '../db/migrator.js';
@@ -188,15 +188,24 @@ export function createProvisioner(deps: ProvisionerDeps) {
     return apiKey ? { org, apiKey } : { org };
   }
 
+  async function removeDatabase(org: ProvisionedOrg, serverId: number): Promise<boolean> {
+    const admin = await servers.admin(serverId);
+    if ((await ownership(admin, org)) === 'foreign') return false;
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
+    await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
+    return true;
+  }
+
   return {
     /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
     async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
-      const server = await servers.pickForNewTenant(input.server);
       const prefix = config.tenant.dbPrefix;
       let id: number;
       try {
-        // Insert and name in one transaction: a crash can never leave an org without its database name and password.
-        id = await repo.sequelize.transaction(async (transaction) => {
+        // Place, insert and name in one transaction: a crash can never leave an org without its database name and
+        // password, and concurrent creates see each other's tenants (READ COMMITTED after locking the servers' rows).
+        id = await repo.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }, async (transaction) => {
+          const server = await servers.pickForNewTenant(input.server, transaction);
           const orgId = await repo.insert({ name: input.name, dbServerId: server.id }, transaction);
           await repo.update(
             orgId,
@@ -219,20 +228,23 @@ export function createProvisioner(deps: ProvisionerDeps) {
     async drop(orgId: number): Promise<OrgRecord> {
       const org = await repo.get(orgId);
       if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
-      if (isProvisioned(org)) {
-        const admin = await servers.admin(org.dbServerId);
-        if ((await ownership(admin, org)) === 'foreign') {
-          // Provisioning was refused because the name was taken: neither that database nor its user are ours.
-          logger.warn('drop: the database of this name belongs to someone else; left untouched', { orgId, db: org.dbName });
-          await repo.update(orgId, { status: 'DELETED', provisioningStep: null });
-          return (await repo.get(orgId))!;
-        }
-        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
-        await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
+      if (isProvisioned(org) && !(await removeDatabase(org, org.dbServerId))) {
+        // Provisioning was refused because the name was taken: neither that database nor its user are ours.
+        logger.warn('drop: the database of this name belongs to someone else; left untouched', { orgId, db: org.dbName });
       }
       await repo.update(orgId, { status: 'DELETED', provisioningStep: null });
       return (await repo.get(orgId))!;
     },
+    /**
+     * Makes the org's database, user and schema on another server (for a move): the same steps as provisioning,
+     * there, with the same name and password. Refuses (TENANT_DB_EXISTS) a database there that is not this org's.
+     */
+    async placeCopy(org: ProvisionedOrg, serverId: number): Promise<void> {
+      const there = { ...org, dbServerId: serverId };
+      for (const step of ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE'] as const) await steps[step](there);
+    },
+    /** Drops the org's database (only if it is this org's) and its user on one server; false if the database is foreign. */
+    removeDatabase,
   };
 }
 

@@ -1,5 +1,5 @@
 /** The registry of MySQL servers that hold tenant databases, with one cached admin connection per server. */
-import { QueryTypes, type Sequelize } from 'sequelize';
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { Config } from '../../config/config.js';
 import { createSequelize } from '../db/sequelize.js';
 import { conflict, notFound } from '../lib/errors.js';
@@ -36,8 +36,13 @@ export interface ServerRegistry {
   add(input: { name: string; host: string; port: number; user: string; password: string; capacity?: number }): Promise<DbServer>;
   list(): Promise<DbServer[]>;
   get(id: number): Promise<DbServer>;
-  /** The named active server, or the least-loaded active one with room left. */
-  pickForNewTenant(name?: string): Promise<DbServer>;
+  /**
+   * The named active server, or the least-loaded active one with room left. Inside `transaction` (READ COMMITTED) the
+   * active servers' rows are locked first, so concurrent creates count each other's tenants and never overfill one.
+   */
+  pickForNewTenant(name?: string, transaction?: Transaction): Promise<DbServer>;
+  /** Sets a server's status: `draining` takes no new tenants (its tenants stay), `active` takes them again. */
+  setStatus(name: string, status: 'active' | 'draining'): Promise<DbServer>;
   /** A cached admin connection (no default database) to the server. */
   admin(serverId: number): Promise<Sequelize>;
   /** A fresh admin connection to one database on the server (for migrations); caller closes it. */
@@ -75,8 +80,12 @@ export function createServerRegistry(deps: { sharedDb: Sequelize; secrets: Secre
     return r;
   }
 
-  async function byName(name: string): Promise<ServerRow | undefined> {
-    const [r] = await sharedDb.query<ServerRow>(`${SELECT} WHERE s.name = :name`, { replacements: { name }, type: QueryTypes.SELECT });
+  async function byName(name: string, transaction?: Transaction): Promise<ServerRow | undefined> {
+    const [r] = await sharedDb.query<ServerRow>(`${SELECT} WHERE s.name = :name`, {
+      replacements: { name },
+      type: QueryTypes.SELECT,
+      transaction,
+    });
     return r;
   }
 
@@ -118,18 +127,32 @@ export function createServerRegistry(deps: { sharedDb: Sequelize; secrets: Secre
     async get(id) {
       return toServer(await row(id));
     },
-    async pickForNewTenant(name) {
+    async pickForNewTenant(name, transaction) {
+      if (transaction) await sharedDb.query("SELECT id FROM db_servers WHERE status = 'active' ORDER BY id FOR UPDATE", { transaction });
       if (name) {
-        const r = await byName(name);
+        const r = await byName(name, transaction);
         if (!r) throw notFound('SERVER_NOT_FOUND', `no db server named ${name}`);
         if (r.status !== 'active') throw conflict('SERVER_DRAINING', `db server ${name} is ${r.status}`);
+        if (Number(r.tenants) >= r.capacity) throw conflict('NO_SERVER_CAPACITY', `db server ${name} is full (${r.capacity} tenants)`);
         return toServer(r);
       }
-      const candidates = (await sharedDb.query<ServerRow>(`${SELECT} WHERE s.status = 'active'`, { type: QueryTypes.SELECT }))
+      const candidates = (await sharedDb.query<ServerRow>(`${SELECT} WHERE s.status = 'active'`, { type: QueryTypes.SELECT, transaction }))
         .filter((r) => Number(r.tenants) < r.capacity)
         .sort((a, b) => Number(a.tenants) / a.capacity - Number(b.tenants) / b.capacity || a.id - b.id);
       if (!candidates[0]) throw conflict('NO_SERVER_CAPACITY', 'no active db server has room for another tenant');
       return toServer(candidates[0]);
+    },
+    async setStatus(name, status) {
+      const [, meta] = await sharedDb.query(
+        'UPDATE db_servers SET status = :status, updated_at = CURRENT_TIMESTAMP(3) WHERE name = :name',
+        {
+          replacements: { name, status },
+        },
+      );
+      if ((meta as { affectedRows?: number }).affectedRows === 0 && !(await byName(name)))
+        throw notFound('SERVER_NOT_FOUND', `no db server named ${name}`);
+      rows.clear();
+      return toServer((await byName(name))!);
     },
     admin(serverId) {
       let p = admins.get(serverId);

@@ -21,6 +21,8 @@ export function fakeOrg(id: number, over: Partial<ProvisionedOrg> = {}): Provisi
     rateLimit: null,
     webhookUrl: null,
     webhookSecretEnc: null,
+    movingSince: null,
+    movingToServerId: null,
     createdAt: new Date(0),
     updatedAt: new Date(0),
     ...over,
