@@ -300,3 +300,30 @@ export function runBenchFile<Spec, Result>(main: () => Promise<void>, loadThread
     );
   }
 }
+
+/** Zipf(s) over n items by inverse CDF, from a seeded xorshift generator: the same sequence on every run. */
+export function zipfSequence(n: number, length: number, s = 1.0, seed = 42): number[] {
+  const cdf: number[] = [];
+  let total = 0;
+  for (let k = 1; k <= n; k++) cdf.push((total += 1 / k ** s));
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+  return Array.from({ length }, () => {
+    const u = next() * total;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  });
+}

@@ -3,7 +3,7 @@
  * Plain rows, not model instances, through the lean read path: a read builds nothing it does not answer with.
  */
 import type { Sequelize } from 'sequelize';
-import { insertRow, selectRows } from '../tenant-db/lean-query.js';
+import { insertRow, selectRows } from '../db/lean-query.js';
 import type { MessageRecord, MessageStatus } from './message.js';
 
 const COLUMNS =

@@ -79,10 +79,15 @@ export function createMessageService(deps: {
       if (earlier) return earlier;
     }
     const cost = messageCost(input.channel, input.body);
-    // A fresh read: the cached org's balance may be seconds old. The worker's debit is what really guards it.
-    const balance = await deps.repo.balance(org.id);
-    if (balance < cost)
-      throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
+    // The cached org's balance (at most ORG_CACHE_TTL_MS old; grants and adjustments invalidate it at once) can only be
+    // higher than the real one through deliveries since: enough there lets the message in without a shared-DB round
+    // trip, and the worker's debit is what really guards the balance. "Short" is checked fresh, so a 402 never comes
+    // from stale data (a refund may have raised it meanwhile).
+    if (org.creditBalance < cost) {
+      const balance = await deps.repo.balance(org.id);
+      if (balance < cost)
+        throw paymentRequired('INSUFFICIENT_CREDITS', `this message costs ${cost} credit(s); the balance is ${balance}`, { cost, balance });
+    }
 
     let message: MessageRecord;
     try {

@@ -1,6 +1,7 @@
 /** Data access for orgs and API keys in the shared DB. Plain objects in, plain objects out. */
 import { randomUUID } from 'node:crypto';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { selectRows } from '../db/lean-query.js';
 import type { ApiKeyRecord, OrgRecord, OrgStatus } from './org.js';
 
 type Row = Record<string, unknown>;
@@ -74,7 +75,8 @@ export function createOrgRepository(db: Sequelize) {
     },
     /** The current balance, read fresh (not from any cache). */
     async balance(id: number): Promise<number> {
-      const [r] = await select('SELECT credit_balance FROM orgs WHERE id = :id', { id });
+      // On every POST /messages: the lean path (no Sequelize query layer).
+      const [r] = await selectRows<{ credit_balance: number }>(db, 'SELECT credit_balance FROM orgs WHERE id = ?', [id]);
       return Number(r?.credit_balance ?? 0);
     },
     /** Orgs by ascending id after a cursor, optionally of some statuses. */

@@ -12,7 +12,7 @@ import type { Logger } from '../lib/logger.js';
 import type { OrgEvents } from '../orgs/org-events.js';
 import { isOperational, type ProvisionedOrg } from '../orgs/org.js';
 import type { OrgRepository } from '../orgs/org.repository.js';
-import { AS_STORED, insertRow, selectRows } from './lean-query.js';
+import { AS_STORED, insertRow, selectRows } from '../db/lean-query.js';
 import { quoteIdentifier } from './names.js';
 import { OWNER_TABLE, accountOf, type Provisioner } from './provisioner.js';
 import type { DbServer, ServerRegistry } from './servers.js';

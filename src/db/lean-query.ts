@@ -1,6 +1,6 @@
 /**
- * The hot path's statements: run on a session leased through the tenant's Sequelize instance (so the connection
- * budget, the lease rules and the tenant's own MySQL user all apply), without Sequelize's query layer (Query objects,
+ * The hot path's statements: run on a connection leased through a Sequelize instance's own connection manager (for a
+ * tenant: so its connection budget, lease rules and own MySQL user all apply), without Sequelize's query layer (Query objects,
  * hooks, retries, model instances, result formatting), which cost more than the statement itself on a warm
  * connection (docs/benchmarks.md, tenant routing). Values are `?` placeholders escaped by mysql2, never interpolated.
  */
