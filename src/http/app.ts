@@ -50,16 +50,20 @@ export interface RunningServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Listens on host:port and returns the URL. */
-export async function startServer(deps: Deps, port: number, host = '127.0.0.1'): Promise<RunningServer> {
-  const app = createApp(deps);
+/** Listens on host:port (0 = any free port); answers the server and the URL to print for it. */
+export async function listenOn(app: Koa<AppState>, port: number, host: string): Promise<{ server: Server; url: string }> {
   const server = app.listen(port, host);
-  server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port: actual } = server.address() as AddressInfo;
-  const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host;
+  return { server, url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${actual}` };
+}
+
+/** Listens on host:port and returns the URL. */
+export async function startServer(deps: Deps, port: number, host = '127.0.0.1'): Promise<RunningServer> {
+  const { server, url } = await listenOn(createApp(deps), port, host);
+  server.keepAliveTimeout = 5000;
   return {
-    url: `http://${shownHost}:${actual}`,
+    url,
     server,
     async stop(graceMs = 10_000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

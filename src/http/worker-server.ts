@@ -2,10 +2,9 @@
  * A worker process's own port (WORKER_PORT): /health, /ready (shared DB, Redis and its BullMQ workers) and /metrics
  * (admin token), the same routes as the API's, so an orchestrator can probe a worker and Prometheus can scrape it.
  */
-import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Deps } from '../deps.js';
-import type { RunningServer } from './app.js';
+import { listenOn, type RunningServer } from './app.js';
 import { requireAdmin } from './auth.js';
 import { errorsAndAccessLog } from './errors.middleware.js';
 import { healthRouter, readiness } from './health.routes.js';
@@ -50,12 +49,9 @@ export async function startWorkerServer(
   port: number,
   host = '127.0.0.1',
 ): Promise<RunningServer> {
-  const server = createWorkerApp(deps, workers).listen(port, host);
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-  const { port: actual } = server.address() as AddressInfo;
-  const shownHost = host === '0.0.0.0' ? '127.0.0.1' : host;
+  const { server, url } = await listenOn(createWorkerApp(deps, workers), port, host);
   return {
-    url: `http://${shownHost}:${actual}`,
+    url,
     server,
     async stop() {
       // Probes and scrapes are short: close their keep-alive sockets at once.
