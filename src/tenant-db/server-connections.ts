@@ -56,6 +56,8 @@ export interface ServerConnectionsOptions {
   /** SQL run on every new, switched or reset session (COM_CHANGE_USER resets session variables); from the server version. */
   sessionInit(serverVersion: string): string | undefined;
   onEvent?(event: 'switch-failed' | 'dirty-release', detail: Record<string, unknown>): void;
+  /** Opens a connection (mysql2's createConnection; the unit tests pass a fake). */
+  connect?: (options: mysql.ConnectionOptions) => RawConnection;
 }
 
 export interface ServerConnectionsStats {
@@ -313,14 +315,15 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     opening++;
     counters.opens++;
     inc(w.login.key); // counts towards the tenant's cap while it opens
-    const conn = mysql.createConnection({
+    const connect = opts.connect ?? ((o: mysql.ConnectionOptions) => mysql.createConnection(o) as RawConnection);
+    const conn = connect({
       ...opts.connectionOptions,
       host: opts.host,
       port: opts.port,
       user: w.login.user,
       password: w.login.password,
       database: w.login.database,
-    }) as RawConnection;
+    });
     const failed = (err: Error) => {
       opening--;
       dec(w.login.key);
