@@ -6,7 +6,11 @@
 import { expect } from 'chai';
 import mysql from 'mysql2/promise';
 import type { Deps } from '../src/deps.js';
+import { selectRows } from '../src/db/lean-query.js';
+import { toHttpError } from '../src/http/errors.middleware.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { isInfrastructureError } from '../src/lib/infrastructure-errors.js';
+import type { ProvisionedOrg } from '../src/orgs/org.js';
 import { startLocalMariaDb, type LocalMariaDb } from '../scripts/local-mariadb.js';
 import { RUN, cli, createTenant, eventually, rootDb, rows, startApi, testDeps, uniqueName, type TestApi } from './helpers.js';
 
@@ -127,6 +131,22 @@ describe('tenant databases on two MySQL servers', function () {
       expect(peak[0], 'peak on the default server').to.be.within(1, 5);
       expect(peak[1], 'peak on the second server').to.be.within(1, 5);
       expect([...api.deps.pools.serverStats().keys()]).to.include(secondId);
+    });
+
+    it('a statement cut off by its server dying fails as a connection error (503 upstream, postponed by workers), not a bug', async () => {
+      const t = tenants.find((x) => x.server === SECOND)!;
+      const org = (await api.deps.repo.get(t.id))!;
+      const running = api.deps.pools
+        .withTenant(org as ProvisionedOrg, (db) => selectRows(db, 'SELECT SLEEP(5) AS slept', []))
+        .catch((e: unknown) => e);
+      await eventually(async () => api.deps.pools.stats().connectionsInUse > 0);
+      await second.kill();
+      const err = await running;
+      await second.start();
+      root2 = await mysql.createConnection({ host: second.host, port: second.port, user: 'root' });
+      expect(err).to.include({ name: 'SequelizeConnectionError' });
+      expect(isInfrastructureError(err)).to.equal(true);
+      expect(toHttpError(err)).to.include({ status: 503 });
     });
 
     it('the second server killed: its tenants answer 503 TENANT_DB_UNAVAILABLE with Retry-After, the others 200; started again, they recover without a restart', async () => {

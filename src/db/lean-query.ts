@@ -4,7 +4,7 @@
  * hooks, retries, model instances, result formatting), which cost more than the statement itself on a warm
  * connection (docs/benchmarks.md, tenant routing). Values are `?` placeholders escaped by mysql2, never interpolated.
  */
-import type { Sequelize } from 'sequelize';
+import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize } from 'sequelize';
 
 /** Per-statement mysql2 options (e.g. `dateStrings` to copy DATETIMEs exactly as stored). */
 export interface StatementOptions {
@@ -15,32 +15,42 @@ export interface StatementOptions {
 interface Lease {
   query(options: { sql: string; values: unknown[] } & StatementOptions, cb: (err: Error | null, result?: unknown) => void): unknown;
 }
-interface ConnectionManager {
-  getConnection(options: { type: string }): Promise<Lease>;
-  releaseConnection(lease: Lease): void;
+/**
+ * The instance's pool: sequelize-pool for the shared DB, the connection-budget lease for a tenant (sequelize-lease.ts).
+ * Taken from directly: Sequelize's getConnection() adds only (unregistered) hooks around the same call.
+ */
+interface Pool {
+  acquire(): Promise<Lease>;
+  release(lease: Lease): void;
+  destroy(lease: Lease): unknown;
 }
 
-async function run(
-  db: Sequelize,
-  type: 'SELECT' | 'INSERT',
-  sql: string,
-  values: unknown[],
-  opts: StatementOptions = {},
-): Promise<unknown> {
-  const cm = db.connectionManager as unknown as ConnectionManager;
-  const lease = await cm.getConnection({ type });
+async function run(db: Sequelize, sql: string, values: unknown[], opts: StatementOptions = {}): Promise<unknown> {
+  const pool = (db.connectionManager as unknown as { pool: Pool }).pool;
+  let lease: Lease;
+  try {
+    lease = await pool.acquire();
+  } catch (err) {
+    throw (err as Error).name === 'TimeoutError' ? new ConnectionAcquireTimeoutError(err as Error) : err;
+  }
+  let lost = false;
   try {
     return await new Promise((resolve, reject) =>
       lease.query({ ...opts, sql, values }, (err, result) => (err ? reject(err) : resolve(result))),
     );
+  } catch (err) {
+    // A connection lost mid-statement is the database's outage (503 upstream), not a bug; the connection goes.
+    lost = (err as { fatal?: boolean }).fatal === true;
+    throw lost ? new ConnectionError(err as Error) : err;
   } finally {
-    cm.releaseConnection(lease);
+    if (lost) void pool.destroy(lease);
+    else pool.release(lease);
   }
 }
 
 /** Runs a SELECT and answers its rows as plain objects. */
 export function selectRows<T>(db: Sequelize, sql: string, values: unknown[], opts?: StatementOptions): Promise<T[]> {
-  return run(db, 'SELECT', sql, values, opts) as Promise<T[]>;
+  return run(db, sql, values, opts) as Promise<T[]>;
 }
 
 /** Values exactly as MySQL sends them where it matters for a copy: DATETIMEs as their strings (no time zone, all digits). */
@@ -49,6 +59,6 @@ export const AS_STORED: StatementOptions = { dateStrings: true, typeCast: (_fiel
 /** Runs an INSERT and answers the id it generated. */
 export async function insertRow(db: Sequelize, sql: string, values: unknown[]): Promise<number> {
   // (also serves multi-row INSERTs: `VALUES ?` with an array of row arrays)
-  const result = (await run(db, 'INSERT', sql, values)) as { insertId: number };
+  const result = (await run(db, sql, values)) as { insertId: number };
   return Number(result.insertId);
 }
