@@ -70,6 +70,8 @@ export interface Config {
   readonly failedJobs: { readonly keepCount: number; readonly keepAgeSec: number };
   /** The outbox reconciler: rows QUEUED/SENDING for longer than afterMs with no live job are enqueued again. */
   readonly reconcile: { readonly afterMs: number; readonly intervalMs: number };
+  /** Half-life of an org's count of recent enqueues, which sets its jobs' fair-share priority (FAIR_SHARE_HALF_LIFE_MS). */
+  readonly fairShareHalfLifeMs: number;
   /** How long a POST /messages Idempotency-Key is remembered. */
   readonly idempotencyKeyTtlSec: number;
   /** Longest a tenant query may run (server-side statement timeout). */
@@ -185,6 +187,7 @@ const schema = Joi.object({
   RECONCILE_AFTER_MS: Joi.number().integer().min(100).default(60_000),
   RECONCILE_INTERVAL_MS: Joi.number().integer().min(100).default(30_000),
   TENANT_STATEMENT_TIMEOUT_MS: Joi.number().integer().min(100).default(10_000),
+  FAIR_SHARE_HALF_LIFE_MS: Joi.number().integer().min(100).default(10_000),
   IDEMPOTENCY_KEY_TTL_SEC: Joi.number()
     .integer()
     .min(1)
@@ -267,6 +270,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reconcile: { afterMs: v.RECONCILE_AFTER_MS, intervalMs: v.RECONCILE_INTERVAL_MS },
     tenantStatementTimeoutMs: v.TENANT_STATEMENT_TIMEOUT_MS,
     idempotencyKeyTtlSec: v.IDEMPOTENCY_KEY_TTL_SEC,
+    fairShareHalfLifeMs: v.FAIR_SHARE_HALF_LIFE_MS,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
     webhooks: {
       concurrency: v.WEBHOOK_CONCURRENCY,

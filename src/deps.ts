@@ -9,6 +9,7 @@ import { createRateLimits, redisLimiters, type RateLimits } from './rate-limits/
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createGateway } from './gateway/create-gateway.js';
 import { createMessageService, type MessageService } from './messages/messages.service.js';
+import { createFairShare, type FairShare } from './queue/fair-share.js';
 import { createDeliveryQueue, createWebhookQueue, type DeliveryJob, type WebhookJob } from './queue/queues.js';
 import { createSequelize } from './db/sequelize.js';
 import { createLogger, type Logger } from './lib/logger.js';
@@ -43,6 +44,8 @@ export interface Deps {
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
+  /** Fair-share priorities of this process's enqueues, per queue (src/queue/fair-share.ts). */
+  fairShare: { deliveries: FairShare; webhooks: FairShare };
   limits: RateLimits;
   metrics: Metrics;
   gateway: Gateway;
@@ -104,10 +107,15 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const deliveryQueue = delivery.queue;
   const webhook = createWebhookQueue(config);
   const webhookQueue = webhook.queue;
+  const fairShare = {
+    deliveries: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
+    webhooks: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
+  };
   const messages = createMessageService({
     repo,
     pools,
     queue: deliveryQueue,
+    fairShare: fairShare.deliveries,
     logger,
     idempotencyTtlMs: config.idempotencyKeyTtlSec * 1000,
   });
@@ -141,6 +149,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     deliveryQueue,
     webhookQueue,
     messages,
+    fairShare,
     gateway,
     limits,
     metrics,

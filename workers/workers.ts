@@ -31,7 +31,10 @@ export function startWorkers(config: Config, deps: Deps): Workers {
     async onFinal(org, message) {
       if (!org.webhookUrl) return;
       const job: WebhookJob = { orgId: org.id, messageId: message.id, status: message.status };
-      await enqueueWebhook(deps.webhookQueue, job).catch((err: Error) => logger.warn('could not enqueue webhook', { err: err.message }));
+      // At the org's fair share: one tenant's flood of webhooks never holds up another's.
+      await enqueueWebhook(deps.webhookQueue, job, deps.fairShare.webhooks.next(org.id)).catch((err: Error) =>
+        logger.warn('could not enqueue webhook', { err: err.message }),
+      );
     },
   });
   const notify = createNotifyWebhook({

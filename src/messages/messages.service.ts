@@ -9,6 +9,7 @@ import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../
 import type { Logger } from '../lib/logger.js';
 import type { ProvisionedOrg } from '../orgs/org.js';
 import type { OrgRepository } from '../orgs/org.repository.js';
+import type { FairShare } from '../queue/fair-share.js';
 import { enqueueDelivery, ensureDeliveryJob, type DeliveryJob } from '../queue/queues.js';
 import type { TenantPoolCache } from '../tenant-db/pool-cache.js';
 import { messageCost } from './cost.js';
@@ -43,6 +44,8 @@ export function createMessageService(deps: {
   repo: OrgRepository;
   pools: TenantPoolCache;
   queue: Queue<DeliveryJob>;
+  /** Priorities that keep one org's burst from holding back the others' messages. */
+  fairShare: FairShare;
   logger: Logger;
   /** How long an Idempotency-Key is remembered (IDEMPOTENCY_KEY_TTL_SEC, 24 h by default, as Stripe and Novu do). */
   idempotencyTtlMs: number;
@@ -98,7 +101,7 @@ export function createMessageService(deps: {
       throw err;
     }
     try {
-      await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) });
+      await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) }, deps.fairShare.next(org.id));
     } catch (err) {
       // Not accepted: FAILED, and its Idempotency-Key freed so the same request can be retried. Fenced on QUEUED with
       // no attempt: an add that timed out may still have landed, and a worker may already have it; then it was accepted.

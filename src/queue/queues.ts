@@ -69,14 +69,18 @@ export function createWebhookQueue(config: Config): ProducerQueue<WebhookJob> {
   });
 }
 
-/** Adds the delivery job of a message, failing within `timeoutMs` if Redis cannot take it. */
-export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJob, timeoutMs = 2000): Promise<void> {
-  await withTimeout(queue.add('deliver', job, { jobId: deliveryJobId(job.orgId, job.messageId) }), timeoutMs, 'enqueue');
+/**
+ * Adds the delivery job of a message, failing within `timeoutMs` if Redis cannot take it. `priority` (1 first) comes
+ * from the org's fair share (src/queue/fair-share.ts); a job without one (a repair) runs before every prioritized job.
+ */
+export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJob, priority?: number, timeoutMs = 2000): Promise<void> {
+  await withTimeout(queue.add('deliver', job, { jobId: deliveryJobId(job.orgId, job.messageId), priority }), timeoutMs, 'enqueue');
 }
 
 /**
  * Makes sure a message has a live delivery job: adds it when there is none, and replaces a finished (completed or
- * failed) one, since BullMQ ignores an add whose id exists in any state. For the reconciler and idempotent replays.
+ * failed) one, since BullMQ ignores an add whose id exists in any state. For the reconciler and idempotent replays:
+ * a repaired job has no priority, so it runs before every prioritized one: it has waited long enough.
  */
 export async function ensureDeliveryJob(
   queue: Queue<DeliveryJob>,
@@ -90,11 +94,11 @@ export async function ensureDeliveryJob(
     if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return 'live';
     await withTimeout(job.remove(), timeoutMs, 'remove job');
   }
-  await enqueueDelivery(queue, { orgId, messageId }, timeoutMs);
+  await enqueueDelivery(queue, { orgId, messageId }, undefined, timeoutMs);
   return 'added';
 }
 
-/** Adds a webhook job (at most one per message and final status). */
-export async function enqueueWebhook(queue: Queue<WebhookJob>, job: WebhookJob, timeoutMs = 2000): Promise<void> {
-  await withTimeout(queue.add('notify', job, { jobId: webhookJobId(job) }), timeoutMs, 'enqueue webhook');
+/** Adds a webhook job (at most one per message and final status), at the org's fair-share priority. */
+export async function enqueueWebhook(queue: Queue<WebhookJob>, job: WebhookJob, priority?: number, timeoutMs = 2000): Promise<void> {
+  await withTimeout(queue.add('notify', job, { jobId: webhookJobId(job), priority }), timeoutMs, 'enqueue webhook');
 }
