@@ -145,7 +145,7 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     await d.sharedDb.query(`INSERT INTO \`${t.dbName}\`.messages (\`to\`, channel, body, cost) VALUES ('+15551230088', 'sms', 'held', 1)`);
     expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { status: 'SUSPENDED' } })).status).to.equal(200);
     const deliver = createDeliverMessage({
-      repo: d.repo,
+      orgs: d.repo,
       pools: d.pools,
       ledger: d.ledger,
       gateway: d.gateway,
@@ -169,7 +169,7 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     await finished(t.id, id);
     const d = api.deps;
     const deliver = createDeliverMessage({
-      repo: d.repo,
+      orgs: d.repo,
       pools: d.pools,
       ledger: d.ledger,
       gateway: d.gateway,

@@ -21,7 +21,9 @@ export interface Workers {
 export function startWorkers(config: Config, deps: Deps): Workers {
   const { repo, pools, ledger, gateway, logger, secrets, metrics } = deps;
   const deliver = createDeliverMessage({
-    repo,
+    // The org through the registry: cached, and dropped at once by every change (suspend, move, credentials) that
+    // is published; a round trip per message saved. A lost event is bounded by ORG_CACHE_TTL_MS.
+    orgs: deps.registry,
     pools,
     ledger,
     gateway,

@@ -56,9 +56,14 @@ export function createLedger(db: Sequelize) {
     messageId?: number;
     transaction?: Transaction;
   }): Promise<ApplyResult> {
-    const existing = await find(input.orgId, input.reference, input.transaction);
-    if (existing) return { outcome: 'duplicate', entry: existing };
     const { transaction: outer, ...values } = input;
+    // Inside a caller's transaction the reference is looked up first: a duplicate-key error would spoil that
+    // transaction. On its own, the unique (org, reference) key decides: a repeat costs a rolled-back transaction
+    // (answered with the first entry below) instead of every apply costing a lookup.
+    if (outer) {
+      const existing = await find(input.orgId, input.reference, outer);
+      if (existing) return { outcome: 'duplicate', entry: existing };
+    }
     const change = async (transaction: Transaction): Promise<ApplyResult> => {
       const [, meta] = await db.query(
         'UPDATE orgs SET credit_balance = credit_balance + :amount, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :orgId AND credit_balance + :amount >= 0',
@@ -76,16 +81,31 @@ export function createLedger(db: Sequelize) {
         if (winner) return { outcome: 'duplicate', entry: winner } as const;
         return { outcome: 'insufficient', balance: Number(org.credit_balance) } as const;
       }
+      // The row is answered as written, not read back: created_at is set here, as an exact UTC string (the session
+      // is in UTC; a Date would lose its milliseconds in the driver's escaping).
+      const createdAt = new Date();
+      const balanceAfter = Number(org.credit_balance);
+      const messageId = values.messageId ?? null;
       const [id] = await db.query(
-        `INSERT INTO credit_ledger (org_id, kind, amount, balance_after, message_id, reference)
-         VALUES (:orgId, :kind, :amount, :balanceAfter, :messageId, :reference)`,
+        `INSERT INTO credit_ledger (org_id, kind, amount, balance_after, message_id, reference, created_at)
+         VALUES (:orgId, :kind, :amount, :balanceAfter, :messageId, :reference, :createdAt)`,
         {
-          replacements: { ...values, messageId: values.messageId ?? null, balanceAfter: Number(org.credit_balance) },
+          replacements: { ...values, messageId, balanceAfter, createdAt: createdAt.toISOString().slice(0, 23).replace('T', ' ') },
           type: QueryTypes.INSERT,
           transaction,
         },
       );
-      return { outcome: 'applied', entry: (await findIn(Number(id), transaction))! } as const;
+      const entry: LedgerEntry = {
+        id: Number(id),
+        orgId: values.orgId,
+        kind: values.kind,
+        amount: values.amount,
+        balanceAfter,
+        messageId,
+        reference: values.reference,
+        createdAt,
+      };
+      return { outcome: 'applied', entry } as const;
     };
     try {
       return outer ? await change(outer) : await db.transaction(change);
@@ -96,15 +116,6 @@ export function createLedger(db: Sequelize) {
       if (!entry) throw err;
       return { outcome: 'duplicate', entry };
     }
-  }
-
-  async function findIn(id: number, transaction: Transaction): Promise<LedgerEntry | undefined> {
-    const [r] = await db.query<Row>('SELECT * FROM credit_ledger WHERE id = :id', {
-      replacements: { id },
-      type: QueryTypes.SELECT,
-      transaction,
-    });
-    return r && toEntry(r);
   }
 
   return {

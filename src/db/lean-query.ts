@@ -12,8 +12,14 @@ export interface StatementOptions {
   typeCast?: (field: unknown, next: () => unknown) => unknown;
 }
 
+/** `?` placeholders with an array, or `:name` placeholders with an object (mysql2's namedPlaceholders). */
+export type Values = unknown[] | Record<string, unknown>;
+
 interface Lease {
-  query(options: { sql: string; values: unknown[] } & StatementOptions, cb: (err: Error | null, result?: unknown) => void): unknown;
+  query(
+    options: { sql: string; values: Values; namedPlaceholders?: boolean } & StatementOptions,
+    cb: (err: Error | null, result?: unknown) => void,
+  ): unknown;
 }
 /**
  * The instance's pool: sequelize-pool for the shared DB, the connection-budget lease for a tenant (sequelize-lease.ts).
@@ -25,7 +31,7 @@ interface Pool {
   destroy(lease: Lease): unknown;
 }
 
-async function run(db: Sequelize, sql: string, values: unknown[], opts: StatementOptions = {}): Promise<unknown> {
+async function run(db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
   const pool = (db.connectionManager as unknown as { pool: Pool }).pool;
   let lease: Lease;
   try {
@@ -36,7 +42,9 @@ async function run(db: Sequelize, sql: string, values: unknown[], opts: Statemen
   let lost = false;
   try {
     return await new Promise((resolve, reject) =>
-      lease.query({ ...opts, sql, values }, (err, result) => (err ? reject(err) : resolve(result))),
+      lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values) }, (err, result) =>
+        err ? reject(err) : resolve(result),
+      ),
     );
   } catch (err) {
     // A connection lost mid-statement is the database's outage (503 upstream), not a bug; the connection goes.
@@ -49,7 +57,7 @@ async function run(db: Sequelize, sql: string, values: unknown[], opts: Statemen
 }
 
 /** Runs a SELECT and answers its rows as plain objects. */
-export function selectRows<T>(db: Sequelize, sql: string, values: unknown[], opts?: StatementOptions): Promise<T[]> {
+export function selectRows<T>(db: Sequelize, sql: string, values: Values, opts?: StatementOptions): Promise<T[]> {
   return run(db, sql, values, opts) as Promise<T[]>;
 }
 
@@ -61,4 +69,16 @@ export async function insertRow(db: Sequelize, sql: string, values: unknown[]): 
   // (also serves multi-row INSERTs: `VALUES ?` with an array of row arrays)
   const result = (await run(db, sql, values)) as { insertId: number };
   return Number(result.insertId);
+}
+
+/** What a write answers: rows it changed, and the id it generated (or the LAST_INSERT_ID(expr) it set). */
+export interface WriteResult {
+  affectedRows: number;
+  insertId: number;
+}
+
+/** Runs an UPDATE, INSERT or DELETE and answers its OK packet. */
+export async function write(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
+  const r = (await run(db, sql, values)) as WriteResult;
+  return { affectedRows: Number(r.affectedRows), insertId: Number(r.insertId) };
 }

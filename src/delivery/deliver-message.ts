@@ -27,7 +27,8 @@ import { claim, markFailed, markSent, readMessage, recordLateAcceptance, requeue
 export type DeliveryOutcome = 'SENT' | 'FAILED' | 'already-final' | 'superseded' | 'gone';
 
 export interface DeliveryDeps {
-  repo: Pick<OrgRepository, 'get'>;
+  /** Where the org is read (the registry in the workers: cached, invalidated by org events). */
+  orgs: Pick<OrgRepository, 'get'>;
   pools: TenantPoolCache;
   ledger: Ledger;
   gateway: Gateway;
@@ -75,7 +76,7 @@ const PROVIDER_ID_MAX = 255;
 
 /** Creates the use case: `deliver(input)` resolves with the outcome, or throws RetryDelivery / PermanentDeliveryFailure. */
 export function createDeliverMessage(deps: DeliveryDeps) {
-  const { repo, pools, ledger, gateway, logger } = deps;
+  const { orgs, pools, ledger, gateway, logger } = deps;
 
   /** A FAILED message that was charged gets back exactly what the ledger debited, once (also repairs a crash). */
   async function refundIfCharged(orgId: number, messageId: number): Promise<void> {
@@ -190,8 +191,8 @@ export function createDeliverMessage(deps: DeliveryDeps) {
   }
 
   return async function deliver(input: DeliveryInput): Promise<DeliveryOutcome> {
-    // Read the org fresh: its credentials or status may have changed since the job was queued.
-    const org = await repo.get(input.orgId);
+    // Read the org now, not from the job: its credentials or status may have changed since the job was queued.
+    const org = await orgs.get(input.orgId);
     if (!org || org.status === 'DELETED' || !isProvisioned(org)) return 'gone';
     return pools.withTenant(org, async (db) => {
       try {

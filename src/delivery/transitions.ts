@@ -11,7 +11,8 @@
  * `attempts` is the fence: each claim increments it (LAST_INSERT_ID(attempts + 1) hands the new value back in the
  * same round trip), and every later write of that run names it. SENT and FAILED are never left.
  */
-import { QueryTypes, type Sequelize } from 'sequelize';
+import type { Sequelize } from 'sequelize';
+import { selectRows, write } from '../db/lean-query.js';
 import type { MessageStatus } from '../messages/message.js';
 
 /** What delivery reads of a message. */
@@ -29,22 +30,12 @@ export interface MessageState {
 const OPEN = "('QUEUED', 'SENDING')";
 const TEXT_MAX = 1000;
 
-interface OkPacket {
-  affectedRows: number;
-  insertId: number;
-}
-
-/** Runs a write and returns its OK packet (affected rows, and the LAST_INSERT_ID(expr) value as insertId). */
-async function write(db: Sequelize, sql: string, replacements: Record<string, unknown>): Promise<OkPacket> {
-  const [result] = await db.query(sql, { replacements, type: QueryTypes.RAW });
-  return result as unknown as OkPacket;
-}
-
 /** Reads the message (or undefined). */
 export async function readMessage(db: Sequelize, id: number): Promise<MessageState | undefined> {
-  const [r] = await db.query<Record<string, unknown>>(
-    'SELECT id, status, cost, attempts, `to`, channel, body, provider_message_id FROM messages WHERE id = :id',
-    { replacements: { id }, type: QueryTypes.SELECT },
+  const [r] = await selectRows<Record<string, unknown>>(
+    db,
+    'SELECT id, status, cost, attempts, `to`, channel, body, provider_message_id FROM messages WHERE id = ?',
+    [id],
   );
   if (!r) return undefined;
   return {
