@@ -66,7 +66,6 @@ export const AS_STORED: StatementOptions = { dateStrings: true, typeCast: (_fiel
 
 /** Runs an INSERT and answers the id it generated. */
 export async function insertRow(db: Sequelize, sql: string, values: unknown[]): Promise<number> {
-  // (also serves multi-row INSERTs: `VALUES ?` with an array of row arrays)
   const result = (await run(db, sql, values)) as { insertId: number };
   return Number(result.insertId);
 }

@@ -16,9 +16,6 @@ export interface PoolCacheStats {
   misses: number;
   evictions: number;
   failures: number;
-  /** Connections open in the open pools, and those running a query. */
-  connections: number;
-  connectionsInUse: number;
 }
 
 export interface TenantPoolCache {
@@ -207,15 +204,8 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     },
     stats() {
       let leased = 0;
-      let connections = 0;
-      let connectionsInUse = 0;
-      for (const e of entries.values()) {
-        leased += e.leases;
-        const pool = (e.db?.connectionManager as { pool?: { size?: number; using?: number } } | undefined)?.pool;
-        connections += pool?.size ?? 0;
-        connectionsInUse += pool?.using ?? 0;
-      }
-      return { open: entries.size, closing, leased, connections, connectionsInUse, ...stats };
+      for (const e of entries.values()) leased += e.leases;
+      return { open: entries.size, closing, leased, ...stats };
     },
     async close(deadlineMs) {
       closed = true;

@@ -12,7 +12,7 @@ import type { Logger } from '../lib/logger.js';
 import type { OrgEvents } from '../orgs/org-events.js';
 import { isOperational, type ProvisionedOrg } from '../orgs/org.js';
 import type { OrgRepository } from '../orgs/org.repository.js';
-import { AS_STORED, insertRow, selectRows } from '../db/lean-query.js';
+import { AS_STORED, selectRows, write } from '../db/lean-query.js';
 import { quoteIdentifier } from './names.js';
 import { OWNER_TABLE, accountOf, type Provisioner } from './provisioner.js';
 import type { DbServer, ServerRegistry } from './servers.js';
@@ -88,7 +88,7 @@ export function createTenantMover(deps: TenantMoverDeps) {
         const rows = await selectRows<Row>(from, `SELECT * FROM ${t} WHERE id > ? ORDER BY id LIMIT ?`, [after, batch], AS_STORED);
         if (rows.length === 0) break;
         const columns = Object.keys(rows[0]!);
-        await insertRow(to, `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES ?`, [
+        await write(to, `INSERT INTO ${t} (${columns.map(quoteIdentifier).join(', ')}) VALUES ?`, [
           rows.map((r) => columns.map((c) => r[c])),
         ]);
         copied[table] += rows.length;

@@ -15,6 +15,9 @@ import type { ServerRegistry } from './servers.js';
 
 /** What the pools report: the instance cache, and the physical connections of every server summed up. */
 export interface TenantPoolsStats extends PoolCacheStats {
+  /** Physical connections open (or opening) to every server, and those lent to a tenant. */
+  connections: number;
+  connectionsInUse: number;
   switches: number;
   connectionWaits: number;
   connectionTimeouts: number;
