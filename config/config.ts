@@ -65,7 +65,11 @@ export interface Config {
     readonly lockMs: number;
     /** Infrastructure-error postponements of one job before it is handed back to the reconciler. */
     readonly maxPostponements: number;
+    /** Deliveries of one org running at once across every worker, unless the org overrides it (0: no cap). */
+    readonly orgConcurrency: number;
   };
+  /** Longest a job held back by its org's cap waits before it wakes by itself (normally a finishing job wakes it). */
+  readonly orgParkMaxMs: number;
   /** Failed jobs kept in Redis (the message row stays the record): at most this many, for at most this long. */
   readonly failedJobs: { readonly keepCount: number; readonly keepAgeSec: number };
   /** The outbox reconciler: rows QUEUED/SENDING for longer than afterMs with no live job are enqueued again. */
@@ -84,6 +88,8 @@ export interface Config {
     readonly backoffMs: number;
     readonly timeoutMs: number;
     readonly allowPrivate: boolean;
+    /** Webhooks of one org running at once across every worker (0: no cap): a slow endpoint holds at most this many. */
+    readonly orgConcurrency: number;
   };
   readonly logLevel: string;
   readonly bodyLimit: string;
@@ -179,6 +185,9 @@ const schema = Joi.object({
   DELIVERY_BACKOFF_MS: Joi.number().integer().min(1).default(1000),
   WORKER_LOCK_MS: Joi.number().integer().min(500).default(30_000),
   DELIVERY_MAX_POSTPONEMENTS: Joi.number().integer().min(1).max(10_000).default(30),
+  ORG_DELIVERY_CONCURRENCY: Joi.number().integer().min(0).max(10_000).default(20),
+  ORG_WEBHOOK_CONCURRENCY: Joi.number().integer().min(0).max(10_000).default(4),
+  ORG_PARK_MAX_MS: Joi.number().integer().min(100).default(60_000),
   FAILED_JOBS_KEEP_COUNT: Joi.number().integer().min(0).default(10_000),
   FAILED_JOBS_KEEP_AGE_SEC: Joi.number()
     .integer()
@@ -265,7 +274,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffMs: v.DELIVERY_BACKOFF_MS,
       lockMs: v.WORKER_LOCK_MS,
       maxPostponements: v.DELIVERY_MAX_POSTPONEMENTS,
+      orgConcurrency: v.ORG_DELIVERY_CONCURRENCY,
     },
+    orgParkMaxMs: v.ORG_PARK_MAX_MS,
     failedJobs: { keepCount: v.FAILED_JOBS_KEEP_COUNT, keepAgeSec: v.FAILED_JOBS_KEEP_AGE_SEC },
     reconcile: { afterMs: v.RECONCILE_AFTER_MS, intervalMs: v.RECONCILE_INTERVAL_MS },
     tenantStatementTimeoutMs: v.TENANT_STATEMENT_TIMEOUT_MS,
@@ -278,6 +289,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffMs: v.WEBHOOK_BACKOFF_MS,
       timeoutMs: v.WEBHOOK_TIMEOUT_MS,
       allowPrivate: v.WEBHOOK_ALLOW_PRIVATE,
+      orgConcurrency: v.ORG_WEBHOOK_CONCURRENCY,
     },
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,

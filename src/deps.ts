@@ -10,8 +10,17 @@ import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createGateway } from './gateway/create-gateway.js';
 import { createMessageService, type MessageService } from './messages/messages.service.js';
 import { createFairShare, type FairShare } from './queue/fair-share.js';
-import { createDeliveryQueue, createWebhookQueue, type DeliveryJob, type WebhookJob } from './queue/queues.js';
+import { createOrgSlots, type OrgSlots } from './queue/org-slots.js';
+import {
+  createDeliveryQueue,
+  createWebhookQueue,
+  DELIVERY_QUEUE,
+  WEBHOOK_QUEUE,
+  type DeliveryJob,
+  type WebhookJob,
+} from './queue/queues.js';
 import { createSequelize } from './db/sequelize.js';
+import { createDeliveryLoad, type DeliveryLoadReader } from './delivery/delivery-load.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createSecretBox, type SecretBox } from './lib/secrets.js';
 import { createOrgEvents, type OrgEvents } from './orgs/org-events.js';
@@ -46,6 +55,10 @@ export interface Deps {
   messages: MessageService;
   /** Fair-share priorities of this process's enqueues, per queue (src/queue/fair-share.ts). */
   fairShare: { deliveries: FairShare; webhooks: FairShare };
+  /** Per-org concurrency of each queue's jobs across every worker (src/queue/org-slots.ts). */
+  orgSlots: { deliveries: OrgSlots; webhooks: OrgSlots };
+  /** Per-org delivery load for operators (GET /orgs/:id/delivery, bin/tenant top and limits). */
+  deliveryLoad: DeliveryLoadReader;
   limits: RateLimits;
   metrics: Metrics;
   gateway: Gateway;
@@ -111,6 +124,16 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     deliveries: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
     webhooks: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
   };
+  // A lease outlives a crashed worker by at most its job lock: then BullMQ hands the job to another worker anyway.
+  const orgSlots = {
+    deliveries: createOrgSlots({ redis, prefix: config.queuePrefix, queue: DELIVERY_QUEUE, leaseMs: config.delivery.lockMs }),
+    webhooks: createOrgSlots({ redis, prefix: config.queuePrefix, queue: WEBHOOK_QUEUE, leaseMs: config.delivery.lockMs }),
+  };
+  const deliveryLoad = createDeliveryLoad({
+    pools,
+    orgSlots,
+    defaults: { deliveryConcurrency: config.delivery.orgConcurrency, webhookConcurrency: config.webhooks.orgConcurrency },
+  });
   const messages = createMessageService({
     repo,
     pools,
@@ -121,7 +144,17 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   });
   // Every process reads the same counts from Redis: by default only workers (and all-in-one) report them, not the API.
   const queueMetrics = config.queueMetrics === 'on' || (config.queueMetrics === 'auto' && opts.role !== 'api');
-  const metrics = createMetrics({ pools, orgRegistry: registry, queues: queueMetrics ? [deliveryQueue, webhookQueue] : [] });
+  const metrics = createMetrics({
+    pools,
+    orgRegistry: registry,
+    queues: queueMetrics ? [deliveryQueue, webhookQueue] : [],
+    orgSlots: queueMetrics
+      ? [
+          { queue: DELIVERY_QUEUE, slots: orgSlots.deliveries },
+          { queue: WEBHOOK_QUEUE, slots: orgSlots.webhooks },
+        ]
+      : [],
+  });
   const limits = createRateLimits({
     makeLimiter: redisLimiters(redis, config.queuePrefix),
     defaults: config.rateLimit,
@@ -150,6 +183,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     webhookQueue,
     messages,
     fairShare,
+    orgSlots,
+    deliveryLoad,
     gateway,
     limits,
     metrics,

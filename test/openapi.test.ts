@@ -160,6 +160,14 @@ describe('OpenAPI document (GET /openapi.json) and reference page (GET /docs)', 
       expect((await call('PATCH', '/orgs/{id}', '/orgs/4000000000', { ...admin, body: { status: 'ACTIVE' } })).status).to.equal(404);
     });
 
+    it('GET /orgs/{id}/delivery: 200 with the cap and the load; 400 for a non-numeric id; 404 for an unknown one', async () => {
+      const res = await call('GET', '/orgs/{id}/delivery', `/orgs/${a.id}/delivery`, admin);
+      expect(res.status).to.equal(200);
+      expect(res.body.delivery.concurrency.source).to.equal('default');
+      expect((await call('GET', '/orgs/{id}/delivery', '/orgs/abc/delivery', admin)).status).to.equal(400);
+      expect((await call('GET', '/orgs/{id}/delivery', '/orgs/4000000000/delivery', admin)).status).to.equal(404);
+    });
+
     it('POST /orgs/{id}/credits: 200 with the ledger entry, replayed by its key; 409 below zero; 422 for a reused key', async () => {
       const path = `/orgs/${b.id}/credits`;
       const headers = { 'Idempotency-Key': `grant-${b.id}` };

@@ -6,6 +6,7 @@ import { createReconciler, type Reconciler } from '../src/delivery/reconciler.js
 import { DELIVERY_QUEUE, WEBHOOK_QUEUE, enqueueWebhook, type DeliveryJob, type WebhookJob } from '../src/queue/queues.js';
 import { createNotifyWebhook, type WebhookOutcome } from '../src/webhooks/notify-webhook.js';
 import { deliveryProcessor } from './delivery.worker.js';
+import { gateByOrg } from './org-gate.js';
 import { startWorker, type RunningWorker } from './start-worker.js';
 import { webhookProcessor } from './webhook.worker.js';
 
@@ -50,23 +51,47 @@ export function startWorkers(config: Config, deps: Deps): Workers {
   const delivery = startWorker(
     config,
     DELIVERY_QUEUE,
-    deliveryProcessor(deliver, {
-      logger,
-      metrics,
-      outageBackoffMs: config.delivery.backoffMs,
-      maxPostponements: config.delivery.maxPostponements,
-    }),
+    gateByOrg(
+      deliveryProcessor(deliver, {
+        logger,
+        metrics,
+        outageBackoffMs: config.delivery.backoffMs,
+        maxPostponements: config.delivery.maxPostponements,
+      }),
+      {
+        slots: deps.orgSlots.deliveries,
+        // The org's override, else the default; read through the registry (cached, dropped on every org change).
+        limitOf: async (orgId) => (await deps.registry.get(orgId))?.deliveryConcurrency ?? config.delivery.orgConcurrency,
+        promote: (jobId) => deps.deliveryQueue.backend.promote(jobId),
+        maxParkMs: config.orgParkMaxMs,
+        logger,
+        onParked: () => metrics.jobsParked.inc({ queue: DELIVERY_QUEUE }),
+      },
+    ),
     {
       concurrency: config.delivery.concurrency,
       logger,
       metrics,
     },
   );
-  const webhooks = startWorker(config, WEBHOOK_QUEUE, webhookProcessor(notify), {
-    concurrency: config.webhooks.concurrency,
-    logger,
-    metrics,
-  });
+  const webhooks = startWorker(
+    config,
+    WEBHOOK_QUEUE,
+    // A slow or dead endpoint holds at most ORG_WEBHOOK_CONCURRENCY of the webhook slots, never all of them.
+    gateByOrg(webhookProcessor(notify), {
+      slots: deps.orgSlots.webhooks,
+      limitOf: () => Promise.resolve(config.webhooks.orgConcurrency),
+      promote: (jobId) => deps.webhookQueue.backend.promote(jobId),
+      maxParkMs: config.orgParkMaxMs,
+      logger,
+      onParked: () => metrics.jobsParked.inc({ queue: WEBHOOK_QUEUE }),
+    }),
+    {
+      concurrency: config.webhooks.concurrency,
+      logger,
+      metrics,
+    },
+  );
   const reconciler = createReconciler({
     repo,
     servers: deps.servers,

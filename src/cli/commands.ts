@@ -169,6 +169,51 @@ export const commands: Record<string, Command> = {
     };
   },
 
+  async limits({ deps, argv }) {
+    const { values, positionals } = parse(argv, { 'delivery-concurrency': { type: 'string' } });
+    const usage = 'limits <id> [--delivery-concurrency N|default]';
+    if (positionals.length !== 1) throw new UsageError(`usage: ${usage}`);
+    const id = positiveInt(positionals[0], 'id');
+    const wanted = values['delivery-concurrency'];
+    let org = await deps.orgs.get(id);
+    if (wanted !== undefined) {
+      const deliveryConcurrency = wanted === 'default' ? null : positiveInt(wanted, '--delivery-concurrency');
+      if (deliveryConcurrency !== null && deliveryConcurrency > 1000) throw new UsageError('--delivery-concurrency must be at most 1000');
+      org = (await deps.orgs.patch(id, { deliveryConcurrency })).org;
+    }
+    const load = await deps.deliveryLoad.of(org);
+    const { concurrency: c, deliveries: d, webhooks: w } = load;
+    return {
+      json: { delivery: load },
+      text: [
+        `org ${id}: deliveries at most ${c.limit || 'unlimited'} at once (${c.source === 'org' ? "the org's own" : 'ORG_DELIVERY_CONCURRENCY'})`,
+        `  running ${d.inFlight}, parked ${d.parked}; messages queued ${d.queued}, sending ${d.sending}`,
+        `  webhooks at most ${w.limit || 'unlimited'} at once: running ${w.inFlight}, parked ${w.parked}`,
+      ].join('\n'),
+    };
+  },
+
+  async top({ deps, argv }) {
+    const { values, positionals } = parse(argv, { limit: { type: 'string' } });
+    if (positionals.length) throw new UsageError('usage: top [--limit N]');
+    const limit = values.limit === undefined ? 10 : positiveInt(values.limit, '--limit');
+    const busiest = await deps.deliveryLoad.busiest(Math.min(limit, 100));
+    // Each org's queued count comes from its own database: one query per org shown.
+    const rows = await Promise.all(
+      busiest.map(async ({ orgId }) => {
+        const org = await deps.orgs.get(orgId);
+        const load = await deps.deliveryLoad.of(org);
+        return { orgId, name: org.name, limit: load.concurrency.limit, ...load.deliveries };
+      }),
+    );
+    return {
+      json: { orgs: rows },
+      text: rows.length
+        ? table(rows, ['orgId', 'name', 'limit', 'inFlight', 'parked', 'queued', 'sending'])
+        : 'no org has deliveries running or parked',
+    };
+  },
+
   async suspend({ deps, argv }) {
     return orgResult((await deps.orgs.patch(one(argv, 'suspend <id>').id, { status: 'SUSPENDED' })).org);
   },

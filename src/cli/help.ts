@@ -42,6 +42,17 @@ export const HELP: Record<string, CommandHelp> = {
     what: 'revert the last N migrations (default 1) of the named tenants; of every tenant only with --force',
     examples: ['bin/tenant rollback --tenant 7', 'bin/tenant rollback --tenant 7 --step 2', 'bin/tenant rollback --force'],
   },
+  limits: {
+    usage: 'limits <id> [--delivery-concurrency N|default]',
+    what: "an org's delivery cap (deliveries running at once across every worker) and its load now; set or reset the cap",
+    examples: ['bin/tenant limits 7', 'bin/tenant limits 7 --delivery-concurrency 5', 'bin/tenant limits 7 --delivery-concurrency default'],
+  },
+  top: {
+    usage: 'top [--limit N]',
+    what: 'the orgs with the most deliveries running and parked now (across every worker), with their queued messages',
+    examples: ['bin/tenant top', 'bin/tenant top --limit 20 --json'],
+    readOnly: true,
+  },
   provision: { usage: 'provision <id>', what: 'resume a provisioning that failed part-way', examples: ['bin/tenant provision 7'] },
   suspend: { usage: 'suspend <id>', what: "refuse the org's API requests (every process, at once)", examples: ['bin/tenant suspend 7'] },
   resume: { usage: 'resume <id>', what: "allow the org's API requests again", examples: ['bin/tenant resume 7'] },

@@ -31,7 +31,7 @@ export function createApp(deps: Deps): Koa<AppState> {
   const admin = requireAdmin(deps.config.adminToken, deps.limits);
   const routers = [
     healthRouter({ readiness: () => readiness(deps), metrics: deps.metrics.registry, admin }),
-    orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits }),
+    orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits, deliveryLoad: deps.deliveryLoad }),
     tenantRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages, orgs: deps.orgs }),
     docsRouter(),
   ];

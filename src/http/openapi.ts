@@ -226,11 +226,27 @@ export function buildOpenApi(): JsonSchema {
         },
         patch: {
           ...admin,
-          summary: 'Suspend or resume an org, set its rate limit or webhook',
+          summary: 'Suspend or resume an org, set its rate limit, delivery concurrency or webhook',
           requestBody: body(patchOrgSchema, { status: 'SUSPENDED', rateLimit: { points: 600, duration: 60 } }),
           responses: {
             '200': ok('The updated org', jsonContent(ref('AdminOrgAnswer'))),
             ...errors(JSON_BODY, { 400: ['WEBHOOK_URL_FORBIDDEN'], 404: ['ORG_NOT_FOUND'], 409: ['ORG_NOT_READY'] }, ADMIN, SHARED_DB),
+          },
+        },
+      },
+      '/orgs/{id}/delivery': {
+        parameters: orgId,
+        get: {
+          ...admin,
+          summary: 'The org’s deliveries now: its cap, jobs running and parked, messages queued',
+          description:
+            'Running and parked jobs are counted across every worker (Redis); queued and sending messages in the org’s own database. ' +
+            'Set the cap with `PATCH /orgs/{id} {"deliveryConcurrency": n}` (null: back to ORG_DELIVERY_CONCURRENCY).',
+          responses: {
+            '200': ok('The load', jsonContent(ref('DeliveryLoadAnswer'))),
+            ...errors({ 400: ['VALIDATION_FAILED'], 404: ['ORG_NOT_FOUND'] }, ADMIN, SHARED_DB, {
+              503: ['TENANT_DB_UNAVAILABLE', 'TENANT_CAPACITY', 'TENANT_MOVING', 'QUEUE_UNAVAILABLE'],
+            }),
           },
         },
       },

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import Joi from 'joi';
 import { ORG_STATUSES, SETTABLE_STATUSES, orgNameSchema, type OrgStatus } from '../orgs/org.js';
+import type { DeliveryLoadReader } from '../delivery/delivery-load.js';
 import type { OrgPatch, OrgService } from '../orgs/orgs.service.js';
 import { idempotencyKey } from './idempotency.js';
 import { setNextLink } from './pagination.js';
@@ -32,6 +33,7 @@ export const patchOrgSchema = Joi.object<OrgPatch>({
     points: Joi.number().integer().min(1).max(1_000_000).required(),
     duration: Joi.number().integer().min(1).max(86_400).required(),
   }).allow(null),
+  deliveryConcurrency: Joi.number().integer().min(1).max(1000).allow(null),
   webhookUrl: Joi.string()
     .uri({ scheme: ['http', 'https'] })
     .max(2048)
@@ -51,10 +53,11 @@ export interface OrgsRouterDeps {
   /** Authenticates the admin (first on every route). */
   admin: (ctx: AppContext, next: () => Promise<unknown>) => Promise<unknown>;
   defaultCredits: number;
+  deliveryLoad: DeliveryLoadReader;
 }
 
 /** Builds the admin router. */
-export function orgsRouter({ orgs, admin, defaultCredits }: OrgsRouterDeps): Router<AppState> {
+export function orgsRouter({ orgs, admin, defaultCredits, deliveryLoad }: OrgsRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
 
   router.post(
@@ -91,6 +94,14 @@ export function orgsRouter({ orgs, admin, defaultCredits }: OrgsRouterDeps): Rou
     validated({ params: idParams, body: patchOrgSchema }, async (ctx, { params, body }) => {
       const { org, webhookSecret } = await orgs.patch(params.id, body);
       ctx.body = { success: true, org: adminView(org), ...(webhookSecret ? { webhookSecret } : {}) };
+    }),
+  );
+
+  router.get(
+    '/orgs/:id/delivery',
+    admin,
+    validated({ params: idParams }, async (ctx, { params }) => {
+      ctx.body = { success: true, delivery: await deliveryLoad.of(await orgs.get(params.id)) };
     }),
   );
 

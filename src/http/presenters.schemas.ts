@@ -3,6 +3,7 @@
  * the presenter's return type, so a field added to a presenter and not described here fails typecheck.
  */
 import type { LedgerEntry, LedgerKind } from '../credits/ledger.js';
+import type { DeliveryLoad } from '../delivery/delivery-load.js';
 import { CHANNELS, MESSAGE_STATUSES } from '../messages/message.js';
 import { ORG_STATUSES } from '../orgs/org.js';
 import type { adminView, messageView, publicView } from './presenters.js';
@@ -47,6 +48,11 @@ const adminOrg: Properties<ReturnType<typeof adminView>> = {
   provisioningStep: orNull({ type: 'string', description: 'the provisioning step in progress, or the one that failed' }),
   lastError: orNull({ type: 'string', description: 'why provisioning failed (secrets redacted)' }),
   rateLimit: orNull(shape<{ points: number; duration: number }>({ points: id, duration: { ...id, description: 'seconds' } })),
+  deliveryConcurrency: orNull({
+    type: 'integer',
+    minimum: 1,
+    description: 'deliveries of this org that may run at once across every worker (null: ORG_DELIVERY_CONCURRENCY)',
+  }),
   webhookUrl: orNull({ type: 'string', format: 'uri' }),
   movingSince: orNull({ ...dateTime, description: 'set while its database is being moved to another server (`bin/tenant move`)' }),
 };
@@ -76,6 +82,27 @@ const ledgerEntry: Properties<LedgerEntry> = {
   messageId: orNull(id),
   reference: { type: 'string' },
   createdAt: dateTime,
+};
+
+const count: JsonSchema = { type: 'integer', minimum: 0 };
+
+const deliveryLoad: Properties<DeliveryLoad> = {
+  orgId: id,
+  concurrency: shape<DeliveryLoad['concurrency']>({
+    limit: { ...count, description: 'deliveries of the org that may run at once across every worker (0: no cap)' },
+    source: { enum: ['org', 'default'], description: 'the org’s own override, or ORG_DELIVERY_CONCURRENCY' },
+  }),
+  deliveries: shape<DeliveryLoad['deliveries']>({
+    inFlight: { ...count, description: 'delivery jobs running now, across every worker' },
+    parked: { ...count, description: 'delivery jobs held back by the cap until one of the org’s jobs finishes' },
+    queued: { ...count, description: 'messages QUEUED in the org’s database' },
+    sending: { ...count, description: 'messages SENDING in the org’s database' },
+  }),
+  webhooks: shape<DeliveryLoad['webhooks']>({
+    inFlight: count,
+    parked: count,
+    limit: { ...count, description: 'ORG_WEBHOOK_CONCURRENCY (0: no cap)' },
+  }),
 };
 
 /** Every response schema of the API, by the name the OpenAPI document gives it under components.schemas. */
@@ -130,6 +157,7 @@ export const responseSchemas = {
     org: { $ref: '#/components/schemas/AdminOrg' },
     entry: { $ref: '#/components/schemas/LedgerEntry' },
   }),
+  DeliveryLoadAnswer: shape<{ success: true; delivery: unknown }>({ success, delivery: shape(deliveryLoad) }),
   OwnOrg: shape<{ success: true; org: unknown }>({ success, org: { $ref: '#/components/schemas/Org' } }),
   MessageAnswer: shape<{ success: true; message: unknown }>({ success, message: { $ref: '#/components/schemas/Message' } }),
   MessageList: { type: 'array', items: { $ref: '#/components/schemas/Message' }, description: 'newest first' },

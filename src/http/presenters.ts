@@ -23,6 +23,7 @@ export function adminView(org: OrgRecord) {
     provisioningStep: org.provisioningStep,
     lastError: org.lastError,
     rateLimit: org.rateLimit,
+    deliveryConcurrency: org.deliveryConcurrency,
     webhookUrl: org.webhookUrl,
     movingSince: org.movingSince,
   };

@@ -5,6 +5,7 @@
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OrgRegistry } from '../orgs/org-registry.js';
+import type { OrgSlots } from '../queue/org-slots.js';
 import type { TenantPools } from '../tenant-db/tenant-pools.js';
 import { withTimeout } from '../lib/timeout.js';
 
@@ -19,9 +20,14 @@ export interface Metrics {
   fenceLost: Counter<'step'>;
   deliveryPostponed: Counter;
   postponementsExhausted: Counter;
+  /** Jobs held back because their org had its cap of jobs running (by queue). */
+  jobsParked: Counter<'queue'>;
   reconcilerRequeued: Counter;
   reconcilerLastSweep: Gauge;
 }
+
+/** How many of the busiest orgs the per-org gauges show (bounded label cardinality with any number of tenants). */
+export const BUSIEST_ORGS = 10;
 
 const JOB_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children'] as const;
 
@@ -39,7 +45,13 @@ function counterFrom(registry: Registry, name: string, help: string, read: () =>
 }
 
 /** Creates the registry and every metric of the project. */
-export function createMetrics(deps: { pools: TenantPools; orgRegistry: OrgRegistry; queues: Queue[] }): Metrics {
+export function createMetrics(deps: {
+  pools: TenantPools;
+  orgRegistry: OrgRegistry;
+  queues: Queue[];
+  /** Per-org slots of each queue, for the busiest-org gauges (reported where the queue gauges are). */
+  orgSlots?: { queue: string; slots: OrgSlots }[];
+}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const { pools, orgRegistry } = deps;
@@ -137,6 +149,42 @@ export function createMetrics(deps: { pools: TenantPools; orgRegistry: OrgRegist
       }
     },
   });
+  // The busiest orgs of each queue, from the per-org slots in Redis (every worker process's jobs).
+  const orgSlots = deps.orgSlots ?? [];
+  const busiest = new Map<string, Promise<Awaited<ReturnType<OrgSlots['busiest']>> | undefined>>();
+  const busiestOf = (queue: string, slots: OrgSlots) => {
+    // Both gauges of one scrape share one read.
+    let read = busiest.get(queue);
+    if (!read) {
+      read = withTimeout(slots.busiest(BUSIEST_ORGS), 1000).catch(() => undefined);
+      busiest.set(queue, read);
+      void read.finally(() => busiest.delete(queue));
+    }
+    return read;
+  };
+  for (const [name, field, help] of [
+    ['org_jobs_in_flight', 'inFlight', 'Jobs running now for each of the busiest orgs (at most 10 orgs per queue)'],
+    ['org_jobs_parked', 'parked', 'Jobs held back by their org’s concurrency cap, for each of the busiest orgs'],
+  ] as const) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['queue', 'org_id'] as const,
+      registers: orgSlots.length ? [registry] : [],
+      async collect() {
+        this.reset();
+        for (const { queue, slots } of orgSlots) {
+          for (const load of (await busiestOf(queue, slots)) ?? []) this.set({ queue, org_id: String(load.orgId) }, load[field]);
+        }
+      },
+    });
+  }
+  const jobsParked = new Counter({
+    name: 'jobs_parked_total',
+    help: 'Jobs held back in this process because their org had its cap of jobs running',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  });
   const jobsCompleted = new Counter({
     name: 'jobs_completed_total',
     help: 'Jobs completed by this process',
@@ -195,6 +243,7 @@ export function createMetrics(deps: { pools: TenantPools; orgRegistry: OrgRegist
     fenceLost,
     deliveryPostponed,
     postponementsExhausted,
+    jobsParked,
     reconcilerRequeued,
     reconcilerLastSweep,
   };

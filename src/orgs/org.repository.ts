@@ -19,6 +19,7 @@ const toOrg = (r: Row): OrgRecord => ({
   provisioningStep: (r.provisioning_step as string | null) ?? null,
   lastError: (r.last_error as string | null) ?? null,
   rateLimit: r.rate_limit_points == null ? null : { points: Number(r.rate_limit_points), duration: Number(r.rate_limit_duration) },
+  deliveryConcurrency: r.delivery_concurrency == null ? null : Number(r.delivery_concurrency),
   webhookUrl: (r.webhook_url as string | null) ?? null,
   webhookSecretEnc: (r.webhook_secret_enc as string | null) ?? null,
   movingSince: r.moving_since ? new Date(r.moving_since as Date) : null,
@@ -51,6 +52,7 @@ const UPDATABLE = {
   webhookSecretEnc: 'webhook_secret_enc',
   rateLimitPoints: 'rate_limit_points',
   rateLimitDuration: 'rate_limit_duration',
+  deliveryConcurrency: 'delivery_concurrency',
 } as const;
 export type OrgUpdate = Partial<Record<keyof typeof UPDATABLE, string | number | null>>;
 

@@ -21,6 +21,8 @@ export interface OrgRecord {
   provisioningStep: string | null;
   lastError: string | null;
   rateLimit: { points: number; duration: number } | null;
+  /** How many of its deliveries may run at once across every worker; null: ORG_DELIVERY_CONCURRENCY. */
+  deliveryConcurrency: number | null;
   webhookUrl: string | null;
   webhookSecretEnc: string | null;
   /** Set while its database is being moved to another server (`bin/tenant move`): its requests answer 503. */

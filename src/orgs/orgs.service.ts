@@ -13,6 +13,8 @@ import type { Provisioner, ProvisionResult } from '../tenant-db/provisioner.js';
 export interface OrgPatch {
   status?: 'ACTIVE' | 'SUSPENDED';
   rateLimit?: { points: number; duration: number } | null;
+  /** Deliveries of the org that may run at once across every worker; null: back to ORG_DELIVERY_CONCURRENCY. */
+  deliveryConcurrency?: number | null;
   webhookUrl?: string | null;
   /** Issue a new webhook signing secret (one is issued anyway when the first webhook URL is set). */
   rotateWebhookSecret?: boolean;
@@ -81,6 +83,7 @@ export function createOrgService(deps: {
         ...(patch.rateLimit !== undefined
           ? { rateLimitPoints: patch.rateLimit?.points ?? null, rateLimitDuration: patch.rateLimit?.duration ?? null }
           : {}),
+        ...(patch.deliveryConcurrency !== undefined ? { deliveryConcurrency: patch.deliveryConcurrency } : {}),
         ...(patch.webhookUrl !== undefined ? { webhookUrl: patch.webhookUrl } : {}),
         ...(webhookSecret ? { webhookSecretEnc: secrets.encrypt(webhookSecret) } : {}),
       });

@@ -19,6 +19,7 @@ export function fakeOrg(id: number, over: Partial<ProvisionedOrg> = {}): Provisi
     provisioningStep: null,
     lastError: null,
     rateLimit: null,
+    deliveryConcurrency: null,
     webhookUrl: null,
     webhookSecretEnc: null,
     movingSince: null,

@@ -1,0 +1,282 @@
+/**
+ * Per-org concurrency (src/queue/org-slots.ts, workers/org-gate.ts): an org's deliveries never run more than its cap
+ * at once across two real worker processes, while another org uses what it needs; the cap is set with the CLI and
+ * PATCH /orgs/:id and shown by GET /orgs/:id/delivery, bin/tenant top and the workers' metrics. A slow webhook
+ * endpoint holds at most ORG_WEBHOOK_CONCURRENCY webhook slots, so another org's webhooks still go out.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { createOrgSlots } from '../src/queue/org-slots.js';
+import { RUN, cli, request, createTenant, eventually, rows, startApi, startApiWithWorkers, type TestApi } from './helpers.js';
+import { killHard, startMain, type MainProcess } from './processes.js';
+
+/** A provider that answers after `delayMs` and counts the sends of each org running at once (key: `<org uid>-<id>`). */
+async function startProvider(delayMs: number) {
+  const running = new Map<string, number>();
+  const peak = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const key = String(req.headers['idempotency-key']);
+    const uid = key.replace(/-\d+$/, '');
+    running.set(uid, (running.get(uid) ?? 0) + 1);
+    peak.set(uid, Math.max(peak.get(uid) ?? 0, running.get(uid)!));
+    req.resume();
+    setTimeout(() => {
+      running.set(uid, running.get(uid)! - 1);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ id: `p-${key}` }));
+    }, delayMs);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/send`,
+    peak,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+async function uidOf(api: TestApi, orgId: number): Promise<string> {
+  return (await api.deps.repo.get(orgId))!.uid;
+}
+
+describe('per-org delivery limits', function () {
+  this.timeout(120_000);
+
+  describe('the slots in Redis', () => {
+    const redis = new Redis('redis://127.0.0.1:6379');
+    const prefix = `${RUN}-slots`;
+    let clock = 1_000_000;
+    const slots = createOrgSlots({ redis, prefix, queue: 'q', leaseMs: 1000, now: () => clock });
+    after(async () => {
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length) await redis.del(...keys);
+      redis.disconnect();
+    });
+
+    it('grants up to the limit, parks the rest in order, wakes the oldest on release; a dead holder’s slot comes back after its lease', async () => {
+      expect(await slots.acquire(1, 'a', 2)).to.deep.equal({ granted: true, parked: 0 });
+      expect(await slots.acquire(1, 'b', 2)).to.deep.equal({ granted: true, parked: 0 });
+      expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: false, parked: 1 });
+      expect(await slots.acquire(1, 'd', 2)).to.deep.equal({ granted: false, parked: 2 });
+      // Parked again (woken by its delay): keeps its place.
+      expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: false, parked: 2 });
+      expect(await slots.acquire(2, 'x', 2)).to.deep.equal({ granted: true, parked: 0 });
+      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 2, parked: 2 });
+      expect(await slots.busiest(5)).to.deep.equal([
+        { orgId: 1, inFlight: 2, parked: 2 },
+        { orgId: 2, inFlight: 1, parked: 0 },
+      ]);
+
+      expect(await slots.release(1, 'a')).to.equal('c');
+      expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: true, parked: 0 });
+      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 2, parked: 1 });
+
+      // 'b' and 'c' die holding their slots: after the lease, 'd' gets one.
+      clock += 1001;
+      expect(await slots.acquire(1, 'd', 2)).to.deep.equal({ granted: true, parked: 0 });
+      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 1, parked: 0 });
+      expect(await slots.release(1, 'd')).to.equal(undefined);
+      expect(await slots.release(2, 'x')).to.equal(undefined);
+      expect(await slots.busiest(5)).to.deep.equal([]);
+    });
+
+    it('keeps every key of one queue under the prefix (one hash slot when the prefix carries a hash tag)', async () => {
+      await slots.acquire(3, 'k', 1);
+      await slots.acquire(3, 'l', 1);
+      const keys = (await redis.keys(`*${RUN}-slots*`)).sort();
+      expect(keys).to.deep.equal([
+        `${prefix}:org-parked:q`,
+        `${prefix}:org-parked:q:3`,
+        `${prefix}:org-slots:q`,
+        `${prefix}:org-slots:q:3`,
+      ]);
+    });
+  });
+
+  describe('the admin surface', () => {
+    let api: TestApi;
+    before(async () => {
+      api = await startApi();
+    });
+    after(() => api.stop());
+
+    it('PATCH sets and clears deliveryConcurrency; GET /orgs/:id/delivery shows the cap and the load', async () => {
+      const t = await createTenant(api.deps, { credits: 5 });
+      let res = await api.request('GET', `/orgs/${t.id}/delivery`, { admin: true });
+      expect(res.status).to.equal(200);
+      expect(res.body.delivery).to.deep.equal({
+        orgId: t.id,
+        concurrency: { limit: 20, source: 'default' },
+        deliveries: { inFlight: 0, parked: 0, queued: 0, sending: 0 },
+        webhooks: { inFlight: 0, parked: 0, limit: 4 },
+      });
+      res = await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { deliveryConcurrency: 3 } });
+      expect(res.status).to.equal(200);
+      expect(res.body.org.deliveryConcurrency).to.equal(3);
+      // No worker runs here: the message stays QUEUED.
+      expect((await api.request('POST', '/messages', { org: t, body: { to: '+15550001', channel: 'sms', body: 'hi' } })).status).to.equal(
+        202,
+      );
+      res = await api.request('GET', `/orgs/${t.id}/delivery`, { admin: true });
+      expect(res.body.delivery.concurrency).to.deep.equal({ limit: 3, source: 'org' });
+      expect(res.body.delivery.deliveries).to.deep.equal({ inFlight: 0, parked: 0, queued: 1, sending: 0 });
+      res = await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { deliveryConcurrency: null } });
+      expect(res.body.org.deliveryConcurrency).to.equal(null);
+    });
+
+    it('refuses a bad deliveryConcurrency (400 VALIDATION_FAILED) and an unknown org (404 ORG_NOT_FOUND)', async () => {
+      const t = await createTenant(api.deps, { credits: 0 });
+      for (const bad of [0, 1001, 1.5, 'five', -1, true]) {
+        const res = await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { deliveryConcurrency: bad } });
+        expect(res.status, JSON.stringify(bad)).to.equal(400);
+        expect(res.body.error.code).to.equal('VALIDATION_FAILED');
+      }
+      const missing = await api.request('GET', '/orgs/4000000000/delivery', { admin: true });
+      expect([missing.status, missing.body.error.code]).to.deep.equal([404, 'ORG_NOT_FOUND']);
+      const badId = await api.request('GET', '/orgs/abc/delivery', { admin: true });
+      expect([badId.status, badId.body.error.code]).to.deep.equal([400, 'VALIDATION_FAILED']);
+      const anonymous = await api.request('GET', `/orgs/${t.id}/delivery`);
+      expect([anonymous.status, anonymous.body.error.code]).to.deep.equal([401, 'AUTH_REQUIRED']);
+    });
+
+    it('bin/tenant limits shows, sets and resets the cap; refuses bad values with exit code 2', async () => {
+      const t = await createTenant(api.deps, { credits: 0 });
+      let r = await cli(['limits', String(t.id), '--delivery-concurrency', '7', '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.json.delivery.concurrency).to.deep.equal({ limit: 7, source: 'org' });
+      r = await cli(['limits', String(t.id)]);
+      expect(r.stdout).to.contain(`org ${t.id}: deliveries at most 7 at once (the org's own)`);
+      r = await cli(['limits', String(t.id), '--delivery-concurrency', 'default', '--json']);
+      expect(r.json.delivery.concurrency).to.deep.equal({ limit: 20, source: 'default' });
+      for (const bad of ['0', '1001', 'x']) {
+        r = await cli(['limits', String(t.id), '--delivery-concurrency', bad]);
+        expect(r.code, bad).to.equal(2);
+      }
+    });
+  });
+
+  describe('across two worker processes', () => {
+    const PER_ORG = 120;
+    let api: TestApi;
+    let provider: Awaited<ReturnType<typeof startProvider>>;
+    const workers: MainProcess[] = [];
+    before(async () => {
+      provider = await startProvider(40);
+      api = await startApi();
+    });
+    after(async () => {
+      await Promise.all(workers.map((w) => killHard(w.child)));
+      await api.stop();
+      await provider.close();
+    });
+
+    it("A capped at 2 never has more than 2 sends at once while B uses more; both complete, each message charged once; top, the API and metrics show A's load", async () => {
+      const a = await createTenant(api.deps, { credits: PER_ORG });
+      const b = await createTenant(api.deps, { credits: PER_ORG });
+      const set = await cli(['limits', String(a.id), '--delivery-concurrency', '2']);
+      expect(set.code, set.stderr).to.equal(0);
+      for (const t of [a, b]) {
+        const accepted = await mapWithConcurrency(
+          Array.from({ length: PER_ORG }, (_, i) => i),
+          20,
+          async (i) =>
+            (await api.request('POST', '/messages', { org: t, body: { to: `+1555300${i}`, channel: 'sms', body: `m ${i}` } })).status,
+        );
+        expect(accepted.filter((s) => s !== 202)).to.deep.equal([]);
+      }
+      const env = { GATEWAY: 'http', GATEWAY_URL: provider.url, WORKER_CONCURRENCY: '8' };
+      workers.push(...(await Promise.all([startMain(env, 'worker'), startMain(env, 'worker')])));
+
+      // While A's backlog drains at its cap: the API, the CLI and a worker's metrics all show it.
+      expect(
+        await eventually(async () => {
+          const d = (await api.request('GET', `/orgs/${a.id}/delivery`, { admin: true })).body.delivery;
+          return d.deliveries.inFlight >= 1 && d.deliveries.parked >= 1;
+        }, 30_000),
+      ).to.equal(true);
+      const top = await cli(['top', '--json']);
+      expect(top.code, top.stderr).to.equal(0);
+      const aRow = (top.json.orgs as { orgId: number; limit: number; inFlight: number }[]).find((o) => o.orgId === a.id);
+      expect(aRow, JSON.stringify(top.json)).to.not.equal(undefined);
+      expect(aRow!.limit).to.equal(2);
+      expect(aRow!.inFlight).to.be.at.most(2);
+      const metrics = String((await request(workers[0]!.url, 'GET', '/metrics', { admin: true })).body);
+      expect(metrics).to.match(new RegExp(`org_jobs_(in_flight|parked)\\{queue="deliveries",org_id="${a.id}"\\}`));
+
+      const pending = async (dbName: string) =>
+        Number(
+          (await rows<{ n: number }>(api.deps.sharedDb, `SELECT COUNT(*) AS n FROM \`${dbName}\`.messages WHERE status <> 'SENT'`))[0]!.n,
+        );
+      expect(await eventually(async () => (await pending(a.dbName)) + (await pending(b.dbName)) === 0, 90_000, 100)).to.equal(true);
+      expect(provider.peak.get(await uidOf(api, a.id))).to.equal(2);
+      expect(provider.peak.get(await uidOf(api, b.id))).to.be.greaterThan(2);
+      for (const t of [a, b]) {
+        const [debits] = await rows<{ n: number }>(
+          api.deps.sharedDb,
+          "SELECT COUNT(*) AS n FROM credit_ledger WHERE org_id = :id AND kind = 'debit'",
+          { id: t.id },
+        );
+        expect(Number(debits!.n)).to.equal(PER_ORG);
+        expect(await api.deps.repo.balance(t.id)).to.equal(0);
+      }
+    });
+  });
+
+  describe('a slow webhook endpoint', () => {
+    it("holds at most ORG_WEBHOOK_CONCURRENCY slots: another org's webhooks go out while it hangs", async () => {
+      const held: http.ServerResponse[] = [];
+      let released = false;
+      const fast: string[] = [];
+      let slowSeen = 0;
+      const receiver = http.createServer((req, res) => {
+        req.resume();
+        if (req.url === '/slow') {
+          slowSeen++;
+          if (released) res.writeHead(200).end();
+          else held.push(res);
+        } else {
+          fast.push(String(req.headers['webhook-id']));
+          res.writeHead(200).end();
+        }
+      });
+      await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+      const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+      const harness = await startApiWithWorkers({
+        WEBHOOK_ALLOW_PRIVATE: 'true',
+        WEBHOOK_CONCURRENCY: '4',
+        ORG_WEBHOOK_CONCURRENCY: '1',
+        WEBHOOK_TIMEOUT_MS: '30000',
+      });
+      try {
+        const { api } = harness;
+        const slow = await createTenant(api.deps, { credits: 8 });
+        const quick = await createTenant(api.deps, { credits: 4 });
+        for (const [t, path] of [
+          [slow, '/slow'],
+          [quick, '/fast'],
+        ] as const) {
+          expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { webhookUrl: `${base}${path}` } })).status).to.equal(
+            200,
+          );
+        }
+        for (let i = 0; i < 8; i++)
+          await api.request('POST', '/messages', { org: slow, body: { to: `+1555200${i}`, channel: 'sms', body: 's' } });
+        for (let i = 0; i < 4; i++)
+          await api.request('POST', '/messages', { org: quick, body: { to: `+1555210${i}`, channel: 'sms', body: 'q' } });
+        // Without the cap the slow endpoint's hanging requests take all 4 slots and these never arrive while it hangs.
+        expect(await eventually(async () => fast.length === 4, 20_000)).to.equal(true);
+        expect(slowSeen, 'slow requests in flight while the other org’s went out').to.equal(1);
+        released = true;
+        for (const res of held.splice(0)) res.writeHead(200).end();
+        expect(await eventually(async () => slowSeen === 8, 20_000)).to.equal(true);
+      } finally {
+        released = true;
+        for (const res of held.splice(0)) res.writeHead(200).end();
+        await harness.stop();
+        receiver.closeAllConnections();
+        receiver.close();
+      }
+    });
+  });
+});
