@@ -4,7 +4,7 @@
  * hooks, retries, model instances, result formatting), which cost more than the statement itself on a warm
  * connection (docs/benchmarks.md, tenant routing). Values are `?` placeholders escaped by mysql2, never interpolated.
  */
-import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize } from 'sequelize';
+import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize, type Transaction } from 'sequelize';
 
 /** Per-statement mysql2 options (e.g. `dateStrings` to copy DATETIMEs exactly as stored). */
 export interface StatementOptions {
@@ -31,34 +31,71 @@ interface Pool {
   destroy(lease: Lease): unknown;
 }
 
-async function run(db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
-  const pool = (db.connectionManager as unknown as { pool: Pool }).pool;
-  let lease: Lease;
+async function acquire(pool: Pool): Promise<Lease> {
   try {
-    lease = await pool.acquire();
+    return await pool.acquire();
   } catch (err) {
     throw (err as Error).name === 'TimeoutError' ? new ConnectionAcquireTimeoutError(err as Error) : err;
   }
+}
+
+/** One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream). */
+function statement(lease: Lease, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
+  return new Promise((resolve, reject) =>
+    lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values) }, (err, result) => {
+      if (!err) resolve(result);
+      else reject((err as { fatal?: boolean }).fatal === true ? new ConnectionError(err) : err);
+    }),
+  );
+}
+
+const poolOf = (db: Sequelize) => (db.connectionManager as unknown as { pool: Pool }).pool;
+
+async function run(db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
+  const pool = poolOf(db);
+  const lease = await acquire(pool);
   let lost = false;
   try {
-    return await new Promise((resolve, reject) =>
-      lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values) }, (err, result) =>
-        err ? reject(err) : resolve(result),
-      ),
-    );
+    return await statement(lease, sql, values, opts);
   } catch (err) {
-    // A connection lost mid-statement is the database's outage (503 upstream), not a bug; the connection goes.
-    lost = (err as { fatal?: boolean }).fatal === true;
-    throw lost ? new ConnectionError(err as Error) : err;
+    lost = err instanceof ConnectionError;
+    throw err;
   } finally {
     if (lost) void pool.destroy(lease);
     else pool.release(lease);
   }
 }
 
+/** The statements of a transaction, on its one connection. */
+export interface TransactionStatements {
+  select<T>(sql: string, values: Values): Promise<T[]>;
+  write(sql: string, values: Values): Promise<WriteResult>;
+}
+
+const statementsOn = (lease: Lease): TransactionStatements => ({
+  select: async <R>(sql: string, values: Values) => (await statement(lease, sql, values)) as R[],
+  write: async (sql, values) => okPacket(await statement(lease, sql, values)),
+});
+
+/** The statements of a transaction that Sequelize opened (e.g. one spanning repository calls), on its connection. */
+export function statementsOf(transaction: Transaction): TransactionStatements {
+  return statementsOn((transaction as unknown as { connection: Lease }).connection);
+}
+
+const okPacket = (r: unknown): WriteResult => {
+  const ok = r as WriteResult;
+  return { affectedRows: Number(ok.affectedRows), insertId: Number(ok.insertId) };
+};
+
 /** Runs a SELECT and answers its rows as plain objects. */
 export function selectRows<T>(db: Sequelize, sql: string, values: Values, opts?: StatementOptions): Promise<T[]> {
   return run(db, sql, values, opts) as Promise<T[]>;
+}
+
+/** Runs a CALL and answers the rows of the procedure's first result set. */
+export async function callRows<T>(db: Sequelize, sql: string, values: Values): Promise<T[]> {
+  const [rows] = (await run(db, sql, values)) as [T[], unknown];
+  return rows;
 }
 
 /** Values exactly as MySQL sends them where it matters for a copy: DATETIMEs as their strings (no time zone, all digits). */
@@ -78,6 +115,5 @@ export interface WriteResult {
 
 /** Runs an UPDATE, INSERT or DELETE and answers its OK packet. */
 export async function write(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
-  const r = (await run(db, sql, values)) as WriteResult;
-  return { affectedRows: Number(r.affectedRows), insertId: Number(r.insertId) };
+  return okPacket(await run(db, sql, values));
 }
