@@ -9,6 +9,9 @@
  *    zero latency) until every accepted message is SENT → delivered per second. Every message must end SENT and every
  *    tenant's balance must equal its ledger sum.
  *
+ * 3. The same on a local Redis Cluster (scripts/local-redis-cluster.ts: 3 masters + 3 replicas, REDIS_CLUSTER_NODES),
+ *    in the same run: its own bare baseline, then 1 tenant through the API and the workers.
+ *
  * Prints the table and rewrites its section of docs/benchmarks.md. Everything it creates (databases, MySQL users,
  * Redis keys under the run's prefix) is removed at the end.
  *
@@ -21,12 +24,13 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type autocannon from 'autocannon';
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { startServer } from '../src/http/app.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { createRedis } from '../src/lib/redis.js';
+import { startLocalRedisCluster } from '../scripts/local-redis-cluster.js';
 import type { DeliveryJob } from '../src/queue/queues.js';
 import { startWorkers } from '../workers/workers.js';
 import {
@@ -143,8 +147,9 @@ function completions<T, R>(worker: Worker<T, R>, n: number, ok: (result: R) => b
 
 /** Bare BullMQ on the same Redis: N adds (`inflight` at a time, each timed), then a no-op worker draining them. */
 async function baseline(config: Config, n: number, inflight: number): Promise<Baseline> {
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const workerConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  // Clients of either kind (one Redis, or a Cluster with REDIS_CLUSTER_NODES), as the app makes them.
+  const connection = createRedis(config, 'blocking');
+  const workerConnection = createRedis(config, 'blocking');
   // The job options of the delivery queue (src/queue/queues.ts), so each add writes the same job shape.
   const queue = new Queue<DeliveryJob>(BASELINE_QUEUE, {
     connection,
@@ -329,14 +334,14 @@ function ratio(value: number, base: number): string {
 }
 
 /** The Markdown table: the baseline row, then one row per scenario with its ratios to the baseline. */
-function table(b: Baseline, scenarios: readonly Scenario[]): string {
+function table(b: Baseline, scenarios: readonly Scenario[], where = ''): string {
   const addRate = b.n / b.addSeconds;
   const drainRate = b.n / b.drainSeconds;
   const rows = scenarios.map((s) => {
     const accept = s.accepted / s.load.seconds;
     const deliver = s.accepted / s.deliverSeconds;
     return [
-      `API + worker, ${s.tenants} tenant${s.tenants === 1 ? '' : 's'}`,
+      `API + worker, ${s.tenants} tenant${s.tenants === 1 ? '' : 's'}${where}`,
       s.accepted,
       accept.toFixed(0),
       formatMs(s.load.p50),
@@ -351,7 +356,7 @@ function table(b: Baseline, scenarios: readonly Scenario[]): string {
     'lrrrrrrr',
     [
       [
-        'baseline: bare BullMQ `add` / no-op worker',
+        `baseline: bare BullMQ \`add\` / no-op worker${where}`,
         b.n,
         addRate.toFixed(0),
         formatMs(b.addP50),
@@ -369,18 +374,15 @@ function table(b: Baseline, scenarios: readonly Scenario[]): string {
 async function main(): Promise<void> {
   const n = messageCount();
   const run = `m${Date.now().toString(36)}`;
-  const config = loadRunConfig(
-    run,
-    {
-      GATEWAY: 'simulated',
-      GATEWAY_LATENCY_MS: '0',
-      GATEWAY_FAILURE_RATE: '0',
-      // Throughput is measured here, not the per-org rate limit.
-      RATE_LIMIT_POINTS: '1000000000',
-      RATE_LIMIT_DURATION: '1',
-    },
-    TUNABLE_DEFAULTS,
-  );
+  const runOverrides = {
+    GATEWAY: 'simulated',
+    GATEWAY_LATENCY_MS: '0',
+    GATEWAY_FAILURE_RATE: '0',
+    // Throughput is measured here, not the per-org rate limit.
+    RATE_LIMIT_POINTS: '1000000000',
+    RATE_LIMIT_DURATION: '1',
+  };
+  const config = loadRunConfig(run, runOverrides, TUNABLE_DEFAULTS);
   const connections = positiveInt(tunable('BENCH_CONNECTIONS', TUNABLE_DEFAULTS), 'BENCH_CONNECTIONS');
   if (n < connections) throw new Error(`N (${n}) must be at least BENCH_CONNECTIONS (${connections})`);
   if (config.tenant.cacheMax < Math.max(...TENANT_COUNTS))
@@ -402,7 +404,25 @@ async function main(): Promise<void> {
       scenarios.push(await scenario(deps, config, run, count, n, connections));
     }
 
-    const result = table(base, scenarios);
+    // The same on a local Redis Cluster (3 masters, 3 replicas) in the same run: its own baseline, then 1 tenant.
+    log('Redis Cluster: starting 3 masters + 3 replicas…');
+    const cluster = await startLocalRedisCluster();
+    const clusterRun = `${run}c`;
+    const clusterConfig = loadRunConfig(clusterRun, { ...runOverrides, REDIS_CLUSTER_NODES: cluster.nodes.join(',') }, TUNABLE_DEFAULTS);
+    const clusterDeps = createDeps(clusterConfig);
+    let clusterBase: Baseline;
+    let clusterScenario: Scenario;
+    try {
+      await prepareRun(clusterConfig, clusterDeps, true);
+      clusterBase = await baseline(clusterConfig, n, connections);
+      log(`cluster baseline: ${(n / clusterBase.addSeconds).toFixed(0)} adds/s, ${(n / clusterBase.drainSeconds).toFixed(0)} completed/s`);
+      clusterScenario = await scenario(clusterDeps, clusterConfig, clusterRun, 1, n, connections);
+    } finally {
+      await closeAndCleanUp(clusterDeps, clusterConfig, clusterRun, log, false);
+      await cluster.destroy();
+    }
+
+    const result = `${table(base, scenarios)}\n\nOn a Redis Cluster (3 masters + 3 replicas on this machine, \`REDIS_CLUSTER_NODES\`; every key in one slot), same run:\n\n${table(clusterBase, [clusterScenario], ' (Redis Cluster)')}\n\nCluster ÷ single Redis: accepted/s ${ratio(clusterScenario.accepted / clusterScenario.load.seconds, scenarios[0]!.accepted / scenarios[0]!.load.seconds)}, delivered/s ${ratio(clusterScenario.accepted / clusterScenario.deliverSeconds, scenarios[0]!.accepted / scenarios[0]!.deliverSeconds)} (1 tenant).`;
     console.log(result);
     const failed = scenarios.reduce((s, x) => s + x.failedAttempts, 0);
     const vars = ['BENCH_MESSAGES', ...Object.keys(TUNABLE_DEFAULTS)];

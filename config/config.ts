@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import Joi from 'joi';
+import { clusterSafePrefix } from '../src/lib/redis.js';
 
 /** Development defaults for secrets; refused when NODE_ENV=production, and on any HOST but loopback. */
 export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';
@@ -36,6 +37,9 @@ export interface Config {
   };
   readonly orgCacheTtlMs: number;
   readonly redisUrl: string;
+  /** REDIS_CLUSTER_NODES: set, every Redis client is an ioredis Cluster seeded from these `host:port` nodes. */
+  readonly redisClusterNodes?: readonly string[];
+  /** QUEUE_PREFIX; in Cluster mode with a hash tag (`{bull}`), so every key of the project is in one slot. */
   readonly queuePrefix: string;
   readonly adminToken: string;
   readonly secretKey: string;
@@ -131,6 +135,7 @@ const schema = Joi.object({
   REDIS_URL: Joi.string()
     .uri({ scheme: ['redis', 'rediss'] })
     .default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER_NODES: Joi.string().pattern(/^[A-Za-z0-9.-]+:\d{1,5}(,[A-Za-z0-9.-]+:\d{1,5})*$/),
   QUEUE_PREFIX: Joi.string()
     .pattern(/^[A-Za-z0-9_{}-]{1,64}$/)
     .default('bull'),
@@ -228,6 +233,7 @@ export class ConfigError extends Error {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const { value, error } = schema.validate(env, { abortEarly: false, convert: true });
   const v = value as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- shape guaranteed by the schema above
+  const clusterNodes = typeof v.REDIS_CLUSTER_NODES === 'string' ? v.REDIS_CLUSTER_NODES.split(',') : undefined;
   const problems = (error?.details ?? []).map((d) => `${String(d.path[0])}: ${d.message.replace(/^"[^"]+" /, '')}`);
   problems.push(...exposedDevSecrets(v, new Set(problems.map((p) => p.split(':')[0]))));
   if (problems.length) throw new ConfigError(problems);
@@ -249,7 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
     redisUrl: v.REDIS_URL,
-    queuePrefix: v.QUEUE_PREFIX,
+    ...(clusterNodes ? { redisClusterNodes: clusterNodes } : {}),
+    queuePrefix: clusterSafePrefix(v.QUEUE_PREFIX as string, Boolean(clusterNodes)),
     adminToken: v.ADMIN_TOKEN,
     secretKey: v.SECRET_KEY,
     defaultCredits: v.DEFAULT_CREDITS,

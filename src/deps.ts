@@ -1,5 +1,4 @@
 /** Composition root: builds every client and service from a Config; close() releases them all. */
-import type { Redis } from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import type { Queue } from 'bullmq';
@@ -28,7 +27,7 @@ import { createOrgRegistry, type OrgRegistry } from './orgs/org-registry.js';
 import { createOrgRepository, type OrgRepository } from './orgs/org.repository.js';
 import { createOrgService, type OrgService } from './orgs/orgs.service.js';
 import { createTenantPools, type TenantPools } from './tenant-db/tenant-pools.js';
-import { createRedis } from './lib/redis.js';
+import { createRedis, type RedisClient } from './lib/redis.js';
 import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenant-db/provisioner.js';
 import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
 import { createTenantMover, type MoveStep, type TenantMover } from './tenant-db/tenant-mover.js';
@@ -39,7 +38,7 @@ export interface Deps {
   logger: Logger;
   sharedDb: Sequelize;
   secrets: SecretBox;
-  redis: Redis;
+  redis: RedisClient;
   repo: OrgRepository;
   ledger: Ledger;
   servers: ServerRegistry;
@@ -90,12 +89,12 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const sharedDb = createSequelize({ ...config.db, database: config.db.name, poolMax: config.db.poolMax, connectTimeoutMs: 3000 });
   const secrets = createSecretBox(config.secretKey);
   // Fail-fast client (no offline queue) for readiness and rate limits: a Redis outage answers at once.
-  const redis = createRedis(config.redisUrl, 'command');
+  const redis = createRedis(config, 'command');
   redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
   const repo = createOrgRepository(sharedDb);
   const ledger = createLedger(sharedDb);
   const servers = createServerRegistry({ sharedDb, secrets, config });
-  const events = createOrgEvents({ redisUrl: config.redisUrl, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
+  const events = createOrgEvents({ redis: config, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
   const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
   const pools = createTenantPools({ config, servers, secrets, logger });
   events.onChange(({ orgId, reason }) => {

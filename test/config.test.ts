@@ -29,6 +29,17 @@ describe('configuration', () => {
     }
   });
 
+  it('REDIS_CLUSTER_NODES: Cluster mode with a hash-tagged prefix (kept when it has one); a malformed list is refused', () => {
+    const c = loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000,redis-b.internal:7001', QUEUE_PREFIX: 'acme' });
+    expect(c.redisClusterNodes).to.deep.equal(['10.0.0.1:7000', 'redis-b.internal:7001']);
+    expect(c.queuePrefix).to.equal('{acme}');
+    expect(loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000', QUEUE_PREFIX: 'acme-{eu}' }).queuePrefix).to.equal('acme-{eu}');
+    expect(loadConfig({}).redisClusterNodes).to.equal(undefined);
+    for (const bad of ['10.0.0.1', '10.0.0.1:7000,', 'redis://10.0.0.1:7000', '10.0.0.1:7000;10.0.0.2:7000']) {
+      expect(() => loadConfig({ REDIS_CLUSTER_NODES: bad }), bad).to.throw(ConfigError, /REDIS_CLUSTER_NODES/);
+    }
+  });
+
   it('requires ADMIN_TOKEN and SECRET_KEY in production, and refuses the development defaults', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).to.throw(ConfigError, /ADMIN_TOKEN[\s\S]*SECRET_KEY|SECRET_KEY[\s\S]*ADMIN_TOKEN/);
     expect(() => loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: DEV_ADMIN_TOKEN, SECRET_KEY: 'k'.repeat(40) })).to.throw(

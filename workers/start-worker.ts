@@ -22,7 +22,7 @@ export function startWorker<T, R>(
   processor: Processor<T, R>,
   opts: { concurrency: number; logger: Logger; metrics?: Metrics },
 ): RunningWorker<T, R> {
-  const connection = createRedis(config.redisUrl, 'blocking');
+  const connection = createRedis(config, 'blocking');
   connection.on('error', (err: Error) => opts.logger.debug('worker redis error', { queue: name, err: err.message }));
   const worker = new Worker<T, R>(name, processor, {
     connection,

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis.js';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { mapWithConcurrency } from '../lib/concurrency.js';
 import { describeError } from '../lib/errors.js';
@@ -46,7 +46,7 @@ export interface ReconcilerDeps {
   servers: Pick<ServerRegistry, 'admin'>;
   queue: Queue<DeliveryJob>;
   /** A fail-fast client for the lock. */
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   afterMs: number;
   intervalMs: number;

@@ -1,5 +1,18 @@
-/** Every Redis client of the project is made here, so its options (and, later, Cluster mode) live in one place. */
-import { Redis, type RedisOptions } from 'ioredis';
+/**
+ * Every Redis client of the project is made here, so its options live in one place: one Redis (`REDIS_URL`) by
+ * default, or Redis Cluster (`REDIS_CLUSTER_NODES`) through ioredis `Cluster` with the same roles.
+ */
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+
+/** A client of either kind: both speak the same commands (and BullMQ takes either). */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: a URL, or the seed nodes (`host:port`) of a cluster. */
+export interface RedisTarget {
+  redisUrl: string;
+  /** Set: Redis Cluster, seeded from these nodes. */
+  redisClusterNodes?: readonly string[];
+}
 
 /**
  * What a client is for:
@@ -17,7 +30,53 @@ const OPTIONS: Record<RedisRole, RedisOptions> = {
   blocking: { maxRetriesPerRequest: null, connectTimeout: 1000 },
 };
 
-/** A new client of the given role; `lazyConnect` defers connecting to the first command. */
-export function createRedis(url: string, role: RedisRole, extra: Pick<RedisOptions, 'lazyConnect'> = {}): Redis {
-  return new Redis(url, { ...OPTIONS[role], ...extra });
+/**
+ * The Cluster options of each role (measured against a local cluster, docs/operations.md): a command that meets a
+ * failover (its master died, or CLUSTERDOWN while a replica takes over) is retried every 300 ms, within ioredis's
+ * 16 redirections (about 5 s), which rides through a failover of a few seconds instead of failing; the slot map is
+ * refreshed every 5 s as well as on MOVED (ioredis 6 does not refresh by itself).
+ */
+const CLUSTER: ClusterOptions = {
+  slotsRefreshInterval: 5000,
+  slotsRefreshTimeout: 1000,
+  retryDelayOnFailover: 300,
+  retryDelayOnClusterDown: 300,
+};
+const CLUSTER_OPTIONS: Record<RedisRole, ClusterOptions> = {
+  command: { ...CLUSTER, enableOfflineQueue: false, redisOptions: { connectTimeout: 1000, maxRetriesPerRequest: 1 } },
+  producer: { ...CLUSTER, enableOfflineQueue: false, redisOptions: { connectTimeout: 1000 } },
+  blocking: { ...CLUSTER, redisOptions: { connectTimeout: 1000, maxRetriesPerRequest: null } },
+};
+
+/** True when the project runs on Redis Cluster. */
+export const isCluster = (target: RedisTarget) => Boolean(target.redisClusterNodes?.length);
+
+/**
+ * A new client of the given role; `lazyConnect` defers connecting to the first command (call `connect()` first in
+ * Cluster mode, where a client without an offline queue refuses commands until it is ready). `shardedSubscribers`:
+ * a Cluster subscriber of sharded pub/sub (SSUBSCRIBE).
+ */
+export function createRedis(
+  target: RedisTarget,
+  role: RedisRole,
+  extra: Pick<RedisOptions, 'lazyConnect'> & { shardedSubscribers?: boolean } = {},
+): RedisClient {
+  const { shardedSubscribers, ...rest } = extra;
+  if (isCluster(target)) {
+    return new Cluster([...target.redisClusterNodes!], { ...CLUSTER_OPTIONS[role], ...rest, shardedSubscribers });
+  }
+  return new Redis(target.redisUrl, { ...OPTIONS[role], ...rest });
+}
+
+/** The masters of a cluster (each asked on its own: CONFIG, SCAN and INFO answer for one node), or the one Redis. */
+export function everyMaster(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client];
+}
+
+/**
+ * The key prefix of the project (queues, limits, locks, slots, the org-events channel): in Cluster mode it carries a
+ * hash tag, so every key of the project is in one slot and each multi-key script (BullMQ's, the org slots') can run.
+ */
+export function clusterSafePrefix(prefix: string, cluster: boolean): string {
+  return cluster && !/\{[^}]+\}/.test(prefix) ? `{${prefix}}` : prefix;
 }

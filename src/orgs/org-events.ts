@@ -1,6 +1,9 @@
-/** Cross-process invalidation: "org N changed" published on Redis so every API and worker drops its cached copy. */
-import type { Redis } from 'ioredis';
-import { createRedis } from '../lib/redis.js';
+/**
+ * Cross-process invalidation: "org N changed" published on Redis so every API and worker drops its cached copy.
+ * On Redis Cluster it is sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7): the channel lives in the prefix's slot, so
+ * its messages stay on that shard instead of being broadcast over the whole cluster bus.
+ */
+import { createRedis, isCluster, type RedisClient, type RedisTarget } from '../lib/redis.js';
 import type { Logger } from '../lib/logger.js';
 import { withTimeout } from '../lib/timeout.js';
 
@@ -20,19 +23,21 @@ export interface OrgEvents {
 }
 
 /** Creates the pub/sub pair on `<prefix>:tenancy:org-changed`. */
-export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger: Logger; subscribe?: boolean }): OrgEvents {
+export function createOrgEvents(opts: { redis: RedisTarget; prefix: string; logger: Logger; subscribe?: boolean }): OrgEvents {
+  const sharded = isCluster(opts.redis);
   const channel = `${opts.prefix}:tenancy:org-changed`;
   const handlers: ((c: OrgChange) => void)[] = [];
-  const publisher = createRedis(opts.redisUrl, 'command', { lazyConnect: true });
+  const publisher = createRedis(opts.redis, 'command', { lazyConnect: true });
   publisher.on('error', () => undefined);
   const emit = (c: OrgChange) => handlers.forEach((h) => h(c));
 
-  let subscriber: Redis | undefined;
+  let subscriber: RedisClient | undefined;
   let subscribed: Promise<boolean> = Promise.resolve(true);
   if (opts.subscribe !== false) {
-    subscriber = createRedis(opts.redisUrl, 'blocking');
-    subscriber.on('error', (err: Error) => opts.logger.debug('org events subscriber error', { err: err.message }));
-    subscriber.on('message', (ch: string, raw: string) => {
+    const sub = createRedis(opts.redis, 'blocking', sharded ? { shardedSubscribers: true } : {});
+    subscriber = sub;
+    sub.on('error', (err: Error) => opts.logger.debug('org events subscriber error', { err: err.message }));
+    sub.on(sharded ? 'smessage' : 'message', (ch: string, raw: string) => {
       if (ch !== channel) return;
       try {
         const c = JSON.parse(raw) as OrgChange;
@@ -41,7 +46,7 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
         opts.logger.warn('ignored malformed org event');
       }
     });
-    subscribed = subscriber.subscribe(channel).then(
+    subscribed = (sharded ? sub.ssubscribe(channel) : sub.subscribe(channel)).then(
       () => true,
       (err: Error) => {
         opts.logger.warn('org events: subscribe failed; caches rely on TTL', { err: err.message });
@@ -55,7 +60,7 @@ export function createOrgEvents(opts: { redisUrl: string; prefix: string; logger
       emit(change);
       try {
         if (publisher.status === 'wait') await publisher.connect();
-        await publisher.publish(channel, JSON.stringify(change));
+        await (sharded ? publisher.spublish(channel, JSON.stringify(change)) : publisher.publish(channel, JSON.stringify(change)));
       } catch (err) {
         opts.logger.warn('org events: publish failed; other processes rely on TTL', { orgId: change.orgId, err: (err as Error).message });
       }

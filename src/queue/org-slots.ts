@@ -12,7 +12,7 @@
  * the org's oldest parked job (BullMQ promote), so a capped org keeps exactly `limit` jobs running. A lease outlives
  * a crashed worker by at most `leaseMs`; a parked job whose wake-up was lost wakes on its own after its delay.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis.js';
 
 export interface SlotGrant {
   granted: boolean;
@@ -84,7 +84,7 @@ interface SlotCommands {
 }
 
 /** Creates the slots of one queue over a Redis client (a fail-fast one: callers decide what an outage means). */
-export function createOrgSlots(opts: { redis: Redis; prefix: string; queue: string; leaseMs: number; now?: () => number }): OrgSlots {
+export function createOrgSlots(opts: { redis: RedisClient; prefix: string; queue: string; leaseMs: number; now?: () => number }): OrgSlots {
   const { redis, prefix, queue, leaseMs } = opts;
   const now = opts.now ?? Date.now;
   // defineCommand: EVALSHA, with the script sent again only when the server does not have it.

@@ -33,7 +33,7 @@ export interface ProducerQueue<T> {
 
 /** A producer-side queue whose client fails fast when Redis is down (no offline buffering). */
 export function createProducerQueue<T>(config: Config, name: string, defaultJobOptions: JobsOptions): ProducerQueue<T> {
-  const connection = createRedis(config.redisUrl, 'producer');
+  const connection = createRedis(config, 'producer');
   connection.on('error', () => undefined);
   const queue = new Queue<T>(name, { connection, prefix: config.queuePrefix, defaultJobOptions });
   // Without a listener BullMQ prints every connection error; a failed add is reported where it happens.

@@ -1,10 +1,17 @@
 /** Start-up check of the Redis settings BullMQ needs: evicting keys would silently lose jobs. */
-import type { Redis } from 'ioredis';
+import { everyMaster, type RedisClient } from '../lib/redis.js';
 
-/** Problems with the Redis settings (empty when all is well or Redis cannot be asked). */
-export async function redisSettingProblems(redis: Redis): Promise<string[]> {
-  const reply = (await redis.config('GET', 'maxmemory-policy').catch(() => [])) as string[];
-  const policy = reply[1];
-  if (policy === undefined || policy === 'noeviction') return [];
-  return [`Redis maxmemory-policy is "${policy}": under memory pressure Redis will EVICT QUEUED JOBS. Set maxmemory-policy noeviction.`];
+/** Problems with the Redis settings, of every master of a cluster (empty when all is well or Redis cannot be asked). */
+export async function redisSettingProblems(redis: RedisClient): Promise<string[]> {
+  const problems: string[] = [];
+  for (const node of everyMaster(redis)) {
+    const reply = (await node.config('GET', 'maxmemory-policy').catch(() => [])) as string[];
+    const policy = reply[1];
+    if (policy === undefined || policy === 'noeviction') continue;
+    const where = redis === node ? 'Redis' : `Redis ${node.options.host}:${node.options.port}`;
+    problems.push(
+      `${where} maxmemory-policy is "${policy}": under memory pressure Redis will EVICT QUEUED JOBS. Set maxmemory-policy noeviction.`,
+    );
+  }
+  return problems;
 }

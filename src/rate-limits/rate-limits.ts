@@ -6,7 +6,7 @@
  *   requests from that IP are refused before their key is even looked at, until the window ends.
  * The Koa side (headers, 429) is src/http/rate-limit.ts.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from '../lib/errors.js';
 
@@ -43,7 +43,7 @@ export interface RateLimits {
 }
 
 /** The production limiter factory: Redis under `<prefix>:rl:`, insured in memory. */
-export function redisLimiters(redis: Redis, prefix: string): LimiterFactory {
+export function redisLimiters(redis: RedisClient, prefix: string): LimiterFactory {
   return (keyPrefix, { points, duration }) =>
     new RateLimiterRedis({
       storeClient: redis,
