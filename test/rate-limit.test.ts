@@ -81,6 +81,21 @@ describe('rate limits', () => {
     expect(statuses).to.deep.equal([200, 200, 200, 200, 200, 429]);
   });
 
+  it('a large limit, reserved in chunks by each process, still never grants more than the window across processes', async () => {
+    const t = await createTenant(api.deps);
+    const patch = { rateLimit: { points: 100, duration: 60 } };
+    expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: patch })).status).to.equal(200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 140; i++) statuses.push((await (i % 2 ? other : api).request('GET', '/org', { org: t })).status);
+    const granted = statuses.filter((s) => s === 200).length;
+    // Chunks of 100 / 20 = 5: at most one chunk per process is left unspent when the window runs short.
+    expect(granted).to.be.within(100 - 2 * 5, 100);
+    expect(
+      statuses.slice(granted).every((s) => s === 429),
+      'once refused, refused for the rest of the window',
+    ).to.equal(true);
+  });
+
   it('after AUTH_FAILURE_LIMIT failed authentications from one IP, refuses it before checking any key — even a valid one', async () => {
     const t = await createTenant(api.deps);
     const bad = { id: t.id, apiKey: `${t.apiKey.slice(0, -1)}${t.apiKey.endsWith('A') ? 'B' : 'A'}` };

@@ -5,9 +5,16 @@
  * - per client IP on failed authentication: once `authFailures.points` failures are counted (across processes),
  *   requests from that IP are refused before their key is even looked at, until the window ends.
  * The Koa side (headers, 429) is src/http/rate-limit.ts.
+ *
+ * A large org limit is not counted one request per round trip: a process reserves a chunk of the window at once
+ * (1/RESERVE_DIVISOR of it, at most RESERVE_MAX points) and spends it locally until it is used up or the window ends.
+ * The shared count never goes past the limit (a reservation is counted in Redis when it is taken); what a process
+ * reserved and did not spend is lost with the window, so P processes may grant up to P chunks less than the limit.
+ * Limits below 2 × RESERVE_DIVISOR points are counted exactly, one round trip per request.
  */
 import type { RedisClient } from '../lib/redis.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { LRUCache } from 'lru-cache';
 import { AppError } from '../lib/errors.js';
 
 export interface Limit {
@@ -64,6 +71,21 @@ export function rateLimited(message: string, msBeforeNext: number): AppError {
   });
 }
 
+/** A chunk is this share of the window… */
+export const RESERVE_DIVISOR = 20;
+/** …and at most this many points. */
+export const RESERVE_MAX = 1000;
+
+/** Points of one org's window that this process took in advance. */
+interface Reserve {
+  left: number;
+  /** The shared window's remaining points when the chunk was taken (not counting the chunk). */
+  sharedRemaining: number;
+  resetAt: number;
+  /** The window had no whole chunk left: its last points are counted one by one until it resets. */
+  exact: boolean;
+}
+
 /** Creates the limiters. */
 export function createRateLimits(o: RateLimitOptions): RateLimits {
   const now = o.now ?? Date.now;
@@ -80,23 +102,76 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
   const suspects = new Map<string, number>();
   const MAX_SUSPECTS = 100_000;
 
+  const reserves = new LRUCache<string, Reserve>({ max: 100_000 });
+  const refills = new Map<string, Promise<unknown>>();
+
+  /** Exactly `points` of the shared window, one round trip. */
+  async function consumeShared(limiter: RateLimiterAbstract, key: string, limit: Limit, points: number): Promise<OrgLimitResult> {
+    const result = (r: RateLimiterRes, allowed: boolean): OrgLimitResult => ({
+      allowed,
+      limit,
+      remaining: Math.max(0, r.remainingPoints),
+      resetMs: r.msBeforeNext,
+    });
+    try {
+      return result(await limiter.consume(key, points), true);
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      return result(err, false);
+    }
+  }
+
+  /** Takes a chunk of the window into this process's reserve (none when the window has no whole chunk left). */
+  async function reserve(limiter: RateLimiterAbstract, key: string, reserveKey: string, chunk: number): Promise<void> {
+    try {
+      const r = await limiter.consume(key, chunk);
+      reserves.set(reserveKey, {
+        left: chunk,
+        sharedRemaining: Math.max(0, r.remainingPoints),
+        resetAt: now() + r.msBeforeNext,
+        exact: false,
+      });
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      // Refused chunks are counted by the store too: give them back, so the window's last points go one by one.
+      await limiter.reward(key, chunk).catch(() => undefined);
+      reserves.set(reserveKey, {
+        left: 0,
+        sharedRemaining: Math.max(0, err.remainingPoints),
+        resetAt: now() + err.msBeforeNext,
+        exact: true,
+      });
+    }
+  }
+
   return {
     async consumeOrg(orgId, override, cost) {
       const limit = override ?? o.defaults;
       // A request heavier than the whole window could never pass: it costs at most the window.
       const points = Math.min(limit.points, Math.max(1, cost));
-      const result = (r: RateLimiterRes, allowed: boolean): OrgLimitResult => ({
-        allowed,
-        limit,
-        remaining: Math.max(0, r.remainingPoints),
-        resetMs: r.msBeforeNext,
-      });
-      try {
-        return result(await forOrg(limit).consume(`org:${orgId}`, points), true);
-      } catch (err) {
-        if (!(err instanceof RateLimiterRes)) throw err;
-        return result(err, false);
+      const limiter = forOrg(limit);
+      const key = `org:${orgId}`;
+      const chunk = Math.min(RESERVE_MAX, Math.floor(limit.points / RESERVE_DIVISOR));
+      if (chunk < 2 || points > chunk) return consumeShared(limiter, key, limit, points);
+      const cacheKey = `${key}:${limit.points}:${limit.duration}`;
+      const spend = (): OrgLimitResult | undefined => {
+        const r = reserves.get(cacheKey);
+        if (!r || r.resetAt <= now() || r.left < points) return undefined;
+        r.left -= points;
+        return { allowed: true, limit, remaining: r.sharedRemaining + r.left, resetMs: r.resetAt - now() };
+      };
+      const local = spend();
+      if (local) return local;
+      const current = reserves.get(cacheKey);
+      if (current?.exact && current.resetAt > now()) return consumeShared(limiter, key, limit, points);
+      // One refill at a time per org: concurrent requests wait for it instead of each reserving a chunk.
+      let refill = refills.get(cacheKey);
+      if (!refill) {
+        refill = reserve(limiter, key, cacheKey, chunk).finally(() => refills.delete(cacheKey));
+        refills.set(cacheKey, refill);
       }
+      await refill;
+      return spend() ?? consumeShared(limiter, key, limit, points);
     },
     async checkAuthFailures(ip) {
       const until = suspects.get(ip);

@@ -40,6 +40,46 @@ describe('rate limits (unit)', () => {
     expect(huge).to.include({ allowed: true, remaining: 0 });
   });
 
+  it('a large limit is reserved in chunks: one store round trip per chunk, never more granted than the window, the last points one by one', async () => {
+    let calls = 0;
+    const shared = new Map<string, RateLimiterMemory>();
+    // Two "processes" over one shared store, counting its consumes.
+    const counting: LimiterFactory = (prefix, limit) => {
+      const store = shared.get(prefix) ?? shared.set(prefix, memory(prefix, limit) as RateLimiterMemory).get(prefix)!;
+      return Object.assign(Object.create(store) as RateLimiterMemory, {
+        consume: (key: string, points: number) => (calls++, store.consume(key, points)),
+      });
+    };
+    const options = { defaults: { points: 200, duration: 60 }, authFailures: { points: 5, duration: 60 }, makeLimiter: counting };
+    const [a, b] = [createRateLimits(options), createRateLimits(options)];
+    let granted = 0;
+    for (let i = 0; i < 300; i++) if ((await (i % 2 ? a : b).consumeOrg(7, null, 1)).allowed) granted++;
+    // Chunks of 200 / 20 = 10: each process reserves 10 at a time until a whole chunk no longer fits.
+    expect(granted)
+      .to.be.at.most(200)
+      .and.at.least(200 - 2 * 10);
+    expect(calls, 'store consumes for 300 requests').to.be.below(300 / 2);
+    const first = await createRateLimits(options).consumeOrg(8, null, 1);
+    expect(first, 'remaining counts the shared window and the reserve').to.deep.include({ allowed: true, remaining: 199 });
+  });
+
+  it('counts small limits exactly, one store round trip per request', async () => {
+    let calls = 0;
+    const counting: LimiterFactory = (prefix, limit) => {
+      const store = memory(prefix, limit) as RateLimiterMemory;
+      return Object.assign(Object.create(store) as RateLimiterMemory, {
+        consume: (key: string, points: number) => (calls++, store.consume(key, points)),
+      });
+    };
+    const limits = createRateLimits({
+      defaults: { points: 39, duration: 60 },
+      authFailures: { points: 5, duration: 60 },
+      makeLimiter: counting,
+    });
+    for (let i = 0; i < 10; i++) await limits.consumeOrg(1, null, 1);
+    expect(calls).to.equal(10);
+  });
+
   it('refuses an address after AUTH_FAILURE_LIMIT failures (429 with Retry-After) and forgets it once the window ends', async () => {
     const clock = manualClock();
     const limits = createRateLimits({
