@@ -29,10 +29,11 @@ export function createApp(deps: Deps): Koa<AppState> {
   );
   app.use(jsonBody(deps.config.bodyLimit));
   const admin = requireAdmin(deps.config.adminToken, deps.limits);
+  // The tenant routes first: they are the hot path, and each router tries its own routes before passing a request on.
   const routers = [
+    tenantRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages, orgs: deps.orgs }),
     healthRouter({ readiness: () => readiness(deps), metrics: deps.metrics.registry, admin }),
     orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits, deliveryLoad: deps.deliveryLoad }),
-    tenantRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages, orgs: deps.orgs }),
     docsRouter(),
   ];
   for (const router of routers) {
