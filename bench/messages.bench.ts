@@ -281,7 +281,9 @@ async function scenario(deps: Deps, config: Config, run: string, count: number, 
     if (total !== (c.QUEUED ?? 0)) throw new Error(`org ${t.id}: messages not all QUEUED before delivery: ${JSON.stringify(c)}`);
     rows += total;
   }
-  const waiting = await deps.deliveryQueue.getWaitingCount();
+  // Every job carries a fair-share priority, so BullMQ keeps them as `prioritized` rather than `waiting`.
+  const counts = await deps.deliveryQueue.getJobCounts('waiting', 'prioritized');
+  const waiting = (counts.waiting ?? 0) + (counts.prioritized ?? 0);
   if (rows !== accepted || waiting !== accepted) throw new Error(`${accepted} accepted, but ${rows} rows and ${waiting} waiting jobs`);
   throwIfInterrupted();
 

@@ -223,13 +223,13 @@ describe('OpenAPI document (GET /openapi.json) and reference page (GET /docs)', 
 
     it('GET /ready: 200 when the shared DB and Redis answer; 503 with Retry-After when Redis does not', async () => {
       expect((await call('GET', '/ready', '/ready')).status).to.equal(200);
-      const redis = api.deps.redis as unknown as { ping: () => Promise<string> };
-      const ping = redis.ping;
-      redis.ping = () => Promise.reject(new Error('connection refused'));
+      const redis = api.deps.redis as unknown as { exists: () => Promise<number> };
+      const exists = redis.exists;
+      redis.exists = () => Promise.reject(new Error('connection refused'));
       try {
         expect((await call('GET', '/ready', '/ready')).status).to.equal(503);
       } finally {
-        redis.ping = ping;
+        redis.exists = exists;
       }
     });
 

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { Cluster } from 'ioredis';
 import { startLocalRedisCluster, type LocalRedisCluster } from '../scripts/local-redis-cluster.js';
 import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { RUN, createTenant, eventually, request, rows, startApi, testConfig, type TestApi } from './helpers.js';
+import { ADMIN_TOKEN, RUN, createTenant, eventually, request, rows, startApi, testConfig, type TestApi } from './helpers.js';
 import { killHard, startMain, type MainProcess } from './processes.js';
 import { startWorkers, type Workers } from '../workers/workers.js';
 
@@ -94,6 +94,15 @@ describe('on Redis Cluster (3 masters, 3 replicas)', function () {
       } finally {
         client.disconnect();
       }
+    });
+
+    it('answers /ready and serves the dashboard over the cluster', async () => {
+      const ready = await api.request('GET', '/ready');
+      expect([ready.status, ready.body?.checks?.redis]).to.deep.equal([200, 'ok']);
+      const auth = `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64')}`;
+      const board = await api.request('GET', '/admin/queues/api/queues', { headers: { Authorization: auth } });
+      expect(board.status).to.equal(200);
+      expect((board.body.queues as { name: string }[]).map((q) => q.name).sort()).to.deep.equal(['deliveries', 'webhooks']);
     });
 
     it('delivers messages of several tenants, each debited once; rate limits hold', async () => {

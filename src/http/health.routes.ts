@@ -1,6 +1,6 @@
 /** Liveness (cheap, no I/O) and readiness (shared DB, Redis and a process's own checks, each with a short timeout). */
 import Router from '@koa/router';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis.js';
 import type { Registry } from 'prom-client';
 import type { Sequelize } from 'sequelize';
 import type { Logger } from '../lib/logger.js';
@@ -12,7 +12,9 @@ const CHECK_TIMEOUT_MS = 1000;
 /** What readiness checks: the shared DB and Redis. */
 export interface ReadinessDeps {
   sharedDb: Pick<Sequelize, 'query'>;
-  redis: Pick<Redis, 'ping'>;
+  redis: Pick<RedisClient, 'exists'>;
+  /** The key prefix: the check reads a key of the project's slot (on a cluster, a PING would reach any node). */
+  config: { queuePrefix: string };
   logger: Logger;
 }
 
@@ -23,7 +25,8 @@ export interface ReadinessDeps {
 export async function readiness(deps: ReadinessDeps, extra: Record<string, () => unknown> = {}): Promise<Record<string, string>> {
   const checks: Record<string, () => unknown> = {
     sharedDb: () => deps.sharedDb.query('SELECT 1'),
-    redis: () => deps.redis.ping(), // fail-fast client: reconnects by itself, no offline queue
+    // The master that holds the project's keys answers (fail-fast client: reconnects by itself, no offline queue).
+    redis: () => deps.redis.exists(`${deps.config.queuePrefix}:ready`),
     ...extra,
   };
   const entries = await Promise.all(

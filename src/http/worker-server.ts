@@ -12,7 +12,7 @@ import type { AppState } from './types.js';
 
 /** What the worker's port uses of the deps. */
 export type WorkerServerDeps = Pick<Deps, 'sharedDb' | 'redis' | 'logger' | 'metrics' | 'limits'> & {
-  config: Pick<Deps['config'], 'adminToken'>;
+  config: Pick<Deps['config'], 'adminToken' | 'queuePrefix'>;
 };
 
 /** The process's BullMQ workers by readiness check name (e.g. `deliveryWorker`): ready while each is running. */
