@@ -14,11 +14,11 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { freePort } from './free-port.js';
 
 const run = promisify(execFile);
 
@@ -52,18 +52,6 @@ export interface LocalRedisClusterOptions {
 }
 
 const SLOTS = 16384;
-
-/** A free loopback port (the OS picks it; it could be taken again before the node binds it, which start() reports). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Distinct free ports (two per node: the client port and the cluster bus port). */
 async function freePorts(n: number): Promise<number[]> {
