@@ -123,7 +123,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     deliveries: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
     webhooks: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
   };
-  // A lease outlives a crashed worker by at most its job lock: then BullMQ hands the job to another worker anyway.
+  // A running job renews its lease; a crashed worker's lapses after the job lock, when BullMQ hands the job on anyway.
   const orgSlots = {
     deliveries: createOrgSlots({ redis, prefix: config.queuePrefix, queue: DELIVERY_QUEUE, leaseMs: config.delivery.lockMs }),
     webhooks: createOrgSlots({ redis, prefix: config.queuePrefix, queue: WEBHOOK_QUEUE, leaseMs: config.delivery.lockMs }),

@@ -34,6 +34,8 @@ describe('configuration', () => {
     expect(c.redisClusterNodes).to.deep.equal(['10.0.0.1:7000', 'redis-b.internal:7001']);
     expect(c.queuePrefix).to.equal('{acme}');
     expect(loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000', QUEUE_PREFIX: 'acme-{eu}' }).queuePrefix).to.equal('acme-{eu}');
+    // Redis takes the first {…} only, and an empty one is no tag at all.
+    expect(loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000', QUEUE_PREFIX: 'x{}{y}' }).queuePrefix).to.equal('{x{}{y}}');
     expect(loadConfig({}).redisClusterNodes).to.equal(undefined);
     for (const bad of ['10.0.0.1', '10.0.0.1:7000,', 'redis://10.0.0.1:7000', '10.0.0.1:7000;10.0.0.2:7000']) {
       expect(() => loadConfig({ REDIS_CLUSTER_NODES: bad }), bad).to.throw(ConfigError, /REDIS_CLUSTER_NODES/);

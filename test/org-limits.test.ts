@@ -54,13 +54,13 @@ describe('per-org delivery limits', function () {
       redis.disconnect();
     });
 
-    it('grants up to the limit, parks the rest in order, wakes the oldest on release; a dead holder’s slot comes back after its lease', async () => {
+    it('grants up to the limit, parks the rest in order, hands a released slot to the oldest parked job; a dead holder’s slot comes back after its lease', async () => {
       expect(await slots.acquire(1, 'a', 2)).to.deep.equal({ granted: true, parked: 0 });
       expect(await slots.acquire(1, 'b', 2)).to.deep.equal({ granted: true, parked: 0 });
       expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: false, parked: 1 });
       expect(await slots.acquire(1, 'd', 2)).to.deep.equal({ granted: false, parked: 2 });
-      // Parked again (woken by its delay): keeps its place.
-      expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: false, parked: 2 });
+      // Parked again (woken by its own delay): keeps its place in line.
+      expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: false, parked: 1 });
       expect(await slots.acquire(2, 'x', 2)).to.deep.equal({ granted: true, parked: 0 });
       expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 2, parked: 2 });
       expect(await slots.busiest(5)).to.deep.equal([
@@ -68,17 +68,35 @@ describe('per-org delivery limits', function () {
         { orgId: 2, inFlight: 1, parked: 0 },
       ]);
 
+      // 'a' finishes: its slot goes to 'c', the oldest parked, so a fresh job cannot take it first.
       expect(await slots.release(1, 'a')).to.equal('c');
+      expect(await slots.acquire(1, 'e', 2)).to.deep.equal({ granted: false, parked: 2 });
       expect(await slots.acquire(1, 'c', 2)).to.deep.equal({ granted: true, parked: 0 });
-      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 2, parked: 1 });
+      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 2, parked: 2 });
 
-      // 'b' and 'c' die holding their slots: after the lease, 'd' gets one.
-      clock += 1001;
+      // 'c' keeps renewing while it runs; 'b' dies holding its slot: after the lease, 'd' gets it.
+      clock += 600;
+      expect(await slots.renew(1, 'c')).to.equal(true);
+      clock += 600;
       expect(await slots.acquire(1, 'd', 2)).to.deep.equal({ granted: true, parked: 0 });
-      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 1, parked: 0 });
-      expect(await slots.release(1, 'd')).to.equal(undefined);
+      expect(await slots.load(1)).to.deep.equal({ orgId: 1, inFlight: 2, parked: 1 });
+      expect(await slots.renew(1, 'b')).to.equal(false);
+
+      // A release that does not wake leaves the parked job parked.
+      expect(await slots.release(1, 'd', false)).to.equal(undefined);
+      expect(await slots.release(1, 'c')).to.equal('e');
+      expect(await slots.release(1, 'e')).to.equal(undefined);
       expect(await slots.release(2, 'x')).to.equal(undefined);
       expect(await slots.busiest(5)).to.deep.equal([]);
+    });
+
+    it('the busiest list never keeps a crashed worker’s leases: expired ones are dropped and the summary set exactly', async () => {
+      expect(await slots.acquire(5, 'crashed-1', 3)).to.deep.include({ granted: true });
+      expect(await slots.acquire(5, 'crashed-2', 3)).to.deep.include({ granted: true });
+      expect(await slots.busiest(5)).to.deep.equal([{ orgId: 5, inFlight: 2, parked: 0 }]);
+      clock += 1001;
+      expect(await slots.busiest(5)).to.deep.equal([]);
+      expect(await redis.zscore(`${prefix}:org-slots:q`, '5')).to.equal(null);
     });
 
     it('keeps every key of one queue under the prefix (one hash slot when the prefix carries a hash tag)', async () => {

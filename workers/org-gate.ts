@@ -1,10 +1,13 @@
 /**
  * Holds a queue's jobs to their org's concurrency (src/queue/org-slots.ts) around any processor: a job runs in one of
- * its org's slots, or is parked in BullMQ's delayed set until a finishing job of the org wakes it (promote). The cap
- * is about sharing the workers, not about safety: while Redis cannot answer the slot check, jobs run ungated.
+ * its org's slots (renewed while it runs), or is parked in BullMQ's delayed set until a finishing job of the org
+ * hands it its slot and wakes it (promote). The cap is about sharing the workers, not about safety: while the cap or
+ * the slots cannot be read, jobs run ungated, and the processor's own error handling (postponing on an outage)
+ * applies as before.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError, type Job, type Processor } from 'bullmq';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../src/lib/logger.js';
 import type { OrgSlots } from '../src/queue/org-slots.js';
 
@@ -14,61 +17,78 @@ export interface OrgGateOptions {
   limitOf(orgId: number): Promise<number>;
   /** Moves a delayed job to the queue (BullMQ promote); rejects when the job is not delayed. */
   promote(jobId: string): Promise<void>;
+  /** How long a lease lasts: a running job renews it every third of this. */
+  leaseMs: number;
   /** Longest a parked job waits before it wakes by itself, should its wake-up be lost. */
   maxParkMs: number;
   logger: Logger;
   onParked?: () => void;
 }
 
+/** Wakes this many parked jobs at most per finishing job before giving up (the rest wake on their own delay). */
+const WAKE_TRIES = 3;
+
 /** Wraps `processor` so that each org has at most its cap of jobs running, across every worker process. */
 export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T, R>, opts: OrgGateOptions): Processor<T, R> {
   const { slots, logger } = opts;
-  // A job's running time here (moving average): how long a parked job should expect to wait per job ahead of it.
-  let averageMs = 100;
+  // Each org's job running time here (moving average): how long a parked job should expect to wait per job ahead.
+  const averageMs = new LRUCache<number, number>({ max: 10_000 });
 
-  /** Wakes the org's oldest parked job; tries the next one when a job is not (or not yet) in the delayed set. */
-  async function wakeNext(orgId: number, jobId: string): Promise<void> {
-    let next = await slots.release(orgId, jobId);
-    for (let tries = 0; next !== undefined && tries < 3; tries++) {
-      const promoted = await opts.promote(next).then(
-        () => true,
-        // Parked a moment ago and still on its way to the delayed set: once more, shortly.
-        () =>
-          sleep(50).then(() =>
-            opts.promote(next!).then(
-              () => true,
-              () => false,
-            ),
+  const promoted = (jobId: string) =>
+    opts.promote(jobId).then(
+      () => true,
+      // Parked a moment ago and still on its way to the delayed set: once more, shortly.
+      () =>
+        sleep(50).then(() =>
+          opts.promote(jobId).then(
+            () => true,
+            () => false,
           ),
-      );
-      if (promoted) return;
-      next = await slots.release(orgId, jobId);
+        ),
+    );
+
+  /** Gives the slot back and wakes the org's oldest parked job with it; one that cannot be woken passes it on. */
+  async function releaseAndWake(orgId: number, jobId: string): Promise<void> {
+    let next = await slots.release(orgId, jobId);
+    for (let tries = 1; next !== undefined; tries++) {
+      if (await promoted(next)) return;
+      // Not wakeable (gone, or not delayed yet): its slot goes to the next parked job, or back to the org.
+      next = await slots.release(orgId, next, tries < WAKE_TRIES);
     }
   }
 
   return async function gated(job: Job<T, R>, token?: string): Promise<R> {
     const { orgId } = job.data;
-    const limit = token && job.id ? await opts.limitOf(orgId) : 0;
+    if (!token || !job.id) return processor(job, token);
+    const jobId = job.id;
+    const limit = await opts.limitOf(orgId).catch((err: Error) => {
+      // The org could not be read (the shared DB is down): the processor meets the same outage and postpones.
+      logger.debug('org cap unknown: running the job without it', { err: err.message });
+      return 0;
+    });
     if (limit <= 0) return processor(job, token);
-    const jobId = job.id!;
     const grant = await slots.acquire(orgId, jobId, limit).catch((err: Error) => {
       logger.warn('org slot check failed: running the job without its cap', { err: err.message });
       return undefined;
     });
     if (grant && !grant.granted) {
       opts.onParked?.();
-      // Woken by a finishing job long before this, normally; the delay is the fallback should that wake-up be lost.
-      const delay = Math.min(opts.maxParkMs, 1000 + Math.ceil((2 * grant.parked * averageMs) / limit));
-      await job.moveToDelayed(Date.now() + delay, token);
+      // Woken by a finishing job long before this, normally; the delay (from its place in line) covers a lost wake-up.
+      const ahead = (grant.parked * (averageMs.get(orgId) ?? 100)) / limit;
+      await job.moveToDelayed(Date.now() + Math.min(opts.maxParkMs, 1000 + Math.ceil(2 * ahead)), token);
       throw new DelayedError();
     }
     const started = performance.now();
+    const renewal = grant
+      ? setInterval(() => void slots.renew(orgId, jobId).catch(() => undefined), Math.max(100, Math.floor(opts.leaseMs / 3)))
+      : undefined;
     try {
       return await processor(job, token);
     } finally {
-      averageMs = 0.9 * averageMs + 0.1 * (performance.now() - started);
+      clearInterval(renewal);
+      averageMs.set(orgId, 0.9 * (averageMs.get(orgId) ?? 100) + 0.1 * (performance.now() - started));
       if (grant) {
-        await wakeNext(orgId, jobId).catch((err: Error) => logger.warn('org slot release failed', { err: err.message }));
+        await releaseAndWake(orgId, jobId).catch((err: Error) => logger.warn('org slot release failed', { err: err.message }));
       }
     }
   };

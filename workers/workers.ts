@@ -63,6 +63,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
         // The org's override, else the default; read through the registry (cached, dropped on every org change).
         limitOf: async (orgId) => (await deps.registry.get(orgId))?.deliveryConcurrency ?? config.delivery.orgConcurrency,
         promote: (jobId) => deps.deliveryQueue.backend.promote(jobId),
+        leaseMs: config.delivery.lockMs,
         maxParkMs: config.orgParkMaxMs,
         logger,
         onParked: () => metrics.jobsParked.inc({ queue: DELIVERY_QUEUE }),
@@ -81,6 +82,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
     gateByOrg(webhookProcessor(notify), {
       slots: deps.orgSlots.webhooks,
       limitOf: () => Promise.resolve(config.webhooks.orgConcurrency),
+      leaseMs: config.delivery.lockMs,
       promote: (jobId) => deps.webhookQueue.backend.promote(jobId),
       maxParkMs: config.orgParkMaxMs,
       logger,

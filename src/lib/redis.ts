@@ -48,6 +48,16 @@ const CLUSTER_OPTIONS: Record<RedisRole, ClusterOptions> = {
   blocking: { ...CLUSTER, redisOptions: { connectTimeout: 1000, maxRetriesPerRequest: null } },
 };
 
+/** User, password and TLS of a `redis://` / `rediss://` URL: in Cluster mode they apply to every node. */
+function credentialsOf(url: string): Pick<RedisOptions, 'username' | 'password' | 'tls'> {
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
 /** True when the project runs on Redis Cluster. */
 export const isCluster = (target: RedisTarget) => Boolean(target.redisClusterNodes?.length);
 
@@ -63,14 +73,33 @@ export function createRedis(
 ): RedisClient {
   const { shardedSubscribers, ...rest } = extra;
   if (isCluster(target)) {
-    return new Cluster([...target.redisClusterNodes!], { ...CLUSTER_OPTIONS[role], ...rest, shardedSubscribers });
+    const options = CLUSTER_OPTIONS[role];
+    return new Cluster([...target.redisClusterNodes!], {
+      ...options,
+      ...rest,
+      shardedSubscribers,
+      redisOptions: { ...options.redisOptions, ...credentialsOf(target.redisUrl) },
+    });
   }
   return new Redis(target.redisUrl, { ...OPTIONS[role], ...rest });
 }
 
-/** The masters of a cluster (each asked on its own: CONFIG, SCAN and INFO answer for one node), or the one Redis. */
-export function everyMaster(client: RedisClient): Redis[] {
-  return client instanceof Cluster ? client.nodes('master') : [client];
+/**
+ * The masters of a cluster (each asked on its own: CONFIG, SCAN and INFO answer for one node), or the one Redis. A
+ * cluster client knows its masters once it is ready: this waits for that (at most `timeoutMs`) and answers [] if not.
+ */
+export async function everyMaster(client: RedisClient, timeoutMs = 2000): Promise<Redis[]> {
+  if (!(client instanceof Cluster)) return [client];
+  if (client.status !== 'ready') {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      client.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  return client.nodes('master');
 }
 
 /**
@@ -78,5 +107,12 @@ export function everyMaster(client: RedisClient): Redis[] {
  * hash tag, so every key of the project is in one slot and each multi-key script (BullMQ's, the org slots') can run.
  */
 export function clusterSafePrefix(prefix: string, cluster: boolean): string {
-  return cluster && !/\{[^}]+\}/.test(prefix) ? `{${prefix}}` : prefix;
+  return cluster && hashTag(prefix) === undefined ? `{${prefix}}` : prefix;
+}
+
+/** Redis Cluster's hash tag of a key: what lies between its first `{` and the first `}` after it, if not empty. */
+export function hashTag(key: string): string | undefined {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
 }

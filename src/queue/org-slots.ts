@@ -8,15 +8,17 @@
  * - `<prefix>:org-parked:<queue>:<org>`  ZSET job id → parked at (ms): its jobs held back by the cap, oldest first;
  * - `<prefix>:org-slots:<queue>` and `<prefix>:org-parked:<queue>`  ZSET org → count: the busiest orgs at a glance.
  *
- * A job that finds the org's slots full is parked (the worker moves it to BullMQ's delayed set); each release wakes
- * the org's oldest parked job (BullMQ promote), so a capped org keeps exactly `limit` jobs running. A lease outlives
- * a crashed worker by at most `leaseMs`; a parked job whose wake-up was lost wakes on its own after its delay.
+ * A job that finds the org's slots full is parked (the worker moves it to BullMQ's delayed set); each release hands
+ * the freed slot to the org's oldest parked job and wakes it (BullMQ promote), so a capped org keeps its cap running
+ * and its jobs run in the order they were parked. A running job renews its lease; a crashed worker's lease lapses
+ * after `leaseMs`; a parked job whose wake-up was lost wakes on its own after its delay. Times are the workers'
+ * clocks (leases are tens of seconds: keep them NTP-synchronised).
  */
 import type { RedisClient } from '../lib/redis.js';
 
 export interface SlotGrant {
   granted: boolean;
-  /** When not granted: how many of the org's jobs are parked (this one included). */
+  /** When not granted: the job's place among the org's parked jobs (1 = the next to wake). */
   parked: number;
 }
 
@@ -29,8 +31,13 @@ export interface OrgLoad {
 export interface OrgSlots {
   /** Takes one of the org's `limit` slots for the job, or parks the job (answering how many are parked). */
   acquire(orgId: number, jobId: string, limit: number): Promise<SlotGrant>;
-  /** Gives the job's slot back; answers the org's oldest parked job to wake, if any (taken off the parked list). */
-  release(orgId: number, jobId: string): Promise<string | undefined>;
+  /** Extends the lease of a job still running (false when it no longer holds a slot). */
+  renew(orgId: number, jobId: string): Promise<boolean>;
+  /**
+   * Gives the job's slot back. With `wake` (the default), the org's oldest parked job is taken off the parked list and
+   * handed the slot; it is answered, for the caller to wake (or to release in turn, should it not be wakeable).
+   */
+  release(orgId: number, jobId: string, wake?: boolean): Promise<string | undefined>;
   /** The org's jobs running and parked now. */
   load(orgId: number): Promise<OrgLoad>;
   /** The orgs with the most jobs running (then parked), at most `n`. */
@@ -38,49 +45,83 @@ export interface OrgSlots {
 }
 
 /**
- * KEYS: slots, parked, slots summary, parked summary. ARGV: job id, limit, now, lease ms, org id.
- * Expired leases (a crashed worker's) are dropped first; a job that already holds a slot renews it.
+ * Shared by the scripts: the summaries are set to the exact sizes of the org's keys after every change (never
+ * counted up and down, so nothing a crash or an expired key leaves behind can make them drift).
  */
-const ACQUIRE = `
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if expired > 0 then
-  if tonumber(redis.call('ZINCRBY', KEYS[3], -expired, ARGV[5])) <= 0 then redis.call('ZREM', KEYS[3], ARGV[5]) end
+const SYNC = `
+local function sync(key, summary, org)
+  local n = redis.call('ZCARD', key)
+  if n > 0 then redis.call('ZADD', summary, n, org) else redis.call('ZREM', summary, org) end
 end
-local expiry = tonumber(ARGV[3]) + tonumber(ARGV[4])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-  return {1, 0}
-end
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('ZINCRBY', KEYS[3], 1, ARGV[5])
-  if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-    if tonumber(redis.call('ZINCRBY', KEYS[4], -1, ARGV[5])) <= 0 then redis.call('ZREM', KEYS[4], ARGV[5]) end
-  end
-  return {1, 0}
-end
-if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1]) == 1 then redis.call('ZINCRBY', KEYS[4], 1, ARGV[5]) end
-redis.call('PEXPIRE', KEYS[2], 86400000)
-return {0, redis.call('ZCARD', KEYS[2])}
 `;
 
-/** KEYS: as ACQUIRE. ARGV: job id, org id. Answers the parked job to wake, or false. */
-const RELEASE = `
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  if tonumber(redis.call('ZINCRBY', KEYS[3], -1, ARGV[2])) <= 0 then redis.call('ZREM', KEYS[3], ARGV[2]) end
+/**
+ * KEYS: slots, parked, slots summary, parked summary. ARGV: job id, limit, now, lease ms, org id.
+ * Expired leases (a crashed worker's) are dropped first; a job that already holds a slot (a renewal, or a job woken
+ * with a slot handed to it) keeps it. Answers {1, 0} when granted, else {0, the job's place among the parked}.
+ */
+const ACQUIRE = `${SYNC}
+local now = tonumber(ARGV[3])
+local expiry = now + tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local granted = redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2])
+if granted then
+  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
 end
-local next = redis.call('ZPOPMIN', KEYS[2])
-if next[1] then
-  if tonumber(redis.call('ZINCRBY', KEYS[4], -1, ARGV[2])) <= 0 then redis.call('ZREM', KEYS[4], ARGV[2]) end
-  return next[1]
+redis.call('PEXPIRE', KEYS[1], 86400000)
+redis.call('PEXPIRE', KEYS[2], 86400000)
+sync(KEYS[1], KEYS[3], ARGV[5])
+sync(KEYS[2], KEYS[4], ARGV[5])
+if granted then return {1, 0} end
+return {0, redis.call('ZRANK', KEYS[2], ARGV[1]) + 1}
+`;
+
+/** KEYS: as ACQUIRE. ARGV: job id, now, lease ms, org id. Extends the job's lease if it still holds one. */
+const RENEW = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  return 1
 end
-return false
+return 0
+`;
+
+/**
+ * KEYS: as ACQUIRE. ARGV: job id, now, lease ms, org id, "wake". Gives the job's slot back; with "wake", pops the
+ * org's oldest parked job and hands it the freed slot (a short lease, renewed once it runs), so no fresh job can take
+ * it first. Answers the job to wake, or false.
+ */
+const RELEASE = `${SYNC}
+redis.call('ZREM', KEYS[1], ARGV[1])
+local next = false
+if ARGV[5] == 'wake' then
+  local popped = redis.call('ZPOPMIN', KEYS[2])
+  if popped[1] then
+    next = popped[1]
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]), next)
+  end
+end
+sync(KEYS[1], KEYS[3], ARGV[4])
+sync(KEYS[2], KEYS[4], ARGV[4])
+return next
+`;
+
+/** KEYS: as ACQUIRE. ARGV: now, org id. Drops expired leases and sets the summaries exactly (for busiest()). */
+const REFRESH = `${SYNC}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+sync(KEYS[1], KEYS[3], ARGV[2])
+sync(KEYS[2], KEYS[4], ARGV[2])
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
 `;
 
 interface SlotCommands {
   orgSlotAcquire(...args: (string | number)[]): Promise<[number, number]>;
+  orgSlotRenew(...args: (string | number)[]): Promise<number>;
   orgSlotRelease(...args: (string | number)[]): Promise<string | null>;
+  orgSlotRefresh(...args: (string | number)[]): Promise<[number, number]>;
 }
 
 /** Creates the slots of one queue over a Redis client (a fail-fast one: callers decide what an outage means). */
@@ -89,7 +130,9 @@ export function createOrgSlots(opts: { redis: RedisClient; prefix: string; queue
   const now = opts.now ?? Date.now;
   // defineCommand: EVALSHA, with the script sent again only when the server does not have it.
   redis.defineCommand('orgSlotAcquire', { numberOfKeys: 4, lua: ACQUIRE });
+  redis.defineCommand('orgSlotRenew', { numberOfKeys: 4, lua: RENEW });
   redis.defineCommand('orgSlotRelease', { numberOfKeys: 4, lua: RELEASE });
+  redis.defineCommand('orgSlotRefresh', { numberOfKeys: 4, lua: REFRESH });
   const commands = redis as unknown as SlotCommands;
   const slotsSummary = `${prefix}:org-slots:${queue}`;
   const parkedSummary = `${prefix}:org-parked:${queue}`;
@@ -106,19 +149,27 @@ export function createOrgSlots(opts: { redis: RedisClient; prefix: string; queue
       const [granted, parked] = await commands.orgSlotAcquire(...keys(orgId), jobId, limit, now(), leaseMs, orgId);
       return { granted: granted === 1, parked };
     },
-    async release(orgId, jobId) {
-      return (await commands.orgSlotRelease(...keys(orgId), jobId, orgId)) ?? undefined;
+    async renew(orgId, jobId) {
+      return (await commands.orgSlotRenew(...keys(orgId), jobId, now(), leaseMs, orgId)) === 1;
+    },
+    async release(orgId, jobId, wake = true) {
+      return (await commands.orgSlotRelease(...keys(orgId), jobId, now(), leaseMs, orgId, wake ? 'wake' : '')) ?? undefined;
     },
     load,
     async busiest(n) {
-      // The summaries rank; each candidate is then counted exactly (a crashed worker's lease, past its expiry, is
-      // only dropped from the summary at the org's next acquire).
+      // The summaries rank; each candidate is then counted exactly, its expired leases dropped and its summary entries
+      // set to what is there (a crashed worker's leases leave nothing behind).
       const [running, parked] = await Promise.all([
         redis.zrevrange(slotsSummary, 0, 2 * n - 1),
         redis.zrevrange(parkedSummary, 0, 2 * n - 1),
       ]);
       const candidates = [...new Set([...running, ...parked].map(Number))];
-      const loads = await Promise.all(candidates.map((orgId) => load(orgId)));
+      const loads = await Promise.all(
+        candidates.map(async (orgId) => {
+          const [inFlight, waiting] = await commands.orgSlotRefresh(...keys(orgId), now(), orgId);
+          return { orgId, inFlight, parked: waiting };
+        }),
+      );
       return loads
         .filter((l) => l.inFlight + l.parked > 0)
         .sort((a, b) => b.inFlight - a.inFlight || b.parked - a.parked || a.orgId - b.orgId)

@@ -3,8 +3,10 @@ import { everyMaster, type RedisClient } from '../lib/redis.js';
 
 /** Problems with the Redis settings, of every master of a cluster (empty when all is well or Redis cannot be asked). */
 export async function redisSettingProblems(redis: RedisClient): Promise<string[]> {
+  const masters = await everyMaster(redis);
+  if (!masters.length) return ['Redis Cluster: no master known yet, so maxmemory-policy could not be checked (it must be noeviction).'];
   const problems: string[] = [];
-  for (const node of everyMaster(redis)) {
+  for (const node of masters) {
     const reply = (await node.config('GET', 'maxmemory-policy').catch(() => [])) as string[];
     const policy = reply[1];
     if (policy === undefined || policy === 'noeviction') continue;

@@ -8,9 +8,11 @@
  *
  * A large org limit is not counted one request per round trip: a process reserves a chunk of the window at once
  * (1/RESERVE_DIVISOR of it, at most RESERVE_MAX points) and spends it locally until it is used up or the window ends.
- * The shared count never goes past the limit (a reservation is counted in Redis when it is taken); what a process
- * reserved and did not spend is lost with the window, so P processes may grant up to P chunks less than the limit.
- * Limits below 2 × RESERVE_DIVISOR points are counted exactly, one round trip per request.
+ * Never more than the limit is granted: a reservation is counted in Redis when it is taken, and one that does not fit
+ * is refused (and stays counted until the window ends: the store counts refused requests too). What a process
+ * reserved and did not spend, or could not reserve at the end of a window, is lost with the window: P processes may
+ * grant up to 2 × P chunks less than the limit. Limits below 2 × RESERVE_DIVISOR points are counted exactly, one round
+ * trip per request.
  */
 import type { RedisClient } from '../lib/redis.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
@@ -82,7 +84,7 @@ interface Reserve {
   /** The shared window's remaining points when the chunk was taken (not counting the chunk). */
   sharedRemaining: number;
   resetAt: number;
-  /** The window had no whole chunk left: its last points are counted one by one until it resets. */
+  /** A chunk was refused: the rest of the window is counted request by request (and refused) until it resets. */
   exact: boolean;
 }
 
@@ -133,8 +135,8 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
       });
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
-      // Refused chunks are counted by the store too: give them back, so the window's last points go one by one.
-      await limiter.reward(key, chunk).catch(() => undefined);
+      // Not given back (a reward could land after the window reset and over-grant the next one): the rest of this
+      // window is counted exactly, and refused, since the refused chunk stays counted.
       reserves.set(reserveKey, {
         left: 0,
         sharedRemaining: Math.max(0, err.remainingPoints),

@@ -40,7 +40,7 @@ describe('rate limits (unit)', () => {
     expect(huge).to.include({ allowed: true, remaining: 0 });
   });
 
-  it('a large limit is reserved in chunks: one store round trip per chunk, never more granted than the window, the last points one by one', async () => {
+  it('a large limit is reserved in chunks: one store round trip per chunk, never more granted than the window', async () => {
     let calls = 0;
     const shared = new Map<string, RateLimiterMemory>();
     // Two "processes" over one shared store, counting its consumes.
