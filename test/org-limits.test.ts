@@ -13,18 +13,25 @@ import { createOrgSlots } from '../src/queue/org-slots.js';
 import { RUN, cli, request, createTenant, eventually, rows, startApi, startApiWithWorkers, type TestApi } from './helpers.js';
 import { killHard, startMain, type MainProcess } from './processes.js';
 
-/** A provider that answers after `delayMs` and counts the sends of each org running at once (key: `<org uid>-<id>`). */
+/**
+ * A provider that answers after `delayMs` and records, per org (its uid, from the idempotency key `<uid>-<id>`), the
+ * most messages it had in flight at once. Counted by message, not request: a stalled job taken over while its first
+ * run still waits here sends the same message twice (the provider dedupes by key), and that is still one job.
+ */
 async function startProvider(delayMs: number) {
-  const running = new Map<string, number>();
+  const running = new Map<string, Map<string, number>>();
   const peak = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const key = String(req.headers['idempotency-key']);
     const uid = key.replace(/-\d+$/, '');
-    running.set(uid, (running.get(uid) ?? 0) + 1);
-    peak.set(uid, Math.max(peak.get(uid) ?? 0, running.get(uid)!));
+    const sends = running.get(uid) ?? running.set(uid, new Map()).get(uid)!;
+    sends.set(key, (sends.get(key) ?? 0) + 1);
+    peak.set(uid, Math.max(peak.get(uid) ?? 0, sends.size));
     req.resume();
     setTimeout(() => {
-      running.set(uid, running.get(uid)! - 1);
+      const left = sends.get(key)! - 1;
+      if (left) sends.set(key, left);
+      else sends.delete(key);
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ id: `p-${key}` }));
     }, delayMs);
   });
@@ -35,6 +42,8 @@ async function startProvider(delayMs: number) {
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
+
+type Tenant = { id: number; apiKey: string; dbName: string };
 
 async function uidOf(api: TestApi, orgId: number): Promise<string> {
   return (await api.deps.repo.get(orgId))!.uid;
@@ -189,20 +198,38 @@ describe('per-org delivery limits', function () {
       await provider.close();
     });
 
+    /** Queues `n` messages of the tenant (no worker runs yet). */
+    async function queue(t: Tenant, n: number): Promise<void> {
+      const statuses = await mapWithConcurrency(
+        Array.from({ length: n }, (_, i) => i),
+        20,
+        async (i) =>
+          (await api.request('POST', '/messages', { org: t, body: { to: `+1555300${i}`, channel: 'sms', body: `m ${i}` } })).status,
+      );
+      expect(statuses.filter((s) => s !== 202)).to.deep.equal([]);
+    }
+    /** The tenant's messages not SENT yet. */
+    const pending = async (t: Tenant) =>
+      Number(
+        (await rows<{ n: number }>(api.deps.sharedDb, `SELECT COUNT(*) AS n FROM \`${t.dbName}\`.messages WHERE status <> 'SENT'`))[0]!.n,
+      );
+    /** Every message debited once: `n` debits, balance 0. */
+    async function chargedOnce(t: Tenant, n: number): Promise<void> {
+      const [debits] = await rows<{ n: number; messages: number }>(
+        api.deps.sharedDb,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT message_id) AS messages FROM credit_ledger WHERE org_id = :id AND kind = 'debit'",
+        { id: t.id },
+      );
+      expect({ debits: Number(debits!.n), messages: Number(debits!.messages) }).to.deep.equal({ debits: n, messages: n });
+      expect(await api.deps.repo.balance(t.id)).to.equal(0);
+    }
+
     it("A capped at 2 never has more than 2 sends at once while B uses more; both complete, each message charged once; top, the API and metrics show A's load", async () => {
       const a = await createTenant(api.deps, { credits: PER_ORG });
       const b = await createTenant(api.deps, { credits: PER_ORG });
       const set = await cli(['limits', String(a.id), '--delivery-concurrency', '2']);
       expect(set.code, set.stderr).to.equal(0);
-      for (const t of [a, b]) {
-        const accepted = await mapWithConcurrency(
-          Array.from({ length: PER_ORG }, (_, i) => i),
-          20,
-          async (i) =>
-            (await api.request('POST', '/messages', { org: t, body: { to: `+1555300${i}`, channel: 'sms', body: `m ${i}` } })).status,
-        );
-        expect(accepted.filter((s) => s !== 202)).to.deep.equal([]);
-      }
+      for (const t of [a, b]) await queue(t, PER_ORG);
       const env = { GATEWAY: 'http', GATEWAY_URL: provider.url, WORKER_CONCURRENCY: '8' };
       workers.push(...(await Promise.all([startMain(env, 'worker'), startMain(env, 'worker')])));
 
@@ -222,21 +249,33 @@ describe('per-org delivery limits', function () {
       const metrics = String((await request(workers[0]!.url, 'GET', '/metrics', { admin: true })).body);
       expect(metrics).to.match(new RegExp(`org_jobs_(in_flight|parked)\\{queue="deliveries",org_id="${a.id}"\\}`));
 
-      const pending = async (dbName: string) =>
-        Number(
-          (await rows<{ n: number }>(api.deps.sharedDb, `SELECT COUNT(*) AS n FROM \`${dbName}\`.messages WHERE status <> 'SENT'`))[0]!.n,
-        );
-      expect(await eventually(async () => (await pending(a.dbName)) + (await pending(b.dbName)) === 0, 90_000, 100)).to.equal(true);
+      expect(await eventually(async () => (await pending(a)) + (await pending(b)) === 0, 90_000, 100)).to.equal(true);
       expect(provider.peak.get(await uidOf(api, a.id))).to.equal(2);
       expect(provider.peak.get(await uidOf(api, b.id))).to.be.greaterThan(2);
-      for (const t of [a, b]) {
-        const [debits] = await rows<{ n: number }>(
-          api.deps.sharedDb,
-          "SELECT COUNT(*) AS n FROM credit_ledger WHERE org_id = :id AND kind = 'debit'",
-          { id: t.id },
-        );
-        expect(Number(debits!.n)).to.equal(PER_ORG);
-        expect(await api.deps.repo.balance(t.id)).to.equal(0);
+      for (const t of [a, b]) await chargedOnce(t, PER_ORG);
+    });
+
+    it('a worker SIGKILLed while holding a capped org’s slots: its leases lapse, the parked jobs wake, the backlog completes, each charged once, never above the cap', async () => {
+      await Promise.all(workers.splice(0).map((w) => killHard(w.child)));
+      const slow = await startProvider(300);
+      try {
+        const c = await createTenant(api.deps, { credits: 40 });
+        expect((await api.request('PATCH', `/orgs/${c.id}`, { admin: true, body: { deliveryConcurrency: 2 } })).status).to.equal(200);
+        await queue(c, 40);
+        // Short locks and leases, so that the dead worker's jobs and slots come back within seconds.
+        const env = { GATEWAY: 'http', GATEWAY_URL: slow.url, WORKER_CONCURRENCY: '4', WORKER_LOCK_MS: '2000', ORG_PARK_MAX_MS: '5000' };
+        const [first, second] = await Promise.all([startMain(env, 'worker'), startMain(env, 'worker')]);
+        workers.push(first, second);
+        // Kill the first worker once it holds a slot of C (its sends are in flight at the provider).
+        const holds = async () => (await api.deps.orgSlots.deliveries.load(c.id)).inFlight >= 1;
+        expect(await eventually(holds, 30_000)).to.equal(true);
+        await killHard(first.child);
+        expect(await eventually(async () => (await pending(c)) === 0, 90_000, 200)).to.equal(true);
+        await chargedOnce(c, 40);
+        expect(slow.peak.get(await uidOf(api, c.id))).to.be.at.most(2);
+        expect(await api.deps.orgSlots.deliveries.load(c.id)).to.deep.equal({ orgId: c.id, inFlight: 0, parked: 0 });
+      } finally {
+        await slow.close();
       }
     });
   });

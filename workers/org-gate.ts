@@ -17,6 +17,8 @@ export interface OrgGateOptions {
   limitOf(orgId: number): Promise<number>;
   /** Moves a delayed job to the queue (BullMQ promote); rejects when the job is not delayed. */
   promote(jobId: string): Promise<void>;
+  /** The job's BullMQ state ('unknown' when it no longer exists). */
+  stateOf(jobId: string): Promise<string>;
   /** How long a lease lasts: a running job renews it every third of this. */
   leaseMs: number;
   /** Longest a parked job waits before it wakes by itself, should its wake-up be lost. */
@@ -27,6 +29,8 @@ export interface OrgGateOptions {
 
 /** Wakes this many parked jobs at most per finishing job before giving up (the rest wake on their own delay). */
 const WAKE_TRIES = 3;
+/** States of a job that will never use a slot handed to it. */
+const FINISHED = new Set(['completed', 'failed', 'unknown']);
 
 /** Wraps `processor` so that each org has at most its cap of jobs running, across every worker process. */
 export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T, R>, opts: OrgGateOptions): Processor<T, R> {
@@ -47,12 +51,16 @@ export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T
         ),
     );
 
-  /** Gives the slot back and wakes the org's oldest parked job with it; one that cannot be woken passes it on. */
+  /**
+   * Gives the slot back and wakes the org's oldest parked job with it. A job that cannot be promoted may be running
+   * already (it woke by itself and found the slot handed to it) or be on its way to run: it keeps the slot. Only one
+   * that is finished or gone passes the slot on, to the next parked job or back to the org.
+   */
   async function releaseAndWake(orgId: number, jobId: string): Promise<void> {
     let next = await slots.release(orgId, jobId);
     for (let tries = 1; next !== undefined; tries++) {
       if (await promoted(next)) return;
-      // Not wakeable (gone, or not delayed yet): its slot goes to the next parked job, or back to the org.
+      if (!FINISHED.has(await opts.stateOf(next))) return;
       next = await slots.release(orgId, next, tries < WAKE_TRIES);
     }
   }

@@ -63,6 +63,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
         // The org's override, else the default; read through the registry (cached, dropped on every org change).
         limitOf: async (orgId) => (await deps.registry.get(orgId))?.deliveryConcurrency ?? config.delivery.orgConcurrency,
         promote: (jobId) => deps.deliveryQueue.backend.promote(jobId),
+        stateOf: (jobId) => deps.deliveryQueue.getJobState(jobId),
         leaseMs: config.delivery.lockMs,
         maxParkMs: config.orgParkMaxMs,
         logger,
@@ -84,6 +85,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
       limitOf: () => Promise.resolve(config.webhooks.orgConcurrency),
       leaseMs: config.delivery.lockMs,
       promote: (jobId) => deps.webhookQueue.backend.promote(jobId),
+      stateOf: (jobId) => deps.webhookQueue.getJobState(jobId),
       maxParkMs: config.orgParkMaxMs,
       logger,
       onParked: () => metrics.jobsParked.inc({ queue: WEBHOOK_QUEUE }),

@@ -91,13 +91,14 @@ return 0
 
 /**
  * KEYS: as ACQUIRE. ARGV: job id, now, lease ms, org id, "wake". Gives the job's slot back; with "wake", pops the
- * org's oldest parked job and hands it the freed slot (a short lease, renewed once it runs), so no fresh job can take
- * it first. Answers the job to wake, or false.
+ * org's oldest parked job and hands it the freed slot (a lease, renewed once it runs), so no fresh job can take it
+ * first. Only a slot the job still held is handed on (a lapsed lease was already taken). Answers the job to wake, or
+ * false.
  */
 const RELEASE = `${SYNC}
-redis.call('ZREM', KEYS[1], ARGV[1])
+local held = redis.call('ZREM', KEYS[1], ARGV[1]) == 1
 local next = false
-if ARGV[5] == 'wake' then
+if held and ARGV[5] == 'wake' then
   local popped = redis.call('ZPOPMIN', KEYS[2])
   if popped[1] then
     next = popped[1]

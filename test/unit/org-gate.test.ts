@@ -39,6 +39,7 @@ const options = (slots: OrgSlots, extra: Partial<Parameters<typeof gateByOrg>[1]
   slots,
   limitOf: () => Promise.resolve(2),
   promote: () => Promise.resolve(),
+  stateOf: () => Promise.resolve('unknown'),
   leaseMs: 30_000,
   maxParkMs: 60_000,
   logger: silent,
@@ -81,7 +82,19 @@ describe('org gate (unit)', () => {
     }
   });
 
-  it('passes the slot on when a woken job cannot be promoted, at most three times, then gives it back', async () => {
+  it('a woken job that cannot be promoted but is running or waiting to run keeps the slot handed to it', async () => {
+    for (const state of ['active', 'waiting', 'prioritized', 'delayed']) {
+      const { slots, released } = fakeSlots({}, ['running-1', 'other']);
+      const gated = gateByOrg(
+        () => Promise.resolve('done'),
+        options(slots, { promote: () => Promise.reject(new Error('not delayed')), stateOf: () => Promise.resolve(state) }),
+      );
+      await gated(fakeJob().job, 'token');
+      expect(released, state).to.deep.equal([['job-1', true]]);
+    }
+  });
+
+  it('passes the slot on when a woken job is finished or gone, at most three times, then gives it back', async () => {
     const { slots, released } = fakeSlots({}, ['gone-1', 'gone-2', 'gone-3', 'never']);
     const tried: string[] = [];
     const gated = gateByOrg(
