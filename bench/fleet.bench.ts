@@ -21,9 +21,9 @@ import { fileURLToPath } from 'node:url';
 import type autocannon from 'autocannon';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { createDeps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { startServer } from '../src/app/http-app.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
   closeAndCleanUp,
   commandLine,

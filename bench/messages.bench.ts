@@ -27,12 +27,12 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import { createDeps, type Deps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { createRedis } from '../src/lib/redis.js';
+import { startServer } from '../src/app/http-app.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import { createRedis } from '../src/platform/lib/redis.js';
 import { startLocalRedisCluster } from '../scripts/local-redis-cluster.js';
-import type { DeliveryJob } from '../src/queue/queues.js';
-import { startWorkers } from '../workers/workers.js';
+import type { DeliveryJob } from '../src/platform/queue/queues.js';
+import { startWorkers } from '../src/messages/entry-points/queue/workers.js';
 import {
   closeAndCleanUp,
   commandLine,

@@ -26,9 +26,9 @@ import Koa from 'koa';
 import mysql from 'mysql2/promise';
 import { QueryTypes } from 'sequelize';
 import { createDeps, type Deps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { createSequelize } from '../src/db/sequelize.js';
+import { startServer } from '../src/app/http-app.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
 import {
   closeAndCleanUp,
   commandLine,

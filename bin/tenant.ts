@@ -4,14 +4,14 @@
  */
 import { styleText } from 'node:util';
 import { ConfigError, loadConfig, loadDotEnv } from '../config/config.js';
-import { UsageError } from '../src/cli/args.js';
-import { commands } from '../src/cli/commands.js';
-import { HELP, commandHelp, globalHelp, isReadOnly } from '../src/cli/help.js';
-import { SHARED_MIGRATIONS_DIR, createMigrator } from '../src/db/migrator.js';
-import { prepareSharedDb } from '../src/db/shared-db.js';
+import { UsageError } from '../src/app/cli/args.js';
+import { commands } from '../src/app/cli/commands.js';
+import { HELP, commandHelp, globalHelp, isReadOnly } from '../src/app/cli/help.js';
+import { SHARED_MIGRATIONS_DIR, createMigrator } from '../src/platform/db/migrator.js';
+import { prepareSharedDb } from '../src/platform/db/shared-db.js';
 import { createDeps, type Deps } from '../src/deps.js';
-import { AppError, describeError } from '../src/lib/errors.js';
-import { createLogger } from '../src/lib/logger.js';
+import { AppError, describeError } from '../src/platform/lib/errors.js';
+import { createLogger } from '../src/platform/lib/logger.js';
 
 /** Colour only for a person at a terminal, and never when NO_COLOR is set (https://no-color.org). */
 const colour = (stream: NodeJS.WriteStream, style: Parameters<typeof styleText>[0], text: string) =>

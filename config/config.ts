@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import Joi from 'joi';
-import { clusterSafePrefix } from '../src/lib/redis.js';
+import { clusterSafePrefix } from '../src/platform/lib/redis.js';
 
 /** Development defaults for secrets; refused when NODE_ENV=production, and on any HOST but loopback. */
 export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';

@@ -2,14 +2,14 @@
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import type { Queue } from 'bullmq';
-import { createLedger, type Ledger } from './credits/ledger.js';
-import type { Gateway } from './gateway/gateway.js';
-import { createRateLimits, redisLimiters, type RateLimits } from './rate-limits/rate-limits.js';
-import { createMetrics, type Metrics } from './metrics/metrics.js';
-import { createGateway } from './gateway/create-gateway.js';
-import { createMessageService, type MessageService } from './messages/messages.service.js';
-import { createFairShare, type FairShare } from './queue/fair-share.js';
-import { createOrgSlots, type OrgSlots } from './queue/org-slots.js';
+import { createLedger, type Ledger } from './orgs/data-access/ledger.js';
+import type { Gateway } from './messages/gateway/gateway.js';
+import { createRateLimits, redisLimiters, type RateLimits } from './platform/rate-limits/rate-limits.js';
+import { createMetrics, type Metrics } from './platform/metrics/metrics.js';
+import { createGateway } from './messages/gateway/create-gateway.js';
+import { createMessageService, type MessageService } from './messages/domain/messages.service.js';
+import { createFairShare, type FairShare } from './platform/queue/fair-share.js';
+import { createOrgSlots, type OrgSlots } from './platform/queue/org-permits.js';
 import {
   createDeliveryQueue,
   createWebhookQueue,
@@ -17,21 +17,21 @@ import {
   WEBHOOK_QUEUE,
   type DeliveryJob,
   type WebhookJob,
-} from './queue/queues.js';
-import { createSequelize } from './db/sequelize.js';
-import { createDeliveryLoad, type DeliveryLoadReader } from './delivery/delivery-load.js';
-import { createLogger, type Logger } from './lib/logger.js';
-import { createSecretBox, type SecretBox } from './lib/secrets.js';
-import { createOrgEvents, type OrgEvents } from './orgs/org-events.js';
-import { createOrgRegistry, type OrgRegistry } from './orgs/org-registry.js';
-import { createOrgRepository, type OrgRepository } from './orgs/org.repository.js';
-import { createOrgService, type OrgService } from './orgs/orgs.service.js';
-import { createTenantPools, type TenantPools } from './tenant-db/tenant-pools.js';
-import { createRedis, type RedisClient } from './lib/redis.js';
-import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenant-db/provisioner.js';
-import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
-import { createTenantMover, type MoveStep, type TenantMover } from './tenant-db/tenant-mover.js';
-import { createTenantMigrations, type TenantMigrations } from './tenant-db/tenant-migrations.js';
+} from './platform/queue/queues.js';
+import { createSequelize } from './platform/db/sequelize.js';
+import { createDeliveryLoad, type DeliveryLoadReader } from './messages/domain/delivery-load.js';
+import { createLogger, type Logger } from './platform/lib/logger.js';
+import { createSecretBox, type SecretBox } from './platform/lib/secrets.js';
+import { createOrgEvents, type OrgEvents } from './orgs/domain/org-events.js';
+import { createOrgRegistry, type OrgRegistry } from './orgs/domain/org-registry.js';
+import { createOrgRepository, type OrgRepository } from './orgs/data-access/org.repository.js';
+import { createOrgService, type OrgService } from './orgs/domain/orgs.service.js';
+import { createTenantPools, type TenantPools } from './platform/tenant-connections/tenant-connections.js';
+import { createRedis, type RedisClient } from './platform/lib/redis.js';
+import { createProvisioner, type ProvisionerDeps, type Provisioner } from './orgs/domain/provisioner.js';
+import { createServerRegistry, type ServerRegistry } from './orgs/domain/server-registry.js';
+import { createTenantMover, type MoveStep, type TenantMover } from './orgs/domain/tenant-mover.js';
+import { createTenantMigrations, type TenantMigrations } from './orgs/domain/tenant-migrations.js';
 
 export interface Deps {
   config: Config;

@@ -17,8 +17,8 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2';
 import { DataTypes, Model, QueryTypes, Sequelize } from 'sequelize';
-import { HOST, PORT, TENANTS, countThreads, mulberry32, rootConnection, tenant, zipfSampler, type TenantCreds } from './common.ts';
-import { ServerConnections, attachSequelize, sequelizeConnectionOptions } from './server-connections.ts';
+import { HOST, PORT, TENANTS, countThreads, mulberry32, rootConnection, tenant, zipfSampler, type TenantCreds } from './common.js';
+import { ServerConnections, attachSequelize, sequelizeConnectionOptions } from './server-connections.js';
 import { createTenantPoolCache } from './vendor/tenancy/pool-cache.ts';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, lru: { type: 'string' }, only: { type: 'string' }, budget: { type: 'string' }, 'open-first': { type: 'boolean' }, mirror: { type: 'boolean', default: true }, 'no-mirror': { type: 'boolean' } } });

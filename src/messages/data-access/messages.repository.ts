@@ -1,0 +1,67 @@
+/**
+ * Reads of a tenant's messages (newest first, keyset cursor on id, served by the (status, id) index and the PK).
+ * Plain rows, not model instances, through the lean read path: a read builds nothing it does not answer with.
+ */
+import type { Sequelize } from 'sequelize';
+import { insertRow, selectRows } from '../../platform/db/lean-query.js';
+import type { MessageRecord, MessageStatus } from '../domain/message.js';
+
+const COLUMNS =
+  'id, `to`, channel, body, status, cost, attempts, error_code AS errorCode, error_text AS errorText, ' +
+  'provider_message_id AS providerMessageId, idempotency_key AS idempotencyKey, request_hash AS requestHash, ' +
+  'created_at AS createdAt, updated_at AS updatedAt, sent_at AS sentAt';
+
+/** Lists messages newest first: `limit` rows with id < `before`, optionally of one status. */
+export function listMessages(db: Sequelize, opts: { limit: number; before?: number; status?: MessageStatus }): Promise<MessageRecord[]> {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  if (opts.before !== undefined) {
+    where.push('id < ?');
+    values.push(opts.before);
+  }
+  if (opts.status) {
+    where.push('status = ?');
+    values.push(opts.status);
+  }
+  values.push(opts.limit);
+  const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  return selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages${filter} ORDER BY id DESC LIMIT ?`, values);
+}
+
+/** One message by id, or null. */
+export async function findMessage(db: Sequelize, id: number): Promise<MessageRecord | null> {
+  const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE id = ?`, [id]);
+  return row ?? null;
+}
+
+/** Stores a new QUEUED message and answers it as stored (timestamps set here, as a model's create would). */
+export async function insertMessage(
+  db: Sequelize,
+  m: Pick<MessageRecord, 'to' | 'channel' | 'body' | 'cost' | 'idempotencyKey' | 'requestHash'>,
+): Promise<MessageRecord> {
+  const now = new Date();
+  const id = await insertRow(
+    db,
+    'INSERT INTO messages (`to`, channel, body, status, cost, attempts, idempotency_key, request_hash, created_at, updated_at) ' +
+      "VALUES (?, ?, ?, 'QUEUED', ?, 0, ?, ?, ?, ?)",
+    [m.to, m.channel, m.body, m.cost, m.idempotencyKey, m.requestHash, now, now],
+  );
+  return {
+    id,
+    ...m,
+    status: 'QUEUED',
+    attempts: 0,
+    errorCode: null,
+    errorText: null,
+    providerMessageId: null,
+    createdAt: now,
+    updatedAt: now,
+    sentAt: null,
+  };
+}
+
+/** The message an Idempotency-Key made, or null (the key column is binary: compared exactly). */
+export async function findMessageByKey(db: Sequelize, key: string): Promise<MessageRecord | null> {
+  const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE idempotency_key = ?`, [key]);
+  return row ?? null;
+}

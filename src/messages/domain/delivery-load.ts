@@ -1,0 +1,75 @@
+/**
+ * What an org's deliveries are doing now, for operators (`GET /orgs/:id/delivery`, `bin/tenant top`, `bin/tenant
+ * limits`): its cap and where it comes from, its jobs running and parked across every worker (Redis), and its
+ * messages waiting and in progress (its own database, the record).
+ */
+import { selectRows } from '../../platform/db/lean-query.js';
+import { unavailable } from '../../platform/lib/errors.js';
+import { isOperational, type OrgRecord } from '../../orgs/domain/org.js';
+import type { OrgSlots } from '../../platform/queue/org-permits.js';
+import type { TenantPoolCache } from '../../platform/tenant-connections/instance-cache.js';
+
+export interface DeliveryLoad {
+  orgId: number;
+  /** Deliveries of the org that may run at once across every worker (0: no cap), and whether the org overrides it. */
+  concurrency: { limit: number; source: 'org' | 'default' };
+  deliveries: {
+    /** Jobs running now, across every worker. */
+    inFlight: number;
+    /** Jobs held back by the cap, waiting for one of the org's slots. */
+    parked: number;
+    /** Messages QUEUED in the org's database (not yet picked up, or waiting for a retry). */
+    queued: number;
+    /** Messages SENDING in the org's database. */
+    sending: number;
+  };
+  webhooks: { inFlight: number; parked: number; limit: number };
+}
+
+export interface DeliveryLoadDeps {
+  pools: TenantPoolCache;
+  orgSlots: { deliveries: OrgSlots; webhooks: OrgSlots };
+  defaults: { deliveryConcurrency: number; webhookConcurrency: number };
+}
+
+/** Creates the read side of delivery load. */
+export function createDeliveryLoad(deps: DeliveryLoadDeps) {
+  async function pending(org: OrgRecord): Promise<{ queued: number; sending: number }> {
+    if (!isOperational(org)) return { queued: 0, sending: 0 };
+    // Served by the (status, updated_at) index.
+    const rows = await deps.pools.withTenant(org, (db) =>
+      selectRows<{ status: string; n: number }>(
+        db,
+        "SELECT status, COUNT(*) AS n FROM messages WHERE status IN ('QUEUED', 'SENDING') GROUP BY status",
+        [],
+      ),
+    );
+    const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
+    return { queued: count('QUEUED'), sending: count('SENDING') };
+  }
+
+  return {
+    /** The org's load now. */
+    async of(org: OrgRecord): Promise<DeliveryLoad> {
+      const slots = Promise.all([deps.orgSlots.deliveries.load(org.id), deps.orgSlots.webhooks.load(org.id)]).catch((err: Error) => {
+        throw unavailable('QUEUE_UNAVAILABLE', 'the queue is unavailable; try again', 1000, err);
+      });
+      const [[running, hooks], messages] = await Promise.all([slots, pending(org)]);
+      return {
+        orgId: org.id,
+        concurrency:
+          org.deliveryConcurrency === null
+            ? { limit: deps.defaults.deliveryConcurrency, source: 'default' }
+            : { limit: org.deliveryConcurrency, source: 'org' },
+        deliveries: { inFlight: running.inFlight, parked: running.parked, ...messages },
+        webhooks: { inFlight: hooks.inFlight, parked: hooks.parked, limit: deps.defaults.webhookConcurrency },
+      };
+    },
+    /** The orgs with the most deliveries running (then parked) now, at most `n`. */
+    busiest(n: number) {
+      return deps.orgSlots.deliveries.busiest(n);
+    },
+  };
+}
+
+export type DeliveryLoadReader = ReturnType<typeof createDeliveryLoad>;

@@ -1,0 +1,111 @@
+/** Tenant routes: the caller's own org and its messages. */
+import Router from '@koa/router';
+import Joi from 'joi';
+import { notFound } from '../../../platform/lib/errors.js';
+import { messageCost } from '../../domain/channels/sms.channel.js';
+import { CHANNELS, MESSAGE_STATUSES } from '../../domain/message.js';
+import type { ListQuery, MessageService, SendInput } from '../../domain/messages.service.js';
+import type { OrgRegistry } from '../../../orgs/domain/org-registry.js';
+import type { OrgService } from '../../../orgs/domain/orgs.service.js';
+import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
+import { requireTenant } from '../../../orgs/entry-points/http/auth.js';
+import { idempotencyKey } from '../../../platform/http/idempotency.js';
+import { setNextLink } from '../../../platform/http/pagination.js';
+import { acceptedView, messageView, publicView } from '../../../orgs/entry-points/http/views.js';
+import { chargeOrg, orgRateLimit } from '../../../orgs/entry-points/http/org-rate-limit.js';
+import type { AppContext, AppState } from '../../../platform/http/types.js';
+import { validated } from '../../../platform/http/validate.js';
+
+/** Largest e-mail body, in UTF-8 bytes. */
+const EMAIL_BODY_MAX_BYTES = 100 * 1024;
+
+/** `POST /messages`: E.164 for sms, an address for email; a non-blank body within the channel's limit; nothing else. */
+export const sendSchema = Joi.object<SendInput>({
+  channel: Joi.string()
+    .valid(...CHANNELS)
+    .required(),
+  to: Joi.string()
+    .required()
+    .when('channel', {
+      is: 'sms',
+      then: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
+      otherwise: Joi.string()
+        .max(320)
+        .email({ tlds: { allow: false } }),
+    }),
+  body: Joi.string()
+    .required()
+    .pattern(/\S/, 'non-blank text')
+    .when('channel', {
+      is: 'sms',
+      then: Joi.string().max(1600),
+      otherwise: Joi.string().custom((value: string, helpers) =>
+        Buffer.byteLength(value, 'utf8') > EMAIL_BODY_MAX_BYTES
+          ? helpers.message({ custom: `"body" must be at most ${EMAIL_BODY_MAX_BYTES} bytes for email` })
+          : value,
+      ),
+    }),
+}).required();
+
+/** `GET /messages` query. */
+export const listSchema = Joi.object<ListQuery>({
+  limit: Joi.number().integer().min(1).max(100).default(20),
+  status: Joi.string().valid(...MESSAGE_STATUSES),
+  before: Joi.number().integer().min(1),
+});
+
+const MESSAGE_ID = /^[1-9][0-9]{0,18}$/;
+
+/** What the tenant routes use. */
+export interface TenantRouterDeps {
+  registry: OrgRegistry;
+  limits: RateLimits;
+  messages: MessageService;
+  orgs: Pick<OrgService, 'balance'>;
+}
+
+/** Builds the tenant router (X-Org-Id + API key). */
+export function tenantRouter({ registry, limits, messages, orgs }: TenantRouterDeps): Router<AppState> {
+  const router = new Router<AppState>();
+  // Every tenant route is authenticated, then charged to the org's rate limit (POST /messages by its cost).
+  const tenant = requireTenant(registry, limits);
+
+  router.get('/org', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
+    // The balance changes with every delivery: read it fresh rather than from the org cache.
+    const org = ctx.state.org!;
+    ctx.body = { success: true, org: publicView({ ...org, creditBalance: await orgs.balance(org.id) }) };
+  });
+
+  router.post(
+    '/messages',
+    tenant,
+    validated({ body: sendSchema }, async (ctx, { body }) => {
+      await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
+      const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
+      // A replay answers what the first request was answered: 202 and the message as accepted.
+      ctx.status = 202;
+      if (replayed) ctx.set('Idempotency-Replay', 'true');
+      ctx.body = { success: true, message: acceptedView(message) };
+    }),
+  );
+
+  router.get(
+    '/messages',
+    tenant,
+    orgRateLimit(limits),
+    validated({ query: listSchema }, async (ctx, { query }) => {
+      const rows = await messages.list(ctx.state.org!, query);
+      setNextLink(ctx, 'before', rows.length === query.limit ? Number(rows[rows.length - 1]!.id) : undefined);
+      ctx.body = rows.map(messageView);
+    }),
+  );
+
+  router.get('/messages/:id', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
+    const raw = ctx.params!.id!;
+    const message = MESSAGE_ID.test(raw) ? await messages.get(ctx.state.org!, Number(raw)) : null;
+    if (!message) throw notFound('MESSAGE_NOT_FOUND', 'no such message');
+    ctx.body = { success: true, message: messageView(message) };
+  });
+
+  return router;
+}
