@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     sampling = false;
     await sampler;
     const rss = process.memoryUsage().rss;
-    const stats = deps.pools.stats();
+    const stats = deps.tenantDbs.stats();
     await api.stop(1000);
     api = undefined;
 

@@ -223,7 +223,7 @@ async function main(): Promise<void> {
       return rs.reduce((sum, r) => sum + r.responses / r.seconds, 0) / rs.length;
     };
     const p = (name: string, key: 'p50' | 'p99') => Math.max(...results.get(name)!.map((r) => r[key]));
-    const stats = deps.pools.stats();
+    const stats = deps.tenantDbs.stats();
     const row = (label: string, name: string, base: string, baseLabel: string) => [
       label,
       rate(name).toFixed(0),

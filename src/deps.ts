@@ -9,7 +9,7 @@ import { createMetrics, type Metrics } from './platform/metrics/metrics.js';
 import { createGateway } from './messages/gateway/create-gateway.js';
 import { createMessageService, type MessageService } from './messages/domain/messages.service.js';
 import { createFairShare, type FairShare } from './platform/queue/fair-share.js';
-import { createOrgSlots, type OrgSlots } from './platform/queue/org-permits.js';
+import { createOrgPermits, type OrgPermits } from './platform/queue/org-permits.js';
 import {
   createDeliveryQueue,
   createWebhookQueue,
@@ -26,7 +26,8 @@ import { createOrgEvents, type OrgEvents } from './orgs/domain/org-events.js';
 import { createOrgRegistry, type OrgRegistry } from './orgs/domain/org-registry.js';
 import { createOrgRepository, type OrgRepository } from './orgs/data-access/org.repository.js';
 import { createOrgService, type OrgService } from './orgs/domain/orgs.service.js';
-import { createTenantPools, type TenantPools } from './platform/tenant-connections/tenant-connections.js';
+import { createTenantConnections } from './platform/tenant-connections/tenant-connections.js';
+import { createTenantDbs, type TenantDbs } from './orgs/domain/tenant-dbs.js';
 import { createRedis, type RedisClient } from './platform/lib/redis.js';
 import { createProvisioner, type ProvisionerDeps, type Provisioner } from './orgs/domain/provisioner.js';
 import { createServerRegistry, type ServerRegistry } from './orgs/domain/server-registry.js';
@@ -44,7 +45,8 @@ export interface Deps {
   servers: ServerRegistry;
   events: OrgEvents;
   registry: OrgRegistry;
-  pools: TenantPools;
+  /** Orgs' tenant databases over this process's tenant connections (instances and per-server connection budgets). */
+  tenantDbs: TenantDbs;
   provisioner: Provisioner;
   orgs: OrgService;
   migrations: TenantMigrations;
@@ -55,13 +57,13 @@ export interface Deps {
   /** Fair-share priorities of this process's enqueues, per queue (src/queue/fair-share.ts). */
   fairShare: { deliveries: FairShare; webhooks: FairShare };
   /** Per-org concurrency of each queue's jobs across every worker (src/queue/org-slots.ts). */
-  orgSlots: { deliveries: OrgSlots; webhooks: OrgSlots };
+  orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
   /** Per-org delivery load for operators (GET /orgs/:id/delivery, bin/tenant top and limits). */
   deliveryLoad: DeliveryLoadReader;
   limits: RateLimits;
   metrics: Metrics;
   gateway: Gateway;
-  /** Releases everything; past `deadlineMs`, tenant pools are closed even under running queries. */
+  /** Releases everything; past `deadlineMs`, tenant connections are closed even under running queries. */
   close(deadlineMs?: number): Promise<void>;
 }
 
@@ -96,12 +98,12 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const servers = createServerRegistry({ sharedDb, secrets, config });
   const events = createOrgEvents({ redis: config, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
   const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
-  const pools = createTenantPools({ config, servers, secrets, logger });
+  const tenantDbs = createTenantDbs(createTenantConnections({ config, endpoint: (id) => servers.endpoint(id), secrets, logger }));
   events.onChange(({ orgId, reason }) => {
     registry.invalidate(orgId);
     // A pool whose credentials or server changed is replaced on its next use (the cache compares them); only a
     // dropped tenant's pool must be closed now.
-    if (reason === 'dropped') pools.evict(orgId);
+    if (reason === 'dropped') tenantDbs.evict(orgId);
   });
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
   const orgs = createOrgService({ repo, ledger, provisioner, events, secrets, webhookAllowPrivate: config.webhooks.allowPrivate });
@@ -124,18 +126,18 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     webhooks: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
   };
   // A running job renews its lease; a crashed worker's lapses after the job lock, when BullMQ hands the job on anyway.
-  const orgSlots = {
-    deliveries: createOrgSlots({ redis, prefix: config.queuePrefix, queue: DELIVERY_QUEUE, leaseMs: config.delivery.lockMs }),
-    webhooks: createOrgSlots({ redis, prefix: config.queuePrefix, queue: WEBHOOK_QUEUE, leaseMs: config.delivery.lockMs }),
+  const orgPermits = {
+    deliveries: createOrgPermits({ redis, prefix: config.queuePrefix, queue: DELIVERY_QUEUE, leaseMs: config.delivery.lockMs }),
+    webhooks: createOrgPermits({ redis, prefix: config.queuePrefix, queue: WEBHOOK_QUEUE, leaseMs: config.delivery.lockMs }),
   };
   const deliveryLoad = createDeliveryLoad({
-    pools,
-    orgSlots,
+    tenantDbs,
+    orgPermits,
     defaults: { deliveryConcurrency: config.delivery.orgConcurrency, webhookConcurrency: config.webhooks.orgConcurrency },
   });
   const messages = createMessageService({
     repo,
-    pools,
+    tenantDbs,
     queue: deliveryQueue,
     fairShare: fairShare.deliveries,
     logger,
@@ -144,13 +146,13 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   // Every process reads the same counts from Redis: by default only workers (and all-in-one) report them, not the API.
   const queueMetrics = config.queueMetrics === 'on' || (config.queueMetrics === 'auto' && opts.role !== 'api');
   const metrics = createMetrics({
-    pools,
-    orgRegistry: registry,
+    tenantConnections: tenantDbs,
+    orgCache: registry,
     queues: queueMetrics ? [deliveryQueue, webhookQueue] : [],
-    orgSlots: queueMetrics
+    orgPermits: queueMetrics
       ? [
-          { queue: DELIVERY_QUEUE, slots: orgSlots.deliveries },
-          { queue: WEBHOOK_QUEUE, slots: orgSlots.webhooks },
+          { queue: DELIVERY_QUEUE, slots: orgPermits.deliveries },
+          { queue: WEBHOOK_QUEUE, slots: orgPermits.webhooks },
         ]
       : [],
   });
@@ -173,7 +175,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     servers,
     events,
     registry,
-    pools,
+    tenantDbs,
     provisioner,
     orgs,
     migrations,
@@ -182,14 +184,14 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     webhookQueue,
     messages,
     fairShare,
-    orgSlots,
+    orgPermits,
     deliveryLoad,
     gateway,
     limits,
     metrics,
     close(deadlineMs) {
       closing ??= (async () => {
-        await pools.close(deadlineMs);
+        await tenantDbs.close(deadlineMs);
         await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close()]);
         redis.disconnect();
       })();

@@ -10,7 +10,8 @@ import { requireAdmin } from '../orgs/entry-points/http/auth.js';
 import { healthRouter, readiness } from '../platform/http/health.routes.js';
 import { jsonBody } from '../platform/http/json-body.js';
 import { orgsRouter } from '../orgs/entry-points/http/orgs.routes.js';
-import { tenantRouter } from '../messages/entry-points/http/messages.routes.js';
+import { messagesRouter } from '../messages/entry-points/http/messages.routes.js';
+import { ownOrgRouter } from '../orgs/entry-points/http/org.routes.js';
 import type { AppState } from '../platform/http/types.js';
 
 /** Builds the Koa app over the given deps (no listening). */
@@ -31,7 +32,8 @@ export function createApp(deps: Deps): Koa<AppState> {
   const admin = requireAdmin(deps.config.adminToken, deps.limits);
   // The tenant routes first: they are the hot path, and each router tries its own routes before passing a request on.
   const routers = [
-    tenantRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages, orgs: deps.orgs }),
+    messagesRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages }),
+    ownOrgRouter({ registry: deps.registry, limits: deps.limits, orgs: deps.orgs }),
     healthRouter({ readiness: () => readiness(deps), metrics: deps.metrics.registry, admin }),
     orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits, deliveryLoad: deps.deliveryLoad }),
     docsRouter(),

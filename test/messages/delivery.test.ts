@@ -108,7 +108,7 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     try {
       // The tenant's user loses UPDATE: the worker can debit (shared DB) but not move the message on.
       await root.query(`REVOKE UPDATE ON ${grantTarget(org.dbName!)} FROM ${account}`);
-      api.deps.pools.evict(t.id); // database privileges apply to new connections
+      api.deps.tenantDbs.evict(t.id); // database privileges apply to new connections
       const res = await send(t, '+15551230077');
       const id = res.body.message.id as number;
       const jobId = deliveryJobId(t.id, id);
@@ -127,7 +127,7 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
       expect(job.data.outages).to.be.at.least(2);
       expect((await message(t, id)).status).to.equal('QUEUED');
       await root.query(`GRANT UPDATE ON ${grantTarget(org.dbName!)} TO ${account}`);
-      api.deps.pools.evict(t.id);
+      api.deps.tenantDbs.evict(t.id);
       await finished(t.id, id);
       expect(await message(t, id)).to.include({ status: 'SENT', attempts: 1 });
       expect((await ledger(t.id)).filter((r) => r.kind !== 'grant').map((r) => r.kind)).to.deep.equal(['debit']);
@@ -146,7 +146,7 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     expect((await api.request('PATCH', `/orgs/${t.id}`, { admin: true, body: { status: 'SUSPENDED' } })).status).to.equal(200);
     const deliver = createDeliverMessage({
       orgs: d.repo,
-      pools: d.pools,
+      tenantDbs: d.tenantDbs,
       ledger: d.ledger,
       gateway: d.gateway,
       logger: createLogger({ level: 'silent' }),
@@ -170,7 +170,7 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const d = api.deps;
     const deliver = createDeliverMessage({
       orgs: d.repo,
-      pools: d.pools,
+      tenantDbs: d.tenantDbs,
       ledger: d.ledger,
       gateway: d.gateway,
       logger: createLogger({ level: 'silent' }),

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { mapWithConcurrency } from '../../src/platform/lib/concurrency.js';
-import { createOrgSlots } from '../../src/platform/queue/org-permits.js';
+import { createOrgPermits } from '../../src/platform/queue/org-permits.js';
 import { RUN, cli, request, createTenant, eventually, rows, startApi, startApiWithWorkers, type TestApi } from '../helpers.js';
 import { killHard, startMain, type MainProcess } from '../processes.js';
 
@@ -56,7 +56,7 @@ describe('per-org delivery limits', function () {
     const redis = new Redis('redis://127.0.0.1:6379');
     const prefix = `${RUN}-slots`;
     let clock = 1_000_000;
-    const slots = createOrgSlots({ redis, prefix, queue: 'q', leaseMs: 1000, now: () => clock });
+    const slots = createOrgPermits({ redis, prefix, queue: 'q', leaseMs: 1000, now: () => clock });
     after(async () => {
       const keys = await redis.keys(`${prefix}:*`);
       if (keys.length) await redis.del(...keys);
@@ -267,13 +267,13 @@ describe('per-org delivery limits', function () {
         const [first, second] = await Promise.all([startMain(env, 'worker'), startMain(env, 'worker')]);
         workers.push(first, second);
         // Kill the first worker once it holds a slot of C (its sends are in flight at the provider).
-        const holds = async () => (await api.deps.orgSlots.deliveries.load(c.id)).inFlight >= 1;
+        const holds = async () => (await api.deps.orgPermits.deliveries.load(c.id)).inFlight >= 1;
         expect(await eventually(holds, 30_000)).to.equal(true);
         await killHard(first.child);
         expect(await eventually(async () => (await pending(c)) === 0, 90_000, 200)).to.equal(true);
         await chargedOnce(c, 40);
         expect(slow.peak.get(await uidOf(api, c.id))).to.be.at.most(2);
-        expect(await api.deps.orgSlots.deliveries.load(c.id)).to.deep.equal({ orgId: c.id, inFlight: 0, parked: 0 });
+        expect(await api.deps.orgPermits.deliveries.load(c.id)).to.deep.equal({ orgId: c.id, inFlight: 0, parked: 0 });
       } finally {
         await slow.close();
       }

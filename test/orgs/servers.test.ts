@@ -130,16 +130,16 @@ describe('tenant databases on two MySQL servers', function () {
       expect(statuses.filter((s) => s !== 200)).to.deep.equal([]);
       expect(peak[0], 'peak on the default server').to.be.within(1, 5);
       expect(peak[1], 'peak on the second server').to.be.within(1, 5);
-      expect([...api.deps.pools.serverStats().keys()]).to.include(secondId);
+      expect([...api.deps.tenantDbs.serverStats().keys()]).to.include(secondId);
     });
 
     it('a statement cut off by its server dying fails as a connection error (503 upstream, postponed by workers), not a bug', async () => {
       const t = tenants.find((x) => x.server === SECOND)!;
       const org = (await api.deps.repo.get(t.id))!;
-      const running = api.deps.pools
+      const running = api.deps.tenantDbs
         .withTenant(org as ProvisionedOrg, (db) => selectRows(db, 'SELECT SLEEP(5) AS slept', []))
         .catch((e: unknown) => e);
-      await eventually(async () => api.deps.pools.stats().connectionsInUse > 0);
+      await eventually(async () => api.deps.tenantDbs.stats().connectionsInUse > 0);
       await second.kill();
       const err = await running;
       await second.start();

@@ -61,7 +61,7 @@ describe('tenant pool cache', () => {
       expect(statuses.filter((s) => s === 200)).to.have.length(600);
       expect(samples).to.be.greaterThan(5);
       expect(peak, 'peak tenant connections seen by MySQL').to.be.within(1, 6);
-      const stats = api.deps.pools.stats();
+      const stats = api.deps.tenantDbs.stats();
       expect(stats.open + stats.closing).to.be.at.most(10);
       expect(stats.evictions, 'the LRU really had to evict').to.be.greaterThan(0);
       expect(stats.leased).to.equal(0);
@@ -74,9 +74,9 @@ describe('tenant pool cache', () => {
       try {
         const t = await createTenant(admin);
         const org = await provisionedOrg(deps, t.id);
-        const results = await Promise.all(Array.from({ length: 25 }, () => deps.pools.withTenant(org, async (db) => db)));
+        const results = await Promise.all(Array.from({ length: 25 }, () => deps.tenantDbs.withTenant(org, async (db) => db)));
         expect(new Set(results).size).to.equal(1);
-        expect(deps.pools.stats()).to.include({ misses: 1, hits: 24, open: 1 });
+        expect(deps.tenantDbs.stats()).to.include({ misses: 1, hits: 24, open: 1 });
       } finally {
         await deps.close();
       }
@@ -90,7 +90,7 @@ describe('tenant pool cache', () => {
         const events: string[] = [];
         let releaseA!: () => void;
         const holdA = new Promise<void>((r) => (releaseA = r));
-        const runA = deps.pools.withTenant(orgA, async (db) => {
+        const runA = deps.tenantDbs.withTenant(orgA, async (db) => {
           events.push('A started');
           await holdA;
           const [[row]] = (await db.query('SELECT 1 AS one')) as [Array<{ one: number }>, unknown];
@@ -98,14 +98,14 @@ describe('tenant pool cache', () => {
           return row?.one;
         });
         await eventually(async () => events.includes('A started'));
-        const runB = deps.pools.withTenant(orgB, async () => void events.push('B started'));
+        const runB = deps.tenantDbs.withTenant(orgB, async () => void events.push('B started'));
         await new Promise((r) => setImmediate(r));
         expect(events).to.deep.equal(['A started']); // B is waiting for A's slot
         releaseA();
         expect(await runA).to.equal(1);
         await runB;
         expect(events).to.deep.equal(['A started', 'A queried', 'B started']);
-        expect(deps.pools.stats()).to.include({ open: 1, evictions: 1 });
+        expect(deps.tenantDbs.stats()).to.include({ open: 1, evictions: 1 });
       } finally {
         await deps.close();
       }
@@ -130,14 +130,14 @@ describe('tenant pool cache', () => {
           await admin.sharedDb.query('UPDATE orgs SET db_server_id = :server WHERE id = :id', {
             replacements: { server: server.id, id: down.id },
           });
-          const pending = deps.pools
+          const pending = deps.tenantDbs
             .withTenant(await provisionedOrg(deps, down.id), async () => 'never')
             .catch((e: { code?: string }) => e.code);
-          deps.pools.evict(down.id); // while the connection attempt is still pending
+          deps.tenantDbs.evict(down.id); // while the connection attempt is still pending
           expect(await pending).to.equal('TENANT_DB_UNAVAILABLE');
         }
-        expect(await eventually(async () => deps.pools.stats().closing === 0)).to.equal(true);
-        expect(await deps.pools.withTenant(await provisionedOrg(deps, ok.id), async () => 'served')).to.equal('served');
+        expect(await eventually(async () => deps.tenantDbs.stats().closing === 0)).to.equal(true);
+        expect(await deps.tenantDbs.withTenant(await provisionedOrg(deps, ok.id), async () => 'served')).to.equal('served');
       } finally {
         await deps.close(); // must end: no slot is left counted as closing
         silent.close();
@@ -149,9 +149,9 @@ describe('tenant pool cache', () => {
       try {
         const [a, b] = [await createTenant(admin), await createTenant(admin)];
         let release!: () => void;
-        const held = deps.pools.withTenant(await provisionedOrg(deps, a.id), () => new Promise<void>((r) => (release = r)));
-        await eventually(async () => deps.pools.stats().leased === 1);
-        const err = await deps.pools.withTenant(await provisionedOrg(deps, b.id), async () => 'no').catch((e: unknown) => e);
+        const held = deps.tenantDbs.withTenant(await provisionedOrg(deps, a.id), () => new Promise<void>((r) => (release = r)));
+        await eventually(async () => deps.tenantDbs.stats().leased === 1);
+        const err = await deps.tenantDbs.withTenant(await provisionedOrg(deps, b.id), async () => 'no').catch((e: unknown) => e);
         expect(err).to.include({ status: 503, code: 'TENANT_CAPACITY' });
         release();
         await held;
@@ -165,9 +165,9 @@ describe('tenant pool cache', () => {
       try {
         const t = await createTenant(admin);
         const org = await provisionedOrg(deps, t.id);
-        await deps.pools.withTenant(org, (db) => db.query('SELECT 1'));
-        expect(deps.pools.stats().open).to.equal(1);
-        expect(await eventually(async () => deps.pools.stats().open === 0, 5000)).to.equal(true);
+        await deps.tenantDbs.withTenant(org, (db) => db.query('SELECT 1'));
+        expect(deps.tenantDbs.stats().open).to.equal(1);
+        expect(await eventually(async () => deps.tenantDbs.stats().open === 0, 5000)).to.equal(true);
         const user = org.dbUser;
         expect(
           await eventually(
@@ -230,9 +230,9 @@ describe('tenant pool cache', () => {
       expect(JSON.stringify(downRes.body)).not.to.match(/127\.0\.0\.1|ETIMEDOUT|connect/);
       expect(upRes.map((r) => r.status)).to.deep.equal(Array(10).fill(200));
       // Within the retry window the answer comes from memory, without another connection attempt.
-      const failuresBefore = api.deps.pools.stats().failures;
+      const failuresBefore = api.deps.tenantDbs.stats().failures;
       expect((await api.request('GET', '/messages', { org: down })).status).to.equal(503);
-      expect(api.deps.pools.stats().failures).to.equal(failuresBefore);
+      expect(api.deps.tenantDbs.stats().failures).to.equal(failuresBefore);
       // GET /org needs only the shared DB, so it still works.
       expect((await api.request('GET', '/org', { org: down })).status).to.equal(200);
     });

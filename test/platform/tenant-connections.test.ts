@@ -38,8 +38,8 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
       [a, b] = [await provisionedOrg(deps, (await createTenant(admin)).id), await provisionedOrg(deps, (await createTenant(admin)).id)];
     });
     after(async () => deps.close());
-    const onA = <T>(fn: (db: Sequelize) => Promise<T>) => deps.pools.withTenant(a, fn);
-    const onB = <T>(fn: (db: Sequelize) => Promise<T>) => deps.pools.withTenant(b, fn);
+    const onA = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(a, fn);
+    const onB = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(b, fn);
 
     it("after the switch the session is B's: same connection id, B's user and database, and A's tables refuse it", async () => {
       const fromA = await onA((db) => one(db, 'SELECT CONNECTION_ID() AS id, CURRENT_USER() AS user, DATABASE() AS db'));
@@ -123,7 +123,7 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
       const victim = await provisionedOrg(deps, c.id);
       const before = await onA((db) => one(db, 'SELECT CONNECTION_ID() AS id'));
       await root.query(`ALTER USER '${victim.dbUser}'@'%' IDENTIFIED BY 'not-the-stored-one'`);
-      const err = await deps.pools.withTenant(victim, async () => 'served').catch((e: { code?: string; status?: number }) => e);
+      const err = await deps.tenantDbs.withTenant(victim, async () => 'served').catch((e: { code?: string; status?: number }) => e);
       expect(err).to.include({ status: 503, code: 'TENANT_DB_UNAVAILABLE' });
       const gone = await eventually(
         async () => (await rows(root, 'SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :id', { id: before.id })).length === 0,
@@ -140,16 +140,16 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         await provisionedOrg(deps, (await createTenant(admin)).id),
         await provisionedOrg(deps, (await createTenant(admin)).id),
       ];
-      await deps.pools.withTenant(b, (db) => db.query('SELECT 1')); // B's instance exists: only the connection is missing
+      await deps.tenantDbs.withTenant(b, (db) => db.query('SELECT 1')); // B's instance exists: only the connection is missing
       let release!: () => void;
-      const held = deps.pools.withTenant(a, (db) => db.transaction(() => new Promise<void>((r) => (release = r))));
-      await eventually(async () => deps.pools.stats().connectionsInUse === 1);
-      const err = await deps.pools.withTenant(b, (db) => db.query('SELECT 1')).catch((e: unknown) => e);
+      const held = deps.tenantDbs.withTenant(a, (db) => db.transaction(() => new Promise<void>((r) => (release = r))));
+      await eventually(async () => deps.tenantDbs.stats().connectionsInUse === 1);
+      const err = await deps.tenantDbs.withTenant(b, (db) => db.query('SELECT 1')).catch((e: unknown) => e);
       expect(err).to.include({ status: 503, code: 'TENANT_CAPACITY' });
-      expect(deps.pools.stats().connectionTimeouts).to.equal(1);
+      expect(deps.tenantDbs.stats().connectionTimeouts).to.equal(1);
       release();
       await held;
-      expect(await deps.pools.withTenant(b, (db) => one(db, 'SELECT 1 AS ok'))).to.deep.equal({ ok: 1 });
+      expect(await deps.tenantDbs.withTenant(b, (db) => one(db, 'SELECT 1 AS ok'))).to.deep.equal({ ok: 1 });
     } finally {
       await deps.close();
     }
@@ -190,7 +190,7 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
       await sampler;
       expect(answers.filter((x) => x.status !== 200 || x.org !== x.want)).to.deep.equal([]);
       expect(peak, 'peak tenant connections seen by MySQL').to.be.within(1, 4);
-      const stats = api.deps.pools.stats();
+      const stats = api.deps.tenantDbs.stats();
       expect(stats.switches, 'sessions were switched between tenants').to.be.greaterThan(0);
       expect(stats.connections).to.be.at.most(4);
       expect(stats.connectionsInUse).to.equal(0);

@@ -14,14 +14,11 @@
  * workers/delivery.worker.ts adapts it.
  */
 import type { Sequelize } from 'sequelize';
-import type { Ledger } from '../../orgs/data-access/ledger.js';
 import { PermanentGatewayError, type Gateway } from '../gateway/gateway.js';
 import { isInfrastructureError } from '../../platform/lib/infrastructure-errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { Metrics } from '../../platform/metrics/metrics.js';
-import { isProvisioned, type ProvisionedOrg } from '../../orgs/domain/org.js';
-import type { OrgRepository } from '../../orgs/data-access/org.repository.js';
-import type { TenantPoolCache } from '../../platform/tenant-connections/instance-cache.js';
+import { type Ledger, type OrgRepository, type ProvisionedOrg, isProvisioned, type TenantDbs } from '../../orgs/index.js';
 import {
   claim,
   markFailed,
@@ -37,7 +34,7 @@ export type DeliveryOutcome = 'SENT' | 'FAILED' | 'already-final' | 'superseded'
 export interface DeliveryDeps {
   /** Where the org is read (the registry in the workers: cached, invalidated by org events). */
   orgs: Pick<OrgRepository, 'get'>;
-  pools: TenantPoolCache;
+  tenantDbs: TenantDbs;
   ledger: Ledger;
   gateway: Gateway;
   logger: Logger;
@@ -84,7 +81,7 @@ const PROVIDER_ID_MAX = 255;
 
 /** Creates the use case: `deliver(input)` resolves with the outcome, or throws RetryDelivery / PermanentDeliveryFailure. */
 export function createDeliverMessage(deps: DeliveryDeps) {
-  const { orgs, pools, ledger, gateway, logger } = deps;
+  const { orgs, tenantDbs, ledger, gateway, logger } = deps;
 
   /** A FAILED message that was charged gets back exactly what the ledger debited, once (also repairs a crash). */
   async function refundIfCharged(orgId: number, messageId: number): Promise<void> {
@@ -202,7 +199,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
     // Read the org now, not from the job: its credentials or status may have changed since the job was queued.
     const org = await orgs.get(input.orgId);
     if (!org || org.status === 'DELETED' || !isProvisioned(org)) return 'gone';
-    return pools.withTenant(org, async (db) => {
+    return tenantDbs.withTenant(org, async (db) => {
       try {
         return await run(org, db, input);
       } catch (err) {

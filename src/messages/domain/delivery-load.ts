@@ -5,9 +5,8 @@
  */
 import { selectRows } from '../../platform/db/lean-query.js';
 import { unavailable } from '../../platform/lib/errors.js';
-import { isOperational, type OrgRecord } from '../../orgs/domain/org.js';
-import type { OrgSlots } from '../../platform/queue/org-permits.js';
-import type { TenantPoolCache } from '../../platform/tenant-connections/instance-cache.js';
+import type { OrgPermits } from '../../platform/queue/org-permits.js';
+import { type OrgRecord, isOperational, type TenantDbs } from '../../orgs/index.js';
 
 export interface DeliveryLoad {
   orgId: number;
@@ -27,8 +26,8 @@ export interface DeliveryLoad {
 }
 
 export interface DeliveryLoadDeps {
-  pools: TenantPoolCache;
-  orgSlots: { deliveries: OrgSlots; webhooks: OrgSlots };
+  tenantDbs: TenantDbs;
+  orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
   defaults: { deliveryConcurrency: number; webhookConcurrency: number };
 }
 
@@ -37,7 +36,7 @@ export function createDeliveryLoad(deps: DeliveryLoadDeps) {
   async function pending(org: OrgRecord): Promise<{ queued: number; sending: number }> {
     if (!isOperational(org)) return { queued: 0, sending: 0 };
     // Served by the (status, updated_at) index.
-    const rows = await deps.pools.withTenant(org, (db) =>
+    const rows = await deps.tenantDbs.withTenant(org, (db) =>
       selectRows<{ status: string; n: number }>(
         db,
         "SELECT status, COUNT(*) AS n FROM messages WHERE status IN ('QUEUED', 'SENDING') GROUP BY status",
@@ -51,7 +50,7 @@ export function createDeliveryLoad(deps: DeliveryLoadDeps) {
   return {
     /** The org's load now. */
     async of(org: OrgRecord): Promise<DeliveryLoad> {
-      const slots = Promise.all([deps.orgSlots.deliveries.load(org.id), deps.orgSlots.webhooks.load(org.id)]).catch((err: Error) => {
+      const slots = Promise.all([deps.orgPermits.deliveries.load(org.id), deps.orgPermits.webhooks.load(org.id)]).catch((err: Error) => {
         throw unavailable('QUEUE_UNAVAILABLE', 'the queue is unavailable; try again', 1000, err);
       });
       const [[running, hooks], messages] = await Promise.all([slots, pending(org)]);
@@ -67,7 +66,7 @@ export function createDeliveryLoad(deps: DeliveryLoadDeps) {
     },
     /** The orgs with the most deliveries running (then parked) now, at most `n`. */
     busiest(n: number) {
-      return deps.orgSlots.deliveries.busiest(n);
+      return deps.orgPermits.deliveries.busiest(n);
     },
   };
 }

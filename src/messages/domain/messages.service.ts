@@ -7,14 +7,12 @@ import type { Queue } from 'bullmq';
 import type { Sequelize } from 'sequelize';
 import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../../platform/lib/errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
-import type { ProvisionedOrg } from '../../orgs/domain/org.js';
-import type { OrgRepository } from '../../orgs/data-access/org.repository.js';
 import type { FairShare } from '../../platform/queue/fair-share.js';
 import { enqueueDelivery, ensureDeliveryJob, type DeliveryJob } from '../../platform/queue/queues.js';
-import type { TenantPoolCache } from '../../platform/tenant-connections/instance-cache.js';
 import { messageCost } from './channels/sms.channel.js';
 import type { Channel, MessageRecord, MessageStatus } from './message.js';
 import { findMessage, findMessageByKey, insertMessage, listMessages } from '../data-access/messages.repository.js';
+import type { OrgRepository, ProvisionedOrg, TenantDbs } from '../../orgs/index.js';
 
 export interface SendInput {
   to: string;
@@ -42,7 +40,7 @@ const requestHash = (input: SendInput) =>
 /** Creates the messages service. */
 export function createMessageService(deps: {
   repo: OrgRepository;
-  pools: TenantPoolCache;
+  tenantDbs: TenantDbs;
   queue: Queue<DeliveryJob>;
   /** Priorities that keep one org's burst from holding back the others' messages. */
   fairShare: FairShare;
@@ -51,7 +49,7 @@ export function createMessageService(deps: {
   idempotencyTtlMs: number;
   now?: () => number;
 }) {
-  const { pools } = deps;
+  const { tenantDbs } = deps;
   const now = deps.now ?? Date.now;
 
   async function replay(org: ProvisionedOrg, db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
@@ -120,11 +118,11 @@ export function createMessageService(deps: {
   return {
     /** Stores and enqueues a message (or replays the one an Idempotency-Key already made). */
     send: (org: ProvisionedOrg, input: SendInput, idempotencyKey?: string) =>
-      pools.withTenant(org, (db) => send(org, db, input, idempotencyKey)),
+      tenantDbs.withTenant(org, (db) => send(org, db, input, idempotencyKey)),
     /** The org's messages, newest first. */
-    list: (org: ProvisionedOrg, query: ListQuery) => pools.withTenant(org, (db) => listMessages(db, query)),
+    list: (org: ProvisionedOrg, query: ListQuery) => tenantDbs.withTenant(org, (db) => listMessages(db, query)),
     /** One of the org's messages, or null. */
-    get: (org: ProvisionedOrg, id: number) => pools.withTenant(org, (db) => findMessage(db, id)),
+    get: (org: ProvisionedOrg, id: number) => tenantDbs.withTenant(org, (db) => findMessage(db, id)),
   };
 }
 

@@ -5,12 +5,10 @@
  */
 import type { Logger } from '../../platform/lib/logger.js';
 import type { SecretBox } from '../../platform/lib/secrets.js';
-import { isProvisioned } from '../../orgs/domain/org.js';
-import type { OrgRepository } from '../../orgs/data-access/org.repository.js';
 import { findMessage } from '../data-access/messages.repository.js';
-import type { TenantPoolCache } from '../../platform/tenant-connections/instance-cache.js';
 import { signWebhook } from '../../platform/webhooks/signature.js';
 import { ForbiddenWebhookTarget, postWebhook } from '../../platform/webhooks/webhook-post.js';
+import { type OrgRepository, isProvisioned, type TenantDbs } from '../../orgs/index.js';
 
 export type WebhookOutcome = 'delivered' | 'no-endpoint' | 'forbidden' | 'gone';
 
@@ -30,7 +28,7 @@ export function createNotifyWebhook(deps: {
   /** WEBHOOK_ALLOW_PRIVATE: post to internal addresses too (development only). */
   allowPrivate: boolean;
   repo: OrgRepository;
-  pools: TenantPoolCache;
+  tenantDbs: TenantDbs;
   secrets: SecretBox;
   logger: Logger;
   timeoutMs: number;
@@ -39,7 +37,7 @@ export function createNotifyWebhook(deps: {
     const { orgId, messageId, status } = input;
     const org = await deps.repo.get(orgId);
     if (!org?.webhookUrl || !org.webhookSecretEnc || !isProvisioned(org)) return 'no-endpoint';
-    const m = await deps.pools.withTenant(org, (db) => findMessage(db, messageId));
+    const m = await deps.tenantDbs.withTenant(org, (db) => findMessage(db, messageId));
     if (!m) return 'gone';
     const body = JSON.stringify({
       type: status === 'SENT' ? 'message.sent' : 'message.failed',

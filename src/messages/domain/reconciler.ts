@@ -17,11 +17,9 @@ import { mapWithConcurrency } from '../../platform/lib/concurrency.js';
 import { describeError } from '../../platform/lib/errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { Metrics } from '../../platform/metrics/metrics.js';
-import { isOperational, type ProvisionedOrg } from '../../orgs/domain/org.js';
-import type { OrgRepository } from '../../orgs/data-access/org.repository.js';
 import { ensureDeliveryJob, type DeliveryJob } from '../../platform/queue/queues.js';
 import { quoteIdentifier } from '../../platform/db/identifiers.js';
-import type { ServerRegistry } from '../../orgs/domain/server-registry.js';
+import { type OrgRepository, type ProvisionedOrg, type ServerRegistry, isOperational } from '../../orgs/index.js';
 
 /** Tenants per sweep query (one UNION ALL), and rows taken per tenant per sweep. */
 const TENANTS_PER_QUERY = 100;

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Next } from 'koa';
 import { AppError } from '../lib/errors.js';
 import { runWithContext } from '../lib/context.js';
+import { isDatabaseUnavailable } from '../lib/infrastructure-errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Histogram } from 'prom-client';
 import type { AppContext } from './types.js';
@@ -20,8 +21,6 @@ const CODES: Record<number, string> = {
   501: 'NOT_IMPLEMENTED',
 };
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const DB_DOWN =
-  /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied)?Error$|ConnectionAcquireTimeoutError/;
 
 /** Maps any thrown value to {status, code, message, details, headers}; internals never leak. */
 export function toHttpError(err: unknown): {
@@ -49,7 +48,7 @@ export function toHttpError(err: unknown): {
     return { status, code: CODES[status] ?? 'BAD_REQUEST', message: e.message ?? 'bad request', headers: e.headers };
   }
   if (status === 501) return { status, code: CODES[501]!, message: 'this HTTP method is not supported' };
-  if (e?.name && DB_DOWN.test(e.name) && e.name !== 'SequelizeError') {
+  if (isDatabaseUnavailable(err)) {
     return { status: 503, code: 'DB_UNAVAILABLE', message: 'a database is unavailable; try again', headers: { 'Retry-After': '1' } };
   }
   return { status: 500, code: 'INTERNAL_ERROR', message: 'internal error' };
@@ -94,7 +93,7 @@ export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'met
         };
       }
       const ms = performance.now() - started;
-      const fields = { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, orgId: ctx.state.org?.id };
+      const fields = { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, orgId: logContext.orgId };
       // Label by route template, never by raw path: ids in paths would explode the series count.
       const route =
         (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');

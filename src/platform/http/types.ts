@@ -1,13 +1,13 @@
 /** Types shared by the Koa edge. */
 import type { ParameterizedContext } from 'koa';
 import type { RouterContext } from '@koa/router';
-import type { ApiKeyRecord, ProvisionedOrg } from '../../orgs/domain/org.js';
 
+/**
+ * The state of every request. Components add what their middleware sets by declaration merging (orgs: the caller's
+ * org and API key, in src/orgs/entry-points/http/auth.ts), so this folder never imports them.
+ */
 export interface AppState {
   requestId: string;
-  /** Set by requireTenant: the caller's org, active and provisioned. */
-  org?: ProvisionedOrg;
-  apiKey?: ApiKeyRecord;
 }
 
 export type AppContext = ParameterizedContext<AppState> & Partial<RouterContext<AppState>>;

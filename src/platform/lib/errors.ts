@@ -44,6 +44,11 @@ export function unavailable(code: string, message: string, retryAfterMs = 1000, 
   return new AppError({ code, status: 503, message, cause, headers: { 'Retry-After': String(seconds) } });
 }
 
+/** 503 SHUTTING_DOWN: the process (or the part of it asked) is closing; another process will take the request or job. */
+export function shuttingDown(what = 'the server is shutting down'): AppError {
+  return unavailable('SHUTTING_DOWN', what, 1000);
+}
+
 /** True when a MySQL error is a duplicate-key violation. */
 export function isDuplicateKey(err: unknown): boolean {
   const e = err as { original?: { code?: string }; parent?: { code?: string }; code?: string; name?: string };

@@ -3,7 +3,13 @@
  * own. Only these postpone a delivery; anything else is a bug or bad data that retrying cannot fix.
  */
 const SEQUELIZE_CONNECTION =
-  /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied|InvalidConnection)?Error$|^ConnectionAcquireTimeoutError$/;
+  /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied|InvalidConnection)?Error$|^Connection(Acquire|Budget)TimeoutError$/;
+
+/** True when `err` itself is a database connection failure (Sequelize's connection errors, a connection wait timed out). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && SEQUELIZE_CONNECTION.test(name);
+}
 /** mysql2 / Node codes of a lost or refused connection, and MySQL/MariaDB lock and timeout errors. */
 const CODES = new Set([
   'ECONNREFUSED',

@@ -4,9 +4,8 @@
  */
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { OrgRegistry } from '../../orgs/domain/org-registry.js';
-import type { OrgSlots } from '../queue/org-permits.js';
-import type { TenantPools } from '../tenant-connections/tenant-connections.js';
+import type { OrgPermits } from '../queue/org-permits.js';
+import type { TenantConnectionsStats } from '../tenant-connections/tenant-connections.js';
 import { withTimeout } from '../lib/timeout.js';
 
 export interface Metrics {
@@ -46,15 +45,18 @@ function counterFrom(registry: Registry, name: string, help: string, read: () =>
 
 /** Creates the registry and every metric of the project. */
 export function createMetrics(deps: {
-  pools: TenantPools;
-  orgRegistry: OrgRegistry;
+  /** The tenant connections' counters (instances and per-server connections), read at scrape time. */
+  tenantConnections: { stats(): TenantConnectionsStats };
+  /** The org and API-key cache's counters. */
+  orgCache: { stats(): { hits: number; misses: number } };
   queues: Queue[];
   /** Per-org slots of each queue, for the busiest-org gauges (reported where the queue gauges are). */
-  orgSlots?: { queue: string; slots: OrgSlots }[];
+  orgPermits?: { queue: string; slots: OrgPermits }[];
 }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const { pools, orgRegistry } = deps;
+  const { tenantConnections, orgCache } = deps;
+  const pools = tenantConnections;
 
   const httpDuration = new Histogram({
     name: 'http_request_duration_seconds',
@@ -132,8 +134,8 @@ export function createMetrics(deps: {
     () => pools.stats().evictions,
   );
   counterFrom(registry, 'tenant_pool_failures_total', 'Tenant DB pools that could not connect', () => pools.stats().failures);
-  counterFrom(registry, 'org_cache_hits_total', 'Org and API-key cache hits', () => orgRegistry.stats().hits);
-  counterFrom(registry, 'org_cache_misses_total', 'Org and API-key cache misses', () => orgRegistry.stats().misses);
+  counterFrom(registry, 'org_cache_hits_total', 'Org and API-key cache hits', () => orgCache.stats().hits);
+  counterFrom(registry, 'org_cache_misses_total', 'Org and API-key cache misses', () => orgCache.stats().misses);
   // With no queues (QUEUE_METRICS off for this process) the series is not registered at all, rather than left empty.
   new Gauge({
     name: 'queue_jobs',
@@ -150,9 +152,9 @@ export function createMetrics(deps: {
     },
   });
   // The busiest orgs of each queue, from the per-org slots in Redis (every worker process's jobs).
-  const orgSlots = deps.orgSlots ?? [];
-  const busiest = new Map<string, Promise<Awaited<ReturnType<OrgSlots['busiest']>> | undefined>>();
-  const busiestOf = (queue: string, slots: OrgSlots) => {
+  const orgPermits = deps.orgPermits ?? [];
+  const busiest = new Map<string, Promise<Awaited<ReturnType<OrgPermits['busiest']>> | undefined>>();
+  const busiestOf = (queue: string, slots: OrgPermits) => {
     // Both gauges of one scrape share one read.
     let read = busiest.get(queue);
     if (!read) {
@@ -170,10 +172,10 @@ export function createMetrics(deps: {
       name,
       help,
       labelNames: ['queue', 'org_id'] as const,
-      registers: orgSlots.length ? [registry] : [],
+      registers: orgPermits.length ? [registry] : [],
       async collect() {
         this.reset();
-        for (const { queue, slots } of orgSlots) {
+        for (const { queue, slots } of orgPermits) {
           for (const load of (await busiestOf(queue, slots)) ?? []) this.set({ queue, org_id: String(load.orgId) }, load[field]);
         }
       },

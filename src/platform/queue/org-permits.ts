@@ -28,7 +28,7 @@ export interface OrgLoad {
   parked: number;
 }
 
-export interface OrgSlots {
+export interface OrgPermits {
   /** Takes one of the org's `limit` slots for the job, or parks the job (answering how many are parked). */
   acquire(orgId: number, jobId: string, limit: number): Promise<SlotGrant>;
   /** Extends the lease of a job still running (false when it no longer holds a slot). */
@@ -126,7 +126,7 @@ interface SlotCommands {
 }
 
 /** Creates the slots of one queue over a Redis client (a fail-fast one: callers decide what an outage means). */
-export function createOrgSlots(opts: { redis: RedisClient; prefix: string; queue: string; leaseMs: number; now?: () => number }): OrgSlots {
+export function createOrgPermits(opts: { redis: RedisClient; prefix: string; queue: string; leaseMs: number; now?: () => number }): OrgPermits {
   const { redis, prefix, queue, leaseMs } = opts;
   const now = opts.now ?? Date.now;
   // defineCommand: EVALSHA, with the script sent again only when the server does not have it.

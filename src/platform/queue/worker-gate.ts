@@ -9,10 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError, type Job, type Processor } from 'bullmq';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../lib/logger.js';
-import type { OrgSlots } from './org-permits.js';
+import type { OrgPermits } from './org-permits.js';
 
 export interface OrgGateOptions {
-  slots: OrgSlots;
+  slots: OrgPermits;
   /** The org's cap now (0: none). */
   limitOf(orgId: number): Promise<number>;
   /** Moves a delayed job to the queue (BullMQ promote); rejects when the job is not delayed. */

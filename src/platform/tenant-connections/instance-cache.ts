@@ -6,9 +6,9 @@
 import type { Sequelize } from 'sequelize';
 import { unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { ProvisionedOrg } from '../../orgs/domain/org.js';
+import type { TenantDbRef } from './tenant-db-ref.js';
 
-export interface PoolCacheStats {
+export interface InstanceCacheStats {
   open: number;
   closing: number;
   leased: number;
@@ -18,12 +18,12 @@ export interface PoolCacheStats {
   failures: number;
 }
 
-export interface TenantPoolCache {
+export interface TenantInstanceCache {
   /** Runs fn with the tenant's pool leased; the pool stays open until fn settles. */
-  withTenant<T>(org: ProvisionedOrg, fn: (db: Sequelize) => Promise<T>): Promise<T>;
+  withTenant<T>(tenant: TenantDbRef, fn: (db: Sequelize) => Promise<T>): Promise<T>;
   /** Closes the org's pool (once its leases are released), e.g. after its credentials changed. */
   evict(orgId: number): void;
-  stats(): PoolCacheStats;
+  stats(): InstanceCacheStats;
   /** Closes every pool once its leases end; past `deadlineMs`, even under running queries. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -41,22 +41,22 @@ interface Entry {
   shut: boolean;
 }
 
-export interface PoolCacheOptions {
+export interface InstanceCacheOptions {
   maxOpen: number;
   idleMs: number;
   acquireTimeoutMs: number;
   /** How long a tenant whose DB could not be reached answers 503 at once before we try again. */
   retryAfterMs: number;
   /** Opens (and checks) a pool for the org; its pool max is the per-tenant connection bound. */
-  open(org: ProvisionedOrg): Promise<Sequelize>;
+  open(tenant: TenantDbRef): Promise<Sequelize>;
   logger: Logger;
 }
 
 /** The connection identity of an org: a change (rotated password, moved DB) means a new pool. */
-const fingerprintOf = (org: ProvisionedOrg) => `${org.dbServerId}/${org.dbName}/${org.dbUser}/${org.dbPasswordEnc}`;
+const fingerprintOf = (t: TenantDbRef) => `${t.dbServerId}/${t.dbName}/${t.dbUser}/${t.dbPasswordEnc}`;
 
 /** Creates the bounded LRU of tenant pools. */
-export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
+export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceCache {
   const entries = new Map<number, Entry>(); // insertion order = LRU order (touched entries are re-inserted)
   const failedUntil = new Map<number, number>();
   const waiters = new Set<() => void>();
@@ -118,7 +118,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     });
   }
 
-  async function acquire(org: ProvisionedOrg): Promise<Entry> {
+  async function acquire(org: TenantDbRef): Promise<Entry> {
     const deadline = Date.now() + opts.acquireTimeoutMs;
     for (;;) {
       if (closed) throw unavailable('SHUTTING_DOWN', 'the server is shutting down', 1000);
@@ -145,7 +145,7 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
     }
   }
 
-  function openEntry(org: ProvisionedOrg): Entry {
+  function openEntry(org: TenantDbRef): Entry {
     stats.misses++;
     const entry: Entry = {
       orgId: org.id,
@@ -181,8 +181,6 @@ export function createTenantPoolCache(opts: PoolCacheOptions): TenantPoolCache {
 
   return {
     async withTenant(org, fn) {
-      // Being moved to another server (bin/tenant move): refused until the switch, so nothing writes to the old copy.
-      if (org.movingSince) throw unavailable('TENANT_MOVING', "the organisation's database is being moved; try again shortly", 5000);
       const entry = await acquire(org);
       let db: Sequelize;
       try {

@@ -82,7 +82,7 @@ export function leaseThrough(sequelize: Sequelize, connections: ServerConnection
 
   cm.pool = {
     async acquire(): Promise<LeaseHandle> {
-      if (draining) throw new Error('this tenant connection is closed');
+      if (draining) throw unavailable('TENANT_DB_UNAVAILABLE', 'this tenant instance was closed; try again', 1000);
       pending++;
       try {
         const raw = await connections.acquire(login);

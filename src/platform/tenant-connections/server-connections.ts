@@ -17,7 +17,7 @@
  * - A connection that errored or ended is never lent again.
  */
 import mysql from 'mysql2';
-import { unavailable } from '../lib/errors.js';
+import { shuttingDown, unavailable } from '../lib/errors.js';
 
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
@@ -91,7 +91,7 @@ export interface ServerConnections {
 
 /** Raised when no connection could be had within acquireTimeoutMs (the pool cache maps it to 503). */
 export class ConnectionBudgetTimeoutError extends Error {
-  override readonly name = 'ConnectionAcquireTimeoutError';
+  override readonly name = 'ConnectionBudgetTimeoutError';
   readonly code = 'TENANT_CONNECTION_TIMEOUT';
 }
 
@@ -267,7 +267,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         () => {
           slot.identity = w.identity;
           slot.serverStatus = undefined;
-          if (closed) throw new Error('tenant connections are closing');
+          if (closed) throw shuttingDown('tenant connections are closing');
           w.resolve(slot.conn);
         },
         (err: Error) => {
@@ -381,7 +381,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
 
   const api: ServerConnections = {
     acquire(login) {
-      if (closed) return Promise.reject(new Error('tenant connections are closing'));
+      if (closed) return Promise.reject(shuttingDown('tenant connections are closing'));
       counters.acquires++;
       if (downUntil > Date.now()) return Promise.reject(downError());
       const identity = identityOf(login);
@@ -491,7 +491,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     async close(graceMs = 5000) {
       closed = true;
       clearInterval(reaper);
-      for (const w of waiters.splice(0)) w.reject(new Error('tenant connections are closing'));
+      for (const w of waiters.splice(0)) w.reject(shuttingDown('tenant connections are closing'));
       for (const slot of [...idleLru]) kill(slot);
       const deadline = Date.now() + graceMs;
       while ((slots.size > 0 || opening > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));

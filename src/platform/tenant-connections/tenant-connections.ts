@@ -8,13 +8,13 @@ import type { Config } from '../../../config/config.js';
 import { createSequelize } from '../db/sequelize.js';
 import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
-import { createTenantPoolCache, type PoolCacheStats, type TenantPoolCache } from './instance-cache.js';
+import { createInstanceCache, type InstanceCacheStats, type TenantInstanceCache } from './instance-cache.js';
 import { leaseThrough } from './sequelize-lease.js';
 import { createServerConnections, type ServerConnections, type ServerConnectionsStats } from './server-connections.js';
-import type { ServerRegistry } from '../../orgs/domain/server-registry.js';
+import type { ServerEndpoint } from './tenant-db-ref.js';
 
 /** What the pools report: the instance cache, and the physical connections of every server summed up. */
-export interface TenantPoolsStats extends PoolCacheStats {
+export interface TenantConnectionsStats extends InstanceCacheStats {
   /** Physical connections open (or opening) to every server, and those lent to a tenant. */
   connections: number;
   connectionsInUse: number;
@@ -23,8 +23,8 @@ export interface TenantPoolsStats extends PoolCacheStats {
   connectionTimeouts: number;
 }
 
-export interface TenantPools extends TenantPoolCache {
-  stats(): TenantPoolsStats;
+export interface TenantConnections extends TenantInstanceCache {
+  stats(): TenantConnectionsStats;
   /** The connection budget of each server this process has reached, by server id. */
   serverStats(): Map<number, ServerConnectionsStats>;
 }
@@ -41,8 +41,8 @@ export function tenantSessionInit(serverVersion: string, statementTimeoutMs: num
 }
 
 /** Creates the process's tenant pools. */
-export function createTenantPools(deps: { config: Config; servers: ServerRegistry; secrets: SecretBox; logger: Logger }): TenantPools {
-  const { servers, secrets, logger } = deps;
+export function createTenantConnections(deps: { config: Config; endpoint: ServerEndpoint; secrets: SecretBox; logger: Logger }): TenantConnections {
+  const { endpoint, secrets, logger } = deps;
   const t = deps.config.tenant;
   const byServer = new Map<number, Promise<ServerConnections>>();
   const ready = new Map<number, ServerConnections>();
@@ -50,7 +50,7 @@ export function createTenantPools(deps: { config: Config; servers: ServerRegistr
   function connectionsOf(serverId: number): Promise<ServerConnections> {
     let p = byServer.get(serverId);
     if (!p) {
-      p = servers.endpoint(serverId).then(({ host, port }) =>
+      p = endpoint(serverId).then(({ host, port }) =>
         createServerConnections({
           host,
           port,
@@ -82,7 +82,7 @@ export function createTenantPools(deps: { config: Config; servers: ServerRegistr
     return p;
   }
 
-  const cache = createTenantPoolCache({
+  const cache = createInstanceCache({
     maxOpen: t.cacheMax,
     idleMs: t.idleMs,
     acquireTimeoutMs: t.acquireTimeoutMs,

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import type { Sequelize } from 'sequelize';
 import type { AppError } from '../../../src/platform/lib/errors.js';
-import { createTenantPoolCache, type PoolCacheOptions } from '../../../src/platform/tenant-connections/instance-cache.js';
+import { createInstanceCache, type InstanceCacheOptions } from '../../../src/platform/tenant-connections/instance-cache.js';
 import { deferred, fakeOrg, flush, silent } from '../fakes.js';
 
 interface FakePool {
@@ -10,10 +10,10 @@ interface FakePool {
   closed: boolean;
 }
 
-function harness(over: Partial<PoolCacheOptions> = {}) {
+function harness(over: Partial<InstanceCacheOptions> = {}) {
   const opened: FakePool[] = [];
   let failNext: Error | undefined;
-  const cache = createTenantPoolCache({
+  const cache = createInstanceCache({
     maxOpen: 2,
     idleMs: 60_000,
     acquireTimeoutMs: 200,

@@ -1,14 +1,14 @@
 /** The org gate's rules around a processor, over fake slots and jobs (the Redis slots: test/org-limits.test.ts). */
 import { expect } from 'chai';
 import { DelayedError, type Job } from 'bullmq';
-import type { OrgSlots, SlotGrant } from '../../../src/platform/queue/org-permits.js';
+import type { OrgPermits, SlotGrant } from '../../../src/platform/queue/org-permits.js';
 import { gateByOrg } from '../../../src/platform/queue/worker-gate.js';
 import { silent } from '../fakes.js';
 
 /** Fake slots: scripted acquire answers, released ids recorded, a queue of parked ids to hand out. */
-function fakeSlots(over: Partial<OrgSlots> = {}, parked: string[] = []) {
+function fakeSlots(over: Partial<OrgPermits> = {}, parked: string[] = []) {
   const released: [string, boolean][] = [];
-  const slots: OrgSlots = {
+  const slots: OrgPermits = {
     acquire: () => Promise.resolve<SlotGrant>({ granted: true, parked: 0 }),
     renew: () => Promise.resolve(true),
     release: (_org, jobId, wake = true) => {
@@ -35,7 +35,7 @@ function fakeJob(id = 'job-1') {
   return { job, delayedTo };
 }
 
-const options = (slots: OrgSlots, extra: Partial<Parameters<typeof gateByOrg>[1]> = {}) => ({
+const options = (slots: OrgPermits, extra: Partial<Parameters<typeof gateByOrg>[1]> = {}) => ({
   slots,
   limitOf: () => Promise.resolve(2),
   promote: () => Promise.resolve(),

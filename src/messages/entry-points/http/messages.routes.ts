@@ -1,20 +1,17 @@
-/** Tenant routes: the caller's own org and its messages. */
+/** The messages routes of a tenant (X-Org-Id + API key): send, list, read. */
 import Router from '@koa/router';
 import Joi from 'joi';
 import { notFound } from '../../../platform/lib/errors.js';
 import { messageCost } from '../../domain/channels/sms.channel.js';
 import { CHANNELS, MESSAGE_STATUSES } from '../../domain/message.js';
 import type { ListQuery, MessageService, SendInput } from '../../domain/messages.service.js';
-import type { OrgRegistry } from '../../../orgs/domain/org-registry.js';
-import type { OrgService } from '../../../orgs/domain/orgs.service.js';
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
-import { requireTenant } from '../../../orgs/entry-points/http/auth.js';
 import { idempotencyKey } from '../../../platform/http/idempotency.js';
 import { setNextLink } from '../../../platform/http/pagination.js';
-import { acceptedView, messageView, publicView } from '../../../orgs/entry-points/http/views.js';
-import { chargeOrg, orgRateLimit } from '../../../orgs/entry-points/http/org-rate-limit.js';
 import type { AppContext, AppState } from '../../../platform/http/types.js';
 import { validated } from '../../../platform/http/validate.js';
+import { chargeOrg, orgRateLimit, requireTenant, type OrgRegistry } from '../../../orgs/index.js';
+import { acceptedView, messageView } from './message.views.js';
 
 /** Largest e-mail body, in UTF-8 bytes. */
 const EMAIL_BODY_MAX_BYTES = 100 * 1024;
@@ -57,24 +54,17 @@ export const listSchema = Joi.object<ListQuery>({
 const MESSAGE_ID = /^[1-9][0-9]{0,18}$/;
 
 /** What the tenant routes use. */
-export interface TenantRouterDeps {
+export interface MessagesRouterDeps {
   registry: OrgRegistry;
   limits: RateLimits;
   messages: MessageService;
-  orgs: Pick<OrgService, 'balance'>;
 }
 
-/** Builds the tenant router (X-Org-Id + API key). */
-export function tenantRouter({ registry, limits, messages, orgs }: TenantRouterDeps): Router<AppState> {
+/** Builds the messages router. */
+export function messagesRouter({ registry, limits, messages }: MessagesRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
   // Every tenant route is authenticated, then charged to the org's rate limit (POST /messages by its cost).
   const tenant = requireTenant(registry, limits);
-
-  router.get('/org', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
-    // The balance changes with every delivery: read it fresh rather than from the org cache.
-    const org = ctx.state.org!;
-    ctx.body = { success: true, org: publicView({ ...org, creditBalance: await orgs.balance(org.id) }) };
-  });
 
   router.post(
     '/messages',

@@ -1,6 +1,14 @@
-/** Starts every worker of a worker process: deliveries and status webhooks, each a BullMQ adapter over a src/ use case. */
+/** Starts every worker of a worker process: deliveries and status webhooks (BullMQ adapters over the use cases), and the reconciler. */
 import type { Config } from '../../../../config/config.js';
-import type { Deps } from '../../../deps.js';
+import type { Queue } from 'bullmq';
+import type { Ledger, OrgRegistry, OrgRepository, ServerRegistry, TenantDbs } from '../../../orgs/index.js';
+import type { Logger } from '../../../platform/lib/logger.js';
+import type { RedisClient } from '../../../platform/lib/redis.js';
+import type { SecretBox } from '../../../platform/lib/secrets.js';
+import type { Metrics } from '../../../platform/metrics/metrics.js';
+import type { FairShare } from '../../../platform/queue/fair-share.js';
+import type { OrgPermits } from '../../../platform/queue/org-permits.js';
+import type { Gateway } from '../../gateway/gateway.js';
 import { createDeliverMessage, type DeliveryOutcome } from '../../domain/deliver-message.js';
 import { createReconciler, type Reconciler } from '../../domain/reconciler.js';
 import { DELIVERY_QUEUE, WEBHOOK_QUEUE, enqueueWebhook, type DeliveryJob, type WebhookJob } from '../../../platform/queue/queues.js';
@@ -18,14 +26,33 @@ export interface Workers {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** What the workers use (the composition root's deps satisfy it). */
+export interface WorkersDeps {
+  registry: OrgRegistry;
+  repo: OrgRepository;
+  servers: ServerRegistry;
+  tenantDbs: TenantDbs;
+  ledger: Ledger;
+  gateway: Gateway;
+  logger: Logger;
+  secrets: SecretBox;
+  metrics: Metrics;
+  /** A fail-fast client (the reconciler's lock). */
+  redis: RedisClient;
+  deliveryQueue: Queue<DeliveryJob>;
+  webhookQueue: Queue<WebhookJob>;
+  fairShare: { webhooks: FairShare };
+  orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
+}
+
 /** Starts the delivery and webhook workers over the given deps. */
-export function startWorkers(config: Config, deps: Deps): Workers {
-  const { repo, pools, ledger, gateway, logger, secrets, metrics } = deps;
+export function startWorkers(config: Config, deps: WorkersDeps): Workers {
+  const { repo, tenantDbs, ledger, gateway, logger, secrets, metrics } = deps;
   const deliver = createDeliverMessage({
     // The org through the registry: cached, and dropped at once by every change (suspend, move, credentials) that
     // is published; a round trip per message saved. A lost event is bounded by ORG_CACHE_TTL_MS.
     orgs: deps.registry,
-    pools,
+    tenantDbs,
     ledger,
     gateway,
     logger,
@@ -42,7 +69,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
   });
   const notify = createNotifyWebhook({
     repo,
-    pools,
+    tenantDbs,
     secrets,
     logger,
     timeoutMs: config.webhooks.timeoutMs,
@@ -59,7 +86,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
         maxPostponements: config.delivery.maxPostponements,
       }),
       {
-        slots: deps.orgSlots.deliveries,
+        slots: deps.orgPermits.deliveries,
         // The org's override, else the default; read through the registry (cached, dropped on every org change).
         limitOf: async (orgId) => (await deps.registry.get(orgId))?.deliveryConcurrency ?? config.delivery.orgConcurrency,
         promote: (jobId) => deps.deliveryQueue.backend.promote(jobId),
@@ -81,7 +108,7 @@ export function startWorkers(config: Config, deps: Deps): Workers {
     WEBHOOK_QUEUE,
     // A slow or dead endpoint holds at most ORG_WEBHOOK_CONCURRENCY of the webhook slots, never all of them.
     gateByOrg(webhookProcessor(notify), {
-      slots: deps.orgSlots.webhooks,
+      slots: deps.orgPermits.webhooks,
       limitOf: () => Promise.resolve(config.webhooks.orgConcurrency),
       leaseMs: config.delivery.lockMs,
       promote: (jobId) => deps.webhookQueue.backend.promote(jobId),

@@ -4,9 +4,17 @@ import { AppError, badRequest, conflict, forbidden, notFound, unauthorized } fro
 import { currentContext } from '../../../platform/lib/context.js';
 import { safeEqual } from '../../../platform/lib/secrets.js';
 import type { OrgRegistry } from '../../domain/org-registry.js';
-import { isProvisioned } from '../../domain/org.js';
+import { isProvisioned, type ApiKeyRecord, type ProvisionedOrg } from '../../domain/org.js';
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
 import type { AppContext } from '../../../platform/http/types.js';
+
+declare module '../../../platform/http/types.js' {
+  interface AppState {
+    /** Set by requireTenant: the caller's org, active and provisioned. */
+    org?: ProvisionedOrg;
+    apiKey?: ApiKeyRecord;
+  }
+}
 
 const ORG_ID = /^[1-9][0-9]{0,9}$/;
 const MAX_ORG_ID = 4_294_967_295;
