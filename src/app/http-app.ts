@@ -12,6 +12,7 @@ import { jsonBody } from '../platform/http/json-body.js';
 import { orgsRouter } from '../orgs/entry-points/http/orgs.routes.js';
 import { messagesRouter } from '../messages/entry-points/http/messages.routes.js';
 import { ownOrgRouter } from '../orgs/entry-points/http/org.routes.js';
+import { deliveryLoadRouter } from '../messages/entry-points/http/delivery-load.routes.js';
 import type { AppState } from '../platform/http/types.js';
 
 /** Builds the Koa app over the given deps (no listening). */
@@ -35,7 +36,8 @@ export function createApp(deps: Deps): Koa<AppState> {
     messagesRouter({ registry: deps.registry, limits: deps.limits, messages: deps.messages }),
     ownOrgRouter({ registry: deps.registry, limits: deps.limits, orgs: deps.orgs }),
     healthRouter({ readiness: () => readiness(deps), metrics: deps.metrics.registry, admin }),
-    orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits, deliveryLoad: deps.deliveryLoad }),
+    orgsRouter({ orgs: deps.orgs, admin, defaultCredits: deps.config.defaultCredits }),
+    deliveryLoadRouter({ orgs: deps.orgs, deliveryLoad: deps.deliveryLoad, admin }),
     docsRouter(),
   ];
   for (const router of routers) {

@@ -19,3 +19,5 @@ export type { OrgRepository } from './data-access/org.repository.js';
 export type { Ledger, LedgerEntry } from './data-access/ledger.js';
 export { requireTenant } from './entry-points/http/auth.js';
 export { chargeOrg, orgRateLimit } from './entry-points/http/org-rate-limit.js';
+export { idParams as orgIdParams } from './entry-points/http/orgs.routes.js';
+export { orgIdRule, deliveryConcurrencyRule, MAX_DELIVERY_CONCURRENCY } from './domain/org.rules.js';

@@ -1,5 +1,4 @@
 /** What an org is, and the rules about it that every layer shares: statuses, names, "provisioned", "operational". */
-import Joi from 'joi';
 
 export const ORG_STATUSES = ['PROVISIONING', 'ACTIVE', 'SUSPENDED', 'FAILED', 'DELETED'] as const;
 export type OrgStatus = (typeof ORG_STATUSES)[number];
@@ -62,10 +61,3 @@ export function provisioned(org: OrgRecord): ProvisionedOrg {
 export function isOperational(org: OrgRecord): org is ProvisionedOrg {
   return (org.status === 'ACTIVE' || org.status === 'SUSPENDED') && isProvisioned(org);
 }
-
-/** Org names, for the API and the CLI alike: 1–100 characters after trimming, no control characters. */
-export const orgNameSchema = Joi.string()
-  .trim()
-  .min(1)
-  .max(100)
-  .pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');

@@ -101,4 +101,3 @@ export async function everyMaster(client: RedisClient, timeoutMs = 2000): Promis
   }
   return client.nodes('master');
 }
-

@@ -126,7 +126,13 @@ interface SlotCommands {
 }
 
 /** Creates the slots of one queue over a Redis client (a fail-fast one: callers decide what an outage means). */
-export function createOrgPermits(opts: { redis: RedisClient; prefix: string; queue: string; leaseMs: number; now?: () => number }): OrgPermits {
+export function createOrgPermits(opts: {
+  redis: RedisClient;
+  prefix: string;
+  queue: string;
+  leaseMs: number;
+  now?: () => number;
+}): OrgPermits {
   const { redis, prefix, queue, leaseMs } = opts;
   const now = opts.now ?? Date.now;
   // defineCommand: EVALSHA, with the script sent again only when the server does not have it.

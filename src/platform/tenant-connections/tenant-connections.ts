@@ -41,7 +41,12 @@ export function tenantSessionInit(serverVersion: string, statementTimeoutMs: num
 }
 
 /** Creates the process's tenant pools. */
-export function createTenantConnections(deps: { config: Config; endpoint: ServerEndpoint; secrets: SecretBox; logger: Logger }): TenantConnections {
+export function createTenantConnections(deps: {
+  config: Config;
+  endpoint: ServerEndpoint;
+  secrets: SecretBox;
+  logger: Logger;
+}): TenantConnections {
   const { endpoint, secrets, logger } = deps;
   const t = deps.config.tenant;
   const byServer = new Map<number, Promise<ServerConnections>>();

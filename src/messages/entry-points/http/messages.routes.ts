@@ -7,7 +7,7 @@ import { CHANNELS, MESSAGE_STATUSES } from '../../domain/message.js';
 import type { ListQuery, MessageService, SendInput } from '../../domain/messages.service.js';
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
 import { idempotencyKey } from '../../../platform/http/idempotency.js';
-import { setNextLink } from '../../../platform/http/pagination.js';
+import { pageLimitRule, setNextLink } from '../../../platform/http/pagination.js';
 import type { AppContext, AppState } from '../../../platform/http/types.js';
 import { validated } from '../../../platform/http/validate.js';
 import { chargeOrg, orgRateLimit, requireTenant, type OrgRegistry } from '../../../orgs/index.js';
@@ -46,7 +46,7 @@ export const sendSchema = Joi.object<SendInput>({
 
 /** `GET /messages` query. */
 export const listSchema = Joi.object<ListQuery>({
-  limit: Joi.number().integer().min(1).max(100).default(20),
+  limit: pageLimitRule,
   status: Joi.string().valid(...MESSAGE_STATUSES),
   before: Joi.number().integer().min(1),
 });

@@ -5,6 +5,7 @@ import { currentContext } from '../../../platform/lib/context.js';
 import { safeEqual } from '../../../platform/lib/secrets.js';
 import type { OrgRegistry } from '../../domain/org-registry.js';
 import { isProvisioned, type ApiKeyRecord, type ProvisionedOrg } from '../../domain/org.js';
+import { MAX_ORG_ID } from '../../domain/org.rules.js';
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
 import type { AppContext } from '../../../platform/http/types.js';
 
@@ -17,7 +18,6 @@ declare module '../../../platform/http/types.js' {
 }
 
 const ORG_ID = /^[1-9][0-9]{0,9}$/;
-const MAX_ORG_ID = 4_294_967_295;
 
 function bearer(ctx: AppContext): string | undefined {
   const header = ctx.get('Authorization');

@@ -2,27 +2,33 @@
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import Joi from 'joi';
-import { ORG_STATUSES, SETTABLE_STATUSES, orgNameSchema, type OrgStatus } from '../../domain/org.js';
-import type { DeliveryLoadReader } from '../../../messages/domain/delivery-load.js';
+import { ORG_STATUSES, SETTABLE_STATUSES, type OrgStatus } from '../../domain/org.js';
+import {
+  creditAmountRule,
+  deliveryConcurrencyRule,
+  initialCreditsRule,
+  orgIdRule,
+  orgNameRule,
+  serverNameRule,
+} from '../../domain/org.rules.js';
 import type { OrgPatch, OrgService } from '../../domain/orgs.service.js';
 import { idempotencyKey } from '../../../platform/http/idempotency.js';
-import { setNextLink } from '../../../platform/http/pagination.js';
+import { pageLimitRule, setNextLink } from '../../../platform/http/pagination.js';
 import { adminView, publicView } from './views.js';
 import type { AppContext, AppState } from '../../../platform/http/types.js';
 import { validated } from '../../../platform/http/validate.js';
 
-const MAX_ORG_ID = 4_294_967_295;
-
-export const idParams = Joi.object<{ id: number }>({ id: Joi.number().integer().min(1).max(MAX_ORG_ID).required() });
+/** `/orgs/:id` (and every admin route under it). */
+export const idParams = Joi.object<{ id: number }>({ id: orgIdRule.required() });
 
 export const createOrgSchema = Joi.object<{ name: string; credits?: number; server?: string }>({
-  name: orgNameSchema.required(),
-  credits: Joi.number().integer().min(0).max(1_000_000_000),
-  server: Joi.string().max(64),
+  name: orgNameRule.required(),
+  credits: initialCreditsRule,
+  server: serverNameRule,
 }).required();
 
 export const listOrgsSchema = Joi.object<{ limit: number; after?: number; status?: OrgStatus }>({
-  limit: Joi.number().integer().min(1).max(100).default(20),
+  limit: pageLimitRule,
   after: Joi.number().integer().min(0),
   status: Joi.string().valid(...ORG_STATUSES),
 });
@@ -33,7 +39,7 @@ export const patchOrgSchema = Joi.object<OrgPatch>({
     points: Joi.number().integer().min(1).max(1_000_000).required(),
     duration: Joi.number().integer().min(1).max(86_400).required(),
   }).allow(null),
-  deliveryConcurrency: Joi.number().integer().min(1).max(1000).allow(null),
+  deliveryConcurrency: deliveryConcurrencyRule.allow(null),
   webhookUrl: Joi.string()
     .uri({ scheme: ['http', 'https'] })
     .max(2048)
@@ -44,7 +50,7 @@ export const patchOrgSchema = Joi.object<OrgPatch>({
   .required();
 
 export const creditSchema = Joi.object<{ amount: number }>({
-  amount: Joi.number().integer().min(-1_000_000_000).max(1_000_000_000).invalid(0).required(),
+  amount: creditAmountRule.required(),
 }).required();
 
 /** What the admin routes use. */
@@ -53,11 +59,10 @@ export interface OrgsRouterDeps {
   /** Authenticates the admin (first on every route). */
   admin: (ctx: AppContext, next: () => Promise<unknown>) => Promise<unknown>;
   defaultCredits: number;
-  deliveryLoad: DeliveryLoadReader;
 }
 
 /** Builds the admin router. */
-export function orgsRouter({ orgs, admin, defaultCredits, deliveryLoad }: OrgsRouterDeps): Router<AppState> {
+export function orgsRouter({ orgs, admin, defaultCredits }: OrgsRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
 
   router.post(
@@ -94,14 +99,6 @@ export function orgsRouter({ orgs, admin, defaultCredits, deliveryLoad }: OrgsRo
     validated({ params: idParams, body: patchOrgSchema }, async (ctx, { params, body }) => {
       const { org, webhookSecret } = await orgs.patch(params.id, body);
       ctx.body = { success: true, org: adminView(org), ...(webhookSecret ? { webhookSecret } : {}) };
-    }),
-  );
-
-  router.get(
-    '/orgs/:id/delivery',
-    admin,
-    validated({ params: idParams }, async (ctx, { params }) => {
-      ctx.body = { success: true, delivery: await deliveryLoad.of(await orgs.get(params.id)) };
     }),
   );
 

@@ -1,5 +1,6 @@
 /** Argument parsing for bin/tenant: node's parseArgs, plus negative numbers as positionals (`credits 7 -5`). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type Joi from 'joi';
 
 /** A mistake in how the command was called (exit code 2). */
 export class UsageError extends Error {
@@ -38,9 +39,24 @@ export function positiveInt(value: unknown, name: string): number {
   return Number(value);
 }
 
-/** A non-zero integer (credit amounts may be negative). */
-export function nonZeroInt(value: unknown, name: string): number {
-  if (typeof value !== 'string' || !/^-?[1-9][0-9]{0,9}$/.test(value))
-    throw new UsageError(`${name} must be a non-zero integer, got ${JSON.stringify(value ?? '')}`);
-  return Number(value);
+/**
+ * An integer argument checked by a joi rule, the one the HTTP API applies to the same value: digits only (no `1e3`,
+ * no spaces), then the rule's bounds, with the rule's own words in the UsageError.
+ */
+export function intArg(value: unknown, name: string, rule: Joi.NumberSchema): number {
+  if (typeof value !== 'string' || !/^-?[0-9]{1,16}$/.test(value))
+    throw new UsageError(`${name} must be an integer, got ${JSON.stringify(value ?? '')}`);
+  return checkArg(Number(value), name, rule);
+}
+
+/** A string argument checked by a joi rule; answers the rule's value (e.g. trimmed). */
+export function stringArg<T extends string>(value: unknown, name: string, rule: Joi.StringSchema<T>): T {
+  if (typeof value !== 'string') throw new UsageError(`${name} is required`);
+  return checkArg(value, name, rule);
+}
+
+function checkArg<T>(value: unknown, name: string, rule: Joi.Schema<T>): T {
+  const result = rule.validate(value, { convert: true });
+  if (result.error) throw new UsageError(`${name} ${result.error.message.replace(/^"value" /, '')}`);
+  return result.value;
 }
