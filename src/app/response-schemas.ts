@@ -4,13 +4,12 @@
  */
 import type { LedgerEntry, LedgerKind } from '../orgs/data-access/ledger.js';
 import type { DeliveryLoad } from '../messages/domain/delivery-load.js';
-import { CHANNELS, MESSAGE_STATUSES } from '../messages/domain/message.js';
+import { CHANNELS } from '../messages/domain/channels/index.js';
+import { MESSAGE_STATUSES } from '../messages/domain/message.js';
 import { ORG_STATUSES } from '../orgs/domain/org.js';
 import type { adminView, publicView } from '../orgs/entry-points/http/views.js';
 import type { messageView } from '../messages/entry-points/http/message.views.js';
-
-/** A JSON Schema, as plain data. */
-export type JsonSchema = { [keyword: string]: unknown };
+import type { JsonSchema } from '../platform/http/json-schema.js';
 
 type Properties<T> = { [K in keyof Required<T>]: JsonSchema };
 

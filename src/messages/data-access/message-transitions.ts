@@ -13,6 +13,7 @@
  */
 import type { Sequelize } from 'sequelize';
 import { selectRows, write } from '../../platform/db/lean-query.js';
+import type { Channel } from '../domain/channels/index.js';
 import type { MessageStatus } from '../domain/message.js';
 
 /** What delivery reads of a message. */
@@ -22,7 +23,7 @@ export interface MessageState {
   cost: number;
   attempts: number;
   to: string;
-  channel: 'sms' | 'email';
+  channel: Channel;
   body: string;
   providerMessageId: string | null;
 }
@@ -44,7 +45,7 @@ export async function readMessage(db: Sequelize, id: number): Promise<MessageSta
     cost: Number(r.cost),
     attempts: Number(r.attempts),
     to: String(r.to),
-    channel: r.channel as 'sms' | 'email',
+    channel: r.channel as Channel,
     body: String(r.body),
     providerMessageId: (r.provider_message_id as string | null) ?? null,
   };

@@ -1,9 +1,11 @@
 /**
- * Reads of a tenant's messages (newest first, keyset cursor on id, served by the (status, id) index and the PK).
- * Plain rows, not model instances, through the lean read path: a read builds nothing it does not answer with.
+ * The statements on a tenant's `messages` table, but the delivery state machine's fenced writes (message-transitions.ts):
+ * reads (newest first, keyset cursor on id, served by the (status, id) index and the PK), the insert, the send's own
+ * corrections, operators' counts and the reconciler's sweep. Plain rows, not model instances, through the lean path.
  */
-import type { Sequelize } from 'sequelize';
-import { insertRow, selectRows } from '../../platform/db/lean-query.js';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { insertRow, selectRows, write } from '../../platform/db/lean-query.js';
 import type { MessageRecord, MessageStatus } from '../domain/message.js';
 
 const COLUMNS =
@@ -64,4 +66,56 @@ export async function insertMessage(
 export async function findMessageByKey(db: Sequelize, key: string): Promise<MessageRecord | null> {
   const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE idempotency_key = ?`, [key]);
   return row ?? null;
+}
+
+/** Forgets an expired Idempotency-Key (takes it off its message), so the same key makes a new message. */
+export async function forgetIdempotencyKey(db: Sequelize, id: number, key: string): Promise<void> {
+  await write(db, 'UPDATE messages SET idempotency_key = NULL WHERE id = :id AND idempotency_key = :key', { id, key });
+}
+
+/**
+ * A message whose job could not be enqueued: FAILED ENQUEUE_FAILED with its Idempotency-Key freed, so the same request
+ * can be retried. Fenced on QUEUED with no attempt: false when a worker already has it (the add landed after all).
+ */
+export async function markNotAccepted(db: Sequelize, id: number): Promise<boolean> {
+  const r = await write(
+    db,
+    `UPDATE messages SET status = 'FAILED', error_code = 'ENQUEUE_FAILED', error_text = 'the delivery queue was unavailable',
+       idempotency_key = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id AND status = 'QUEUED' AND attempts = 0`,
+    { id },
+  );
+  return r.affectedRows === 1;
+}
+
+/** Messages QUEUED and SENDING now (served by the (status, updated_at) index). */
+export async function countOpen(db: Sequelize): Promise<{ queued: number; sending: number }> {
+  const rows = await selectRows<{ status: string; n: number }>(
+    db,
+    "SELECT status, COUNT(*) AS n FROM messages WHERE status IN ('QUEUED', 'SENDING') GROUP BY status",
+    [],
+  );
+  const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
+  return { queued: count('QUEUED'), sending: count('SENDING') };
+}
+
+/**
+ * The reconciler's sweep: messages QUEUED/SENDING untouched since `cutoff`, of many tenants of one server in one query
+ * (UNION ALL over the (status, updated_at) index), through that server's admin connection: [tenant id, message id].
+ */
+export async function findStale(
+  admin: Sequelize,
+  tenants: { id: number; dbName: string }[],
+  cutoff: Date,
+  perTenant: number,
+): Promise<[number, number][]> {
+  const parts = tenants.map(
+    (t) =>
+      `(SELECT ${Number(t.id)} AS org_id, id FROM ${quoteIdentifier(t.dbName)}.messages
+        WHERE status IN ('QUEUED', 'SENDING') AND updated_at < :cutoff ORDER BY updated_at LIMIT ${Number(perTenant)})`,
+  );
+  const rows = await admin.query<{ org_id: number; id: number }>(parts.join(' UNION ALL '), {
+    replacements: { cutoff },
+    type: QueryTypes.SELECT,
+  });
+  return rows.map((r) => [Number(r.org_id), Number(r.id)]);
 }

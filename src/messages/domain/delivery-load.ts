@@ -3,7 +3,7 @@
  * limits`): its cap and where it comes from, its jobs running and parked across every worker (Redis), and its
  * messages waiting and in progress (its own database, the record).
  */
-import { selectRows } from '../../platform/db/lean-query.js';
+import { countOpen } from '../data-access/messages.repository.js';
 import { unavailable } from '../../platform/lib/errors.js';
 import type { OrgPermits } from '../../platform/queue/org-permits.js';
 import { type OrgRecord, isOperational, type TenantDbs } from '../../orgs/index.js';
@@ -35,16 +35,7 @@ export interface DeliveryLoadDeps {
 export function createDeliveryLoad(deps: DeliveryLoadDeps) {
   async function pending(org: OrgRecord): Promise<{ queued: number; sending: number }> {
     if (!isOperational(org)) return { queued: 0, sending: 0 };
-    // Served by the (status, updated_at) index.
-    const rows = await deps.tenantDbs.withTenant(org, (db) =>
-      selectRows<{ status: string; n: number }>(
-        db,
-        "SELECT status, COUNT(*) AS n FROM messages WHERE status IN ('QUEUED', 'SENDING') GROUP BY status",
-        [],
-      ),
-    );
-    const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
-    return { queued: count('QUEUED'), sending: count('SENDING') };
+    return deps.tenantDbs.withTenant(org, countOpen);
   }
 
   return {

@@ -1,8 +1,8 @@
+import type { Channel } from './channels/index.js';
+
 /** A tenant's message as stored in its `messages` table (tenant-migrations/ define the table; reads return plain rows). */
 export const MESSAGE_STATUSES = ['QUEUED', 'SENDING', 'SENT', 'FAILED'] as const;
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
-export const CHANNELS = ['sms', 'email'] as const;
-export type Channel = (typeof CHANNELS)[number];
 
 /** One row of `messages`, with its columns in camelCase. */
 export interface MessageRecord {

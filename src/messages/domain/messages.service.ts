@@ -9,16 +9,17 @@ import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../
 import type { Logger } from '../../platform/lib/logger.js';
 import type { FairShare } from '../../platform/queue/fair-share.js';
 import { enqueueDelivery, ensureDeliveryJob, type DeliveryJob } from '../../platform/queue/queues.js';
-import { messageCost } from './channels/sms.channel.js';
-import type { Channel, MessageRecord, MessageStatus } from './message.js';
-import { findMessage, findMessageByKey, insertMessage, listMessages } from '../data-access/messages.repository.js';
+import { messageCost, type SendInput } from './channels/index.js';
+import type { MessageRecord, MessageStatus } from './message.js';
+import {
+  findMessage,
+  findMessageByKey,
+  forgetIdempotencyKey,
+  insertMessage,
+  listMessages,
+  markNotAccepted,
+} from '../data-access/messages.repository.js';
 import type { OrgRepository, ProvisionedOrg, TenantDbs } from '../../orgs/index.js';
-
-export interface SendInput {
-  to: string;
-  channel: Channel;
-  body: string;
-}
 
 export interface SendResult {
   message: MessageRecord;
@@ -57,9 +58,7 @@ export function createMessageService(deps: {
     if (!existing) return undefined;
     if (existing.createdAt.getTime() < now() - deps.idempotencyTtlMs) {
       // Expired: the key is forgotten (taken off its message) and this request is a new one.
-      await db.query('UPDATE messages SET idempotency_key = NULL WHERE id = :id AND idempotency_key = :key', {
-        replacements: { id: existing.id, key },
-      });
+      await forgetIdempotencyKey(db, existing.id, key);
       return undefined;
     }
     if (existing.requestHash !== hash)
@@ -101,14 +100,8 @@ export function createMessageService(deps: {
     try {
       await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) }, deps.fairShare.next(org.id));
     } catch (err) {
-      // Not accepted: FAILED, and its Idempotency-Key freed so the same request can be retried. Fenced on QUEUED with
-      // no attempt: an add that timed out may still have landed, and a worker may already have it; then it was accepted.
-      const [, meta] = await db.query(
-        `UPDATE messages SET status = 'FAILED', error_code = 'ENQUEUE_FAILED', error_text = 'the delivery queue was unavailable',
-           idempotency_key = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id AND status = 'QUEUED' AND attempts = 0`,
-        { replacements: { id: message.id } },
-      );
-      if ((meta as { affectedRows?: number }).affectedRows !== 1) return { message: (await findMessage(db, message.id))!, replayed: false };
+      // Not accepted (FAILED, its key freed) unless an add that timed out landed after all and a worker already has it.
+      if (!(await markNotAccepted(db, message.id))) return { message: (await findMessage(db, message.id))!, replayed: false };
       deps.logger.error('enqueue failed', { orgId: org.id, messageId: message.id, err: (err as Error).message });
       throw unavailable('QUEUE_UNAVAILABLE', 'the message queue is unavailable; the message was not accepted', 1000, err);
     }

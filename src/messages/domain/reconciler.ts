@@ -12,13 +12,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../../platform/lib/redis.js';
-import { QueryTypes, type Sequelize } from 'sequelize';
+import type { Sequelize } from 'sequelize';
 import { mapWithConcurrency } from '../../platform/lib/concurrency.js';
 import { describeError } from '../../platform/lib/errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { Metrics } from '../../platform/metrics/metrics.js';
 import { ensureDeliveryJob, type DeliveryJob } from '../../platform/queue/queues.js';
-import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { findStale } from '../data-access/messages.repository.js';
 import { type OrgRepository, type ProvisionedOrg, type ServerRegistry, isOperational } from '../../orgs/index.js';
 
 /** Tenants per sweep query (one UNION ALL), and rows taken per tenant per sweep. */
@@ -82,19 +82,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     }
   }
 
-  /** The stale rows of a batch of tenants on one server: [orgId, messageId] pairs. */
-  async function staleRows(admin: Sequelize, orgs: ProvisionedOrg[], cutoff: Date): Promise<[number, number][]> {
-    const parts = orgs.map(
-      (o) =>
-        `(SELECT ${Number(o.id)} AS org_id, id FROM ${quoteIdentifier(o.dbName)}.messages
-          WHERE status IN ('QUEUED', 'SENDING') AND updated_at < :cutoff ORDER BY updated_at LIMIT ${ROWS_PER_TENANT})`,
-    );
-    const rows = await admin.query<{ org_id: number; id: number }>(parts.join(' UNION ALL '), {
-      replacements: { cutoff },
-      type: QueryTypes.SELECT,
-    });
-    return rows.map((r) => [Number(r.org_id), Number(r.id)]);
-  }
+  const staleRows = (admin: Sequelize, orgs: ProvisionedOrg[], cutoff: Date) => findStale(admin, orgs, cutoff, ROWS_PER_TENANT);
 
   async function sweepLocked(started: number): Promise<SweepResult> {
     const cutoff = new Date(Date.now() - deps.afterMs);

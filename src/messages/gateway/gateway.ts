@@ -1,5 +1,5 @@
 /** The provider interface every gateway implements, and the two kinds of failure it may report. */
-import type { Channel } from '../domain/message.js';
+import type { Channel } from '../domain/channels/index.js';
 
 export interface OutgoingMessage {
   /** Stable per message: the provider's idempotency key, so a retried send is never delivered twice. */

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { messageCost, smsEncoding } from '../../../src/messages/domain/channels/sms.channel.js';
+import { messageCost } from '../../../src/messages/domain/channels/index.js';
+import { smsEncoding } from '../../../src/messages/domain/channels/sms.channel.js';
 
 describe('message cost', () => {
   const cases: [string, string, 'GSM-7' | 'UCS-2', number][] = [

@@ -142,7 +142,7 @@ describe('server connections (unit, fake mysql2)', () => {
     const conns = budget({ max: 1, acquireTimeoutMs: 30 });
     const held = await conns.acquire(login('a'));
     const err = await conns.acquire(login('b')).catch((e: Error) => e);
-    expect(err).to.include({ name: 'ConnectionAcquireTimeoutError', code: 'TENANT_CONNECTION_TIMEOUT' });
+    expect(err).to.include({ name: 'ConnectionBudgetTimeoutError', code: 'TENANT_CONNECTION_TIMEOUT' });
     expect(conns.stats()).to.include({ waiting: 0, timeouts: 1 });
     conns.release(held);
     await conns.close(0);

@@ -1,9 +1,10 @@
 /**
- * What a message costs, in credits. SMS: one credit per segment — GSM-7 text fits 160 characters in one
- * segment and 153 per segment when split (extension characters such as `€ [ ] { }` take two); anything outside
- * GSM-7 is sent as UCS-2: 70 in one segment, 67 per segment when split (counted in UTF-16 units). Email: 1.
+ * SMS: an E.164 recipient, a body of at most 1,600 characters, one credit per segment — GSM-7 text fits 160 characters
+ * in one segment and 153 per segment when split (extension characters such as `€ [ ] { }` take two); anything outside
+ * GSM-7 is sent as UCS-2: 70 in one segment, 67 per segment when split (counted in UTF-16 units).
  */
-import type { Channel } from '../message.js';
+import Joi from 'joi';
+import type { ChannelSpec } from './channel.js';
 
 const GSM_BASIC = new Set(
   '@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&\'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà',
@@ -32,7 +33,10 @@ function segmentsOf(units: number, single: number, multi: number): number {
   return units <= single ? 1 : Math.ceil(units / multi);
 }
 
-/** Credits a message costs. */
-export function messageCost(channel: Channel, body: string): number {
-  return channel === 'sms' ? smsEncoding(body).segments : 1;
-}
+/** The sms channel. */
+export const smsChannel: ChannelSpec<'sms'> = {
+  name: 'sms',
+  recipient: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
+  body: Joi.string().max(1600),
+  cost: (body) => smsEncoding(body).segments,
+};

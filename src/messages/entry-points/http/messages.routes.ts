@@ -2,9 +2,9 @@
 import Router from '@koa/router';
 import Joi from 'joi';
 import { notFound } from '../../../platform/lib/errors.js';
-import { messageCost } from '../../domain/channels/sms.channel.js';
-import { CHANNELS, MESSAGE_STATUSES } from '../../domain/message.js';
-import type { ListQuery, MessageService, SendInput } from '../../domain/messages.service.js';
+import { messageCost, sendSchema } from '../../domain/channels/index.js';
+import { MESSAGE_STATUSES } from '../../domain/message.js';
+import type { ListQuery, MessageService } from '../../domain/messages.service.js';
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
 import { idempotencyKey } from '../../../platform/http/idempotency.js';
 import { pageLimitRule, setNextLink } from '../../../platform/http/pagination.js';
@@ -12,37 +12,6 @@ import type { AppContext, AppState } from '../../../platform/http/types.js';
 import { validated } from '../../../platform/http/validate.js';
 import { chargeOrg, orgRateLimit, requireTenant, type OrgRegistry } from '../../../orgs/index.js';
 import { acceptedView, messageView } from './message.views.js';
-
-/** Largest e-mail body, in UTF-8 bytes. */
-const EMAIL_BODY_MAX_BYTES = 100 * 1024;
-
-/** `POST /messages`: E.164 for sms, an address for email; a non-blank body within the channel's limit; nothing else. */
-export const sendSchema = Joi.object<SendInput>({
-  channel: Joi.string()
-    .valid(...CHANNELS)
-    .required(),
-  to: Joi.string()
-    .required()
-    .when('channel', {
-      is: 'sms',
-      then: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
-      otherwise: Joi.string()
-        .max(320)
-        .email({ tlds: { allow: false } }),
-    }),
-  body: Joi.string()
-    .required()
-    .pattern(/\S/, 'non-blank text')
-    .when('channel', {
-      is: 'sms',
-      then: Joi.string().max(1600),
-      otherwise: Joi.string().custom((value: string, helpers) =>
-        Buffer.byteLength(value, 'utf8') > EMAIL_BODY_MAX_BYTES
-          ? helpers.message({ custom: `"body" must be at most ${EMAIL_BODY_MAX_BYTES} bytes for email` })
-          : value,
-      ),
-    }),
-}).required();
 
 /** `GET /messages` query. */
 export const listSchema = Joi.object<ListQuery>({
