@@ -56,7 +56,7 @@ export interface Deps {
   messages: MessageService;
   /** Fair-share priorities of this process's enqueues, per queue (src/queue/fair-share.ts). */
   fairShare: { deliveries: FairShare; webhooks: FairShare };
-  /** Per-org concurrency of each queue's jobs across every worker (src/queue/org-slots.ts). */
+  /** Per-org concurrency of each queue's jobs across every worker (src/platform/queue/org-permits.ts). */
   orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
   /** Per-org delivery load for operators (GET /orgs/:id/delivery, bin/tenant top and limits). */
   deliveryLoad: DeliveryLoadReader;
@@ -151,8 +151,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     queues: queueMetrics ? [deliveryQueue, webhookQueue] : [],
     orgPermits: queueMetrics
       ? [
-          { queue: DELIVERY_QUEUE, slots: orgPermits.deliveries },
-          { queue: WEBHOOK_QUEUE, slots: orgPermits.webhooks },
+          { queue: DELIVERY_QUEUE, permits: orgPermits.deliveries },
+          { queue: WEBHOOK_QUEUE, permits: orgPermits.webhooks },
         ]
       : [],
   });

@@ -50,8 +50,8 @@ export function createMetrics(deps: {
   /** The org and API-key cache's counters. */
   orgCache: { stats(): { hits: number; misses: number } };
   queues: Queue[];
-  /** Per-org slots of each queue, for the busiest-org gauges (reported where the queue gauges are). */
-  orgPermits?: { queue: string; slots: OrgPermits }[];
+  /** Per-org permits of each queue, for the busiest-org gauges (reported where the queue gauges are). */
+  orgPermits?: { queue: string; permits: OrgPermits }[];
 }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -151,14 +151,14 @@ export function createMetrics(deps: {
       }
     },
   });
-  // The busiest orgs of each queue, from the per-org slots in Redis (every worker process's jobs).
+  // The busiest orgs of each queue, from the per-org permits in Redis (every worker process's jobs).
   const orgPermits = deps.orgPermits ?? [];
   const busiest = new Map<string, Promise<Awaited<ReturnType<OrgPermits['busiest']>> | undefined>>();
-  const busiestOf = (queue: string, slots: OrgPermits) => {
+  const busiestOf = (queue: string, permits: OrgPermits) => {
     // Both gauges of one scrape share one read.
     let read = busiest.get(queue);
     if (!read) {
-      read = withTimeout(slots.busiest(BUSIEST_ORGS), 1000).catch(() => undefined);
+      read = withTimeout(permits.busiest(BUSIEST_ORGS), 1000).catch(() => undefined);
       busiest.set(queue, read);
       void read.finally(() => busiest.delete(queue));
     }
@@ -175,8 +175,8 @@ export function createMetrics(deps: {
       registers: orgPermits.length ? [registry] : [],
       async collect() {
         this.reset();
-        for (const { queue, slots } of orgPermits) {
-          for (const load of (await busiestOf(queue, slots)) ?? []) this.set({ queue, org_id: String(load.orgId) }, load[field]);
+        for (const { queue, permits } of orgPermits) {
+          for (const load of (await busiestOf(queue, permits)) ?? []) this.set({ queue, org_id: String(load.orgId) }, load[field]);
         }
       },
     });

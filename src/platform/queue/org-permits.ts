@@ -3,20 +3,20 @@
  * queue running at once (its delivery concurrency, or the webhook one). Fairness (src/queue/fair-share.ts) decides
  * who goes first; this caps how much of the workers one org may hold, e.g. a slow webhook endpoint.
  *
- * In Redis, all under the queue prefix (one hash slot in Cluster mode, where the prefix carries a hash tag):
+ * In Redis, all under the queue prefix (one hash permit in Cluster mode, where the prefix carries a hash tag):
  * - `<prefix>:org-slots:<queue>:<org>`   ZSET job id → lease expiry (ms): the org's running jobs;
  * - `<prefix>:org-parked:<queue>:<org>`  ZSET job id → parked at (ms): its jobs held back by the cap, oldest first;
  * - `<prefix>:org-slots:<queue>` and `<prefix>:org-parked:<queue>`  ZSET org → count: the busiest orgs at a glance.
  *
- * A job that finds the org's slots full is parked (the worker moves it to BullMQ's delayed set); each release hands
- * the freed slot to the org's oldest parked job and wakes it (BullMQ promote), so a capped org keeps its cap running
+ * A job that finds the org's permits full is parked (the worker moves it to BullMQ's delayed set); each release hands
+ * the freed permit to the org's oldest parked job and wakes it (BullMQ promote), so a capped org keeps its cap running
  * and its jobs run in the order they were parked. A running job renews its lease; a crashed worker's lease lapses
  * after `leaseMs`; a parked job whose wake-up was lost wakes on its own after its delay. Times are the workers'
  * clocks (leases are tens of seconds: keep them NTP-synchronised).
  */
 import type { RedisClient } from '../lib/redis.js';
 
-export interface SlotGrant {
+export interface PermitGrant {
   granted: boolean;
   /** When not granted: the job's place among the org's parked jobs (1 = the next to wake). */
   parked: number;
@@ -29,13 +29,13 @@ export interface OrgLoad {
 }
 
 export interface OrgPermits {
-  /** Takes one of the org's `limit` slots for the job, or parks the job (answering how many are parked). */
-  acquire(orgId: number, jobId: string, limit: number): Promise<SlotGrant>;
-  /** Extends the lease of a job still running (false when it no longer holds a slot). */
+  /** Takes one of the org's `limit` permits for the job, or parks the job (answering how many are parked). */
+  acquire(orgId: number, jobId: string, limit: number): Promise<PermitGrant>;
+  /** Extends the lease of a job still running (false when it no longer holds a permit). */
   renew(orgId: number, jobId: string): Promise<boolean>;
   /**
-   * Gives the job's slot back. With `wake` (the default), the org's oldest parked job is taken off the parked list and
-   * handed the slot; it is answered, for the caller to wake (or to release in turn, should it not be wakeable).
+   * Gives the job's permit back. With `wake` (the default), the org's oldest parked job is taken off the parked list and
+   * handed the permit; it is answered, for the caller to wake (or to release in turn, should it not be wakeable).
    */
   release(orgId: number, jobId: string, wake?: boolean): Promise<string | undefined>;
   /** The org's jobs running and parked now. */
@@ -56,9 +56,9 @@ end
 `;
 
 /**
- * KEYS: slots, parked, slots summary, parked summary. ARGV: job id, limit, now, lease ms, org id.
- * Expired leases (a crashed worker's) are dropped first; a job that already holds a slot (a renewal, or a job woken
- * with a slot handed to it) keeps it. Answers {1, 0} when granted, else {0, the job's place among the parked}.
+ * KEYS: permits, parked, permits summary, parked summary. ARGV: job id, limit, now, lease ms, org id.
+ * Expired leases (a crashed worker's) are dropped first; a job that already holds a permit (a renewal, or a job woken
+ * with a permit handed to it) keeps it. Answers {1, 0} when granted, else {0, the job's place among the parked}.
  */
 const ACQUIRE = `${SYNC}
 local now = tonumber(ARGV[3])
@@ -90,9 +90,9 @@ return 0
 `;
 
 /**
- * KEYS: as ACQUIRE. ARGV: job id, now, lease ms, org id, "wake". Gives the job's slot back; with "wake", pops the
- * org's oldest parked job and hands it the freed slot (a lease, renewed once it runs), so no fresh job can take it
- * first. Only a slot the job still held is handed on (a lapsed lease was already taken). Answers the job to wake, or
+ * KEYS: as ACQUIRE. ARGV: job id, now, lease ms, org id, "wake". Gives the job's permit back; with "wake", pops the
+ * org's oldest parked job and hands it the freed permit (a lease, renewed once it runs), so no fresh job can take it
+ * first. Only a permit the job still held is handed on (a lapsed lease was already taken). Answers the job to wake, or
  * false.
  */
 const RELEASE = `${SYNC}
@@ -118,14 +118,14 @@ sync(KEYS[2], KEYS[4], ARGV[2])
 return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
 `;
 
-interface SlotCommands {
-  orgSlotAcquire(...args: (string | number)[]): Promise<[number, number]>;
-  orgSlotRenew(...args: (string | number)[]): Promise<number>;
-  orgSlotRelease(...args: (string | number)[]): Promise<string | null>;
-  orgSlotRefresh(...args: (string | number)[]): Promise<[number, number]>;
+interface PermitCommands {
+  orgPermitAcquire(...args: (string | number)[]): Promise<[number, number]>;
+  orgPermitRenew(...args: (string | number)[]): Promise<number>;
+  orgPermitRelease(...args: (string | number)[]): Promise<string | null>;
+  orgPermitRefresh(...args: (string | number)[]): Promise<[number, number]>;
 }
 
-/** Creates the slots of one queue over a Redis client (a fail-fast one: callers decide what an outage means). */
+/** Creates the permits of one queue over a Redis client (a fail-fast one: callers decide what an outage means). */
 export function createOrgPermits(opts: {
   redis: RedisClient;
   prefix: string;
@@ -136,31 +136,31 @@ export function createOrgPermits(opts: {
   const { redis, prefix, queue, leaseMs } = opts;
   const now = opts.now ?? Date.now;
   // defineCommand: EVALSHA, with the script sent again only when the server does not have it.
-  redis.defineCommand('orgSlotAcquire', { numberOfKeys: 4, lua: ACQUIRE });
-  redis.defineCommand('orgSlotRenew', { numberOfKeys: 4, lua: RENEW });
-  redis.defineCommand('orgSlotRelease', { numberOfKeys: 4, lua: RELEASE });
-  redis.defineCommand('orgSlotRefresh', { numberOfKeys: 4, lua: REFRESH });
-  const commands = redis as unknown as SlotCommands;
+  redis.defineCommand('orgPermitAcquire', { numberOfKeys: 4, lua: ACQUIRE });
+  redis.defineCommand('orgPermitRenew', { numberOfKeys: 4, lua: RENEW });
+  redis.defineCommand('orgPermitRelease', { numberOfKeys: 4, lua: RELEASE });
+  redis.defineCommand('orgPermitRefresh', { numberOfKeys: 4, lua: REFRESH });
+  const commands = redis as unknown as PermitCommands;
   const slotsSummary = `${prefix}:org-slots:${queue}`;
   const parkedSummary = `${prefix}:org-parked:${queue}`;
   const keys = (orgId: number) => [`${slotsSummary}:${orgId}`, `${parkedSummary}:${orgId}`, slotsSummary, parkedSummary];
 
   async function load(orgId: number): Promise<OrgLoad> {
-    const [slots, parked] = keys(orgId);
-    const [inFlight, waiting] = await Promise.all([redis.zcount(slots!, now(), '+inf'), redis.zcard(parked!)]);
+    const [permits, parked] = keys(orgId);
+    const [inFlight, waiting] = await Promise.all([redis.zcount(permits!, now(), '+inf'), redis.zcard(parked!)]);
     return { orgId, inFlight, parked: waiting };
   }
 
   return {
     async acquire(orgId, jobId, limit) {
-      const [granted, parked] = await commands.orgSlotAcquire(...keys(orgId), jobId, limit, now(), leaseMs, orgId);
+      const [granted, parked] = await commands.orgPermitAcquire(...keys(orgId), jobId, limit, now(), leaseMs, orgId);
       return { granted: granted === 1, parked };
     },
     async renew(orgId, jobId) {
-      return (await commands.orgSlotRenew(...keys(orgId), jobId, now(), leaseMs, orgId)) === 1;
+      return (await commands.orgPermitRenew(...keys(orgId), jobId, now(), leaseMs, orgId)) === 1;
     },
     async release(orgId, jobId, wake = true) {
-      return (await commands.orgSlotRelease(...keys(orgId), jobId, now(), leaseMs, orgId, wake ? 'wake' : '')) ?? undefined;
+      return (await commands.orgPermitRelease(...keys(orgId), jobId, now(), leaseMs, orgId, wake ? 'wake' : '')) ?? undefined;
     },
     load,
     async busiest(n) {
@@ -173,7 +173,7 @@ export function createOrgPermits(opts: {
       const candidates = [...new Set([...running, ...parked].map(Number))];
       const loads = await Promise.all(
         candidates.map(async (orgId) => {
-          const [inFlight, waiting] = await commands.orgSlotRefresh(...keys(orgId), now(), orgId);
+          const [inFlight, waiting] = await commands.orgPermitRefresh(...keys(orgId), now(), orgId);
           return { orgId, inFlight, parked: waiting };
         }),
       );

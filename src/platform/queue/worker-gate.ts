@@ -1,8 +1,8 @@
 /**
- * Holds a queue's jobs to their org's concurrency (src/queue/org-slots.ts) around any processor: a job runs in one of
- * its org's slots (renewed while it runs), or is parked in BullMQ's delayed set until a finishing job of the org
- * hands it its slot and wakes it (promote). The cap is about sharing the workers, not about safety: while the cap or
- * the slots cannot be read, jobs run ungated, and the processor's own error handling (postponing on an outage)
+ * Holds a queue's jobs to their org's concurrency (src/platform/queue/org-permits.ts) around any processor: a job runs in one of
+ * its org's permits (renewed while it runs), or is parked in BullMQ's delayed set until a finishing job of the org
+ * hands it its permit and wakes it (promote). The cap is about sharing the workers, not about safety: while the cap or
+ * the permits cannot be read, jobs run ungated, and the processor's own error handling (postponing on an outage)
  * applies as before.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,7 +12,7 @@ import type { Logger } from '../lib/logger.js';
 import type { OrgPermits } from './org-permits.js';
 
 export interface OrgGateOptions {
-  slots: OrgPermits;
+  permits: OrgPermits;
   /** The org's cap now (0: none). */
   limitOf(orgId: number): Promise<number>;
   /** Moves a delayed job to the queue (BullMQ promote); rejects when the job is not delayed. */
@@ -29,12 +29,12 @@ export interface OrgGateOptions {
 
 /** Wakes this many parked jobs at most per finishing job before giving up (the rest wake on their own delay). */
 const WAKE_TRIES = 3;
-/** States of a job that will never use a slot handed to it. */
+/** States of a job that will never use a permit handed to it. */
 const FINISHED = new Set(['completed', 'failed', 'unknown']);
 
 /** Wraps `processor` so that each org has at most its cap of jobs running, across every worker process. */
 export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T, R>, opts: OrgGateOptions): Processor<T, R> {
-  const { slots, logger } = opts;
+  const { permits, logger } = opts;
   // Each org's job running time here (moving average): how long a parked job should expect to wait per job ahead.
   const averageMs = new LRUCache<number, number>({ max: 10_000 });
 
@@ -52,16 +52,16 @@ export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T
     );
 
   /**
-   * Gives the slot back and wakes the org's oldest parked job with it. A job that cannot be promoted may be running
-   * already (it woke by itself and found the slot handed to it) or be on its way to run: it keeps the slot. Only one
-   * that is finished or gone passes the slot on, to the next parked job or back to the org.
+   * Gives the permit back and wakes the org's oldest parked job with it. A job that cannot be promoted may be running
+   * already (it woke by itself and found the permit handed to it) or be on its way to run: it keeps the permit. Only one
+   * that is finished or gone passes the permit on, to the next parked job or back to the org.
    */
   async function releaseAndWake(orgId: number, jobId: string): Promise<void> {
-    let next = await slots.release(orgId, jobId);
+    let next = await permits.release(orgId, jobId);
     for (let tries = 1; next !== undefined; tries++) {
       if (await promoted(next)) return;
       if (!FINISHED.has(await opts.stateOf(next))) return;
-      next = await slots.release(orgId, next, tries < WAKE_TRIES);
+      next = await permits.release(orgId, next, tries < WAKE_TRIES);
     }
   }
 
@@ -75,8 +75,8 @@ export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T
       return 0;
     });
     if (limit <= 0) return processor(job, token);
-    const grant = await slots.acquire(orgId, jobId, limit).catch((err: Error) => {
-      logger.warn('org slot check failed: running the job without its cap', { err: err.message });
+    const grant = await permits.acquire(orgId, jobId, limit).catch((err: Error) => {
+      logger.warn('org permit check failed: running the job without its cap', { err: err.message });
       return undefined;
     });
     if (grant && !grant.granted) {
@@ -88,7 +88,7 @@ export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T
     }
     const started = performance.now();
     const renewal = grant
-      ? setInterval(() => void slots.renew(orgId, jobId).catch(() => undefined), Math.max(100, Math.floor(opts.leaseMs / 3)))
+      ? setInterval(() => void permits.renew(orgId, jobId).catch(() => undefined), Math.max(100, Math.floor(opts.leaseMs / 3)))
       : undefined;
     try {
       return await processor(job, token);
@@ -96,7 +96,7 @@ export function gateByOrg<T extends { orgId: number }, R>(processor: Processor<T
       clearInterval(renewal);
       averageMs.set(orgId, 0.9 * (averageMs.get(orgId) ?? 100) + 0.1 * (performance.now() - started));
       if (grant) {
-        await releaseAndWake(orgId, jobId).catch((err: Error) => logger.warn('org slot release failed', { err: err.message }));
+        await releaseAndWake(orgId, jobId).catch((err: Error) => logger.warn('org permit release failed', { err: err.message }));
       }
     }
   };

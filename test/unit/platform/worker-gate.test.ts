@@ -1,15 +1,15 @@
-/** The org gate's rules around a processor, over fake slots and jobs (the Redis slots: test/org-limits.test.ts). */
+/** The org gate's rules around a processor, over fake permits and jobs (the Redis permits: test/org-limits.test.ts). */
 import { expect } from 'chai';
 import { DelayedError, type Job } from 'bullmq';
-import type { OrgPermits, SlotGrant } from '../../../src/platform/queue/org-permits.js';
+import type { OrgPermits, PermitGrant } from '../../../src/platform/queue/org-permits.js';
 import { gateByOrg } from '../../../src/platform/queue/worker-gate.js';
 import { silent } from '../fakes.js';
 
-/** Fake slots: scripted acquire answers, released ids recorded, a queue of parked ids to hand out. */
+/** Fake permits: scripted acquire answers, released ids recorded, a queue of parked ids to hand out. */
 function fakeSlots(over: Partial<OrgPermits> = {}, parked: string[] = []) {
   const released: [string, boolean][] = [];
-  const slots: OrgPermits = {
-    acquire: () => Promise.resolve<SlotGrant>({ granted: true, parked: 0 }),
+  const permits: OrgPermits = {
+    acquire: () => Promise.resolve<PermitGrant>({ granted: true, parked: 0 }),
     renew: () => Promise.resolve(true),
     release: (_org, jobId, wake = true) => {
       released.push([jobId, wake]);
@@ -19,7 +19,7 @@ function fakeSlots(over: Partial<OrgPermits> = {}, parked: string[] = []) {
     busiest: () => Promise.resolve([]),
     ...over,
   };
-  return { slots, released };
+  return { permits, released };
 }
 
 function fakeJob(id = 'job-1') {
@@ -35,8 +35,8 @@ function fakeJob(id = 'job-1') {
   return { job, delayedTo };
 }
 
-const options = (slots: OrgPermits, extra: Partial<Parameters<typeof gateByOrg>[1]> = {}) => ({
-  slots,
+const options = (permits: OrgPermits, extra: Partial<Parameters<typeof gateByOrg>[1]> = {}) => ({
+  permits,
   limitOf: () => Promise.resolve(2),
   promote: () => Promise.resolve(),
   stateOf: () => Promise.resolve('unknown'),
@@ -47,19 +47,19 @@ const options = (slots: OrgPermits, extra: Partial<Parameters<typeof gateByOrg>[
 });
 
 describe('org gate (unit)', () => {
-  it('runs the job in a slot and releases it, waking the oldest parked job with it', async () => {
-    const { slots, released } = fakeSlots({}, ['parked-1']);
+  it('runs the job in a permit and releases it, waking the oldest parked job with it', async () => {
+    const { permits, released } = fakeSlots({}, ['parked-1']);
     const woken: string[] = [];
-    const gated = gateByOrg(() => Promise.resolve('done'), options(slots, { promote: (id) => (woken.push(id), Promise.resolve()) }));
+    const gated = gateByOrg(() => Promise.resolve('done'), options(permits, { promote: (id) => (woken.push(id), Promise.resolve()) }));
     expect(await gated(fakeJob().job, 'token')).to.equal('done');
     expect(released).to.deep.equal([['job-1', true]]);
     expect(woken).to.deep.equal(['parked-1']);
   });
 
   it('parks the job (moved to delayed, DelayedError) when the org has its cap running; the processor does not run', async () => {
-    const { slots } = fakeSlots({ acquire: () => Promise.resolve({ granted: false, parked: 3 }) });
+    const { permits } = fakeSlots({ acquire: () => Promise.resolve({ granted: false, parked: 3 }) });
     let ran = false;
-    const gated = gateByOrg(() => ((ran = true), Promise.resolve('done')), options(slots));
+    const gated = gateByOrg(() => ((ran = true), Promise.resolve('done')), options(permits));
     const { job, delayedTo } = fakeJob();
     const before = Date.now();
     const err = await gated(job, 'token').catch((e: unknown) => e);
@@ -69,37 +69,37 @@ describe('org gate (unit)', () => {
     expect(delayedTo[0]! - before).to.be.within(1000, 60_000 + 50);
   });
 
-  it('runs the job ungated when the cap cannot be read (the processor meets the outage itself) or the slots cannot answer', async () => {
+  it('runs the job ungated when the cap cannot be read (the processor meets the outage itself) or the permits cannot answer', async () => {
     const outage = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     for (const [label, over, limitOf] of [
       ['the org', {}, () => Promise.reject(outage)],
-      ['the slots', { acquire: () => Promise.reject(outage) }, () => Promise.resolve(2)],
+      ['the permits', { acquire: () => Promise.reject(outage) }, () => Promise.resolve(2)],
     ] as const) {
-      const { slots, released } = fakeSlots(over);
-      const gated = gateByOrg(() => Promise.resolve('done'), options(slots, { limitOf }));
+      const { permits, released } = fakeSlots(over);
+      const gated = gateByOrg(() => Promise.resolve('done'), options(permits, { limitOf }));
       expect(await gated(fakeJob().job, 'token'), label).to.equal('done');
       expect(released, label).to.deep.equal([]);
     }
   });
 
-  it('a woken job that cannot be promoted but is running or waiting to run keeps the slot handed to it', async () => {
+  it('a woken job that cannot be promoted but is running or waiting to run keeps the permit handed to it', async () => {
     for (const state of ['active', 'waiting', 'prioritized', 'delayed']) {
-      const { slots, released } = fakeSlots({}, ['running-1', 'other']);
+      const { permits, released } = fakeSlots({}, ['running-1', 'other']);
       const gated = gateByOrg(
         () => Promise.resolve('done'),
-        options(slots, { promote: () => Promise.reject(new Error('not delayed')), stateOf: () => Promise.resolve(state) }),
+        options(permits, { promote: () => Promise.reject(new Error('not delayed')), stateOf: () => Promise.resolve(state) }),
       );
       await gated(fakeJob().job, 'token');
       expect(released, state).to.deep.equal([['job-1', true]]);
     }
   });
 
-  it('passes the slot on when a woken job is finished or gone, at most three times, then gives it back', async () => {
-    const { slots, released } = fakeSlots({}, ['gone-1', 'gone-2', 'gone-3', 'never']);
+  it('passes the permit on when a woken job is finished or gone, at most three times, then gives it back', async () => {
+    const { permits, released } = fakeSlots({}, ['gone-1', 'gone-2', 'gone-3', 'never']);
     const tried: string[] = [];
     const gated = gateByOrg(
       () => Promise.resolve('done'),
-      options(slots, { promote: (id) => (tried.push(id), Promise.reject(new Error('not delayed'))) }),
+      options(permits, { promote: (id) => (tried.push(id), Promise.reject(new Error('not delayed'))) }),
     );
     await gated(fakeJob().job, 'token');
     expect(released).to.deep.equal([
@@ -112,9 +112,9 @@ describe('org gate (unit)', () => {
     expect(tried).to.deep.equal(['gone-1', 'gone-1', 'gone-2', 'gone-2', 'gone-3', 'gone-3']);
   });
 
-  it('releases the slot even when the processor throws', async () => {
-    const { slots, released } = fakeSlots();
-    const gated = gateByOrg<{ orgId: number }, string>(() => Promise.reject(new Error('boom')), options(slots));
+  it('releases the permit even when the processor throws', async () => {
+    const { permits, released } = fakeSlots();
+    const gated = gateByOrg<{ orgId: number }, string>(() => Promise.reject(new Error('boom')), options(permits));
     expect(await gated(fakeJob().job, 'token').catch((e: Error) => e.message)).to.equal('boom');
     expect(released).to.deep.equal([['job-1', true]]);
   });

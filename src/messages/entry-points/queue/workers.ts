@@ -86,7 +86,7 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
         maxPostponements: config.delivery.maxPostponements,
       }),
       {
-        slots: deps.orgPermits.deliveries,
+        permits: deps.orgPermits.deliveries,
         // The org's override, else the default; read through the registry (cached, dropped on every org change).
         limitOf: async (orgId) => (await deps.registry.get(orgId))?.deliveryConcurrency ?? config.delivery.orgConcurrency,
         promote: (jobId) => deps.deliveryQueue.backend.promote(jobId),
@@ -106,9 +106,9 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
   const webhooks = startWorker(
     config,
     WEBHOOK_QUEUE,
-    // A slow or dead endpoint holds at most ORG_WEBHOOK_CONCURRENCY of the webhook slots, never all of them.
+    // A slow or dead endpoint holds at most ORG_WEBHOOK_CONCURRENCY of the webhook permits, never all of them.
     gateByOrg(webhookProcessor(notify), {
-      slots: deps.orgPermits.webhooks,
+      permits: deps.orgPermits.webhooks,
       limitOf: () => Promise.resolve(config.webhooks.orgConcurrency),
       leaseMs: config.delivery.lockMs,
       promote: (jobId) => deps.webhookQueue.backend.promote(jobId),

@@ -3,7 +3,7 @@ import { intArg, parse, stringArg, UsageError } from '../../../platform/cli/args
 import type { CommandResult, Commands } from '../../../platform/cli/command.js';
 import { table } from '../../../platform/cli/output.js';
 import { ORG_STATUSES, type OrgStatus } from '../../domain/org.js';
-import { creditAmountRule, initialCreditsRule, orgIdRule, orgNameRule } from '../../domain/org.rules.js';
+import { creditAmountRule, initialCreditsRule, orgIdRule, orgNameRule, serverNameRule } from '../../domain/org.rules.js';
 import type { OrgService } from '../../domain/orgs.service.js';
 import { adminView, publicView } from '../http/views.js';
 
@@ -38,7 +38,11 @@ export function orgCommands(s: OrgCommandsDeps): Commands {
       if (positionals.length !== 1 || !positionals[0]!.trim()) throw new UsageError('usage: create <name> [--credits N] [--server NAME]');
       const credits = values.credits === undefined ? s.defaultCredits : intArg(values.credits, '--credits', initialCreditsRule);
       const name = stringArg(positionals[0], 'name', orgNameRule);
-      const { org, apiKey } = await s.orgs.create({ name, credits, server: values.server as string | undefined });
+      const { org, apiKey } = await s.orgs.create({
+        name,
+        credits,
+        server: values.server === undefined ? undefined : stringArg(values.server, '--server', serverNameRule),
+      });
       return {
         json: { org: publicView(org), apiKey },
         text: `${table([adminView(org)], ORG_COLUMNS)}\n\nAPI key (shown once, store it now): ${apiKey}\nTry: curl -H "X-Org-Id: ${org.id}" -H "Authorization: Bearer ${apiKey}" http://127.0.0.1:${s.port}/org`,
