@@ -150,7 +150,7 @@ async function baseline(config: Config, n: number, inflight: number): Promise<Ba
   // Clients of either kind (one Redis, or a Cluster with REDIS_CLUSTER_NODES), as the app makes them.
   const connection = createRedis(config, 'blocking');
   const workerConnection = createRedis(config, 'blocking');
-  // The job options of the delivery queue (src/queue/queues.ts), so each add writes the same job shape.
+  // The job options of the delivery queue (src/platform/queue/queues.ts), so each add writes the same job shape.
   const queue = new Queue<DeliveryJob>(BASELINE_QUEUE, {
     connection,
     prefix: config.queuePrefix,

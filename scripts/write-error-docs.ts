@@ -1,4 +1,4 @@
-/** Writes the error catalogue (src/http/error-catalogue.ts) into docs/architecture.md between its markers. */
+/** Writes the error catalogue (src/app/error-catalogue.ts) into docs/architecture.md between its markers. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { errorCatalogueMarkdown } from '../src/app/error-catalogue.js';
 

@@ -54,7 +54,7 @@ export interface Deps {
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
-  /** Fair-share priorities of this process's enqueues, per queue (src/queue/fair-share.ts). */
+  /** Fair-share priorities of this process's enqueues, per queue (src/platform/queue/fair-share.ts). */
   fairShare: { deliveries: FairShare; webhooks: FairShare };
   /** Per-org concurrency of each queue's jobs across every worker (src/platform/queue/org-permits.ts). */
   orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };

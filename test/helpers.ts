@@ -27,7 +27,7 @@ export const TEST_ENV: Record<string, string> = {
   SECRET_KEY: 'test-secret-key-0123456789abcdef0123456789',
   LOG_LEVEL: 'silent',
   MIGRATION_LOCK_WAIT_SEC: '5',
-  // Generous limits for the suites about other things; test/rate-limit.test.ts sets real ones.
+  // Generous limits for the suites about other things; test/platform/rate-limit.test.ts sets real ones.
   RATE_LIMIT_POINTS: '1000000',
   AUTH_FAILURE_LIMIT: '1000000',
 };

@@ -309,7 +309,7 @@ describe('ops assets (ops/)', () => {
     });
     after(async () => api?.stop());
 
-    it('the app exposes the metrics of src/metrics/metrics.ts and the default process metrics', () => {
+    it('the app exposes the metrics of src/platform/metrics/metrics.ts and the default process metrics', () => {
       expect([...exposed]).to.include.members([
         'http_request_duration_seconds_bucket',
         'queue_jobs',

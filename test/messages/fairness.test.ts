@@ -1,5 +1,5 @@
 /**
- * Fairness across tenants (src/queue/fair-share.ts), with two real worker processes: tenant A queues a burst, tenant
+ * Fairness across tenants (src/platform/queue/fair-share.ts), with two real worker processes: tenant A queues a burst, tenant
  * B then sends a few messages; B's are delivered while most of A's burst is still waiting, A's burst completes, and
  * every message is charged once. No timing is asserted: what B waited for is counted in A's messages still pending.
  */

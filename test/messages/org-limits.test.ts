@@ -1,5 +1,5 @@
 /**
- * Per-org concurrency (src/queue/org-slots.ts, workers/org-gate.ts): an org's deliveries never run more than its cap
+ * Per-org concurrency (src/platform/queue/org-permits.ts, src/platform/queue/worker-gate.ts): an org's deliveries never run more than its cap
  * at once across two real worker processes, while another org uses what it needs; the cap is set with the CLI and
  * PATCH /orgs/:id and shown by GET /orgs/:id/delivery, bin/tenant top and the workers' metrics. A slow webhook
  * endpoint holds at most ORG_WEBHOOK_CONCURRENCY webhook slots, so another org's webhooks still go out.

@@ -11,7 +11,8 @@ import { TENANT_MIGRATIONS_DIR } from '../../src/platform/db/migrator.js';
 import type { Deps } from '../../src/deps.js';
 import { AppError } from '../../src/platform/lib/errors.js';
 import { API_KEY_PATTERN, createSecretBox, sha256 } from '../../src/platform/lib/secrets.js';
-import { assertIdentifier, quoteIdentifier, tenantDbName, tenantDbUser } from '../../src/platform/db/identifiers.js';
+import { assertIdentifier, quoteIdentifier } from '../../src/platform/db/identifiers.js';
+import { tenantDbName, tenantDbUser } from '../../src/orgs/domain/tenant-names.js';
 import { PROVISIONING_STEPS, type ProvisioningStep } from '../../src/orgs/domain/provisioner.js';
 import { cli, RUN, rootDb, rows, TEST_ENV, testDeps, uniqueName, rejection } from '../helpers.js';
 

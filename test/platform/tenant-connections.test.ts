@@ -1,5 +1,5 @@
 /**
- * Tenants share their server's physical connections (src/tenant-db/server-connections.ts): a session is switched from
+ * Tenants share their server's physical connections (src/platform/tenant-connections/server-connections.ts): a session is switched from
  * one tenant's MySQL user to another's with COM_CHANGE_USER. These tests prove on the real server that a switched
  * session can neither read nor write the previous tenant's data, that no session state crosses a switch (variables,
  * temporary tables, transactions, locks), that a failed switch never serves anyone, and that the budget holds.

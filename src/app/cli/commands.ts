@@ -7,7 +7,6 @@ import { orgCommands } from '../../orgs/entry-points/cli/org.commands.js';
 import type { Commands } from '../../platform/cli/command.js';
 import { migrateShared } from '../../platform/db/shared-db.js';
 
-/** Builds the commands over the deps. */
 export function buildCommands(deps: Deps): Commands {
   const { config } = deps;
   return {

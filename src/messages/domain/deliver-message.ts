@@ -11,7 +11,7 @@
  *
  * A run that loses a fence (another run took the message over) changes nothing more and answers `superseded`; if the
  * provider accepted its send, that is recorded on the row, never refunded. Knows nothing of BullMQ:
- * workers/delivery.worker.ts adapts it.
+ * src/messages/entry-points/queue/delivery.processor.ts adapts it.
  */
 import type { Sequelize } from 'sequelize';
 import { PermanentGatewayError, type Gateway } from '../gateway/gateway.js';

@@ -31,7 +31,6 @@ export interface DeliveryLoadDeps {
   defaults: { deliveryConcurrency: number; webhookConcurrency: number };
 }
 
-/** Creates the read side of delivery load. */
 export function createDeliveryLoad(deps: DeliveryLoadDeps) {
   async function pending(org: OrgRecord): Promise<{ queued: number; sending: number }> {
     if (!isOperational(org)) return { queued: 0, sending: 0 };

@@ -38,7 +38,6 @@ const requestHash = (input: SendInput) =>
     .update(JSON.stringify([input.channel, input.to, input.body]))
     .digest('hex');
 
-/** Creates the messages service. */
 export function createMessageService(deps: {
   repo: OrgRepository;
   tenantDbs: TenantDbs;

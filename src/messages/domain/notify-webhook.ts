@@ -1,7 +1,7 @@
 /**
  * The status-webhook use case: posts a message's final status to the org's webhook URL, signed the Standard Webhooks
  * way (`webhook-id`, `webhook-timestamp`, `webhook-signature`). Any non-2xx answer or timeout throws, so the queue
- * retries. Knows nothing of BullMQ: workers/webhook.worker.ts adapts it.
+ * retries. Knows nothing of BullMQ: src/messages/entry-points/queue/webhook.processor.ts adapts it.
  */
 import type { Logger } from '../../platform/lib/logger.js';
 import type { SecretBox } from '../../platform/lib/secrets.js';
@@ -23,7 +23,6 @@ export interface WebhookInput {
   reachedAt: number;
 }
 
-/** Creates the use case. */
 export function createNotifyWebhook(deps: {
   /** WEBHOOK_ALLOW_PRIVATE: post to internal addresses too (development only). */
   allowPrivate: boolean;

@@ -64,7 +64,6 @@ export interface Reconciler {
 /** Deletes the lock only if this process still holds it (one key: Cluster-safe). */
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
-/** Creates the reconciler. */
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const { logger } = deps;
   const lockKey = `${deps.prefix}:reconciler:lock`;

@@ -4,7 +4,6 @@ import type { Gateway } from './gateway.js';
 import { createHttpGateway } from './http.gateway.js';
 import { createSimulatedGateway } from './simulated.gateway.js';
 
-/** Creates the configured gateway. */
 export function createGateway(config: Config): Gateway {
   const o = config.gatewayOptions;
   if (config.gateway === 'http') return createHttpGateway({ url: o.url!, secret: o.secret, timeoutMs: o.timeoutMs });

@@ -41,7 +41,6 @@ export interface OrgRegistryDeps {
   now?: () => number;
 }
 
-/** Creates the registry over the org repository. */
 export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
   const { repo, ttlMs, logger } = deps;
   const now = deps.now ?? (() => performance.now());

@@ -26,7 +26,6 @@ export interface CreditResult {
   replayed: boolean;
 }
 
-/** Creates the org service. */
 export function createOrgService(deps: {
   repo: OrgRepository;
   ledger: Ledger;

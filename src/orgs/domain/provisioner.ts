@@ -12,7 +12,8 @@ import { AppError, conflict, describeError, isDuplicateKey, notFound } from '../
 import type { Logger } from '../../platform/lib/logger.js';
 import { generateApiKey, randomPassword, type SecretBox } from '../../platform/lib/secrets.js';
 import { createSequelize } from '../../platform/db/sequelize.js';
-import { quoteIdentifier, tenantDbName, tenantDbUser } from '../../platform/db/identifiers.js';
+import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { tenantDbName, tenantDbUser } from './tenant-names.js';
 import { isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
 import type { ServerRegistry } from './server-registry.js';
@@ -73,7 +74,6 @@ async function ownership(admin: Sequelize, org: ProvisionedOrg): Promise<'own' |
   return row?.org_uid === org.uid ? 'own' : 'foreign';
 }
 
-/** Creates the provisioner. */
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
 

@@ -36,7 +36,6 @@ export interface TenantStatus {
 /** Statuses whose databases are migrated by `migrate` (others are provisioned or gone): see isOperational. */
 const MIGRATABLE = ['ACTIVE', 'SUSPENDED'] as const;
 
-/** Creates the tenant migration runner. */
 export function createTenantMigrations(deps: { config: Config; repo: OrgRepository; servers: ServerRegistry }) {
   const { config, repo, servers } = deps;
 

@@ -45,7 +45,6 @@ export interface TenantMoverDeps {
 
 type Row = Record<string, unknown>;
 
-/** Creates the tenant mover. */
 export function createTenantMover(deps: TenantMoverDeps) {
   const { repo, servers, provisioner, events, logger } = deps;
   const batch = deps.batchSize ?? 1000;

@@ -43,7 +43,6 @@ function counterFrom(registry: Registry, name: string, help: string, read: () =>
   });
 }
 
-/** Creates the registry and every metric of the project. */
 export function createMetrics(deps: {
   /** The tenant connections' counters (instances and per-server connections), read at scrape time. */
   tenantConnections: { stats(): TenantConnectionsStats };

@@ -1,6 +1,6 @@
 /**
  * Per-org concurrency of a queue's jobs across every worker process: an org may have at most `limit` jobs of the
- * queue running at once (its delivery concurrency, or the webhook one). Fairness (src/queue/fair-share.ts) decides
+ * queue running at once (its delivery concurrency, or the webhook one). Fairness (src/platform/queue/fair-share.ts) decides
  * who goes first; this caps how much of the workers one org may hold, e.g. a slow webhook endpoint.
  *
  * In Redis, all under the queue prefix (one hash permit in Cluster mode, where the prefix carries a hash tag):

@@ -71,7 +71,7 @@ export function createWebhookQueue(config: Config): ProducerQueue<WebhookJob> {
 
 /**
  * Adds the delivery job of a message, failing within `timeoutMs` if Redis cannot take it. `priority` (1 first) comes
- * from the org's fair share (src/queue/fair-share.ts); a job without one (a repair) runs before every prioritized job.
+ * from the org's fair share (src/platform/queue/fair-share.ts); a job without one (a repair) runs before every prioritized job.
  */
 export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJob, priority?: number, timeoutMs = 2000): Promise<void> {
   await withTimeout(queue.add('deliver', job, { jobId: deliveryJobId(job.orgId, job.messageId), priority }), timeoutMs, 'enqueue');

@@ -4,7 +4,7 @@
  * - per org: `points` per `duration` s (the org's override or the default), each request weighted;
  * - per client IP on failed authentication: once `authFailures.points` failures are counted (across processes),
  *   requests from that IP are refused before their key is even looked at, until the window ends.
- * The Koa side (headers, 429) is src/http/rate-limit.ts.
+ * The Koa side (headers, 429) is src/orgs/entry-points/http/org-rate-limit.ts.
  *
  * A large org limit is not counted one request per round trip: a process reserves a chunk of the window at once
  * (1/RESERVE_DIVISOR of it, at most RESERVE_MAX points) and spends it locally until it is used up or the window ends.
@@ -88,7 +88,6 @@ interface Reserve {
   exact: boolean;
 }
 
-/** Creates the limiters. */
 export function createRateLimits(o: RateLimitOptions): RateLimits {
   const now = o.now ?? Date.now;
   const orgLimiters = new Map<string, RateLimiterAbstract>();

@@ -1,7 +1,8 @@
 /**
- * The tenant pool cache: one Sequelize pool per tenant DB, at most `maxOpen` of them open (or closing) at once,
- * least-recently-used first out. A pool is only closed when no request holds a lease on it, so no query is cut off;
- * concurrent first requests for one tenant share one initialisation. Connections ≤ maxOpen × pool max.
+ * The tenant instance cache: one Sequelize instance per tenant DB (a cheap entry that holds no connection of its own:
+ * it leases sessions from its server's connection budget), at most `maxOpen` of them at once, least-recently-used first
+ * out. An instance is closed only when no request holds a lease on it, so no query is cut off; concurrent first
+ * requests for one tenant share one initialisation.
  */
 import type { Sequelize } from 'sequelize';
 import { unavailable } from '../lib/errors.js';
@@ -55,7 +56,7 @@ export interface InstanceCacheOptions {
 /** The connection identity of an org: a change (rotated password, moved DB) means a new pool. */
 const fingerprintOf = (t: TenantDbRef) => `${t.dbServerId}/${t.dbName}/${t.dbUser}/${t.dbPasswordEnc}`;
 
-/** Creates the bounded LRU of tenant pools. */
+/** A bounded LRU of tenant instances, closed only once no lease holds them. */
 export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceCache {
   const entries = new Map<number, Entry>(); // insertion order = LRU order (touched entries are re-inserted)
   const failedUntil = new Map<number, number>();

@@ -2,7 +2,7 @@
  * Routes one tenant's Sequelize (v6, mysql dialect) instance through its server's shared connections: the instance
  * owns no connection; each query leases a session authenticated as the tenant from `ServerConnections`.
  *
- * Sequelize internals relied on (re-check on any Sequelize 6.x upgrade; test/tenant-connections.test.ts covers them):
+ * Sequelize internals relied on (re-check on any Sequelize 6.x upgrade; test/platform/tenant-connections.test.ts covers them):
  * - `sequelize.connectionManager.pool` is replaced. getConnection() calls `pool.acquire()`, releaseConnection()
  *   `pool.release(c)`, destroyConnection() `pool.destroy(c)`, close() `pool.drain()` then `pool.destroyAllNow()`.
  * - getConnection() opens a private connection to probe the version while `options.databaseVersion` is 0: we set it.

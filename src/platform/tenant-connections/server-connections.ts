@@ -134,7 +134,6 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETU
 const run = (conn: RawConnection, sql: string) =>
   new Promise<void>((resolve, reject) => conn.query(sql, (err) => (err ? reject(err) : resolve())));
 
-/** Creates the connection budget of one server. */
 export function createServerConnections(opts: ServerConnectionsOptions): ServerConnections {
   const slots = new Map<RawConnection, Slot>();
   const idleByIdentity = new Map<string, Slot[]>(); // most recently released last

@@ -1,5 +1,5 @@
 /**
- * The tenant pools wired to the real world. Tenants and connections are separate budgets: each tenant DB has its own
+ * The tenant connections of a process. Tenants and connections are separate budgets: each tenant DB has its own
  * Sequelize instance (a cheap, long-lived cache entry, TENANT_CACHE_MAX of them), and every instance of one MySQL
  * server leases its sessions from that server's shared connections (TENANT_CONNECTIONS_MAX per process), switched to
  * the tenant's own MySQL user with COM_CHANGE_USER. A tenant never holds more than TENANT_POOL_MAX of them at once.
@@ -40,7 +40,7 @@ export function tenantSessionInit(serverVersion: string, statementTimeoutMs: num
   return `SET time_zone = '+00:00', ${limit}`;
 }
 
-/** Creates the process's tenant pools. */
+/** The tenant connections of this process: an instance cache over a connection budget per server. */
 export function createTenantConnections(deps: {
   config: Config;
   endpoint: ServerEndpoint;

@@ -1,4 +1,4 @@
-/** Fair-share priorities (src/queue/fair-share.ts) with a manual clock. */
+/** Fair-share priorities (src/platform/queue/fair-share.ts) with a manual clock. */
 import { expect } from 'chai';
 import { MAX_PRIORITY, createFairShare } from '../../../src/platform/queue/fair-share.js';
 

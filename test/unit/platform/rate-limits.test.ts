@@ -1,4 +1,4 @@
-/** The rate limiter's rules over in-memory limiters (the Redis store is exercised by test/rate-limit.test.ts). */
+/** The rate limiter's rules over in-memory limiters (the Redis store is exercised by test/platform/rate-limit.test.ts). */
 import { expect } from 'chai';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { AppError } from '../../../src/platform/lib/errors.js';

@@ -1,7 +1,7 @@
 /**
  * The scheduling rules of a server's connection budget, with fake mysql2 connections (no server): which session is
  * lent, when one is switched or opened, the queue, the per-tenant cap, timeouts, and what happens to sessions that
- * fail or come back dirty. test/tenant-connections.test.ts proves the same rules' effects on a real MariaDB.
+ * fail or come back dirty. test/platform/tenant-connections.test.ts proves the same rules' effects on a real MariaDB.
  */
 import { EventEmitter } from 'node:events';
 import { expect } from 'chai';

@@ -1,4 +1,4 @@
-/** The org gate's rules around a processor, over fake permits and jobs (the Redis permits: test/org-limits.test.ts). */
+/** The org gate's rules around a processor, over fake permits and jobs (the Redis permits: test/messages/org-limits.test.ts). */
 import { expect } from 'chai';
 import { DelayedError, type Job } from 'bullmq';
 import type { OrgPermits, PermitGrant } from '../../../src/platform/queue/org-permits.js';

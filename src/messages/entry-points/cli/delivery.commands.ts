@@ -11,7 +11,6 @@ export interface DeliveryCommandsDeps {
   deliveryLoad: DeliveryLoadReader;
 }
 
-/** Builds the delivery commands. */
 export function deliveryCommands(s: DeliveryCommandsDeps): Commands {
   return {
     async limits({ argv }) {

@@ -29,7 +29,6 @@ export interface MessagesRouterDeps {
   messages: MessageService;
 }
 
-/** Builds the messages router. */
 export function messagesRouter({ registry, limits, messages }: MessagesRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
   // Every tenant route is authenticated, then charged to the org's rate limit (POST /messages by its cost).

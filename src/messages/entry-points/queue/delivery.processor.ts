@@ -20,7 +20,6 @@ export interface DeliveryWorkerOptions {
   metrics?: Pick<Metrics, 'deliveryPostponed' | 'postponementsExhausted'>;
 }
 
-/** Creates the processor of the deliveries queue. */
 export function deliveryProcessor(deliver: DeliverMessage, opts: DeliveryWorkerOptions) {
   return async function process(job: Job<DeliveryJob>, token?: string): Promise<DeliveryOutcome> {
     const { orgId, messageId } = job.data;

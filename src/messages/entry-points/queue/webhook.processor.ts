@@ -4,7 +4,6 @@ import { runWithContext } from '../../../platform/lib/context.js';
 import type { WebhookJob } from '../../../platform/queue/queues.js';
 import type { NotifyWebhook, WebhookOutcome } from '../../domain/notify-webhook.js';
 
-/** Creates the processor of the webhooks queue. */
 export function webhookProcessor(notify: NotifyWebhook) {
   return async function process(job: Job<WebhookJob>): Promise<WebhookOutcome> {
     const { orgId, messageId } = job.data;

@@ -37,7 +37,6 @@ function summary(results: TenantMigrationResult[]): CommandResult {
   };
 }
 
-/** Builds the fleet commands. */
 export function fleetCommands(s: FleetCommandsDeps): Commands {
   return {
     async migrate({ argv, progress }) {

@@ -30,7 +30,6 @@ const orgResult = (org: Parameters<typeof adminView>[0]): CommandResult => ({
   text: table([adminView(org)], ORG_COLUMNS),
 });
 
-/** Builds the org commands. */
 export function orgCommands(s: OrgCommandsDeps): Commands {
   return {
     async create({ argv }) {

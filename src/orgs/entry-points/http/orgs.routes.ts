@@ -61,7 +61,6 @@ export interface OrgsRouterDeps {
   defaultCredits: number;
 }
 
-/** Builds the admin router. */
 export function orgsRouter({ orgs, admin, defaultCredits }: OrgsRouterDeps): Router<AppState> {
   const router = new Router<AppState>();
 
