@@ -9,7 +9,11 @@ export interface ErrorEntry {
 }
 
 export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
-  BAD_REQUEST: { status: 400, meaning: 'a malformed request Koa refused before any route (generic)' },
+  BAD_REQUEST: {
+    status: 400,
+    meaning:
+      'a malformed request refused before any route: by Koa, or by the HTTP parser (a doubled `Content-Length`, a broken request line), which then closes the connection',
+  },
   INVALID_BODY: { status: 400, meaning: 'the body could not be read (aborted, wrong length)' },
   INVALID_JSON: { status: 400, meaning: 'the body is not valid JSON' },
   VALIDATION_FAILED: {
@@ -24,6 +28,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
       'a webhook URL on a loopback, private, link-local, CGNAT, ULA, multicast or unspecified address (unless `WEBHOOK_ALLOW_PRIVATE=true`)',
   },
   UNAUTHORIZED: { status: 401, meaning: 'unauthenticated (generic)' },
+  REQUEST_TIMEOUT: { status: 408, meaning: 'the request was not received in time (answered by the HTTP parser, closing the connection)' },
   AUTH_REQUIRED: { status: 401, meaning: 'no `Authorization` header on a tenant route' },
   INVALID_API_KEY: { status: 401, meaning: 'the API key is malformed, unknown or revoked' },
   INVALID_ADMIN_TOKEN: { status: 401, meaning: 'an admin route without the right `ADMIN_TOKEN`' },
@@ -54,6 +59,10 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
   PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is over `BODY_LIMIT`' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'a body that is not `application/json`' },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    meaning: 'the request headers are over Node’s limit (answered by the HTTP parser, closing the connection)',
+  },
   IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'this `Idempotency-Key` was used for a different request' },
   RATE_LIMITED: { status: 429, meaning: 'over the org’s rate limit, or too many failed authentications from this address; `Retry-After`' },
   INTERNAL_ERROR: { status: 500, meaning: 'a bug; the message never shows internals (the log has the request id)' },

@@ -9,6 +9,7 @@ import { errorsAndAccessLog } from '../platform/http/errors.middleware.js';
 import { requireAdmin } from '../orgs/entry-points/http/auth.js';
 import { healthRouter, readiness } from '../platform/http/health.routes.js';
 import { jsonBody } from '../platform/http/json-body.js';
+import { answerClientErrorsInJson } from '../platform/http/client-errors.js';
 import { orgsRouter } from '../orgs/entry-points/http/orgs.routes.js';
 import { messagesRouter } from '../messages/entry-points/http/messages.routes.js';
 import { ownOrgRouter } from '../orgs/entry-points/http/org.routes.js';
@@ -58,6 +59,7 @@ export interface RunningServer {
 /** Listens on host:port (0 = any free port); answers the server and the URL to print for it. */
 export async function listenOn(app: Koa<AppState>, port: number, host: string): Promise<{ server: Server; url: string }> {
   const server = app.listen(port, host);
+  answerClientErrorsInJson(server);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port: actual } = server.address() as AddressInfo;
   return { server, url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${actual}` };

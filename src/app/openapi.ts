@@ -83,7 +83,8 @@ export function buildOpenApi(): JsonSchema {
   const orgId = parametersOf(idParams, 'path');
   const document = {
     openapi: '3.1.0',
-    jsonSchemaDialect: 'https://spec.openapis.org/oas/3.1/dialect/base', // JSON Schema 2020-12 + the OAS vocabulary: the default, stated (Swagger UI takes no other)
+    // Plain JSON Schema 2020-12 (the schemas use no OAS keyword): tools that skip bodies under the OAS base dialect (Prism 5) validate them.
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     info: {
       title: 'Tenancy messaging API',
       version: API_VERSION,
@@ -91,7 +92,11 @@ export function buildOpenApi(): JsonSchema {
         'A database-per-tenant messaging API. Tenants send `X-Org-Id` and `Authorization: Bearer <API key>`; admins send ' +
         '`Authorization: Bearer <ADMIN_TOKEN>`. Every answer carries `X-Request-Id`; every error is ' +
         '`{success:false, error:{code, message, details?}, requestId}`. A method a path does not serve answers 405 METHOD_NOT_ALLOWED, ' +
-        'an unknown path 404 NOT_FOUND. The BullMQ dashboard at /admin/queues (HTTP Basic auth) is not described here.',
+        'an unknown path 404 NOT_FOUND. Bodies are JSON with the types stated (`"10"` is not a number, an unpaired surrogate is ' +
+        'not text: both 400); lengths count characters (code points). A query parameter an operation does not list is refused ' +
+        '(400 VALIDATION_FAILED) on every tenant and admin operation, as an unknown body field is; the operations and reference ' +
+        'routes (/health, /ready, /metrics, /openapi.json, /docs) ignore query parameters. The BullMQ dashboard at /admin/queues ' +
+        '(HTTP Basic auth) is not described here.',
     },
     tags: [
       { name: 'admin', description: 'Org management (ADMIN_TOKEN)' },
@@ -252,7 +257,22 @@ export function buildOpenApi(): JsonSchema {
         },
       },
       '/openapi.json': {
-        get: { tags: ['reference'], summary: 'This document', responses: { '200': ok('OpenAPI 3.1', jsonContent({ type: 'object' })) } },
+        get: {
+          tags: ['reference'],
+          summary: 'This document',
+          responses: {
+            '200': ok(
+              'OpenAPI 3.1',
+              jsonContent({
+                type: 'object',
+                required: ['openapi', 'info', 'paths'],
+                properties: { openapi: { const: '3.1.0' }, info: { type: 'object', additionalProperties: true } },
+                additionalProperties: true,
+                description: 'An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0)',
+              }),
+            ),
+          },
+        },
       },
       '/docs': {
         get: {
@@ -290,7 +310,7 @@ export function buildOpenApi(): JsonSchema {
           description: 'Makes a retry safe: the same key answers the first result again',
           schema: { type: 'string', pattern: '^[\\x21-\\x7e]{1,255}$' },
         },
-        MessageId: { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } },
+        MessageId: { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } },
         XRequestId: {
           name: 'X-Request-Id',
           in: 'header',

@@ -120,6 +120,18 @@ export const responseSchemas = {
     message: { type: 'string' },
     type: { type: 'string', description: "joi's error type, e.g. any.required" },
   }),
+  InsufficientCreditsDetails: {
+    ...shape<{ cost: number; balance: number }>({ cost: { type: 'integer', minimum: 1 }, balance: count }),
+    description: 'The details of 402 INSUFFICIENT_CREDITS: what the message costs and the balance now.',
+  },
+  InsufficientBalanceDetails: {
+    ...shape<{ balance: number }>({ balance: count }),
+    description: 'The details of 409 INSUFFICIENT_BALANCE: the balance an adjustment would take below zero.',
+  },
+  ProvisioningFailedDetails: {
+    ...shape<{ orgId: number; step: string }>({ orgId: id, step: { type: 'string', description: 'the provisioning step that failed' } }),
+    description: 'The details of 500 PROVISIONING_FAILED: resume with bin/tenant provision <orgId>.',
+  },
   Error: {
     description: 'Every error answer. Never a stack trace, an SQL text or another tenant’s data.',
     ...shape<{ success: false; error: unknown; requestId: string }>({
@@ -129,8 +141,14 @@ export const responseSchemas = {
           code: { type: 'string', description: 'stable machine-readable code, e.g. VALIDATION_FAILED' },
           message: { type: 'string' },
           details: {
-            description: 'VALIDATION_FAILED: the problems; INSUFFICIENT_CREDITS: {cost, balance}; PROVISIONING_FAILED: {orgId, step}',
-            anyOf: [{ type: 'array', items: { $ref: '#/components/schemas/ValidationProblem' } }, { type: 'object' }],
+            description:
+              'VALIDATION_FAILED: the problems; INSUFFICIENT_CREDITS: {cost, balance}; INSUFFICIENT_BALANCE: {balance}; PROVISIONING_FAILED: {orgId, step}',
+            anyOf: [
+              { type: 'array', items: { $ref: '#/components/schemas/ValidationProblem' } },
+              { $ref: '#/components/schemas/InsufficientCreditsDetails' },
+              { $ref: '#/components/schemas/InsufficientBalanceDetails' },
+              { $ref: '#/components/schemas/ProvisioningFailedDetails' },
+            ],
           },
         },
         ['details'],

@@ -13,6 +13,7 @@ export {
 } from './domain/org.js';
 export type { TenantDbs } from './domain/tenant-dbs.js';
 export type { OrgRegistry } from './domain/org-registry.js';
+export type { OrgEvents } from './domain/org-events.js';
 export type { OrgService } from './domain/orgs.service.js';
 export type { ServerRegistry } from './domain/server-registry.js';
 export type { OrgRepository } from './data-access/org.repository.js';

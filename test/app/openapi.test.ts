@@ -3,6 +3,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { chromium } from 'playwright-core';
 import { createApp } from '../../src/app/http-app.js';
 import { createTenant, startApi, uniqueName, type RequestOptions, type TestApi, type TestResponse } from '../helpers.js';
@@ -37,6 +38,8 @@ describe('OpenAPI document (GET /openapi.json) and reference page (GET /docs)', 
     doc = (await api.request('GET', '/openapi.json')).body;
     ajv = new Ajv2020({ strict: false, allErrors: true });
     addFormats(ajv);
+    // ajv-formats has no idn-email: the RFC 6531 shape (any Unicode local part and domain around one @), as other validators check it.
+    ajv.addFormat('idn-email', /^[^\s@]+@[^\s@]+\.[^\s@]+$/u);
     ajv.addSchema(doc, 'openapi.json');
   });
   after(async () => api.stop());
@@ -85,7 +88,7 @@ describe('OpenAPI document (GET /openapi.json) and reference page (GET /docs)', 
 
   describe('the document', () => {
     it('is OpenAPI 3.1 (JSON Schema 2020-12) and a validator of the specification accepts it', async () => {
-      expect(doc).to.include({ openapi: '3.1.0', jsonSchemaDialect: 'https://spec.openapis.org/oas/3.1/dialect/base' });
+      expect(doc).to.include({ openapi: '3.1.0', jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema' });
       const result = await new Validator().validate(doc);
       expect(result.errors, JSON.stringify(result.errors)).to.equal(undefined);
       expect(result.valid).to.equal(true);
@@ -313,6 +316,127 @@ describe('OpenAPI document (GET /openapi.json) and reference page (GET /docs)', 
         const res = await api.request('GET', `/messages?${new URLSearchParams(query).toString()}`, tenant(a));
         expect(accepts(query), `${JSON.stringify(query)} → ${res.status}`).to.equal(res.status === 200);
       }
+    });
+  });
+
+  describe('the contract as clients that no one here wrote read it', () => {
+    /** A raw HTTP/1.1 exchange on a socket of its own (for what Node's parser refuses before Koa). */
+    function raw(request: string): Promise<{ status: number; headers: string; body: string }> {
+      const { port } = new URL(api.url);
+      return new Promise((resolve, reject) => {
+        let data = '';
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(request));
+        socket.on('data', (d: Buffer) => (data += d.toString('utf8')));
+        socket.on('error', reject);
+        socket.on('close', () => {
+          const [head = '', body = ''] = data.split('\r\n\r\n');
+          resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]), headers: head, body });
+        });
+      });
+    }
+
+    it('lengths count characters, as JSON Schema does: 60 emoji are a valid name and 1,000 a valid SMS body; 101 and 1,601 are not', async () => {
+      const emoji = (n: number) => '😀'.repeat(n);
+      const sms = { channel: 'sms', to: '+15551234567' };
+      for (const [body, ok] of [
+        [{ ...sms, body: emoji(1000) }, true],
+        [{ ...sms, body: emoji(1601) }, false],
+      ] as const) {
+        const res = await call('POST', '/messages', '/messages', { ...tenant(a), body });
+        expect(res.status, JSON.stringify(res.body)).to.equal(ok ? 202 : 400);
+        expect(bodyAccepted('post', '/messages', body)).to.equal(ok);
+      }
+      for (const [name, ok] of [
+        [`${emoji(60)} ${uniqueName()}`, true],
+        [emoji(101), false],
+      ] as const) {
+        const res = await call('POST', '/orgs', '/orgs', { ...admin, body: { name } });
+        expect(res.status, JSON.stringify(res.body)).to.equal(ok ? 201 : 400);
+        expect(bodyAccepted('post', '/orgs', { name })).to.equal(ok);
+      }
+    });
+
+    it('numbers and booleans in a body are JSON numbers and booleans: "10" is refused (400) where the document says integer', async () => {
+      const before = (await api.request('GET', `/orgs/${b.id}`, admin)).body.org.creditBalance;
+      for (const [method, template, path, body] of [
+        ['POST', '/orgs/{id}/credits', `/orgs/${b.id}/credits`, { amount: '10' }],
+        ['POST', '/orgs', '/orgs', { name: uniqueName(), credits: '5' }],
+        ['PATCH', '/orgs/{id}', `/orgs/${b.id}`, { rateLimit: { points: '5', duration: 60 } }],
+        ['PATCH', '/orgs/{id}', `/orgs/${b.id}`, { deliveryConcurrency: '3' }],
+        ['PATCH', '/orgs/{id}', `/orgs/${b.id}`, { rotateWebhookSecret: 'true' }],
+      ] as const) {
+        const res = await call(method, template, path, { ...admin, body });
+        expect(res.status, `${method} ${path} ${JSON.stringify(body)}`).to.equal(400);
+        expect(res.body.error.code).to.equal('VALIDATION_FAILED');
+        expect(bodyAccepted(method.toLowerCase(), template, body)).to.equal(false);
+      }
+      expect((await api.request('GET', `/orgs/${b.id}`, admin)).body.org.creditBalance).to.equal(before);
+    });
+
+    it('an e-mail address with non-ASCII characters is accepted, and the document says idn-email (not ASCII-only email)', async () => {
+      const body = { channel: 'email', to: 'ñandú@example.com', body: 'hola' };
+      expect((await call('POST', '/messages', '/messages', { ...tenant(a), body })).status).to.equal(202);
+      expect(JSON.stringify(doc.paths['/messages']!.post!.requestBody))
+        .to.include('"format":"idn-email"')
+        .and.not.include('"format":"email"');
+    });
+
+    it('ids past the safe integers are refused where the document says so (a maximum), and unknown query parameters are refused on every API route', async () => {
+      const before = await call('GET', '/messages', '/messages?before=9007199254740993', tenant(a));
+      expect(before.status).to.equal(400);
+      const schema = resolve(doc.paths['/messages']!.get!.parameters!.map(resolve).find((p) => p.name === 'before')!).schema as Ref;
+      expect(schema.maximum).to.equal(Number.MAX_SAFE_INTEGER);
+      for (const [template, path, opts] of [
+        ['/messages', '/messages?_=1', tenant(a)],
+        ['/org', '/org?_=1', tenant(a)],
+        ['/orgs/{id}', `/orgs/${a.id}?_=1`, admin],
+      ] as const) {
+        const res = await call('GET', template, path, opts);
+        expect(res.status, path).to.equal(400);
+        expect(res.body.error.details[0]).to.include({ in: 'query', path: '_' });
+      }
+      expect((await api.request('GET', '/health?_=1')).status).to.equal(200);
+    });
+
+    it("describes every object it answers: a 402's details are {cost, balance}, the document itself an OpenAPI object", async () => {
+      const res = await call('POST', '/messages', '/messages', {
+        ...tenant(broke),
+        body: { channel: 'sms', to: '+15551234567', body: 'hi' },
+      });
+      expect(res.status).to.equal(402);
+      expect(validate('openapi.json#/components/schemas/InsufficientCreditsDetails', res.body.error.details)).to.equal(undefined);
+      expect(doc.components.schemas!.InsufficientCreditsDetails).to.deep.include({ required: ['cost', 'balance'] });
+      const self = doc.paths['/openapi.json']!.get!.responses['200']!;
+      expect(JSON.stringify(self)).to.include('"required":["openapi","info","paths"]');
+    });
+
+    it('a 20,000-character header (431) and a doubled Content-Length (400) are answered in the JSON error shape with an X-Request-Id', async () => {
+      const big = await raw(`GET /org HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      expect(big.status).to.equal(431);
+      expect(big.headers).to.match(/\r\nX-Request-Id: [0-9a-f-]{36}/i);
+      expect(JSON.parse(big.body)).to.deep.include({
+        success: false,
+        error: { code: 'HEADERS_TOO_LARGE', message: 'the request headers are too large' },
+      });
+      const doubled = await raw(
+        'POST /orgs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      );
+      expect(doubled.status).to.equal(400);
+      expect(doubled.headers).to.match(/\r\nX-Request-Id: /i);
+      expect(JSON.parse(doubled.body).error.code).to.equal('BAD_REQUEST');
+    });
+
+    it('a lone surrogate in a body is refused (400 INVALID_JSON) and nothing is stored', async () => {
+      const count = async () => ((await api.request('GET', '/messages?limit=100', tenant(b))).body as unknown[]).length;
+      const before = await count();
+      const res = await call('POST', '/messages', '/messages', {
+        ...tenant(b),
+        body: '{"channel":"sms","to":"+15551234567","body":"half \\ud83d a pair"}',
+        headers: { 'Content-Type': 'application/json' },
+      });
+      expect(res.status).to.equal(400);
+      expect(res.body.error.code).to.equal('INVALID_JSON');
+      expect(await count()).to.equal(before);
     });
   });
 

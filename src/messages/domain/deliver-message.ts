@@ -41,6 +41,11 @@ export interface DeliveryDeps {
   metrics?: Pick<Metrics, 'creditsDebited' | 'creditsRefunded' | 'fenceLost'>;
   /** Called whenever a message is found or left SENT or FAILED (webhooks hook in here; must be idempotent). */
   onFinal?: (org: ProvisionedOrg, message: { id: number; status: 'SENT' | 'FAILED' }) => Promise<void>;
+  /**
+   * A debit left the balance below `below` (the most a message can cost), or found it short: `notify` tells every API
+   * process (an org event), whose cached balance would otherwise let in messages that cannot be paid until its TTL.
+   */
+  lowBalance?: { below: number; notify(orgId: number): void };
 }
 
 /** One delivery attempt of one message: which message, and where this attempt stands in the budget. */
@@ -126,6 +131,8 @@ export function createDeliverMessage(deps: DeliveryDeps) {
 
     const debit = await ledger.apply({ orgId: org.id, kind: 'debit', amount: -m.cost, reference: debitReference(messageId), messageId });
     if (debit.outcome === 'applied') deps.metrics?.creditsDebited.inc(m.cost);
+    if ((debit.outcome === 'applied' && debit.entry.balanceAfter < (deps.lowBalance?.below ?? 0)) || debit.outcome === 'insufficient')
+      deps.lowBalance?.notify(org.id);
     if (debit.outcome === 'insufficient' || debit.outcome === 'no-org') {
       const text = `the balance is below the cost of ${m.cost} credit(s)`;
       if (!(await markFailed(db, messageId, { seen: m.attempts }, 'INSUFFICIENT_CREDITS', text))) return superseded('fail');

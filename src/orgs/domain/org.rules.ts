@@ -3,6 +3,7 @@
  * can never accept different values.
  */
 import Joi from 'joi';
+import { maxChars } from '../../platform/lib/text-rules.js';
 
 /** Largest org id: `orgs.id` is an unsigned INT. */
 export const MAX_ORG_ID = 4_294_967_295;
@@ -15,11 +16,13 @@ export const MAX_DELIVERY_CONCURRENCY = 1000;
 export const orgIdRule = Joi.number().integer().min(1).max(MAX_ORG_ID);
 
 /** Org names: 1–100 characters after trimming, no control or format characters. */
-export const orgNameRule = Joi.string()
-  .trim()
-  .min(1)
-  .max(100)
-  .pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');
+export const orgNameRule = maxChars(
+  Joi.string()
+    .trim()
+    .min(1)
+    .pattern(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters'),
+  100,
+);
 
 /** A new org's balance (`credits` of POST /orgs, `create --credits`). */
 export const initialCreditsRule = Joi.number().integer().min(0).max(MAX_CREDITS);

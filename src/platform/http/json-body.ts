@@ -28,11 +28,25 @@ export function jsonBody(limit: string) {
       if (e.status === 413) throw new AppError({ code: 'PAYLOAD_TOO_LARGE', status: 413, message: `the body is larger than ${limit}` });
       throw badRequest('INVALID_BODY', 'the body could not be read');
     }
+    let body: unknown;
     try {
-      (ctx.request as { body?: unknown }).body = raw.trim() === '' ? {} : JSON.parse(raw);
+      body = raw.trim() === '' ? {} : JSON.parse(raw);
     } catch {
       throw badRequest('INVALID_JSON', 'the body is not valid JSON');
     }
+    // JSON may escape half a surrogate pair (`"\ud800"`): not text, and MySQL would store it as U+FFFD.
+    if (hasLoneSurrogate(body)) throw badRequest('INVALID_JSON', 'the body contains an unpaired surrogate (not valid Unicode)');
+    (ctx.request as { body?: unknown }).body = body;
     await next();
   };
+}
+
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** True when a string anywhere in a parsed JSON value holds half a surrogate pair. */
+function hasLoneSurrogate(value: unknown): boolean {
+  if (typeof value === 'string') return LONE_SURROGATE.test(value);
+  if (Array.isArray(value)) return value.some(hasLoneSurrogate);
+  if (value && typeof value === 'object') return Object.entries(value).some(([k, v]) => LONE_SURROGATE.test(k) || hasLoneSurrogate(v));
+  return false;
 }

@@ -4,6 +4,7 @@
  */
 import Joi from 'joi';
 import joiToJson from 'joi-to-json';
+import { MAX_CHARS_RULE } from '../lib/text-rules.js';
 
 /** A JSON Schema, as plain data. */
 export type JsonSchema = { [keyword: string]: unknown };
@@ -15,7 +16,11 @@ const parse = joiToJson as unknown as (schema: Joi.Schema, mode: 'open-api-3.1')
 interface Described {
   type?: string;
   flags?: { presence?: string };
-  rules?: { name: string; args?: { regex?: string; limit?: number; options?: { scheme?: string[] } } }[];
+  rules?: {
+    name: string;
+    args?: { regex?: string; limit?: number; description?: string; options?: { scheme?: string[]; allowUnicode?: boolean } };
+  }[];
+  metas?: { maxLength?: number }[];
   keys?: Record<string, Described>;
   whens?: { ref?: { path: string[]; ancestor?: number }; is?: unknown; then?: unknown; otherwise?: unknown; switch?: unknown }[];
 }
@@ -56,8 +61,13 @@ function complete(json: JsonSchema, described: Described): void {
     if (described.type === 'object' && rule.name === 'max') json.maxProperties = rule.args!.limit;
     if (rule.name === 'trim') note('Surrounding whitespace is trimmed before the checks.');
     if (rule.name === 'uri' && rule.args?.options?.scheme) note(`Scheme: ${rule.args.options.scheme.join(' or ')}.`);
-    if (rule.name === 'custom') note('The server also applies a rule JSON Schema cannot state (see the operation).');
+    // joi allows non-ASCII addresses unless told otherwise: JSON Schema's `email` is ASCII only.
+    if (rule.name === 'email') json.format = rule.args?.options?.allowUnicode === false ? 'email' : 'idn-email';
+    if (rule.name === 'custom' && rule.args?.description !== MAX_CHARS_RULE)
+      note('The server also applies a rule JSON Schema cannot state (see the operation).');
   }
+  // maxChars() (src/platform/lib/text-rules.ts): a length in characters, as JSON Schema counts them.
+  for (const meta of described.metas ?? []) if (meta.maxLength !== undefined) json.maxLength = meta.maxLength;
   const properties = (json.properties ?? {}) as Record<string, JsonSchema>;
   const conditions: JsonSchema[] = [];
   for (const [key, child] of Object.entries(described.keys ?? {})) {

@@ -3,7 +3,7 @@
  * VALIDATION_FAILED with joi's details, unknown fields refused) and calls the handler with the converted values,
  * typed by the schemas (`Joi.object<T>()`), so routes need no casts.
  */
-import type Joi from 'joi';
+import Joi from 'joi';
 import { badRequest } from '../lib/errors.js';
 import type { AppContext } from './types.js';
 
@@ -40,7 +40,13 @@ export function check<T>(schema: Joi.Schema<T>, value: unknown, part: Part): T {
   return result.value;
 }
 
-/** A route handler that receives the validated parts of the request. */
+/** No query parameter at all: what a route that names no query schema takes (an unknown parameter is refused, as in bodies). */
+const NO_QUERY = Joi.object({});
+
+/**
+ * A route handler that receives the validated parts of the request. A route that names no query schema takes no query
+ * parameter: `?anything=` is 400 VALIDATION_FAILED, as an unknown body field is (one rule for every API route).
+ */
 export function validated<B = undefined, Q = undefined, P = undefined>(
   schemas: Schemas<B, Q, P>,
   handler: (ctx: AppContext, input: Input<B, Q, P>) => Promise<void> | void,
@@ -50,6 +56,7 @@ export function validated<B = undefined, Q = undefined, P = undefined>(
     const input: Record<Part, unknown> = { body: undefined, query: undefined, params: undefined };
     // In the order the route names them: the first part that fails is the one reported.
     for (const part of Object.keys(schemas) as Part[]) input[part] = check(schemas[part] as Joi.Schema<unknown>, sources[part], part);
+    if (!schemas.query) check(NO_QUERY, sources.query, 'query');
     await handler(ctx, input as Input<B, Q, P>);
   };
 }

@@ -13,4 +13,6 @@ export interface ChannelSpec<Name extends string = string> {
   body: Joi.StringSchema;
   /** Credits a message with this body costs. */
   cost(body: string): number;
+  /** The most a message on this channel can cost (its longest body at its dearest encoding). */
+  maxCost: number;
 }

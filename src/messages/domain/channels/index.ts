@@ -16,6 +16,9 @@ export const CHANNELS: readonly Channel[] = SPECS.map((c) => c.name);
 const byName = new Map<string, ChannelSpec>(SPECS.map((c) => [c.name, c]));
 for (const name of CHANNELS) if (name.length > CHANNEL_NAME_MAX) throw new Error(`channel name ${name} is longer than its column`);
 
+/** The most any message can cost: a balance below it may not cover the next message. */
+export const MAX_MESSAGE_COST = Math.max(...SPECS.map((c) => c.maxCost));
+
 /** Credits a message costs. */
 export function messageCost(channel: Channel, body: string): number {
   return byName.get(channel)!.cost(body);

@@ -4,6 +4,7 @@
  * GSM-7 is sent as UCS-2: 70 in one segment, 67 per segment when split (counted in UTF-16 units).
  */
 import Joi from 'joi';
+import { maxChars } from '../../../platform/lib/text-rules.js';
 import type { ChannelSpec } from './channel.js';
 
 const GSM_BASIC = new Set(
@@ -33,10 +34,15 @@ function segmentsOf(units: number, single: number, multi: number): number {
   return units <= single ? 1 : Math.ceil(units / multi);
 }
 
+/** Longest SMS body, in characters. */
+const SMS_BODY_MAX_CHARS = 1600;
+
 /** The sms channel. */
 export const smsChannel: ChannelSpec<'sms'> = {
   name: 'sms',
   recipient: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
-  body: Joi.string().max(1600),
+  body: maxChars(Joi.string(), SMS_BODY_MAX_CHARS),
   cost: (body) => smsEncoding(body).segments,
+  // 1,600 characters outside the BMP: 3,200 UTF-16 units of UCS-2.
+  maxCost: segmentsOf(2 * SMS_BODY_MAX_CHARS, 70, 67),
 };

@@ -8,7 +8,7 @@ import type { ListQuery, MessageService } from '../../domain/messages.service.js
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
 import { idempotencyKey } from '../../../platform/http/idempotency.js';
 import { pageLimitRule, setNextLink } from '../../../platform/http/pagination.js';
-import type { AppContext, AppState } from '../../../platform/http/types.js';
+import type { AppState } from '../../../platform/http/types.js';
 import { validated } from '../../../platform/http/validate.js';
 import { chargeOrg, orgRateLimit, requireTenant, type OrgRegistry } from '../../../orgs/index.js';
 import { acceptedView, messageView } from './message.views.js';
@@ -17,10 +17,10 @@ import { acceptedView, messageView } from './message.views.js';
 export const listSchema = Joi.object<ListQuery>({
   limit: pageLimitRule,
   status: Joi.string().valid(...MESSAGE_STATUSES),
-  before: Joi.number().integer().min(1),
+  before: Joi.number().integer().min(1).max(Number.MAX_SAFE_INTEGER),
 });
 
-const MESSAGE_ID = /^[1-9][0-9]{0,18}$/;
+const MESSAGE_ID = /^[1-9][0-9]{0,15}$/;
 
 /** What the tenant routes use. */
 export interface MessagesRouterDeps {
@@ -58,12 +58,19 @@ export function messagesRouter({ registry, limits, messages }: MessagesRouterDep
     }),
   );
 
-  router.get('/messages/:id', tenant, orgRateLimit(limits), async (ctx: AppContext) => {
-    const raw = ctx.params!.id!;
-    const message = MESSAGE_ID.test(raw) ? await messages.get(ctx.state.org!, Number(raw)) : null;
-    if (!message) throw notFound('MESSAGE_NOT_FOUND', 'no such message');
-    ctx.body = { success: true, message: messageView(message) };
-  });
+  router.get(
+    '/messages/:id',
+    tenant,
+    orgRateLimit(limits),
+    validated({}, async (ctx) => {
+      // Not a message id (or past the safe integers, where two ids would read as one): no such message, as for another tenant's.
+      const raw = ctx.params!.id!;
+      const id = MESSAGE_ID.test(raw) ? Number(raw) : 0;
+      const message = Number.isSafeInteger(id) && id > 0 ? await messages.get(ctx.state.org!, id) : null;
+      if (!message) throw notFound('MESSAGE_NOT_FOUND', 'no such message');
+      ctx.body = { success: true, message: messageView(message) };
+    }),
+  );
 
   return router;
 }

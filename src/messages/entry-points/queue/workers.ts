@@ -1,7 +1,8 @@
 /** Starts every worker of a worker process: deliveries and status webhooks (BullMQ adapters over the use cases), and the reconciler. */
 import type { Config } from '../../../../config/config.js';
 import type { Queue } from 'bullmq';
-import type { Ledger, OrgRegistry, OrgRepository, ServerRegistry, TenantDbs } from '../../../orgs/index.js';
+import type { Ledger, OrgEvents, OrgRegistry, OrgRepository, ServerRegistry, TenantDbs } from '../../../orgs/index.js';
+import { MAX_MESSAGE_COST } from '../../domain/channels/index.js';
 import type { Logger } from '../../../platform/lib/logger.js';
 import type { RedisClient } from '../../../platform/lib/redis.js';
 import type { SecretBox } from '../../../platform/lib/secrets.js';
@@ -30,6 +31,8 @@ export interface Workers {
 export interface WorkersDeps {
   registry: OrgRegistry;
   repo: OrgRepository;
+  /** Publishes org changes (a balance that ran low) to every process. */
+  events: Pick<OrgEvents, 'publish'>;
   servers: ServerRegistry;
   tenantDbs: TenantDbs;
   ledger: Ledger;
@@ -57,6 +60,13 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
     gateway,
     logger,
     metrics,
+    lowBalance: {
+      below: MAX_MESSAGE_COST,
+      notify: (orgId) =>
+        void deps.events
+          .publish({ orgId, reason: 'balance-low' })
+          .catch((err: Error) => logger.warn('could not publish a low balance', { err: err.message })),
+    },
     // Enqueue failures are logged, never thrown: a webhook problem must not hold up or repeat a delivery.
     async onFinal(org, message) {
       if (!org.webhookUrl) return;

@@ -21,36 +21,40 @@ import { validated } from '../../../platform/http/validate.js';
 /** `/orgs/:id` (and every admin route under it). */
 export const idParams = Joi.object<{ id: number }>({ id: orgIdRule.required() });
 
+/**
+ * Bodies are JSON: numbers and booleans must be sent as such (`.strict()`: "10" is refused, as the document's types
+ * say); query and path parameters, strings by nature, are converted.
+ */
 export const createOrgSchema = Joi.object<{ name: string; credits?: number; server?: string }>({
   name: orgNameRule.required(),
-  credits: initialCreditsRule,
+  credits: initialCreditsRule.strict(),
   server: serverNameRule,
 }).required();
 
 export const listOrgsSchema = Joi.object<{ limit: number; after?: number; status?: OrgStatus }>({
   limit: pageLimitRule,
-  after: Joi.number().integer().min(0),
+  after: Joi.number().integer().min(0).max(Number.MAX_SAFE_INTEGER),
   status: Joi.string().valid(...ORG_STATUSES),
 });
 
 export const patchOrgSchema = Joi.object<OrgPatch>({
   status: Joi.string().valid(...SETTABLE_STATUSES),
   rateLimit: Joi.object({
-    points: Joi.number().integer().min(1).max(1_000_000).required(),
-    duration: Joi.number().integer().min(1).max(86_400).required(),
+    points: Joi.number().strict().integer().min(1).max(1_000_000).required(),
+    duration: Joi.number().strict().integer().min(1).max(86_400).required(),
   }).allow(null),
-  deliveryConcurrency: deliveryConcurrencyRule.allow(null),
+  deliveryConcurrency: deliveryConcurrencyRule.strict().allow(null),
   webhookUrl: Joi.string()
     .uri({ scheme: ['http', 'https'] })
     .max(2048)
     .allow(null),
-  rotateWebhookSecret: Joi.boolean(),
+  rotateWebhookSecret: Joi.boolean().strict(),
 })
   .min(1)
   .required();
 
 export const creditSchema = Joi.object<{ amount: number }>({
-  amount: creditAmountRule.required(),
+  amount: creditAmountRule.strict().required(),
 }).required();
 
 /** What the admin routes use. */
