@@ -1,10 +1,12 @@
 /**
  * Outbox reconciler sweep benchmark, against the real MariaDB/MySQL server and Redis of the config.
- * Creates N tenants (through the normal path), gives each some final messages and every tenth one a few stale QUEUED
- * rows with no job, then times, side by side in one run:
- *   - the reconciler's sweep (100 tenants per UNION ALL query over each server's admin connection), first when it
- *     enqueues the stale rows, then again when their jobs are alive (a sweep's steady-state cost);
- *   - the baseline: the same search as one query per tenant over the same admin connection.
+ * Creates N tenants (through the normal path), gives each some final messages (a few of them FAILED) and every tenth
+ * one a few stale QUEUED rows with no job and a FAILED message charged and never refunded, then times, side by side in
+ * one run:
+ *   - the reconciler's sweep (100 tenants per UNION ALL query over each server's admin connection, a stale and a FAILED
+ *     page per tenant, the ledger anti-join of the FAILED rows), first when it enqueues the stale rows and the repairs,
+ *     then again when their jobs are alive (a sweep's steady-state cost);
+ *   - the baseline: the same two searches as two queries per tenant over the same admin connection (no anti-join).
  * Prints the table and rewrites its section of docs/benchmarks.md. Everything it creates is dropped at the end.
  *
  *   npm run bench:reconciler [-- --n 1000]      (or BENCH_TENANTS=1000; default 1000)
@@ -13,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { QueryTypes } from 'sequelize';
 import { createDeps } from '../src/deps.js';
+import { debitReference } from '../src/messages/domain/ledger-references.js';
 import { createReconciler } from '../src/messages/domain/reconciler.js';
 import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import { isOperational } from '../src/orgs/domain/org.js';
@@ -33,6 +36,8 @@ import {
 } from './bench-lib.js';
 
 const FINAL_ROWS_PER_TENANT = 20;
+/** Of the final rows, FAILED ones (never charged: nothing to repair, but read and looked up in the ledger). */
+const FAILED_ROWS_PER_TENANT = 2;
 const STALE_ROWS = 3;
 const STALE_EVERY = 10;
 
@@ -50,7 +55,7 @@ async function main(): Promise<void> {
     const orgs = await mapWithConcurrency(
       Array.from({ length: n }, (_, i) => i),
       4,
-      async (i) => (await deps.orgs.create({ name: `${run}-r-${i}`, credits: 0 })).org,
+      async (i) => (await deps.orgs.create({ name: `${run}-r-${i}`, credits: i % STALE_EVERY === 0 ? 1 : 0 })).org,
     );
     log(`created ${n} tenants in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     throwIfInterrupted();
@@ -58,14 +63,27 @@ async function main(): Promise<void> {
     const admin = await deps.servers.admin(orgs[0]!.dbServerId!);
     const tenants = orgs.filter(isOperational);
     await mapWithConcurrency(tenants, 8, async (o, i) => {
-      const rows = Array.from({ length: FINAL_ROWS_PER_TENANT }, () => "('+15550000000', 'sms', 'x', 1, 'SENT', CURRENT_TIMESTAMP(3))");
-      if (i % STALE_EVERY === 0)
+      const rows: string[] = Array.from({ length: FINAL_ROWS_PER_TENANT }, (_, k) =>
+        k < FAILED_ROWS_PER_TENANT
+          ? "('+15550000000', 'sms', 'x', 1, 'FAILED', CURRENT_TIMESTAMP(3) - INTERVAL 1 HOUR)"
+          : "('+15550000000', 'sms', 'x', 1, 'SENT', CURRENT_TIMESTAMP(3))",
+      );
+      if (i % STALE_EVERY === 0) {
         for (let k = 0; k < STALE_ROWS; k++) rows.push("('+15550000000', 'sms', 'x', 1, 'QUEUED', CURRENT_TIMESTAMP(3) - INTERVAL 1 HOUR)");
-      await admin.query(
+        // One more FAILED message, charged (its debit applied) and never refunded: a repair.
+        rows.push("('+15550000000', 'sms', 'x', 1, 'FAILED', CURRENT_TIMESTAMP(3) - INTERVAL 1 HOUR)");
+      }
+      const [lastId] = await admin.query(
         `INSERT INTO ${quoteIdentifier(o.dbName)}.messages (\`to\`, channel, body, cost, status, updated_at) VALUES ${rows.join(',')}`,
       );
+      if (i % STALE_EVERY === 0) {
+        // LAST_INSERT_ID is the first row of a multi-row INSERT: the charged one is the last row.
+        const charged = Number(lastId) + rows.length - 1;
+        await deps.ledger.apply({ orgId: o.id, kind: 'debit', amount: -1, reference: debitReference(charged), messageId: charged });
+      }
     });
     const expectedStale = Math.ceil(tenants.length / STALE_EVERY) * STALE_ROWS;
+    const expectedRepairs = Math.ceil(tenants.length / STALE_EVERY);
     throwIfInterrupted();
 
     const reconciler = createReconciler({
@@ -73,6 +91,7 @@ async function main(): Promise<void> {
       servers: deps.servers,
       queue: deps.deliveryQueue,
       redis: deps.redis,
+      ledger: deps.ledger,
       prefix: config.queuePrefix,
       afterMs: 60_000,
       intervalMs: 60_000,
@@ -80,33 +99,53 @@ async function main(): Promise<void> {
     });
     const first = await reconciler.sweep();
     const second = await reconciler.sweep();
-    if (first.stale !== expectedStale || first.requeued !== expectedStale)
-      throw new Error(`first sweep: ${JSON.stringify(first)}, expected ${expectedStale}`);
+    if (first.stale !== expectedStale || first.requeued !== expectedStale || first.repairs !== expectedRepairs)
+      throw new Error(`first sweep: ${JSON.stringify(first)}, expected ${expectedStale} stale, ${expectedRepairs} repairs`);
     if (second.requeued !== 0) throw new Error(`second sweep requeued ${second.requeued}`);
 
-    // Baseline: the same search, one query per tenant.
+    // Baseline: the same two searches, one query each per tenant.
     const cutoff = new Date(Date.now() - 60_000);
+    const from = new Date(Date.now() - 7 * 24 * 60 * 60_000);
     const t0 = performance.now();
     let found = 0;
+    let failedFound = 0;
     for (const o of tenants) {
       const rows = await admin.query(
-        `SELECT id FROM ${quoteIdentifier(o.dbName)}.messages WHERE status IN ('QUEUED', 'SENDING') AND updated_at < :cutoff LIMIT 1000`,
+        `SELECT id FROM ${quoteIdentifier(o.dbName)}.messages WHERE status IN ('QUEUED', 'SENDING') AND updated_at < :cutoff LIMIT 500`,
         { replacements: { cutoff }, type: QueryTypes.SELECT },
       );
       found += rows.length;
+      const failed = await admin.query(
+        `SELECT id FROM ${quoteIdentifier(o.dbName)}.messages WHERE status = 'FAILED' AND updated_at >= :from AND updated_at < :cutoff LIMIT 500`,
+        { replacements: { cutoff, from }, type: QueryTypes.SELECT },
+      );
+      failedFound += failed.length;
     }
     const perTenantMs = performance.now() - t0;
     if (found !== expectedStale) throw new Error(`baseline found ${found}, expected ${expectedStale}`);
+    if (failedFound !== first.failedChecked) throw new Error(`baseline found ${failedFound} FAILED, the sweep ${first.failedChecked}`);
 
     const table = markdownTable(
-      ['sweep', 'tenants', 'stale rows found', 'enqueued', 'time (ms)', 'per tenant (ms)', 'time ÷ baseline (below 1 is faster)'],
-      'lrrrrrr',
+      [
+        'sweep',
+        'tenants',
+        'stale rows found',
+        'enqueued',
+        'FAILED rows read',
+        'repairs',
+        'time (ms)',
+        'per tenant (ms)',
+        'time ÷ baseline (below 1 is faster)',
+      ],
+      'lrrrrrrrr',
       [
         [
           'reconciler, first sweep (enqueues)',
           first.tenants,
           first.stale,
           first.requeued,
+          first.failedChecked,
+          first.repairs,
           first.ms,
           (first.ms / n).toFixed(3),
           `${(first.ms / perTenantMs).toFixed(2)}×`,
@@ -116,11 +155,23 @@ async function main(): Promise<void> {
           second.tenants,
           second.stale,
           second.requeued,
+          second.failedChecked,
+          second.repairs,
           second.ms,
           (second.ms / n).toFixed(3),
           `${(second.ms / perTenantMs).toFixed(2)}×`,
         ],
-        ['baseline: one query per tenant (search only)', n, found, '-', perTenantMs.toFixed(0), (perTenantMs / n).toFixed(3), '1.00×'],
+        [
+          'baseline: two queries per tenant (search only)',
+          n,
+          found,
+          '-',
+          failedFound,
+          '-',
+          perTenantMs.toFixed(0),
+          (perTenantMs / n).toFixed(3),
+          '1.00×',
+        ],
       ],
     );
     console.log(table);
@@ -131,9 +182,9 @@ async function main(): Promise<void> {
       `Measured ${new Date().toISOString().slice(0, 10)} with \`${commandLine('bench:reconciler', process.env.BENCH_TENANTS ? ['BENCH_TENANTS'] : [])}\` (N = ${n}).`,
       '',
       `- Machine: ${machine}.`,
-      `- Data: ${n} tenants created through \`orgs.create\`, each with ${FINAL_ROWS_PER_TENANT} \`SENT\` messages; every ${STALE_EVERY}th tenant also has ${STALE_ROWS} \`QUEUED\` messages last changed an hour ago and no job (${expectedStale} in all), as an API killed between the insert and the enqueue leaves them.`,
-      "- **reconciler**: `createReconciler(...).sweep()` with `RECONCILE_AFTER_MS=60000`: the Redis lock, every operational org from the shared DB, 100 tenants per `UNION ALL` query over the server's admin connection (index `messages_status_updated_at`), and `ensureDeliveryJob` for each stale row. The first sweep enqueues them; the next finds them again and leaves them alone (their jobs are alive): the steady-state cost of a sweep.",
-      '- **baseline**: the same search (no enqueueing) as one query per tenant over the same connection, in the same run.',
+      `- Data: ${n} tenants created through \`orgs.create\`, each with ${FINAL_ROWS_PER_TENANT} final messages (${FAILED_ROWS_PER_TENANT} of them \`FAILED\` an hour ago, never charged); every ${STALE_EVERY}th tenant also has ${STALE_ROWS} \`QUEUED\` messages last changed an hour ago and no job (${expectedStale} in all), as an API killed between the insert and the enqueue leaves them, and one \`FAILED\` message charged and never refunded (${expectedRepairs} in all), as a worker killed between the \`FAILED\` write and the refund leaves it once its job is gone.`,
+      "- **reconciler**: `createReconciler(...).sweep()` with `RECONCILE_AFTER_MS=60000` and no mark of an earlier sweep (so `FAILED` rows of the whole 7-day lookback are read): the Redis lock, every operational org from the shared DB, 100 tenants per `UNION ALL` query over the server's admin connection (a page of stale rows and a page of `FAILED` rows per tenant, index `messages_status_updated_at`), the ledger anti-join of the `FAILED` rows (debit without refund, one shared-DB query per 500 rows), and `ensureDeliveryJob` for each stale row and each repair. The first sweep enqueues them; the next finds them again and leaves them alone (their jobs are alive): the steady-state cost of a sweep.",
+      '- **baseline**: the same two searches (no anti-join, no enqueueing) as two queries per tenant over the same connection, in the same run.',
       '',
       table,
     ]);

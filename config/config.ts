@@ -75,8 +75,11 @@ export interface Config {
   readonly orgParkMaxMs: number;
   /** Failed jobs kept in Redis (the message row stays the record): at most this many, for at most this long. */
   readonly failedJobs: { readonly keepCount: number; readonly keepAgeSec: number };
-  /** The outbox reconciler: rows QUEUED/SENDING for longer than afterMs with no live job are enqueued again. */
-  readonly reconcile: { readonly afterMs: number; readonly intervalMs: number };
+  /**
+   * The outbox reconciler: rows QUEUED/SENDING for longer than afterMs with no live job are enqueued again; FAILED rows
+   * whose settlement was cut off (a refund, a late acceptance) are repaired, looking back at most lookbackMs.
+   */
+  readonly reconcile: { readonly afterMs: number; readonly intervalMs: number; readonly lookbackMs: number };
   /** Half-life of an org's count of recent enqueues, which sets its jobs' fair-share priority (FAIR_SHARE_HALF_LIFE_MS). */
   readonly fairShareHalfLifeMs: number;
   /** How long a POST /messages Idempotency-Key is remembered. */
@@ -199,6 +202,10 @@ const schema = Joi.object({
     .default(7 * 24 * 3600),
   RECONCILE_AFTER_MS: Joi.number().integer().min(100).default(60_000),
   RECONCILE_INTERVAL_MS: Joi.number().integer().min(100).default(30_000),
+  RECONCILE_REPAIR_LOOKBACK_MS: Joi.number()
+    .integer()
+    .min(60_000)
+    .default(7 * 24 * 60 * 60_000),
   TENANT_STATEMENT_TIMEOUT_MS: Joi.number().integer().min(100).default(10_000),
   FAIR_SHARE_HALF_LIFE_MS: Joi.number().integer().min(100).default(10_000),
   IDEMPOTENCY_KEY_TTL_SEC: Joi.number()
@@ -284,7 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     orgParkMaxMs: v.ORG_PARK_MAX_MS,
     failedJobs: { keepCount: v.FAILED_JOBS_KEEP_COUNT, keepAgeSec: v.FAILED_JOBS_KEEP_AGE_SEC },
-    reconcile: { afterMs: v.RECONCILE_AFTER_MS, intervalMs: v.RECONCILE_INTERVAL_MS },
+    reconcile: { afterMs: v.RECONCILE_AFTER_MS, intervalMs: v.RECONCILE_INTERVAL_MS, lookbackMs: v.RECONCILE_REPAIR_LOOKBACK_MS },
     tenantStatementTimeoutMs: v.TENANT_STATEMENT_TIMEOUT_MS,
     idempotencyKeyTtlSec: v.IDEMPOTENCY_KEY_TTL_SEC,
     fairShareHalfLifeMs: v.FAIR_SHARE_HALF_LIFE_MS,

@@ -25,7 +25,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   WEBHOOK_URL_FORBIDDEN: {
     status: 400,
     meaning:
-      'a webhook URL on a loopback, private, link-local, CGNAT, ULA, multicast or unspecified address (unless `WEBHOOK_ALLOW_PRIVATE=true`)',
+      'a webhook URL on a loopback, private, link-local, CGNAT, ULA, multicast, benchmarking, documentation or unspecified address, or an IPv6 one embedding such an IPv4 (NAT64, IPv4-translated, 6to4, Teredo) (unless `WEBHOOK_ALLOW_PRIVATE=true`)',
   },
   UNAUTHORIZED: { status: 401, meaning: 'unauthenticated (generic)' },
   REQUEST_TIMEOUT: { status: 408, meaning: 'the request was not received in time (answered by the HTTP parser, closing the connection)' },
@@ -71,7 +71,14 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
     meaning: 'provisioning stopped at a step (`details: {orgId, step}`); resume with `bin/tenant provision <id>`',
   },
   NOT_IMPLEMENTED: { status: 501, meaning: 'an HTTP method the API does not implement' },
-  DB_UNAVAILABLE: { status: 503, meaning: 'the shared database is unreachable; `Retry-After`' },
+  DB_UNAVAILABLE: {
+    status: 503,
+    meaning: 'a database is unreachable or cannot take work (shutting down, out of connections, read-only); `Retry-After`',
+  },
+  DB_BUSY: {
+    status: 503,
+    meaning: 'a database statement timed out (`TENANT_STATEMENT_TIMEOUT_MS`), waited too long for a lock or lost a deadlock; `Retry-After`',
+  },
   TENANT_DB_UNAVAILABLE: { status: 503, meaning: 'this org’s database server is unreachable (other orgs are served); `Retry-After`' },
   TENANT_MOVING: {
     status: 503,

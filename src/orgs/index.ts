@@ -17,7 +17,7 @@ export type { OrgEvents } from './domain/org-events.js';
 export type { OrgService } from './domain/orgs.service.js';
 export type { ServerRegistry } from './domain/server-registry.js';
 export type { OrgRepository } from './data-access/org.repository.js';
-export type { Ledger, LedgerEntry } from './data-access/ledger.js';
+export { ledgerKey, type Ledger, type LedgerEntry } from './data-access/ledger.js';
 export { requireTenant } from './entry-points/http/auth.js';
 export { chargeOrg, orgRateLimit } from './entry-points/http/org-rate-limit.js';
 export { idParams as orgIdParams } from './entry-points/http/orgs.routes.js';

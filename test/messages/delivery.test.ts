@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Job } from 'bullmq';
 import { expect } from 'chai';
 import { createHttpGateway, gatewaySignature } from '../../src/messages/gateway/http.gateway.js';
-import { PermanentGatewayError, TransientGatewayError } from '../../src/messages/gateway/gateway.js';
+import { InProgressGatewayError, PermanentGatewayError, TransientGatewayError } from '../../src/messages/gateway/gateway.js';
 import { mapWithConcurrency } from '../../src/platform/lib/concurrency.js';
 import { createLogger } from '../../src/platform/lib/logger.js';
 import { deliveryJobId, type DeliveryJob } from '../../src/platform/queue/queues.js';
@@ -178,10 +178,13 @@ describe('delivery (BullMQ worker, simulated gateway)', () => {
     const again = () => deliver({ orgId: t.id, messageId: id, attemptsMade: 1, maxAttempts: 3 });
     expect(await again()).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(4);
-    // A crash right after marking FAILED, before the refund: the next pickup refunds, once.
-    await d.sharedDb.query(`UPDATE \`${t.dbName}\`.messages SET status = 'FAILED', error_code = 'RECIPIENT_REJECTED' WHERE id = :id`, {
-      replacements: { id },
-    });
+    // A crash right after marking FAILED, before the refund: the next pickup refunds, once. (A FAILED row carries no
+    // provider id: one that does was accepted by the provider, and is turned SENT instead: test/late-acceptance.test.ts.)
+    await d.sharedDb.query(
+      `UPDATE \`${t.dbName}\`.messages SET status = 'FAILED', error_code = 'RECIPIENT_REJECTED', provider_message_id = NULL, sent_at = NULL
+       WHERE id = :id`,
+      { replacements: { id } },
+    );
     expect(await again()).to.equal('already-final');
     expect(await again()).to.equal('already-final');
     expect(await d.repo.balance(t.id)).to.equal(5);
@@ -243,6 +246,17 @@ describe('HTTP gateway', () => {
       expect((err as { code: string }).code).to.equal(`PROVIDER_HTTP_${status}`);
     });
   }
+
+  it('treats 409 (a request with this idempotency key in progress) as in progress: neither a rejection nor a transient failure', async () => {
+    answer = { status: 409, body: '{"error":"a request with this idempotency key is in progress"}' };
+    const err = await gateway()
+      .send(msg)
+      .catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(InProgressGatewayError);
+    expect(err).to.not.be.instanceOf(PermanentGatewayError);
+    expect(err).to.not.be.instanceOf(TransientGatewayError);
+    expect((err as { code: string }).code).to.equal('PROVIDER_IN_PROGRESS');
+  });
 
   it('treats a timeout and an answer without an id as transient', async () => {
     answer = { status: 200, body: '{"id":"late"}', delayMs: 1000 };

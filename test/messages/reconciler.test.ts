@@ -24,6 +24,7 @@ describe('outbox reconciler', function () {
       servers: deps.servers,
       queue: deps.deliveryQueue,
       redis: deps.redis,
+      ledger: deps.ledger,
       prefix: RUN,
       afterMs: AFTER_MS,
       intervalMs: 60_000,
@@ -92,6 +93,67 @@ describe('outbox reconciler', function () {
       expect(await job(id)).to.equal(undefined);
     } finally {
       await deps.redis.del(`${RUN}:reconciler:lock`);
+    }
+  });
+
+  it('one row whose job cannot be enqueued does not starve the rows after it: counted, logged, the sweep goes on', async () => {
+    // 40 stale rows, the oldest first; its job key is clobbered (not a hash), so every BullMQ read of it fails.
+    const ids: number[] = [];
+    for (let i = 0; i < 40; i++) ids.push(await row('QUEUED', 200 - i));
+    const clobbered = `${RUN}:${DELIVERY_QUEUE}:${deliveryJobId(t.id, ids[0]!)}`;
+    await deps.redis.set(clobbered, 'not a job');
+    try {
+      const r = await reconciler.sweep();
+      expect(r.enqueueFailures).to.equal(1);
+      const states = await Promise.all(ids.slice(1).map(async (id) => (await job(id))?.getState()));
+      expect(states.filter((s) => s !== 'waiting')).to.deep.equal([]);
+    } finally {
+      await deps.redis.del(clobbered);
+    }
+  });
+
+  it('pages through a tenant with more stale rows than a page in one sweep, holding at most one page per query', async () => {
+    const paged = createReconciler({
+      repo: deps.repo,
+      servers: deps.servers,
+      queue: deps.deliveryQueue,
+      redis: deps.redis,
+      ledger: deps.ledger,
+      prefix: `${RUN}-paged`,
+      afterMs: AFTER_MS,
+      intervalMs: 60_000,
+      logger: createLogger({ level: 'silent' }),
+      tenantsPerQuery: 2,
+      pageRows: 10,
+    });
+    const tenants = [
+      await createTenant(deps, { credits: 1 }),
+      await createTenant(deps, { credits: 1 }),
+      await createTenant(deps, { credits: 1 }),
+    ];
+    const rowsOf = new Map<number, number[]>();
+    for (const tenant of tenants) {
+      const values = Array.from(
+        { length: 25 },
+        (_, i) => `('+15556660000', 'sms', 'p', 1, 'QUEUED', CURRENT_TIMESTAMP(3) - INTERVAL ${60 + i} MINUTE)`,
+      );
+      await deps.sharedDb.query(
+        `INSERT INTO \`${tenant.dbName}\`.messages (\`to\`, channel, body, cost, status, updated_at) VALUES ${values.join(', ')}`,
+      );
+      const [found] = await deps.sharedDb.query(`SELECT id FROM \`${tenant.dbName}\`.messages`);
+      rowsOf.set(
+        tenant.id,
+        (found as { id: number }[]).map((r) => Number(r.id)),
+      );
+    }
+    const r = await paged.sweep();
+    expect(r.maxRowsHeld, 'rows held at once: 2 tenants × (stale + failed) × 10').to.be.at.most(2 * 2 * 10);
+    for (const tenant of tenants) {
+      const missing = [];
+      for (const id of rowsOf.get(tenant.id)!) {
+        if ((await (await Job.fromId(deps.deliveryQueue, deliveryJobId(tenant.id, id)))?.getState()) !== 'waiting') missing.push(id);
+      }
+      expect(missing, `tenant ${tenant.id}: every stale row has its job after one sweep`).to.deep.equal([]);
     }
   });
 

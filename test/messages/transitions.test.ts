@@ -6,6 +6,7 @@ import {
   claim,
   markFailed,
   markSent,
+  markSentAfterFailure,
   readMessage,
   recordLateAcceptance,
   requeue,
@@ -82,5 +83,44 @@ describe('message state machine (fenced writes on the tenant DB)', () => {
       await markFailed(db, id, { attempt: a }, 'PROVIDER_UNAVAILABLE', 'x');
       await recordLateAcceptance(db, id, 'p-late');
       expect(await readMessage(db, id)).to.include({ status: 'FAILED', providerMessageId: 'p-late' });
+    }));
+
+  it('a row carrying the provider’s id (an accepted send) is never failed, by the run holding it or by one that saw it', () =>
+    withDb(async (db) => {
+      const id = await insert(db);
+      const late = (await claim(db, id))!;
+      const current = (await claim(db, id))!;
+      await recordLateAcceptance(db, id, 'p-accepted'); // the late run's send was accepted
+      expect(await markFailed(db, id, { attempt: current }, 'PROVIDER_HTTP_503', 'x')).to.equal(false);
+      expect(await markFailed(db, id, { seen: current }, 'ORG_SUSPENDED', 'x')).to.equal(false);
+      expect(await readMessage(db, id)).to.include({ status: 'SENDING', providerMessageId: 'p-accepted' });
+      expect(await markSent(db, id, late, 'p-accepted')).to.equal(false);
+      expect(await markSent(db, id, current, 'p-accepted')).to.equal(true);
+    }));
+
+  it('FAILED is left only for SENT, only with the provider’s id on the row, and only once', () =>
+    withDb(async (db) => {
+      const plain = await insert(db);
+      const a = (await claim(db, plain))!;
+      expect(await markFailed(db, plain, { attempt: a }, 'PROVIDER_HTTP_400', 'refused')).to.equal(true);
+      expect(await markSentAfterFailure(db, plain), 'no evidence of acceptance').to.equal(false);
+      expect(await readMessage(db, plain)).to.include({ status: 'FAILED' });
+
+      const accepted = await insert(db);
+      const b = (await claim(db, accepted))!;
+      expect(await markFailed(db, accepted, { attempt: b }, 'PROVIDER_HTTP_503', 'x')).to.equal(true);
+      await recordLateAcceptance(db, accepted, 'p-late');
+      expect(await markSentAfterFailure(db, accepted)).to.equal(true);
+      expect(await markSentAfterFailure(db, accepted), 'a second settlement changes nothing').to.equal(false);
+      const m = await readMessage(db, accepted);
+      expect(m).to.include({ status: 'SENT', providerMessageId: 'p-late' });
+      const [row] = (
+        await db.query('SELECT error_code, sent_at FROM messages WHERE id = :id', { replacements: { id: accepted }, plain: false })
+      )[0] as {
+        error_code: string | null;
+        sent_at: Date | null;
+      }[];
+      expect(row!.error_code).to.equal(null);
+      expect(row!.sent_at).to.be.instanceOf(Date);
     }));
 });

@@ -7,9 +7,11 @@
  *     └───requeue(n)─────┘
  *   QUEUED/SENDING(n) ──fail(seen n)──▶ FAILED   (no credit, org suspended, an error of the message's own)
  *   SENDING(n) ──claim──▶ SENDING(n+1)           (a stalled run is taken over; the late run's writes then miss)
+ *   FAILED ──sent after failure──▶ SENT           (only with the provider's id on the row: a late acceptance)
  *
  * `attempts` is the fence: each claim increments it (LAST_INSERT_ID(attempts + 1) hands the new value back in the
- * same round trip), and every later write of that run names it. SENT and FAILED are never left.
+ * same round trip), and every later write of that run names it. SENT is never left; FAILED only for SENT, and only
+ * with the provider's id on the row (the provider accepted it: late-acceptance.ts).
  */
 import type { Sequelize } from 'sequelize';
 import { selectRows, write } from '../../platform/db/lean-query.js';
@@ -87,7 +89,8 @@ export async function requeue(db: Sequelize, id: number, attempt: number, code: 
 
 /**
  * → FAILED, from the state the caller saw: `{attempt}` for a run that claimed it (SENDING at that attempt), or
- * `{seen}` for a run that has not (still QUEUED or SENDING, with the attempts it read). False when anything moved.
+ * `{seen}` for a run that has not (still QUEUED or SENDING, with the attempts it read). False when anything moved, and
+ * when the row carries a provider id: the provider accepted the message (an overlapping run's send), so it is not failed.
  */
 export async function markFailed(
   db: Sequelize,
@@ -100,19 +103,38 @@ export async function markFailed(
   const r = await write(
     db,
     `UPDATE messages SET status = 'FAILED', error_code = :code, error_text = :text, updated_at = CURRENT_TIMESTAMP(3)
-     WHERE id = :id AND status IN ${statuses} AND attempts = :attempts`,
+     WHERE id = :id AND status IN ${statuses} AND attempts = :attempts AND provider_message_id IS NULL`,
     { id, attempts, code, text: text.slice(0, TEXT_MAX) },
   );
   return r.affectedRows === 1;
 }
 
 /**
- * The provider accepted a send whose run had lost the fence: keep its id on the row if none is there (audit), change
- * nothing else. The message is not refunded for it: it was delivered.
+ * The provider accepted a send whose run had lost the fence: keep its id on the row if none is there. That id is the
+ * evidence that the message was delivered: a row that carries it is never failed (markFailed), a later run marks it
+ * SENT without sending again, and a FAILED one is turned SENT and charged (late-acceptance.ts, also by the
+ * reconciler: updated_at moves, so its sweep of recent FAILED rows sees it).
  */
 export async function recordLateAcceptance(db: Sequelize, id: number, providerMessageId: string): Promise<void> {
-  await write(db, 'UPDATE messages SET provider_message_id = :providerMessageId WHERE id = :id AND provider_message_id IS NULL', {
-    id,
-    providerMessageId,
-  });
+  await write(
+    db,
+    `UPDATE messages SET provider_message_id = :providerMessageId, updated_at = CURRENT_TIMESTAMP(3)
+     WHERE id = :id AND provider_message_id IS NULL`,
+    { id, providerMessageId },
+  );
+}
+
+/**
+ * FAILED → SENT, for a message the provider accepted after it was failed (its id is on the row): the one way out of
+ * FAILED. False when it is not FAILED (SENT already: a second settlement changes nothing).
+ */
+export async function markSentAfterFailure(db: Sequelize, id: number): Promise<boolean> {
+  const r = await write(
+    db,
+    `UPDATE messages SET status = 'SENT', sent_at = CURRENT_TIMESTAMP(3), error_code = NULL, error_text = NULL,
+       updated_at = CURRENT_TIMESTAMP(3)
+     WHERE id = :id AND status = 'FAILED' AND provider_message_id IS NOT NULL`,
+    { id },
+  );
+  return r.affectedRows === 1;
 }

@@ -1,10 +1,9 @@
 /**
  * The statements on a tenant's `messages` table, but the delivery state machine's fenced writes (message-transitions.ts):
  * reads (newest first, keyset cursor on id, served by the (status, id) index and the PK), the insert, the send's own
- * corrections, operators' counts and the reconciler's sweep. Plain rows, not model instances, through the lean path.
+ * corrections, operators' counts (the reconciler's cross-tenant reads are in reconciler-scan.ts). Plain rows, not model instances, through the lean path.
  */
-import { QueryTypes, type Sequelize } from 'sequelize';
-import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import type { Sequelize } from 'sequelize';
 import { insertRow, selectRows, write } from '../../platform/db/lean-query.js';
 import type { MessageRecord, MessageStatus } from '../domain/message.js';
 
@@ -96,26 +95,4 @@ export async function countOpen(db: Sequelize): Promise<{ queued: number; sendin
   );
   const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
   return { queued: count('QUEUED'), sending: count('SENDING') };
-}
-
-/**
- * The reconciler's sweep: messages QUEUED/SENDING untouched since `cutoff`, of many tenants of one server in one query
- * (UNION ALL over the (status, updated_at) index), through that server's admin connection: [tenant id, message id].
- */
-export async function findStale(
-  admin: Sequelize,
-  tenants: { id: number; dbName: string }[],
-  cutoff: Date,
-  perTenant: number,
-): Promise<[number, number][]> {
-  const parts = tenants.map(
-    (t) =>
-      `(SELECT ${Number(t.id)} AS org_id, id FROM ${quoteIdentifier(t.dbName)}.messages
-        WHERE status IN ('QUEUED', 'SENDING') AND updated_at < :cutoff ORDER BY updated_at LIMIT ${Number(perTenant)})`,
-  );
-  const rows = await admin.query<{ org_id: number; id: number }>(parts.join(' UNION ALL '), {
-    replacements: { cutoff },
-    type: QueryTypes.SELECT,
-  });
-  return rows.map((r) => [Number(r.org_id), Number(r.id)]);
 }

@@ -10,15 +10,19 @@
  *   Infrastructure errors (database, pool, Redis, locks, timeouts) are thrown as they are: the queue postpones.
  *
  * A run that loses a fence (another run took the message over) changes nothing more and answers `superseded`; if the
- * provider accepted its send, that is recorded on the row, never refunded. Knows nothing of BullMQ:
- * src/messages/entry-points/queue/delivery.processor.ts adapts it.
+ * provider accepted its send, the provider's id goes on the row: a row carrying it is never failed, a later run marks
+ * it SENT without sending again, and one FAILED meanwhile is turned SENT and charged again (late-acceptance.ts). A
+ * provider answering "a request with this key is in progress" (409) postpones the run (DeliveryInProgress), without
+ * using up an attempt. Knows nothing of BullMQ: src/messages/entry-points/queue/delivery.processor.ts adapts it.
  */
 import type { Sequelize } from 'sequelize';
-import { PermanentGatewayError, type Gateway } from '../gateway/gateway.js';
+import { InProgressGatewayError, PermanentGatewayError, type Gateway } from '../gateway/gateway.js';
 import { isInfrastructureError } from '../../platform/lib/infrastructure-errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { Metrics } from '../../platform/metrics/metrics.js';
 import { type Ledger, type OrgRepository, type ProvisionedOrg, isProvisioned, type TenantDbs } from '../../orgs/index.js';
+import { settleLateAcceptance } from './late-acceptance.js';
+import { debitReference, refundReference } from './ledger-references.js';
 import {
   claim,
   markFailed,
@@ -29,6 +33,8 @@ import {
   type MessageState,
 } from '../data-access/message-transitions.js';
 
+export { debitReference, lateDebitReference, refundReference } from './ledger-references.js';
+
 export type DeliveryOutcome = 'SENT' | 'FAILED' | 'already-final' | 'superseded' | 'gone';
 
 export interface DeliveryDeps {
@@ -38,7 +44,7 @@ export interface DeliveryDeps {
   ledger: Ledger;
   gateway: Gateway;
   logger: Logger;
-  metrics?: Pick<Metrics, 'creditsDebited' | 'creditsRefunded' | 'fenceLost'>;
+  metrics?: Pick<Metrics, 'creditsDebited' | 'creditsRefunded' | 'fenceLost' | 'lateAcceptances'>;
   /** Called whenever a message is found or left SENT or FAILED (webhooks hook in here; must be idempotent). */
   onFinal?: (org: ProvisionedOrg, message: { id: number; status: 'SENT' | 'FAILED' }) => Promise<void>;
   /**
@@ -77,8 +83,19 @@ export class PermanentDeliveryFailure extends Error {
   }
 }
 
-export const debitReference = (messageId: number) => `debit:message:${messageId}`;
-export const refundReference = (messageId: number) => `refund:message:${messageId}`;
+/**
+ * The provider is still handling another run's request for this message (409 on its idempotency key): wait and try
+ * again, without using up an attempt (the queue postpones it, as for an infrastructure error). The message stays
+ * SENDING under this run's claim; the other run's acceptance lands on the row as the provider's id, or the next run's
+ * resend is answered with it.
+ */
+export class DeliveryInProgress extends Error {
+  constructor(override readonly cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'DeliveryInProgress';
+  }
+}
+
 /** The provider's idempotency key: the org's random uid (unique across deployments and restores) and the message id. */
 export const providerIdempotencyKey = (org: { uid: string }, messageId: number) => `${org.uid}-${messageId}`;
 /** Longest provider message id the row can hold. */
@@ -112,18 +129,55 @@ export function createDeliverMessage(deps: DeliveryDeps) {
   }
 
   /** The message is final: finish what a crash between its final write and what follows may have skipped. */
-  async function finishFinal(org: ProvisionedOrg, m: MessageState): Promise<DeliveryOutcome> {
+  async function finishFinal(org: ProvisionedOrg, db: Sequelize, m: MessageState): Promise<DeliveryOutcome> {
+    if (m.status === 'FAILED' && m.providerMessageId !== null) {
+      // The provider accepted it after it was failed: SENT and charged once (late-acceptance.ts).
+      await settleLateAcceptance(deps, db, org.id, m);
+      await deps.onFinal?.(org, { id: m.id, status: 'SENT' });
+      return 'already-final';
+    }
     if (m.status === 'FAILED') await refundIfCharged(org.id, m.id);
     await deps.onFinal?.(org, { id: m.id, status: m.status as 'SENT' | 'FAILED' });
     return 'already-final';
+  }
+
+  /**
+   * The provider accepted this run's send, but the run lost its fence: the provider's id goes on the row (the evidence),
+   * and a message failed meanwhile by the run that took over is turned SENT and charged once.
+   */
+  async function lateAcceptance(org: ProvisionedOrg, db: Sequelize, id: number, providerMessageId: string): Promise<DeliveryOutcome> {
+    const outcome = superseded('sent');
+    await recordLateAcceptance(db, id, providerMessageId);
+    const now = await readMessage(db, id);
+    if (now?.status === 'FAILED' && now.providerMessageId !== null && (await settleLateAcceptance(deps, db, org.id, now))) {
+      await deps.onFinal?.(org, { id, status: 'SENT' });
+    }
+    return outcome;
+  }
+
+  /**
+   * A FAILED write of the run holding `attempt` missed: if what stopped it is the provider's id on the row (another run's
+   * send was accepted meanwhile), the message is SENT under this run's fence; otherwise another run holds it.
+   */
+  async function sentByAnotherSend(org: ProvisionedOrg, db: Sequelize, id: number, attempt: number): Promise<DeliveryOutcome> {
+    const now = await readMessage(db, id);
+    if (now?.status === 'SENDING' && now.attempts === attempt && now.providerMessageId !== null) {
+      if (await markSent(db, id, attempt, now.providerMessageId)) {
+        await deps.onFinal?.(org, { id, status: 'SENT' });
+        logger.info('message sent: the provider had accepted an earlier send', { attempt });
+        return 'SENT';
+      }
+    }
+    return superseded('fail');
   }
 
   async function run(org: ProvisionedOrg, db: Sequelize, input: DeliveryInput): Promise<DeliveryOutcome> {
     const { messageId } = input;
     const m = await readMessage(db, messageId);
     if (!m) return 'gone';
-    if (m.status === 'SENT' || m.status === 'FAILED') return finishFinal(org, m);
-    if (org.status === 'SUSPENDED') {
+    if (m.status === 'SENT' || m.status === 'FAILED') return finishFinal(org, db, m);
+    // A suspension stops what was not sent; a message the provider accepted already (its id on the row) goes on to SENT.
+    if (org.status === 'SUSPENDED' && m.providerMessageId === null) {
       if (!(await markFailed(db, messageId, { seen: m.attempts }, 'ORG_SUSPENDED', 'the organisation is suspended')))
         return superseded('fail');
       return failed(org, messageId, 'ORG_SUSPENDED');
@@ -144,28 +198,34 @@ export function createDeliverMessage(deps: DeliveryDeps) {
       // Final since we read it: an overlapping run finished it. Finish what follows (idempotently), nothing more.
       superseded('claim');
       const now = await readMessage(db, messageId);
-      if (now) await finishFinal(org, now);
+      if (now) await finishFinal(org, db, now);
       return 'superseded';
     }
 
     let providerMessageId: string;
     try {
-      ({ providerMessageId } = await gateway.send({
-        idempotencyKey: providerIdempotencyKey(org, messageId),
-        to: m.to,
-        channel: m.channel,
-        body: m.body,
-      }));
+      // An earlier send was accepted (its run lost the fence before it could mark it SENT): no need to send again.
+      ({ providerMessageId } =
+        m.providerMessageId !== null
+          ? { providerMessageId: m.providerMessageId }
+          : await gateway.send({
+              idempotencyKey: providerIdempotencyKey(org, messageId),
+              to: m.to,
+              channel: m.channel,
+              body: m.body,
+            }));
       if (providerMessageId.length > PROVIDER_ID_MAX) {
         throw new PermanentGatewayError('PROVIDER_BAD_RESPONSE', `the provider's message id is longer than ${PROVIDER_ID_MAX} characters`);
       }
     } catch (err) {
+      // Another run's request for this message is still with the provider: not an answer about the message.
+      if (err instanceof InProgressGatewayError) throw new DeliveryInProgress(err);
       const e = err as Error & { code?: string };
       const permanent = err instanceof PermanentGatewayError;
       const code = e.code ?? 'GATEWAY_ERROR';
       const last = input.attemptsMade + 1 >= input.maxAttempts;
       if (permanent || last) {
-        if (!(await markFailed(db, messageId, { attempt }, code, e.message))) return superseded('fail');
+        if (!(await markFailed(db, messageId, { attempt }, code, e.message))) return sentByAnotherSend(org, db, messageId, attempt);
         await failed(org, messageId, code);
         // The job fails too (kept for inspection), without further attempts.
         throw new PermanentDeliveryFailure(code, e.message, permanent);
@@ -175,10 +235,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
       throw new RetryDelivery(e);
     }
     // The provider has it. Should this write fail, the retry resends with the same idempotency key: never a refund.
-    if (!(await markSent(db, messageId, attempt, providerMessageId))) {
-      await recordLateAcceptance(db, messageId, providerMessageId);
-      return superseded('sent');
-    }
+    if (!(await markSent(db, messageId, attempt, providerMessageId))) return lateAcceptance(org, db, messageId, providerMessageId);
     await deps.onFinal?.(org, { id: messageId, status: 'SENT' });
     logger.info('message sent', { attempt });
     return 'SENT';
@@ -210,7 +267,13 @@ export function createDeliverMessage(deps: DeliveryDeps) {
       try {
         return await run(org, db, input);
       } catch (err) {
-        if (err instanceof RetryDelivery || err instanceof PermanentDeliveryFailure || isInfrastructureError(err)) throw err;
+        if (
+          err instanceof RetryDelivery ||
+          err instanceof PermanentDeliveryFailure ||
+          err instanceof DeliveryInProgress ||
+          isInfrastructureError(err)
+        )
+          throw err;
         return failOnOwnError(org, db, input, err);
       }
     });

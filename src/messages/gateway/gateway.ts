@@ -35,3 +35,15 @@ export class PermanentGatewayError extends Error {
     this.name = 'PermanentGatewayError';
   }
 }
+
+/**
+ * The provider is still handling an earlier request with this idempotency key (HTTP 409, "request in progress"): an
+ * overlapping run's send of this very message. Not an answer about the message: neither a rejection nor an attempt.
+ */
+export class InProgressGatewayError extends Error {
+  readonly code = 'PROVIDER_IN_PROGRESS';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InProgressGatewayError';
+  }
+}

@@ -1,10 +1,12 @@
 /**
  * The HTTP provider: POSTs the message as JSON to GATEWAY_URL, signed with HMAC-SHA256 over
  * `<timestamp>.<body>` (headers `X-Gateway-Timestamp`, `X-Gateway-Signature: v1=<hex>`, `Idempotency-Key`).
- * Timeouts, network errors and 5xx/429 are transient; other 4xx are permanent. The answer must carry `{id}`.
+ * Timeouts, network errors and 5xx/429 are transient; 409 means a request with this idempotency key is still in
+ * progress (an overlapping run's send of the same message), neither a rejection nor an attempt; other 4xx are
+ * permanent. The answer must carry `{id}`.
  */
 import { createHmac } from 'node:crypto';
-import { PermanentGatewayError, TransientGatewayError, type Gateway } from './gateway.js';
+import { InProgressGatewayError, PermanentGatewayError, TransientGatewayError, type Gateway } from './gateway.js';
 
 /** The signature a receiver recomputes to trust a request. */
 export function gatewaySignature(secret: string, timestamp: string, body: string): string {
@@ -40,6 +42,10 @@ export function createHttpGateway(opts: { url: string; secret: string; timeoutMs
       const text = await res.text().catch(() => '');
       if (res.status >= 500 || res.status === 429)
         throw new TransientGatewayError(`PROVIDER_HTTP_${res.status}`, `provider answered ${res.status}`);
+      if (res.status === 409)
+        throw new InProgressGatewayError(
+          `provider answered 409: a request with this idempotency key is in progress: ${text.slice(0, 200)}`,
+        );
       if (res.status >= 400)
         throw new PermanentGatewayError(
           `PROVIDER_HTTP_${res.status}`,

@@ -43,6 +43,9 @@ const toEntry = (r: Row): LedgerEntry => ({
 
 const FIND = 'SELECT * FROM credit_ledger WHERE org_id = :orgId AND reference = :reference';
 
+/** The key of an (org, reference) entry in the set `existing()` answers. */
+export const ledgerKey = (orgId: number, reference: string) => `${orgId} ${reference}`;
+
 /** Creates the ledger over the shared DB. */
 export function createLedger(db: Sequelize) {
   async function find(orgId: number, reference: string, transaction?: Transaction): Promise<LedgerEntry | undefined> {
@@ -122,9 +125,27 @@ export function createLedger(db: Sequelize) {
     }
   }
 
+  /**
+   * Which of these (org, reference) entries exist, in one query on the unique (org, reference) key: the anti-join of
+   * the reconciler's repairs (a debit without its refund), for a page of messages of many orgs at once.
+   */
+  async function existing(keys: readonly { orgId: number; reference: string }[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    const byOrg = new Map<number, string[]>();
+    for (const k of keys) (byOrg.get(k.orgId) ?? byOrg.set(k.orgId, []).get(k.orgId)!).push(k.reference);
+    const values: unknown[] = [];
+    const clauses = [...byOrg].map(([orgId, references]) => {
+      values.push(orgId, ...references);
+      return `(org_id = ? AND reference IN (${references.map(() => '?').join(', ')}))`;
+    });
+    const found = await selectRows<Row>(db, `SELECT org_id, reference FROM credit_ledger WHERE ${clauses.join(' OR ')}`, values);
+    return new Set(found.map((r) => ledgerKey(Number(r.org_id), String(r.reference))));
+  }
+
   return {
     apply,
     find,
+    existing,
     /** Sum of the org's ledger (must always equal its balance). */
     async sum(orgId: number): Promise<number> {
       const [r] = await db.query<Row>('SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE org_id = :orgId', {

@@ -1,6 +1,7 @@
 /** The one error middleware: request id, access log, and the JSON error shape for every error (ours and Koa's). */
 import { randomUUID } from 'node:crypto';
 import type { Next } from 'koa';
+import { databaseErrorKind } from '../lib/database-errors.js';
 import { AppError } from '../lib/errors.js';
 import { runWithContext } from '../lib/context.js';
 import { isDatabaseUnavailable } from '../lib/infrastructure-errors.js';
@@ -49,6 +50,19 @@ export function toHttpError(err: unknown): {
   }
   if (status === 501) return { status, code: CODES[501]!, message: 'this HTTP method is not supported' };
   if (isDatabaseUnavailable(err)) {
+    return { status: 503, code: 'DB_UNAVAILABLE', message: 'a database is unavailable; try again', headers: { 'Retry-After': '1' } };
+  }
+  // Classified by server error number (MariaDB's statement timeout 1969 has no mysql2 code): not the request's fault.
+  const kind = databaseErrorKind(err);
+  if (kind === 'busy') {
+    return {
+      status: 503,
+      code: 'DB_BUSY',
+      message: 'the database did not answer in time (statement timeout, lock wait or deadlock); try again',
+      headers: { 'Retry-After': '1' },
+    };
+  }
+  if (kind === 'unavailable') {
     return { status: 503, code: 'DB_UNAVAILABLE', message: 'a database is unavailable; try again', headers: { 'Retry-After': '1' } };
   }
   return { status: 500, code: 'INTERNAL_ERROR', message: 'internal error' };

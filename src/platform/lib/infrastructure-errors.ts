@@ -1,3 +1,5 @@
+import { databaseErrorKind } from './database-errors.js';
+
 /**
  * Which errors are the infrastructure's (a database, the pool, Redis, a lock or a timeout), as opposed to the work's
  * own. Only these postpone a delivery; anything else is a bug or bad data that retrying cannot fix.
@@ -10,7 +12,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const name = (err as { name?: unknown } | null)?.name;
   return typeof name === 'string' && SEQUELIZE_CONNECTION.test(name);
 }
-/** mysql2 / Node codes of a lost or refused connection, and MySQL/MariaDB lock and timeout errors. */
+
+/**
+ * mysql2 / Node codes of a lost or refused connection (client-side: no server error number). Server errors (timeouts,
+ * lock waits, deadlocks, shutdown…) are classified by number in database-errors.ts, for MariaDB and MySQL alike.
+ */
 const CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -22,15 +28,6 @@ const CODES = new Set([
   'EAI_AGAIN',
   'PROTOCOL_CONNECTION_LOST',
   'PROTOCOL_SEQUENCE_TIMEOUT',
-  'ER_CON_COUNT_ERROR',
-  'ER_SERVER_SHUTDOWN',
-  'ER_LOCK_WAIT_TIMEOUT',
-  'ER_LOCK_DEADLOCK',
-  'ER_QUERY_TIMEOUT',
-  'ER_STATEMENT_TIMEOUT',
-  'ER_QUERY_INTERRUPTED',
-  'ER_CONNECTION_KILLED',
-  'ER_TOO_MANY_USER_CONNECTIONS',
 ]);
 /** Our own 503s: a tenant DB unreachable, no slot free, shutting down, a queue down. */
 const OWN_UNAVAILABLE = new Set([
@@ -47,6 +44,7 @@ const REDIS_MESSAGES = /Connection is closed|Stream isn't writeable|enableOfflin
 
 /** True when `err` (or its cause chain) says a dependency was unavailable or too slow, not that the work was wrong. */
 export function isInfrastructureError(err: unknown): boolean {
+  if (databaseErrorKind(err)) return true;
   for (let e = err as ErrorLike | undefined, depth = 0; e && depth < 5; e = e.cause ?? e.original ?? e.parent, depth++) {
     if (typeof e !== 'object') return false;
     if (e.name && SEQUELIZE_CONNECTION.test(e.name)) return true;

@@ -23,6 +23,12 @@ export interface Metrics {
   jobsParked: Counter<'queue'>;
   reconcilerRequeued: Counter;
   reconcilerLastSweep: Gauge;
+  /** Messages the provider accepted after they were FAILED, turned SENT (by whether they could be charged again). */
+  lateAcceptances: Counter<'outcome'>;
+  /** FAILED messages the reconciler found with a settlement left undone (a refund, a late acceptance). */
+  reconcilerRepairs: Counter;
+  /** Rows the reconciler could not give a job to in a sweep (it goes on with the others). */
+  reconcilerEnqueueFailures: Counter;
 }
 
 /** How many of the busiest orgs the per-org gauges show (bounded label cardinality with any number of tenants). */
@@ -229,6 +235,22 @@ export function createMetrics(deps: {
     help: 'QUEUED/SENDING messages with no live job that the reconciler enqueued again',
     registers: [registry],
   });
+  const lateAcceptances = new Counter({
+    name: 'delivery_late_acceptances_total',
+    help: 'Messages the provider accepted after they were FAILED, turned SENT; outcome "uncharged" when the balance could not cover the charge again (alert on any)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const reconcilerRepairs = new Counter({
+    name: 'reconciler_repairs_total',
+    help: 'FAILED messages the reconciler found with a refund or a late acceptance left undone, and gave a job to finish it',
+    registers: [registry],
+  });
+  const reconcilerEnqueueFailures = new Counter({
+    name: 'reconciler_enqueue_failures_total',
+    help: 'Rows the reconciler could not give a job to (the sweep goes on with the others; retried at the next sweep)',
+    registers: [registry],
+  });
   const reconcilerLastSweep = new Gauge({
     name: 'reconciler_last_sweep_timestamp_seconds',
     help: 'When this process last finished a reconciler sweep (Unix seconds)',
@@ -247,5 +269,8 @@ export function createMetrics(deps: {
     jobsParked,
     reconcilerRequeued,
     reconcilerLastSweep,
+    lateAcceptances,
+    reconcilerRepairs,
+    reconcilerEnqueueFailures,
   };
 }

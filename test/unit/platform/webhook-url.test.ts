@@ -57,6 +57,33 @@ describe('webhook URL rules (SSRF)', () => {
         '::ffff:255.255.255.255',
       ],
       'deprecated IPv4-compatible IPv6 (::/96)': ['::127.0.0.1', '::10.0.0.1'],
+      'benchmarking 198.18.0.0/15, documentation and IETF ranges': [
+        '198.18.0.1',
+        '198.19.255.254',
+        '192.0.0.8',
+        '192.0.2.1',
+        '198.51.100.7',
+        '203.0.113.9',
+        '192.88.99.1',
+      ],
+      'NAT64 well-known prefix 64:ff9b::/96 embedding an internal IPv4 (what DNS64 synthesises)': [
+        '64:ff9b::10.0.0.5',
+        '64:ff9b::a00:5',
+        '64:ff9b::127.0.0.1',
+        '64:ff9b::169.254.169.254',
+        '64:ff9b::192.168.0.1',
+        '64:ff9b::198.18.0.1',
+        '0064:ff9b:0000:0000:0000:0000:0a00:0005',
+      ],
+      'NAT64 local-use prefix 64:ff9b:1::/48 (RFC 8215), whatever it embeds': [
+        '64:ff9b:1::a00:5',
+        '64:ff9b:1:ffff::1',
+        '64:ff9b:1::8.8.8.8',
+      ],
+      'IPv4-translated ::ffff:0:0:0/96 (SIIT) embedding an internal IPv4': ['::ffff:0:10.0.0.5', '::ffff:0:7f00:1', '::ffff:0:a9fe:a9fe'],
+      '6to4 2002::/16 embedding an internal IPv4': ['2002:a00:5::1', '2002:7f00:1::', '2002:a9fe:a9fe:1:2:3:4:5', '2002:c0a8:101::1'],
+      'Teredo 2001::/32 whose client (the last 32 bits, inverted) is internal': ['2001:0:4136:e378:8000:63bf:f5ff:fffa'],
+      'documentation and discard-only IPv6 (2001:db8::/32, 100::/64)': ['2001:db8::1', '100::1'],
       'anything that is not an IP address (fails closed)': ['', 'localhost', 'example.com', '1.2.3', '[::1'],
     };
     for (const [name, addresses] of Object.entries(classes)) {
@@ -86,6 +113,14 @@ describe('webhook URL rules (SSRF)', () => {
         '2001:4860:4860::8888',
         '::ffff:8.8.8.8',
         '[2606:4700:4700::1111]',
+        // Public IPv4 behind a translation prefix, and just outside 198.18.0.0/15.
+        '64:ff9b::8.8.8.8',
+        '64:ff9b::808:808',
+        '::ffff:0:8.8.8.8',
+        '2002:808:808::1',
+        '2001:0:4136:e378:8000:63bf:f7f7:f7f7',
+        '198.17.255.255',
+        '198.20.0.1',
       ];
       expect(verdicts(addresses)).to.deep.equal(all(addresses, false));
     });
@@ -134,6 +169,14 @@ describe('webhook URL rules (SSRF)', () => {
       expect(checkWebhookUrl('http://[ff02::1]/', PRIVATE)).to.equal(INTERNAL('[ff02::1]'));
       expect(checkWebhookUrl('http://[::ffff:127.0.0.1]/', PRIVATE)).to.equal(INTERNAL('[::ffff:7f00:1]'));
       expect(checkWebhookUrl('http://[0:0:0:0:0:ffff:a9fe:a9fe]/', PRIVATE)).to.equal(INTERNAL('[::ffff:a9fe:a9fe]'));
+    });
+
+    it('refuses IPv6 literals that embed an internal IPv4: NAT64, IPv4-translated, 6to4', () => {
+      expect(checkWebhookUrl('http://[64:ff9b::10.0.0.5]/', PRIVATE)).to.equal(INTERNAL('[64:ff9b::a00:5]'));
+      expect(checkWebhookUrl('http://[64:ff9b:1::a00:5]/', PRIVATE)).to.equal(INTERNAL('[64:ff9b:1::a00:5]'));
+      expect(checkWebhookUrl('http://[::ffff:0:a9fe:a9fe]/', PRIVATE)).to.equal(INTERNAL('[::ffff:0:a9fe:a9fe]'));
+      expect(checkWebhookUrl('http://[2002:7f00:1::1]/', PRIVATE)).to.equal(INTERNAL('[2002:7f00:1::1]'));
+      expect(checkWebhookUrl('http://[64:ff9b::8.8.8.8]/', PRIVATE)).to.equal(undefined);
     });
 
     it('refuses what is not an http(s) URL, even with allowPrivate', () => {
@@ -237,6 +280,17 @@ describe('webhook URL rules (SSRF)', () => {
         code: 'WEBHOOK_URL_FORBIDDEN',
         message: 'webhook host hooks.example.test resolves to an internal address (::ffff:10.0.0.1)',
       });
+    });
+
+    it('refuses a host name whose DNS64 answer embeds an internal IPv4 (64:ff9b::10.0.0.5), without connecting', async () => {
+      const resolve = async (): Promise<ResolvedAddress[]> => [{ address: '64:ff9b::a00:5', family: 6 }];
+      const err = await rejection(post(`http://hooks.example.test:${port}/hook`, { resolve }));
+      expect(err).to.be.instanceOf(ForbiddenWebhookTarget);
+      expect(err).to.deep.include({
+        code: 'WEBHOOK_URL_FORBIDDEN',
+        message: 'webhook host hooks.example.test resolves to an internal address (64:ff9b::a00:5)',
+      });
+      expect(received).to.deep.equal([]);
     });
 
     it('resolves once and connects to exactly the address it checked (DNS rebinding cannot redirect it)', async () => {

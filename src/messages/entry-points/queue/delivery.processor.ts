@@ -1,12 +1,19 @@
 /**
  * The BullMQ adapter of the delivery use case: job → DeliveryInput, and the use case's answers → BullMQ's control flow.
  * RetryDelivery → throw the gateway error (BullMQ retries with backoff); PermanentDeliveryFailure → UnrecoverableError.
- * An infrastructure error postpones the job without using up an attempt (backoff doubling up to a minute), at most
+ * An infrastructure error, or DeliveryInProgress (the provider still has another run's send of the message), postpones
+ * the job without using up an attempt (backoff doubling up to a minute), at most
  * `maxPostponements` times: then the job fails with an alert-worthy log line and metric, and the message row (still
  * QUEUED or SENDING) is the reconciler's to enqueue again once its age passes RECONCILE_AFTER_MS.
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { PermanentDeliveryFailure, RetryDelivery, type DeliverMessage, type DeliveryOutcome } from '../../domain/deliver-message.js';
+import {
+  DeliveryInProgress,
+  PermanentDeliveryFailure,
+  RetryDelivery,
+  type DeliverMessage,
+  type DeliveryOutcome,
+} from '../../domain/deliver-message.js';
 import { runWithContext } from '../../../platform/lib/context.js';
 import type { Logger } from '../../../platform/lib/logger.js';
 import type { Metrics } from '../../../platform/metrics/metrics.js';
@@ -42,7 +49,9 @@ export function deliveryProcessor(deliver: DeliverMessage, opts: DeliveryWorkerO
         // A database, pool or Redis problem is not the message's fault: wait and try again without using up an attempt.
         const delay = Math.min(60_000, opts.outageBackoffMs * 2 ** Math.min(outages - 1, 10));
         opts.metrics?.deliveryPostponed.inc();
-        opts.logger.warn('delivery postponed: infrastructure error', { err: (err as Error).message, outages, delayMs: delay });
+        const why =
+          err instanceof DeliveryInProgress ? 'another send of this message is in progress at the provider' : 'infrastructure error';
+        opts.logger.warn(`delivery postponed: ${why}`, { err: (err as Error).message, outages, delayMs: delay });
         await job.updateData({ ...job.data, outages });
         await job.moveToDelayed(Date.now() + delay, token);
         throw new DelayedError();

@@ -138,11 +138,13 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
     servers: deps.servers,
     queue: deps.deliveryQueue,
     redis: deps.redis,
+    ledger,
     prefix: config.queuePrefix,
     logger,
     metrics,
     afterMs: config.reconcile.afterMs,
     intervalMs: config.reconcile.intervalMs,
+    lookbackMs: config.reconcile.lookbackMs,
   });
   reconciler.start();
   return {
