@@ -190,7 +190,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     close(deadlineMs) {
       closing ??= (async () => {
         await pools.close(deadlineMs);
-        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close()]);
+        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close(), gateway.close?.()]);
         redis.disconnect();
       })();
       return closing;
