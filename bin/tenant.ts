@@ -12,6 +12,7 @@ import { prepareSharedDb } from '../src/db/shared-db.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { AppError, describeError } from '../src/lib/errors.js';
 import { createLogger } from '../src/lib/logger.js';
+import { tracing } from '../src/telemetry/tracing.js';
 
 /** Colour only for a person at a terminal, and never when NO_COLOR is set (https://no-color.org). */
 const colour = (stream: NodeJS.WriteStream, style: Parameters<typeof styleText>[0], text: string) =>
@@ -96,3 +97,5 @@ function fail(err: unknown, json: boolean): number {
 }
 
 process.exitCode = await main(process.argv.slice(2));
+// With tracing on (the preload in bin/tenant), what is buffered is exported before the process ends.
+await tracing.shutdown();

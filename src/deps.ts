@@ -32,6 +32,7 @@ import { createProvisioner, type ProvisionerDeps, type Provisioner } from './ten
 import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
 import { createTenantMover, type MoveStep, type TenantMover } from './tenant-db/tenant-mover.js';
 import { createTenantMigrations, type TenantMigrations } from './tenant-db/tenant-migrations.js';
+import { tracing } from './telemetry/tracing.js';
 
 export interface Deps {
   config: Config;
@@ -92,7 +93,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const redis = createRedis(config, 'command');
   redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
   const repo = createOrgRepository(sharedDb);
-  const ledger = createLedger(sharedDb);
+  const ledger = tracing.ledger(createLedger(sharedDb));
   const servers = createServerRegistry({ sharedDb, secrets, config });
   const events = createOrgEvents({ redis: config, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
   const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
@@ -159,7 +160,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     defaults: config.rateLimit,
     authFailures: config.authFailureLimit,
   });
-  const gateway = createGateway(config);
+  const gateway = tracing.gateway(createGateway(config));
 
   let closing: Promise<void> | undefined;
   return {

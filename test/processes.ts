@@ -15,7 +15,7 @@ export interface MainProcess {
  * comes after the workers started and the signals are handled.
  */
 export async function startMain(env: Record<string, string> = {}, role: 'all' | 'api' | 'worker' = 'all'): Promise<MainProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--role', role], {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './src/telemetry/preload.ts', 'src/main.ts', '--role', role], {
     cwd: ROOT,
     // Workers log at info unless told otherwise: the fault suites read their lines ('workers started', superseded runs).
     env: {

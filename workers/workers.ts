@@ -9,6 +9,7 @@ import { deliveryProcessor } from './delivery.worker.js';
 import { gateByOrg } from './org-gate.js';
 import { startWorker, type RunningWorker } from './start-worker.js';
 import { webhookProcessor } from './webhook.worker.js';
+import { tracing } from '../src/telemetry/tracing.js';
 
 export interface Workers {
   reconciler: Reconciler;
@@ -40,14 +41,16 @@ export function startWorkers(config: Config, deps: Deps): Workers {
       );
     },
   });
-  const notify = createNotifyWebhook({
-    repo,
-    pools,
-    secrets,
-    logger,
-    timeoutMs: config.webhooks.timeoutMs,
-    allowPrivate: config.webhooks.allowPrivate,
-  });
+  const notify = tracing.notify(
+    createNotifyWebhook({
+      repo,
+      pools,
+      secrets,
+      logger,
+      timeoutMs: config.webhooks.timeoutMs,
+      allowPrivate: config.webhooks.allowPrivate,
+    }),
+  );
   const delivery = startWorker(
     config,
     DELIVERY_QUEUE,
