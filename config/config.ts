@@ -3,7 +3,15 @@ import { existsSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import Joi from 'joi';
 import { clusterSafePrefix } from '../src/lib/redis.js';
-import { channelGateways, gatewayProblems, gatewaySchemaKeys, smtpConfig, usesHttpGateway, type GatewayKind, type SmtpConfig } from './gateways.js';
+import {
+  channelGateways,
+  gatewayProblems,
+  gatewaySchemaKeys,
+  smtpConfig,
+  usesHttpGateway,
+  type GatewayKind,
+  type SmtpConfig,
+} from './gateways.js';
 
 /** Development defaults for secrets; refused when NODE_ENV=production, and on any HOST but loopback. */
 export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';

@@ -82,7 +82,9 @@ describe('e-mail over SMTP (EMAIL_GATEWAY=smtp)', function () {
       expect(got.mail.subject).to.equal(`A message from ${orgName}`);
       expect(got.mail.text?.trimEnd()).to.equal(body);
       expect(got.mail.from?.value).to.deep.equal([{ address: 'no-reply@mail.example.test', name: `${orgName} via Tenancy` }]);
-      expect(got.mail.to && !Array.isArray(got.mail.to) ? got.mail.to.value.map((a) => a.address) : []).to.deep.equal(['alice@example.test']);
+      expect(got.mail.to && !Array.isArray(got.mail.to) ? got.mail.to.value.map((a) => a.address) : []).to.deep.equal([
+        'alice@example.test',
+      ]);
       expect(got.mail.messageId).to.equal(r.message.providerMessageId);
       expect(got.mail.date).to.be.instanceOf(Date);
 
@@ -158,7 +160,11 @@ describe('e-mail over SMTP (EMAIL_GATEWAY=smtp)', function () {
     });
 
     /** One relay, one API with workers on `env`, one message to `to`; everything closed after. */
-    async function sendThrough(relayOpts: Parameters<typeof startRelay>[0], env: Record<string, string>, logger?: ReturnType<typeof createLogger>) {
+    async function sendThrough(
+      relayOpts: Parameters<typeof startRelay>[0],
+      env: Record<string, string>,
+      logger?: ReturnType<typeof createLogger>,
+    ) {
       const relay = await startRelay(relayOpts);
       const h = await startApiWithWorkers({ ...BASE_ENV, ...env, SMTP_URL: env.SMTP_URL!.replace('PORT', String(relay.port)) }, { logger });
       try {
@@ -214,7 +220,13 @@ describe('e-mail over SMTP (EMAIL_GATEWAY=smtp)', function () {
       const login = { user: 'relay-user', pass: 'right-password-123' };
       const refused = await sendThrough(
         { tls, login },
-        { SMTP_URL: 'smtp://127.0.0.1:PORT', SMTP_CA_FILE: tls.certFile, SMTP_USER: 'relay-user', SMTP_PASS: 'wrong-password-456', DELIVERY_ATTEMPTS: '2' },
+        {
+          SMTP_URL: 'smtp://127.0.0.1:PORT',
+          SMTP_CA_FILE: tls.certFile,
+          SMTP_USER: 'relay-user',
+          SMTP_PASS: 'wrong-password-456',
+          DELIVERY_ATTEMPTS: '2',
+        },
         logger,
       );
       expect(refused.message).to.include({ status: 'FAILED', errorCode: 'SMTP_AUTH_FAILED', attempts: 2 });

@@ -25,7 +25,7 @@ export function createGateway(config: Config): Gateway {
   return {
     send: (m) => (m.channel === 'email' ? email : sms).send(m),
     async close() {
-      await Promise.all([...providers.values()].map((g) => g.close?.()));
+      await Promise.all([...providers.values()].map((g) => (g.close ? g.close() : Promise.resolve())));
     },
   };
 }

@@ -19,7 +19,10 @@ const SMTP = { EMAIL_GATEWAY: 'smtp', SMTP_URL: 'smtp://relay.example.test', SMT
 describe('gateway configuration', () => {
   it('GATEWAY is every channel default; SMS_GATEWAY and EMAIL_GATEWAY override it per channel', () => {
     expect(loadConfig({}).channelGateways).to.deep.equal({ sms: 'simulated', email: 'simulated' });
-    expect(loadConfig({ GATEWAY: 'http', GATEWAY_URL: 'https://p.example.test' }).channelGateways).to.deep.equal({ sms: 'http', email: 'http' });
+    expect(loadConfig({ GATEWAY: 'http', GATEWAY_URL: 'https://p.example.test' }).channelGateways).to.deep.equal({
+      sms: 'http',
+      email: 'http',
+    });
     const c = loadConfig({ ...SMTP, SMS_GATEWAY: 'http', GATEWAY_URL: 'https://p.example.test' });
     expect(c.channelGateways).to.deep.equal({ sms: 'http', email: 'smtp' });
     expect(c.gateway).to.equal('simulated');
@@ -46,7 +49,9 @@ describe('gateway configuration', () => {
   });
 
   it('GATEWAY=smtp is refused with a pointer to EMAIL_GATEWAY (SMS cannot go over SMTP), and SMS_GATEWAY=smtp too', () => {
-    expect(problems({ GATEWAY: 'smtp' })).to.deep.equal(['GATEWAY: must be simulated or http (smtp carries e-mail only: set EMAIL_GATEWAY=smtp)']);
+    expect(problems({ GATEWAY: 'smtp' })).to.deep.equal([
+      'GATEWAY: must be simulated or http (smtp carries e-mail only: set EMAIL_GATEWAY=smtp)',
+    ]);
     expect(problems({ SMS_GATEWAY: 'smtp' })[0]).to.match(/^SMS_GATEWAY: /);
   });
 
@@ -71,7 +76,9 @@ describe('gateway configuration', () => {
     // On a public interface the development secret is named once, by the rule about exposed secrets.
     expect(problems({ ...prod, EMAIL_GATEWAY: 'http' })).to.have.length(1);
     expect(problems({ ...prod, EMAIL_GATEWAY: 'http' })[0]).to.match(/^GATEWAY_SECRET: is the public development default/);
-    expect(loadConfig({ ...prod, EMAIL_GATEWAY: 'http', GATEWAY_SECRET: 'c'.repeat(20) }).gatewayOptions.secret).not.to.equal(DEV_GATEWAY_SECRET);
+    expect(loadConfig({ ...prod, EMAIL_GATEWAY: 'http', GATEWAY_SECRET: 'c'.repeat(20) }).gatewayOptions.secret).not.to.equal(
+      DEV_GATEWAY_SECRET,
+    );
   });
 });
 
