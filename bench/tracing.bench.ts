@@ -6,15 +6,18 @@
  *   3. tracing on: OTEL_TRACES_EXPORTER=otlp (http/protobuf, the default protocol) to a local OTLP receiver in this
  *      process that counts and discards what it gets; every request then makes spans (HTTP, Koa, mysql2, ioredis,
  *      BullMQ's enqueue) and the batches are exported while the load runs.
- * Each round starts each variant as a fresh process, in a rotated order (1 2 3, 2 3 1, 3 1 2, …), sends one request
- * per tenant, a warm-up (not reported), then the measured run; the deliveries queue is emptied between runs (no
- * workers run). autocannon runs in a worker thread. Checked: every answer 202; the receiver got spans from variant 3
- * only. Reported: each variant's mean req/s and the median (and range) of its per-round ratio to variant 1.
+ * The machine is shared (other processes come and go), so variants are measured in pairs **at the same time**: in each
+ * round, variants 1 and 2 run side by side (two fresh processes, each with its own autocannon thread and the same
+ * load), then 1 and 3 (the pairs' order alternates by round); whatever else runs weighs on both sides of a pair alike.
+ * Each run: one request per tenant, a warm-up (not reported), then the measured run; the deliveries queue is emptied
+ * between pairs (no workers run). Checked: every answer 202; the receiver got exports in the pairs with variant 3
+ * only. Reported: each variant's mean req/s and the median (and range) of its per-round ratio to the variant 1 that
+ * ran beside it.
  *
  * Prints the table and rewrites its section of docs/benchmarks.md. Everything it creates (databases, MySQL users,
  * Redis keys under the run's prefix) is removed at the end. Run it alone: `flock /tmp/bench.lock npm run bench:tracing`.
  *
- * Tunables (defaults in brackets): BENCH_ROUNDS [6], BENCH_SECONDS [6], BENCH_WARMUP_SECONDS [2], BENCH_CONNECTIONS [20].
+ * Tunables (defaults in brackets): BENCH_ROUNDS [6], BENCH_SECONDS [8], BENCH_WARMUP_SECONDS [5], BENCH_CONNECTIONS [20].
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -49,8 +52,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TENANTS = 10;
 const TUNABLE_DEFAULTS: Record<string, string | undefined> = {
   BENCH_ROUNDS: '6',
-  BENCH_SECONDS: '6',
-  BENCH_WARMUP_SECONDS: '2',
+  BENCH_SECONDS: '8',
+  BENCH_WARMUP_SECONDS: '5',
   BENCH_CONNECTIONS: '20',
 };
 
@@ -64,6 +67,11 @@ const VARIANTS: readonly Variant[] = [
   { id: 1, name: 'no preload (tracing code never loaded)', preload: false, tracing: false },
   { id: 2, name: 'preload, tracing off (the default)', preload: true, tracing: false },
   { id: 3, name: 'tracing on (OTLP to a local receiver)', preload: true, tracing: true },
+];
+/** Each measured against variant 1 running at the same time. */
+const PAIRS: readonly (readonly [Variant, Variant])[] = [
+  [VARIANTS[0]!, VARIANTS[1]!],
+  [VARIANTS[0]!, VARIANTS[2]!],
 ];
 
 interface Tenant {
@@ -140,6 +148,18 @@ async function startApi(v: Variant, env: Record<string, string>, sinkUrl: string
   return { child, url };
 }
 
+/** One POST /messages per tenant (pools, caches and prepared statements warm before the clock starts). */
+async function warmUp(url: string, tenants: readonly Tenant[]): Promise<void> {
+  for (const t of tenants) {
+    const res = await fetch(`${url}/messages`, {
+      method: 'POST',
+      headers: { 'X-Org-Id': String(t.id), Authorization: `Bearer ${t.apiKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ to: '+15551230000', channel: 'sms', body: 'warm-up' }),
+    });
+    if (res.status !== 202) throw new Error(`warm-up POST /messages for org ${t.id}: HTTP ${res.status} ${await res.text()}`);
+  }
+}
+
 /** SIGTERM (graceful: with tracing on, the last batch is exported) and wait for the exit. */
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
@@ -159,6 +179,8 @@ function expectAccepted(what: string, r: CannonResult): void {
 
 interface Run {
   round: number;
+  /** The pair it ran in: 2 (variants 1 and 2) or 3 (variants 1 and 3). */
+  pair: 2 | 3;
   variant: Variant;
   rate: number;
   p50: number;
@@ -199,56 +221,66 @@ async function main(): Promise<void> {
       const { org, apiKey } = await deps.orgs.create({ name, credits: 1_000_000_000 });
       return { id: org.id, apiKey: apiKey! };
     });
-    log(`${tenants.length} tenants; ${rounds} rounds × 3 variants of ${warmupSeconds} + ${seconds} s, ${connections} connections`);
+    log(
+      `${tenants.length} tenants; ${rounds} rounds × 2 side-by-side pairs of ${warmupSeconds} + ${seconds} s, ${connections} connections`,
+    );
 
     const runs: Run[] = [];
-    for (let round = 0; round < rounds; round++) {
-      for (let k = 0; k < VARIANTS.length; k++) {
-        throwIfInterrupted();
-        const v = VARIANTS[(round + k) % VARIANTS.length]!;
-        const requestsBefore = sink.requests();
-        const bytesBefore = sink.bytes();
-        const api = await startApi(v, env, sink.url);
-        let load: LoadResult;
-        try {
-          for (const t of tenants) {
-            const res = await fetch(`${api.url}/messages`, {
-              method: 'POST',
-              headers: { 'X-Org-Id': String(t.id), Authorization: `Bearer ${t.apiKey}`, 'Content-Type': 'application/json' },
-              body: JSON.stringify({ to: '+15551230000', channel: 'sms', body: 'warm-up' }),
-            });
-            if (res.status !== 202) throw new Error(`warm-up POST /messages for org ${t.id}: HTTP ${res.status} ${await res.text()}`);
-          }
-          load = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url: api.url, connections, warmupSeconds, seconds, tenants });
-        } finally {
-          await stop(api.child);
-        }
-        expectAccepted(`variant ${v.id} warm-up`, load.warmup);
-        expectAccepted(`variant ${v.id}`, load.measured);
-        const exports = sink.requests() - requestsBefore;
-        if (v.tracing ? exports === 0 : exports !== 0) throw new Error(`variant ${v.id}: the OTLP receiver got ${exports} exports`);
-        const m = load.measured;
+    /** Starts both variants of a pair, warms them up, loads them at the same time, stops them; one Run each. */
+    const runPair = async (round: number, pair: readonly [Variant, Variant]): Promise<Run[]> => {
+      const requestsBefore = sink.requests();
+      const bytesBefore = sink.bytes();
+      const apis = await Promise.all(pair.map((v) => startApi(v, env, sink.url)));
+      let loads: LoadResult[];
+      try {
+        for (const api of apis) await warmUp(api.url, tenants);
+        // Side by side: both take their load at the same moment, so whatever else runs on the machine weighs on both.
+        loads = await Promise.all(
+          apis.map((api) =>
+            runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url: api.url, connections, warmupSeconds, seconds, tenants }),
+          ),
+        );
+      } finally {
+        await Promise.all(apis.map((api) => stop(api.child)));
+      }
+      const exports = sink.requests() - requestsBefore;
+      const traced = pair.some((v) => v.tracing);
+      if (traced ? exports === 0 : exports !== 0) throw new Error(`round ${round + 1}: the OTLP receiver got ${exports} exports`);
+      return pair.map((v, k) => {
+        expectAccepted(`variant ${v.id} warm-up`, loads[k]!.warmup);
+        expectAccepted(`variant ${v.id}`, loads[k]!.measured);
+        const m = loads[k]!.measured;
         const r: Run = {
           round,
+          pair: pair[1].id as 2 | 3,
           variant: v,
           rate: (m.statusCodes['202'] ?? 0) / m.seconds,
           p50: m.p50,
           p99: m.p99,
-          exports,
-          exportedBytes: sink.bytes() - bytesBefore,
+          exports: v.tracing ? exports : 0,
+          exportedBytes: v.tracing ? sink.bytes() - bytesBefore : 0,
         };
-        runs.push(r);
         log(
-          `round ${round + 1}, ${v.id}. ${v.name}: ${r.rate.toFixed(0)} req/s, p50 ${formatMs(r.p50)} ms, p99 ${formatMs(r.p99)} ms, ${exports} OTLP exports`,
+          `round ${round + 1}, ${v.id}. ${v.name} (beside ${pair[1 - k]!.id}): ${r.rate.toFixed(0)} req/s, p50 ${formatMs(r.p50)} ms, p99 ${formatMs(r.p99)} ms, ${r.exports} OTLP exports`,
         );
+        return r;
+      });
+    };
+    for (let round = 0; round < rounds; round++) {
+      // Which pair goes first alternates, so that a drift over the run weighs on both alike.
+      const pairs = round % 2 ? [PAIRS[1]!, PAIRS[0]!] : [PAIRS[0]!, PAIRS[1]!];
+      for (const pair of pairs) {
+        throwIfInterrupted();
+        runs.push(...(await runPair(round, pair)));
         // No workers run: empty the queue so that Redis does not grow over the run.
         await deps.deliveryQueue.obliterate({ force: true });
       }
     }
 
+    // Variant 1 runs in both pairs; a variant's ratio is to the variant 1 beside it, in the same round.
     const rows = VARIANTS.map((v) => {
       const mine = runs.filter((r) => r.variant.id === v.id);
-      const ratios = mine.map((r) => r.rate / runs.find((b) => b.round === r.round && b.variant.id === 1)!.rate);
+      const ratios = mine.map((r) => r.rate / runs.find((b) => b.round === r.round && b.pair === r.pair && b.variant.id === 1)!.rate);
       return { v, mine, ratios };
     });
     const table = markdownTable(
@@ -265,13 +297,13 @@ async function main(): Promise<void> {
       ]),
     );
     console.log(table);
-    const off = median(rows[1]!.ratios);
-    const on = median(rows[2]!.ratios);
-    const spread = Math.max(...rows[0]!.mine.map((r) => r.rate)) / Math.min(...rows[0]!.mine.map((r) => r.rate)) - 1;
+    const pct = (ratio: number) => `${ratio <= 1 ? '' : '−'}${(Math.abs(1 - ratio) * 100).toFixed(1)} %`;
+    const [, off, on] = rows as [(typeof rows)[0], (typeof rows)[0], (typeof rows)[0]];
     const sentence =
-      `Tracing off costs ${((1 - off) * 100).toFixed(1)} % of requests/s (median of the per-round ratios; the preload loads nothing and no ` +
-      `tracing code runs per request), where variant 1 alone varies by ${(spread * 100).toFixed(1)} % from round to round; ` +
-      `tracing on costs ${((1 - on) * 100).toFixed(1)} %.`;
+      `Tracing off costs ${pct(median(off.ratios))} of requests/s against no preload at all (median of ${rounds} side-by-side rounds, ` +
+      `which range from ${pct(Math.max(...off.ratios))} to ${pct(Math.min(...off.ratios))}: the noise of this machine; the preload loads nothing ` +
+      `and no tracing code runs per request); tracing on costs ${pct(median(on.ratios))} (rounds from ${pct(Math.max(...on.ratios))} to ` +
+      `${pct(Math.min(...on.ratios))}).`;
     console.log(`\n${sentence}`);
     const machine = await withRedis(config.redisUrl, (client) =>
       describeMachine(deps.sharedDb, {
@@ -283,10 +315,10 @@ async function main(): Promise<void> {
       `Measured ${new Date().toISOString().slice(0, 10)} with \`flock /tmp/bench.lock ${commandLine('bench:tracing', Object.keys(TUNABLE_DEFAULTS))}\` (the whole run took about ${Math.round(performance.now() / 1000)} s).`,
       '',
       `- Machine: ${machine}.`,
-      `- **What runs**: an API process (\`src/main.ts --role api\`, under tsx, \`LOG_LEVEL=warn\`, no workers) per run; autocannon in a worker thread sends \`POST /messages\` (an SMS of one segment: auth from the caches, the rate limiter's Redis round trip, the row inserted in the tenant database, the BullMQ job added) over ${connections} connections, each walking through ${TENANTS} tenants from its own starting point; one request per tenant, a ${warmupSeconds} s warm-up (not reported), then ${seconds} s measured. The queue is emptied between runs.`,
+      `- **What runs**: an API process (\`src/main.ts --role api\`, under tsx, \`LOG_LEVEL=warn\`, no workers) per variant; autocannon in a worker thread sends \`POST /messages\` (an SMS of one segment: auth from the caches, the rate limiter's Redis round trip, the row inserted in the tenant database, the BullMQ job added) over ${connections} connections, each walking through ${TENANTS} tenants from its own starting point; one request per tenant, a ${warmupSeconds} s warm-up (not reported), then ${seconds} s measured. The queue is emptied between pairs.`,
       '- **Variants**: **1** no `--import ./src/telemetry/preload.ts` (no tracing module loaded); **2** with the preload and no `OTEL_*` variable (the default: the preload decides and loads nothing more); **3** `OTEL_TRACES_EXPORTER=otlp`, `OTEL_EXPORTER_OTLP_ENDPOINT` = a receiver in the benchmark process (http/protobuf, batches at the SDK defaults), every request traced.',
-      `- **Order**: ${rounds} rounds, each starting the three variants as fresh processes in a rotated order (1 2 3, 2 3 1, 3 1 2, …); a variant's ratio is its req/s ÷ variant 1's in the same round, reported as the median of the rounds and their range. *req/s* is 202 answers ÷ the time from starting autocannon to the last answer.`,
-      `- **Checked**: every answer 202; the receiver got exports in the runs of variant 3 only (${rows[2]!.mine.reduce((s, r) => s + r.exportedBytes, 0)} bytes in all).`,
+      `- **Side by side**: the machine is shared (other processes come and go), so each variant is measured against variant 1 running **at the same time**: in each of ${rounds} rounds, variants 1 and 2 run as two fresh processes with one autocannon thread each and the same load, then 1 and 3 (the pairs' order alternates by round). A variant's ratio is its req/s ÷ the req/s of the variant 1 beside it, reported as the median of the rounds and their range; variant 1's own row is the mean of all its runs. *req/s* is 202 answers ÷ the time from starting autocannon to the last answer.`,
+      `- **Checked**: every answer 202; the receiver got exports in the pairs with variant 3 only (${rows[2]!.mine.reduce((s, r) => s + r.exportedBytes, 0)} bytes in all).`,
       '',
       table,
       '',
