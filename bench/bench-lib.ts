@@ -13,8 +13,8 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { loadConfig, type Config } from '../config/config.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { prepareSharedDb } from '../src/db/shared-db.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
+import { prepareSharedDb } from '../src/platform/db/shared-db.js';
 import type { Deps } from '../src/deps.js';
 
 const DOC = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));

@@ -21,10 +21,10 @@ import type { Config } from '../config/config.js';
 import { performance } from 'node:perf_hooks';
 import { QueryTypes } from 'sequelize';
 import { createDeps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { startWorkers } from '../workers/workers.js';
+import { startServer } from '../src/app/http-app.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import { startWorkers } from '../src/messages/entry-points/queue/workers.js';
 import {
   closeAndCleanUp,
   commandLine,

@@ -21,9 +21,9 @@ import { fileURLToPath } from 'node:url';
 import type autocannon from 'autocannon';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { createDeps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { startServer } from '../src/app/http-app.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
   closeAndCleanUp,
   commandLine,
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     sampling = false;
     await sampler;
     const rss = process.memoryUsage().rss;
-    const stats = deps.pools.stats();
+    const stats = deps.tenantDbs.stats();
     await api.stop(1000);
     api = undefined;
 

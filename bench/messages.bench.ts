@@ -27,12 +27,12 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import { createDeps, type Deps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { createRedis } from '../src/lib/redis.js';
+import { startServer } from '../src/app/http-app.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import { createRedis } from '../src/platform/lib/redis.js';
 import { startLocalRedisCluster } from '../scripts/local-redis-cluster.js';
-import type { DeliveryJob } from '../src/queue/queues.js';
-import { startWorkers } from '../workers/workers.js';
+import type { DeliveryJob } from '../src/platform/queue/queues.js';
+import { startWorkers } from '../src/messages/entry-points/queue/workers.js';
 import {
   closeAndCleanUp,
   commandLine,
@@ -150,7 +150,7 @@ async function baseline(config: Config, n: number, inflight: number): Promise<Ba
   // Clients of either kind (one Redis, or a Cluster with REDIS_CLUSTER_NODES), as the app makes them.
   const connection = createRedis(config, 'blocking');
   const workerConnection = createRedis(config, 'blocking');
-  // The job options of the delivery queue (src/queue/queues.ts), so each add writes the same job shape.
+  // The job options of the delivery queue (src/platform/queue/queues.ts), so each add writes the same job shape.
   const queue = new Queue<DeliveryJob>(BASELINE_QUEUE, {
     connection,
     prefix: config.queuePrefix,

@@ -23,10 +23,10 @@ import { performance } from 'node:perf_hooks';
 import type autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { createDeps, type Deps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import type { RateLimits } from '../src/rate-limits/rate-limits.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import type { Metrics } from '../src/metrics/metrics.js';
+import { startServer } from '../src/app/http-app.js';
+import type { RateLimits } from '../src/platform/rate-limits/rate-limits.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import type { Metrics } from '../src/platform/metrics/metrics.js';
 import {
   closeAndCleanUp,
   commandLine,

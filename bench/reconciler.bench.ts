@@ -13,10 +13,10 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { QueryTypes } from 'sequelize';
 import { createDeps } from '../src/deps.js';
-import { createReconciler } from '../src/delivery/reconciler.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { isOperational } from '../src/orgs/org.js';
-import { quoteIdentifier } from '../src/tenant-db/names.js';
+import { createReconciler } from '../src/messages/domain/reconciler.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import { isOperational } from '../src/orgs/domain/org.js';
+import { quoteIdentifier } from '../src/platform/db/identifiers.js';
 import {
   closeAndCleanUp,
   commandLine,

@@ -26,9 +26,9 @@ import Koa from 'koa';
 import mysql from 'mysql2/promise';
 import { QueryTypes } from 'sequelize';
 import { createDeps, type Deps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
-import { createSequelize } from '../src/db/sequelize.js';
+import { startServer } from '../src/app/http-app.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
 import {
   closeAndCleanUp,
   commandLine,
@@ -223,7 +223,7 @@ async function main(): Promise<void> {
       return rs.reduce((sum, r) => sum + r.responses / r.seconds, 0) / rs.length;
     };
     const p = (name: string, key: 'p50' | 'p99') => Math.max(...results.get(name)!.map((r) => r[key]));
-    const stats = deps.pools.stats();
+    const stats = deps.tenantDbs.stats();
     const row = (label: string, name: string, base: string, baseLabel: string) => [
       label,
       rate(name).toFixed(0),

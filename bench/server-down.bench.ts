@@ -12,9 +12,9 @@
 import { randomBytes } from 'node:crypto';
 import type autocannon from 'autocannon';
 import { createDeps } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { createSequelize } from '../src/db/sequelize.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { startServer } from '../src/app/http-app.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import { startLocalMariaDb, type LocalMariaDb } from '../scripts/local-mariadb.js';
 import {
   closeAndCleanUp,

@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createDeps, type Deps } from '../src/deps.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
   closeAndCleanUp,
   commandLine,

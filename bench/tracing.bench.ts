@@ -1,7 +1,7 @@
 /**
  * What tracing costs `POST /messages`: requests/s of an API process (`src/main.ts --role api`) in three variants, side
  * by side in one run, against the real MariaDB/MySQL server and Redis of the config:
- *   1. no preload: started without `--import ./src/telemetry/preload.ts`, so no tracing module is ever loaded;
+ *   1. no preload: started without `--import ./src/platform/telemetry/preload.ts`, so no tracing module is ever loaded;
  *   2. tracing off: the preload runs and decides, as `npm start` does with no OTEL_* variable set (the default);
  *   3. tracing on: OTEL_TRACES_EXPORTER=otlp (http/protobuf, the default protocol) to a local OTLP receiver in this
  *      process that counts and discards what it gets; every request then makes spans (HTTP, Koa, mysql2, ioredis,
@@ -27,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type autocannon from 'autocannon';
 import { createDeps, type Deps } from '../src/deps.js';
-import { mapWithConcurrency } from '../src/lib/concurrency.js';
+import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
   closeAndCleanUp,
   commandLine,
@@ -132,7 +132,14 @@ async function startSink(): Promise<{ url: string; requests: () => number; bytes
 async function startApi(v: Variant, env: Record<string, string>, sinkUrl: string): Promise<{ child: ChildProcess; url: string }> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_'))) as Record<string, string>;
   const otel = v.tracing ? { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl } : {};
-  const args = ['--import', 'tsx', ...(v.preload ? ['--import', './src/telemetry/preload.ts'] : []), 'src/main.ts', '--role', 'api'];
+  const args = [
+    '--import',
+    'tsx',
+    ...(v.preload ? ['--import', './src/platform/telemetry/preload.ts'] : []),
+    'src/main.ts',
+    '--role',
+    'api',
+  ];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...base, ...env, ...otel }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -316,7 +323,7 @@ async function main(): Promise<void> {
       '',
       `- Machine: ${machine}.`,
       `- **What runs**: an API process (\`src/main.ts --role api\`, under tsx, \`LOG_LEVEL=warn\`, no workers) per variant; autocannon in a worker thread sends \`POST /messages\` (an SMS of one segment: auth from the caches, the rate limiter's Redis round trip, the row inserted in the tenant database, the BullMQ job added) over ${connections} connections, each walking through ${TENANTS} tenants from its own starting point; one request per tenant, a ${warmupSeconds} s warm-up (not reported), then ${seconds} s measured. The queue is emptied between pairs.`,
-      '- **Variants**: **1** no `--import ./src/telemetry/preload.ts` (no tracing module loaded); **2** with the preload and no `OTEL_*` variable (the default: the preload decides and loads nothing more); **3** `OTEL_TRACES_EXPORTER=otlp`, `OTEL_EXPORTER_OTLP_ENDPOINT` = a receiver in the benchmark process (http/protobuf, batches at the SDK defaults), every request traced.',
+      '- **Variants**: **1** no `--import ./src/platform/telemetry/preload.ts` (no tracing module loaded); **2** with the preload and no `OTEL_*` variable (the default: the preload decides and loads nothing more); **3** `OTEL_TRACES_EXPORTER=otlp`, `OTEL_EXPORTER_OTLP_ENDPOINT` = a receiver in the benchmark process (http/protobuf, batches at the SDK defaults), every request traced.',
       `- **Side by side**: the machine is shared (other processes come and go), so each variant is measured against variant 1 running **at the same time**: in each of ${rounds} rounds, variants 1 and 2 run as two fresh processes with one autocannon thread each and the same load, then 1 and 3 (the pairs' order alternates by round). A variant's ratio is its req/s ÷ the req/s of the variant 1 beside it, reported as the median of the rounds and their range; variant 1's own row is the mean of all its runs. *req/s* is 202 answers ÷ the time from starting autocannon to the last answer.`,
       `- **Checked**: every answer 202; the receiver got exports in the pairs with variant 3 only (${rows[2]!.mine.reduce((s, r) => s + r.exportedBytes, 0)} bytes in all).`,
       '',

@@ -2,7 +2,6 @@
 import { existsSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import Joi from 'joi';
-import { clusterSafePrefix } from '../src/lib/redis.js';
 import {
   channelGateways,
   gatewayProblems,
@@ -370,4 +369,19 @@ export function readEnvSecret(variable: string): string | undefined {
 function deepFreeze<T extends object>(o: T): T {
   for (const value of Object.values(o)) if (value && typeof value === 'object') deepFreeze(value as object);
   return Object.freeze(o);
+}
+
+/**
+ * The key prefix of the project (queues, limits, locks, slots, the org-events channel): in Cluster mode it carries a
+ * hash tag, so every key of the project is in one slot and each multi-key script (BullMQ's, the org slots') can run.
+ */
+export function clusterSafePrefix(prefix: string, cluster: boolean): string {
+  return cluster && hashTag(prefix) === undefined ? `{${prefix}}` : prefix;
+}
+
+/** Redis Cluster's hash tag of a key: what lies between its first `{` and the first `}` after it, if not empty. */
+export function hashTag(key: string): string | undefined {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
 }

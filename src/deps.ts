@@ -2,14 +2,14 @@
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../config/config.js';
 import type { Queue } from 'bullmq';
-import { createLedger, type Ledger } from './credits/ledger.js';
-import type { Gateway } from './gateway/gateway.js';
-import { createRateLimits, redisLimiters, type RateLimits } from './rate-limits/rate-limits.js';
-import { createMetrics, type Metrics } from './metrics/metrics.js';
-import { createGateway } from './gateway/create-gateway.js';
-import { createMessageService, type MessageService } from './messages/messages.service.js';
-import { createFairShare, type FairShare } from './queue/fair-share.js';
-import { createOrgSlots, type OrgSlots } from './queue/org-slots.js';
+import { createLedger, type Ledger } from './orgs/data-access/ledger.js';
+import type { Gateway } from './messages/gateway/gateway.js';
+import { createRateLimits, redisLimiters, type RateLimits } from './platform/rate-limits/rate-limits.js';
+import { createMetrics, type Metrics } from './platform/metrics/metrics.js';
+import { createGateway } from './messages/gateway/create-gateway.js';
+import { createMessageService, type MessageService } from './messages/domain/messages.service.js';
+import { createFairShare, type FairShare } from './platform/queue/fair-share.js';
+import { createOrgPermits, type OrgPermits } from './platform/queue/org-permits.js';
 import {
   createDeliveryQueue,
   createWebhookQueue,
@@ -17,22 +17,22 @@ import {
   WEBHOOK_QUEUE,
   type DeliveryJob,
   type WebhookJob,
-} from './queue/queues.js';
-import { createSequelize } from './db/sequelize.js';
-import { createDeliveryLoad, type DeliveryLoadReader } from './delivery/delivery-load.js';
-import { createLogger, type Logger } from './lib/logger.js';
-import { createSecretBox, type SecretBox } from './lib/secrets.js';
-import { createOrgEvents, type OrgEvents } from './orgs/org-events.js';
-import { createOrgRegistry, type OrgRegistry } from './orgs/org-registry.js';
-import { createOrgRepository, type OrgRepository } from './orgs/org.repository.js';
-import { createOrgService, type OrgService } from './orgs/orgs.service.js';
-import { createTenantPools, type TenantPools } from './tenant-db/tenant-pools.js';
-import { createRedis, type RedisClient } from './lib/redis.js';
-import { createProvisioner, type ProvisionerDeps, type Provisioner } from './tenant-db/provisioner.js';
-import { createServerRegistry, type ServerRegistry } from './tenant-db/servers.js';
-import { createTenantMover, type MoveStep, type TenantMover } from './tenant-db/tenant-mover.js';
-import { createTenantMigrations, type TenantMigrations } from './tenant-db/tenant-migrations.js';
-import { tracing } from './telemetry/tracing.js';
+} from './platform/queue/queues.js';
+import { createSequelize } from './platform/db/sequelize.js';
+import { createDeliveryLoad, type DeliveryLoadReader } from './messages/domain/delivery-load.js';
+import { createLogger, type Logger } from './platform/lib/logger.js';
+import { createSecretBox, type SecretBox } from './platform/lib/secrets.js';
+import { createOrgEvents, type OrgEvents } from './orgs/domain/org-events.js';
+import { createOrgRegistry, type OrgRegistry } from './orgs/domain/org-registry.js';
+import { createOrgRepository, type OrgRepository } from './orgs/data-access/org.repository.js';
+import { createOrgService, type OrgService } from './orgs/domain/orgs.service.js';
+import { createTenantConnections } from './platform/tenant-connections/tenant-connections.js';
+import { createTenantDbs, type TenantDbs } from './orgs/domain/tenant-dbs.js';
+import { createRedis, type RedisClient } from './platform/lib/redis.js';
+import { createProvisioner, type ProvisionerDeps, type Provisioner } from './orgs/domain/provisioner.js';
+import { createServerRegistry, type ServerRegistry } from './orgs/domain/server-registry.js';
+import { createTenantMover, type MoveStep, type TenantMover } from './orgs/domain/tenant-mover.js';
+import { createTenantMigrations, type TenantMigrations } from './orgs/domain/tenant-migrations.js';
 
 export interface Deps {
   config: Config;
@@ -45,7 +45,8 @@ export interface Deps {
   servers: ServerRegistry;
   events: OrgEvents;
   registry: OrgRegistry;
-  pools: TenantPools;
+  /** Orgs' tenant databases over this process's tenant connections (instances and per-server connection budgets). */
+  tenantDbs: TenantDbs;
   provisioner: Provisioner;
   orgs: OrgService;
   migrations: TenantMigrations;
@@ -53,16 +54,16 @@ export interface Deps {
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
-  /** Fair-share priorities of this process's enqueues, per queue (src/queue/fair-share.ts). */
+  /** Fair-share priorities of this process's enqueues, per queue (src/platform/queue/fair-share.ts). */
   fairShare: { deliveries: FairShare; webhooks: FairShare };
-  /** Per-org concurrency of each queue's jobs across every worker (src/queue/org-slots.ts). */
-  orgSlots: { deliveries: OrgSlots; webhooks: OrgSlots };
+  /** Per-org concurrency of each queue's jobs across every worker (src/platform/queue/org-permits.ts). */
+  orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
   /** Per-org delivery load for operators (GET /orgs/:id/delivery, bin/tenant top and limits). */
   deliveryLoad: DeliveryLoadReader;
   limits: RateLimits;
   metrics: Metrics;
   gateway: Gateway;
-  /** Releases everything; past `deadlineMs`, tenant pools are closed even under running queries. */
+  /** Releases everything; past `deadlineMs`, tenant connections are closed even under running queries. */
   close(deadlineMs?: number): Promise<void>;
 }
 
@@ -93,16 +94,16 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const redis = createRedis(config, 'command');
   redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
   const repo = createOrgRepository(sharedDb);
-  const ledger = tracing.ledger(createLedger(sharedDb));
+  const ledger = createLedger(sharedDb);
   const servers = createServerRegistry({ sharedDb, secrets, config });
   const events = createOrgEvents({ redis: config, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
   const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
-  const pools = createTenantPools({ config, servers, secrets, logger });
+  const tenantDbs = createTenantDbs(createTenantConnections({ config, endpoint: (id) => servers.endpoint(id), secrets, logger }));
   events.onChange(({ orgId, reason }) => {
     registry.invalidate(orgId);
     // A pool whose credentials or server changed is replaced on its next use (the cache compares them); only a
     // dropped tenant's pool must be closed now.
-    if (reason === 'dropped') pools.evict(orgId);
+    if (reason === 'dropped') tenantDbs.evict(orgId);
   });
   const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
   const orgs = createOrgService({ repo, ledger, provisioner, events, secrets, webhookAllowPrivate: config.webhooks.allowPrivate });
@@ -125,18 +126,18 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     webhooks: createFairShare({ halfLifeMs: config.fairShareHalfLifeMs }),
   };
   // A running job renews its lease; a crashed worker's lapses after the job lock, when BullMQ hands the job on anyway.
-  const orgSlots = {
-    deliveries: createOrgSlots({ redis, prefix: config.queuePrefix, queue: DELIVERY_QUEUE, leaseMs: config.delivery.lockMs }),
-    webhooks: createOrgSlots({ redis, prefix: config.queuePrefix, queue: WEBHOOK_QUEUE, leaseMs: config.delivery.lockMs }),
+  const orgPermits = {
+    deliveries: createOrgPermits({ redis, prefix: config.queuePrefix, queue: DELIVERY_QUEUE, leaseMs: config.delivery.lockMs }),
+    webhooks: createOrgPermits({ redis, prefix: config.queuePrefix, queue: WEBHOOK_QUEUE, leaseMs: config.delivery.lockMs }),
   };
   const deliveryLoad = createDeliveryLoad({
-    pools,
-    orgSlots,
+    tenantDbs,
+    orgPermits,
     defaults: { deliveryConcurrency: config.delivery.orgConcurrency, webhookConcurrency: config.webhooks.orgConcurrency },
   });
   const messages = createMessageService({
     repo,
-    pools,
+    tenantDbs,
     queue: deliveryQueue,
     fairShare: fairShare.deliveries,
     logger,
@@ -145,13 +146,13 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   // Every process reads the same counts from Redis: by default only workers (and all-in-one) report them, not the API.
   const queueMetrics = config.queueMetrics === 'on' || (config.queueMetrics === 'auto' && opts.role !== 'api');
   const metrics = createMetrics({
-    pools,
-    orgRegistry: registry,
+    tenantConnections: tenantDbs,
+    orgCache: registry,
     queues: queueMetrics ? [deliveryQueue, webhookQueue] : [],
-    orgSlots: queueMetrics
+    orgPermits: queueMetrics
       ? [
-          { queue: DELIVERY_QUEUE, slots: orgSlots.deliveries },
-          { queue: WEBHOOK_QUEUE, slots: orgSlots.webhooks },
+          { queue: DELIVERY_QUEUE, permits: orgPermits.deliveries },
+          { queue: WEBHOOK_QUEUE, permits: orgPermits.webhooks },
         ]
       : [],
   });
@@ -160,7 +161,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     defaults: config.rateLimit,
     authFailures: config.authFailureLimit,
   });
-  const gateway = tracing.gateway(createGateway(config));
+  const gateway = createGateway(config);
 
   let closing: Promise<void> | undefined;
   return {
@@ -174,7 +175,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     servers,
     events,
     registry,
-    pools,
+    tenantDbs,
     provisioner,
     orgs,
     migrations,
@@ -183,14 +184,14 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     webhookQueue,
     messages,
     fairShare,
-    orgSlots,
+    orgPermits,
     deliveryLoad,
     gateway,
     limits,
     metrics,
     close(deadlineMs) {
       closing ??= (async () => {
-        await pools.close(deadlineMs);
+        await tenantDbs.close(deadlineMs);
         await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close(), gateway.close?.()]);
         redis.disconnect();
       })();

@@ -4,13 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { loadConfig, type Config } from '../config/config.js';
-import { createSequelize } from '../src/db/sequelize.js';
+import { createSequelize } from '../src/platform/db/sequelize.js';
 import { createDeps, type Deps, type DepsOptions } from '../src/deps.js';
-import { startServer } from '../src/http/app.js';
-import { provisioned, type ProvisionedOrg } from '../src/orgs/org.js';
+import { startServer } from '../src/app/http-app.js';
+import { provisioned, type ProvisionedOrg } from '../src/orgs/domain/org.js';
 import { Job, QueueEvents } from 'bullmq';
-import { DELIVERY_QUEUE, deliveryJobId } from '../src/queue/queues.js';
-import { startWorkers, type Workers } from '../workers/workers.js';
+import { DELIVERY_QUEUE, deliveryJobId } from '../src/platform/queue/queues.js';
+import { startWorkers, type Workers } from '../src/messages/entry-points/queue/workers.js';
 
 /** This run's id: every database, MySQL user and Redis key the run makes starts with it. */
 export const RUN = `t${Date.now().toString(36).slice(-5)}${randomBytes(2).toString('hex')}`;
@@ -27,7 +27,7 @@ export const TEST_ENV: Record<string, string> = {
   SECRET_KEY: 'test-secret-key-0123456789abcdef0123456789',
   LOG_LEVEL: 'silent',
   MIGRATION_LOCK_WAIT_SEC: '5',
-  // Generous limits for the suites about other things; test/rate-limit.test.ts sets real ones.
+  // Generous limits for the suites about other things; test/platform/rate-limit.test.ts sets real ones.
   RATE_LIMIT_POINTS: '1000000',
   AUTH_FAILURE_LIMIT: '1000000',
 };

@@ -1,6 +1,6 @@
 /** Root hooks: migrate this run's shared DB once; afterwards drop every database, MySQL user and Redis key of the run. */
 import { Redis } from 'ioredis';
-import { prepareSharedDb } from '../src/db/shared-db.js';
+import { prepareSharedDb } from '../src/platform/db/shared-db.js';
 import { RUN, rootDb, rows, testConfig, testDeps } from './helpers.js';
 
 /** Removes everything this run created. Exported so benchmarks and manual runs can reuse it. */

@@ -1,6 +1,6 @@
 /** Fakes for the unit tier: a silent logger, org records, a manual clock, and promises settled from outside. */
-import { createLogger } from '../../src/lib/logger.js';
-import type { ProvisionedOrg } from '../../src/orgs/org.js';
+import { createLogger } from '../../src/platform/lib/logger.js';
+import type { ProvisionedOrg } from '../../src/orgs/domain/org.js';
 
 export const silent = createLogger({ level: 'silent' });
 

@@ -3,7 +3,7 @@
  * server, 20 concurrent callers, sequential phases (each closes everything before the next starts):
  *   a   bare mysql2 pool of 20 connections, one tenant (raw pool.query)
  *   a2  one Sequelize instance, pool max 20, one tenant (sequelize.query) — "one tenant's speed" of today's app
- *   b   TODAY: the app's TenantPoolCache (vendor/tenancy/pool-cache.ts = /work/main HEAD src/tenancy/pool-cache.ts),
+ *   b   TODAY: the app's TenantInstanceCache (vendor/tenancy/pool-cache.ts = /work/main HEAD src/tenancy/pool-cache.ts),
  *       LRU of LRU_MAX Sequelize instances × pool max 2, open = new Sequelize + authenticate + define model,
  *       1,000 tenants, Zipf(1.0) (seeded)
  *   c   MUX: ServerConnections budget 20 shared by 1,000 long-lived Sequelize instances (created before the phase),
@@ -17,9 +17,9 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2';
 import { DataTypes, Model, QueryTypes, Sequelize } from 'sequelize';
-import { HOST, PORT, TENANTS, countThreads, mulberry32, rootConnection, tenant, zipfSampler, type TenantCreds } from './common.ts';
-import { ServerConnections, attachSequelize, sequelizeConnectionOptions } from './server-connections.ts';
-import { createTenantPoolCache } from './vendor/tenancy/pool-cache.ts';
+import { HOST, PORT, TENANTS, countThreads, mulberry32, rootConnection, tenant, zipfSampler, type TenantCreds } from './common.js';
+import { ServerConnections, attachSequelize, sequelizeConnectionOptions } from './server-connections.js';
+import { createInstanceCache } from './vendor/tenancy/pool-cache.ts';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, lru: { type: 'string' }, only: { type: 'string' }, budget: { type: 'string' }, 'open-first': { type: 'boolean' }, mirror: { type: 'boolean', default: true }, 'no-mirror': { type: 'boolean' } } });
 const SECONDS = Number(args.seconds ?? 3);
@@ -152,7 +152,7 @@ async function main() {
     { key: 'b', name: `b  TODAY LRU ${LRU_MAX} × pool 2, 1000 tenants Zipf`, async run() {
       const zipf = zipfSampler(TENANTS, 1.0, mulberry32(SEED));
       const logger = { debug() {}, info() {}, warn() {}, error() {} } as any;
-      const cache = createTenantPoolCache({
+      const cache = createInstanceCache({
         maxOpen: LRU_MAX, idleMs: 60_000, acquireTimeoutMs: 5_000, retryAfterMs: 2_000, logger,
         async open(org: any) { // as /work/main src/deps.ts
           const db = createSequelize(org.creds, 2);

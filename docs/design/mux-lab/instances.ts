@@ -8,8 +8,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { DataTypes, Model, Sequelize } from 'sequelize';
-import { HOST, PORT, countThreads, rootConnection, tenant } from './common.ts';
-import { ServerConnections, attachSequelize } from './server-connections.ts';
+import { HOST, PORT, countThreads, rootConnection, tenant } from './common.js';
+import { ServerConnections, attachSequelize } from './server-connections.js';
 
 const N = Number(process.argv[2] ?? 10_000);
 const gc = (globalThis as any).gc as (() => void) | undefined;

@@ -7,8 +7,8 @@
  * privileges no longer hide anything, A's former session state must be gone: that proves a reset, not just a denial).
  */
 import mysql from 'mysql2';
-import { HOST, PORT, rootConnection, tenant, type TenantCreds } from './common.ts';
-import { ServerConnections } from './server-connections.ts';
+import { HOST, PORT, rootConnection, tenant, type TenantCreds } from './common.js';
+import { ServerConnections } from './server-connections.js';
 
 const A = tenant(1);
 const B = tenant(2);

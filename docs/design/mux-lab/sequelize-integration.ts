@@ -7,8 +7,8 @@
  *   npx tsx sequelize-integration.ts
  */
 import { DataTypes, Model, QueryTypes, Sequelize, Transaction } from 'sequelize';
-import { HOST, PORT, countThreads, rootConnection, sleep, tenant } from './common.ts';
-import { ServerConnections, attachSequelize, sequelizeConnectionOptions, type TenantCredentials } from './server-connections.ts';
+import { HOST, PORT, countThreads, rootConnection, sleep, tenant } from './common.js';
+import { ServerConnections, attachSequelize, sequelizeConnectionOptions, type TenantCredentials } from './server-connections.js';
 
 let failures = 0;
 function check(name: string, ok: boolean, detail: unknown = ''): void {

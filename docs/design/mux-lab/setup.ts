@@ -3,7 +3,7 @@
  * that has ALL on its own database only. Idempotent. 4 root connections.  npx tsx setup.ts
  */
 import mysql from 'mysql2/promise';
-import { HOST, PORT, ROWS_PER_TENANT, TENANTS, tenant } from './common.ts';
+import { HOST, PORT, ROWS_PER_TENANT, TENANTS, tenant } from './common.js';
 
 const DDL = `CREATE TABLE IF NOT EXISTS messages (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,

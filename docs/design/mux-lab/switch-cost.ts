@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import mysql from 'mysql2';
-import { HOST, PORT, tenant } from './common.ts';
+import { HOST, PORT, tenant } from './common.js';
 
 const SQL = 'SELECT id, `to`, channel, body, status, cost, created_at FROM messages ORDER BY id DESC LIMIT 20';
 const open = (i: number) => new Promise<mysql.Connection>((res, rej) => {

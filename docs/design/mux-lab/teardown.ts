@@ -1,6 +1,6 @@
 /** Drops every muxlab_* database and user (and nothing else).  npx tsx teardown.ts */
 import mysql from 'mysql2/promise';
-import { HOST, PORT } from './common.ts';
+import { HOST, PORT } from './common.js';
 
 async function main() {
   const c = await mysql.createConnection({ host: HOST, port: PORT, user: 'root', password: '' });

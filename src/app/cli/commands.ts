@@ -1,0 +1,24 @@
+/** Every command of bin/tenant, from the components' entry points, wired to the composition root's services. */
+import { readEnvSecret } from '../../../config/config.js';
+import type { Deps } from '../../deps.js';
+import { deliveryCommands } from '../../messages/entry-points/cli/delivery.commands.js';
+import { fleetCommands } from '../../orgs/entry-points/cli/fleet.commands.js';
+import { orgCommands } from '../../orgs/entry-points/cli/org.commands.js';
+import type { Commands } from '../../platform/cli/command.js';
+import { migrateShared } from '../../platform/db/shared-db.js';
+
+export function buildCommands(deps: Deps): Commands {
+  const { config } = deps;
+  return {
+    ...orgCommands({ orgs: deps.orgs, defaultCredits: config.defaultCredits, port: config.port }),
+    ...fleetCommands({
+      migrations: deps.migrations,
+      servers: deps.servers,
+      mover: deps.mover,
+      migrateShared: () => migrateShared(deps.sharedDb, config.db.name, config.migrationLockWaitSec),
+      sharedDbName: config.db.name,
+      readEnvSecret,
+    }),
+    ...deliveryCommands({ orgs: deps.orgs, deliveryLoad: deps.deliveryLoad }),
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * Every error code the API and the CLI answer with, its HTTP status and what it means. test/error-catalogue.test.ts
+ * scans the source for every code thrown and fails when one is missing here (or listed here but never thrown);
+ * `npm run docs:errors` writes this table into docs/architecture.md, and the test checks the docs are current.
+ */
+export interface ErrorEntry {
+  status: number;
+  meaning: string;
+}
+
+export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
+  BAD_REQUEST: {
+    status: 400,
+    meaning:
+      'a malformed request refused before any route: by Koa, or by the HTTP parser (a doubled `Content-Length`, a broken request line), which then closes the connection',
+  },
+  INVALID_BODY: { status: 400, meaning: 'the body could not be read (aborted, wrong length)' },
+  INVALID_JSON: { status: 400, meaning: 'the body is not valid JSON' },
+  VALIDATION_FAILED: {
+    status: 400,
+    meaning: 'the body, query or path failed validation; `error.details` lists each problem (`in`, `path`, `message`, `type`)',
+  },
+  INVALID_ORG_ID: { status: 400, meaning: '`X-Org-Id` is missing or not a positive integer ≤ 4294967295' },
+  INVALID_IDEMPOTENCY_KEY: { status: 400, meaning: '`Idempotency-Key` is not 1–255 printable ASCII characters' },
+  WEBHOOK_URL_FORBIDDEN: {
+    status: 400,
+    meaning:
+      'a webhook URL on a loopback, private, link-local, CGNAT, ULA, multicast or unspecified address (unless `WEBHOOK_ALLOW_PRIVATE=true`)',
+  },
+  UNAUTHORIZED: { status: 401, meaning: 'unauthenticated (generic)' },
+  REQUEST_TIMEOUT: { status: 408, meaning: 'the request was not received in time (answered by the HTTP parser, closing the connection)' },
+  AUTH_REQUIRED: { status: 401, meaning: 'no `Authorization` header on a tenant route' },
+  INVALID_API_KEY: { status: 401, meaning: 'the API key is malformed, unknown or revoked' },
+  INVALID_ADMIN_TOKEN: { status: 401, meaning: 'an admin route without the right `ADMIN_TOKEN`' },
+  DASHBOARD_AUTH_REQUIRED: { status: 401, meaning: '/admin/queues without Basic `admin:ADMIN_TOKEN`' },
+  INSUFFICIENT_CREDITS: { status: 402, meaning: 'the balance is below the message’s cost (`details: {cost, balance}`); nothing stored' },
+  FORBIDDEN: { status: 403, meaning: 'forbidden (generic)' },
+  ORG_MISMATCH: { status: 403, meaning: 'the API key belongs to another org than `X-Org-Id`' },
+  ORG_SUSPENDED: { status: 403, meaning: 'the org is suspended' },
+  DASHBOARD_CROSS_SITE: { status: 403, meaning: 'a dashboard write from another site (`Sec-Fetch-Site`)' },
+  NOT_FOUND: { status: 404, meaning: 'no such route' },
+  ORG_NOT_FOUND: { status: 404, meaning: 'no such org (or it was dropped)' },
+  MESSAGE_NOT_FOUND: { status: 404, meaning: 'no such message in the caller’s org' },
+  KEY_NOT_FOUND: { status: 404, meaning: 'no such active API key of the org (CLI `keys revoke`)' },
+  SERVER_NOT_FOUND: { status: 404, meaning: 'no such database server (`server` of POST /orgs, CLI)' },
+  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the path exists, not with this method; `Allow` lists the methods it takes' },
+  CONFLICT: { status: 409, meaning: 'conflict (generic)' },
+  ORG_NAME_TAKEN: { status: 409, meaning: 'an org of this name exists' },
+  ORG_NOT_READY: { status: 409, meaning: 'the org is still provisioning, or failed to (see `bin/tenant show`)' },
+  ORG_DELETED: { status: 409, meaning: 'the org was dropped (CLI `provision`)' },
+  INSUFFICIENT_BALANCE: { status: 409, meaning: 'an adjustment would take the balance below zero' },
+  PROVISIONING_IN_PROGRESS: { status: 409, meaning: 'another process is provisioning this org' },
+  TENANT_DB_EXISTS: { status: 409, meaning: 'a database of the tenant’s name exists and is not this org’s; left untouched' },
+  NO_SERVER_CAPACITY: { status: 409, meaning: 'no active database server has room for another tenant' },
+  SERVER_DRAINING: { status: 409, meaning: 'the named database server takes no new tenants' },
+  SERVER_EXISTS: { status: 409, meaning: 'a database server of this name is registered (CLI `servers add`)' },
+  ALREADY_THERE: { status: 409, meaning: 'the org is already on that database server (CLI `move`)' },
+  MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is being moved already (CLI `move`; `move <id> --abort` ends a stuck one)' },
+  NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
+  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is over `BODY_LIMIT`' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'a body that is not `application/json`' },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    meaning: 'the request headers are over Node’s limit (answered by the HTTP parser, closing the connection)',
+  },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'this `Idempotency-Key` was used for a different request' },
+  RATE_LIMITED: { status: 429, meaning: 'over the org’s rate limit, or too many failed authentications from this address; `Retry-After`' },
+  INTERNAL_ERROR: { status: 500, meaning: 'a bug; the message never shows internals (the log has the request id)' },
+  PROVISIONING_FAILED: {
+    status: 500,
+    meaning: 'provisioning stopped at a step (`details: {orgId, step}`); resume with `bin/tenant provision <id>`',
+  },
+  NOT_IMPLEMENTED: { status: 501, meaning: 'an HTTP method the API does not implement' },
+  DB_UNAVAILABLE: { status: 503, meaning: 'the shared database is unreachable; `Retry-After`' },
+  TENANT_DB_UNAVAILABLE: { status: 503, meaning: 'this org’s database server is unreachable (other orgs are served); `Retry-After`' },
+  TENANT_MOVING: {
+    status: 503,
+    meaning: 'this org’s database is being moved to another server (`bin/tenant move`); `Retry-After`',
+  },
+  TENANT_CAPACITY: {
+    status: 503,
+    meaning:
+      "every tenant instance or every connection of the tenant server's budget stayed busy past `TENANT_ACQUIRE_TIMEOUT_MS`; `Retry-After`",
+  },
+  QUEUE_UNAVAILABLE: {
+    status: 503,
+    meaning: 'Redis is unreachable: the message was not accepted (stored `FAILED ENQUEUE_FAILED`); `Retry-After`',
+  },
+  SHUTTING_DOWN: { status: 503, meaning: 'the process is shutting down; `Retry-After`' },
+};
+
+/** The catalogue as a Markdown table, by status then code (what docs/architecture.md shows). */
+export function errorCatalogueMarkdown(): string {
+  const rows = Object.entries(ERROR_CATALOGUE).sort(([a, x], [b, y]) => x.status - y.status || a.localeCompare(b));
+  return ['| status | code | meaning |', '|---:|---|---|', ...rows.map(([code, e]) => `| ${e.status} | \`${code}\` | ${e.meaning} |`)].join(
+    '\n',
+  );
+}

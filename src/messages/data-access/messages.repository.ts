@@ -1,0 +1,121 @@
+/**
+ * The statements on a tenant's `messages` table, but the delivery state machine's fenced writes (message-transitions.ts):
+ * reads (newest first, keyset cursor on id, served by the (status, id) index and the PK), the insert, the send's own
+ * corrections, operators' counts and the reconciler's sweep. Plain rows, not model instances, through the lean path.
+ */
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { insertRow, selectRows, write } from '../../platform/db/lean-query.js';
+import type { MessageRecord, MessageStatus } from '../domain/message.js';
+
+const COLUMNS =
+  'id, `to`, channel, body, status, cost, attempts, error_code AS errorCode, error_text AS errorText, ' +
+  'provider_message_id AS providerMessageId, idempotency_key AS idempotencyKey, request_hash AS requestHash, ' +
+  'created_at AS createdAt, updated_at AS updatedAt, sent_at AS sentAt';
+
+/** Lists messages newest first: `limit` rows with id < `before`, optionally of one status. */
+export function listMessages(db: Sequelize, opts: { limit: number; before?: number; status?: MessageStatus }): Promise<MessageRecord[]> {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  if (opts.before !== undefined) {
+    where.push('id < ?');
+    values.push(opts.before);
+  }
+  if (opts.status) {
+    where.push('status = ?');
+    values.push(opts.status);
+  }
+  values.push(opts.limit);
+  const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  return selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages${filter} ORDER BY id DESC LIMIT ?`, values);
+}
+
+/** One message by id, or null. */
+export async function findMessage(db: Sequelize, id: number): Promise<MessageRecord | null> {
+  const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE id = ?`, [id]);
+  return row ?? null;
+}
+
+/** Stores a new QUEUED message and answers it as stored (timestamps set here, as a model's create would). */
+export async function insertMessage(
+  db: Sequelize,
+  m: Pick<MessageRecord, 'to' | 'channel' | 'body' | 'cost' | 'idempotencyKey' | 'requestHash'>,
+): Promise<MessageRecord> {
+  const now = new Date();
+  const id = await insertRow(
+    db,
+    'INSERT INTO messages (`to`, channel, body, status, cost, attempts, idempotency_key, request_hash, created_at, updated_at) ' +
+      "VALUES (?, ?, ?, 'QUEUED', ?, 0, ?, ?, ?, ?)",
+    [m.to, m.channel, m.body, m.cost, m.idempotencyKey, m.requestHash, now, now],
+  );
+  return {
+    id,
+    ...m,
+    status: 'QUEUED',
+    attempts: 0,
+    errorCode: null,
+    errorText: null,
+    providerMessageId: null,
+    createdAt: now,
+    updatedAt: now,
+    sentAt: null,
+  };
+}
+
+/** The message an Idempotency-Key made, or null (the key column is binary: compared exactly). */
+export async function findMessageByKey(db: Sequelize, key: string): Promise<MessageRecord | null> {
+  const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE idempotency_key = ?`, [key]);
+  return row ?? null;
+}
+
+/** Forgets an expired Idempotency-Key (takes it off its message), so the same key makes a new message. */
+export async function forgetIdempotencyKey(db: Sequelize, id: number, key: string): Promise<void> {
+  await write(db, 'UPDATE messages SET idempotency_key = NULL WHERE id = :id AND idempotency_key = :key', { id, key });
+}
+
+/**
+ * A message whose job could not be enqueued: FAILED ENQUEUE_FAILED with its Idempotency-Key freed, so the same request
+ * can be retried. Fenced on QUEUED with no attempt: false when a worker already has it (the add landed after all).
+ */
+export async function markNotAccepted(db: Sequelize, id: number): Promise<boolean> {
+  const r = await write(
+    db,
+    `UPDATE messages SET status = 'FAILED', error_code = 'ENQUEUE_FAILED', error_text = 'the delivery queue was unavailable',
+       idempotency_key = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id AND status = 'QUEUED' AND attempts = 0`,
+    { id },
+  );
+  return r.affectedRows === 1;
+}
+
+/** Messages QUEUED and SENDING now (served by the (status, updated_at) index). */
+export async function countOpen(db: Sequelize): Promise<{ queued: number; sending: number }> {
+  const rows = await selectRows<{ status: string; n: number }>(
+    db,
+    "SELECT status, COUNT(*) AS n FROM messages WHERE status IN ('QUEUED', 'SENDING') GROUP BY status",
+    [],
+  );
+  const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
+  return { queued: count('QUEUED'), sending: count('SENDING') };
+}
+
+/**
+ * The reconciler's sweep: messages QUEUED/SENDING untouched since `cutoff`, of many tenants of one server in one query
+ * (UNION ALL over the (status, updated_at) index), through that server's admin connection: [tenant id, message id].
+ */
+export async function findStale(
+  admin: Sequelize,
+  tenants: { id: number; dbName: string }[],
+  cutoff: Date,
+  perTenant: number,
+): Promise<[number, number][]> {
+  const parts = tenants.map(
+    (t) =>
+      `(SELECT ${Number(t.id)} AS org_id, id FROM ${quoteIdentifier(t.dbName)}.messages
+        WHERE status IN ('QUEUED', 'SENDING') AND updated_at < :cutoff ORDER BY updated_at LIMIT ${Number(perTenant)})`,
+  );
+  const rows = await admin.query<{ org_id: number; id: number }>(parts.join(' UNION ALL '), {
+    replacements: { cutoff },
+    type: QueryTypes.SELECT,
+  });
+  return rows.map((r) => [Number(r.org_id), Number(r.id)]);
+}

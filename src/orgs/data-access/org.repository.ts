@@ -1,0 +1,135 @@
+/** Data access for orgs and API keys in the shared DB. Plain objects in, plain objects out. */
+import { randomUUID } from 'node:crypto';
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { selectRows } from '../../platform/db/lean-query.js';
+import type { ApiKeyRecord, OrgRecord, OrgStatus } from '../domain/org.js';
+
+type Row = Record<string, unknown>;
+
+const toOrg = (r: Row): OrgRecord => ({
+  id: Number(r.id),
+  name: String(r.name),
+  uid: String(r.uid),
+  status: r.status as OrgStatus,
+  creditBalance: Number(r.credit_balance),
+  dbServerId: r.db_server_id == null ? null : Number(r.db_server_id),
+  dbName: (r.db_name as string | null) ?? null,
+  dbUser: (r.db_user as string | null) ?? null,
+  dbPasswordEnc: (r.db_password_enc as string | null) ?? null,
+  provisioningStep: (r.provisioning_step as string | null) ?? null,
+  lastError: (r.last_error as string | null) ?? null,
+  rateLimit: r.rate_limit_points == null ? null : { points: Number(r.rate_limit_points), duration: Number(r.rate_limit_duration) },
+  deliveryConcurrency: r.delivery_concurrency == null ? null : Number(r.delivery_concurrency),
+  webhookUrl: (r.webhook_url as string | null) ?? null,
+  webhookSecretEnc: (r.webhook_secret_enc as string | null) ?? null,
+  movingSince: r.moving_since ? new Date(r.moving_since as Date) : null,
+  movingToServerId: r.moving_to_server_id == null ? null : Number(r.moving_to_server_id),
+  createdAt: new Date(r.created_at as Date),
+  updatedAt: new Date(r.updated_at as Date),
+});
+
+const toKey = (r: Row): ApiKeyRecord => ({
+  id: Number(r.id),
+  orgId: Number(r.org_id),
+  prefix: String(r.prefix),
+  keyHash: String(r.key_hash),
+  name: String(r.name),
+  createdAt: new Date(r.created_at as Date),
+  lastUsedAt: r.last_used_at ? new Date(r.last_used_at as Date) : null,
+  revokedAt: r.revoked_at ? new Date(r.revoked_at as Date) : null,
+});
+
+/** Columns an update may touch, mapped to their SQL names. */
+const UPDATABLE = {
+  status: 'status',
+  dbServerId: 'db_server_id',
+  dbName: 'db_name',
+  dbUser: 'db_user',
+  dbPasswordEnc: 'db_password_enc',
+  provisioningStep: 'provisioning_step',
+  lastError: 'last_error',
+  webhookUrl: 'webhook_url',
+  webhookSecretEnc: 'webhook_secret_enc',
+  rateLimitPoints: 'rate_limit_points',
+  rateLimitDuration: 'rate_limit_duration',
+  deliveryConcurrency: 'delivery_concurrency',
+} as const;
+export type OrgUpdate = Partial<Record<keyof typeof UPDATABLE, string | number | null>>;
+
+/** Creates the org and API-key repository over the shared DB. */
+export function createOrgRepository(db: Sequelize) {
+  const select = async (sql: string, replacements: Row, transaction?: Transaction) =>
+    db.query<Row>(sql, { replacements, type: QueryTypes.SELECT, transaction });
+
+  return {
+    /** The shared DB, for callers that need a transaction across repository calls. */
+    sequelize: db,
+    async insert(input: { name: string; dbServerId: number }, transaction?: Transaction): Promise<number> {
+      const [id] = await db.query(
+        `INSERT INTO orgs (name, uid, status, credit_balance, db_server_id, provisioning_step) VALUES (:name, :uid, 'PROVISIONING', 0, :dbServerId, 'CREATE_DATABASE')`,
+        { replacements: { ...input, uid: randomUUID() }, type: QueryTypes.INSERT, transaction },
+      );
+      return Number(id);
+    },
+    async get(id: number, transaction?: Transaction): Promise<OrgRecord | undefined> {
+      const [r] = await select('SELECT * FROM orgs WHERE id = :id', { id }, transaction);
+      return r && toOrg(r);
+    },
+    /** The current balance, read fresh (not from any cache). */
+    async balance(id: number): Promise<number> {
+      // On every POST /messages: the lean path (no Sequelize query layer).
+      const [r] = await selectRows<{ credit_balance: number }>(db, 'SELECT credit_balance FROM orgs WHERE id = ?', [id]);
+      return Number(r?.credit_balance ?? 0);
+    },
+    /** Orgs by ascending id after a cursor, optionally of some statuses. */
+    async list(opts: { limit: number; after?: number; statuses?: readonly OrgStatus[] }): Promise<OrgRecord[]> {
+      const where = ['id > :after'];
+      if (opts.statuses?.length) where.push('status IN (:statuses)');
+      const rows = await select(`SELECT * FROM orgs WHERE ${where.join(' AND ')} ORDER BY id LIMIT :limit`, {
+        after: opts.after ?? 0,
+        statuses: opts.statuses ?? [],
+        limit: opts.limit,
+      });
+      return rows.map(toOrg);
+    },
+    async update(id: number, fields: OrgUpdate, transaction?: Transaction): Promise<void> {
+      const entries = Object.entries(fields).filter(([k]) => k in UPDATABLE) as [keyof typeof UPDATABLE, unknown][];
+      if (entries.length === 0) return;
+      const sets = entries.map(([k]) => `${UPDATABLE[k]} = :${k}`).join(', ');
+      await db.query(`UPDATE orgs SET ${sets}, updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id`, {
+        replacements: { ...Object.fromEntries(entries), id },
+        transaction,
+      });
+    },
+    async insertKey(input: { orgId: number; prefix: string; keyHash: string; name: string }, transaction?: Transaction): Promise<void> {
+      await db.query('INSERT INTO api_keys (org_id, prefix, key_hash, name) VALUES (:orgId, :prefix, :keyHash, :name)', {
+        replacements: input,
+        transaction,
+      });
+    },
+    async findKey(prefix: string): Promise<ApiKeyRecord | undefined> {
+      const [r] = await select('SELECT * FROM api_keys WHERE prefix = :prefix', { prefix });
+      return r && toKey(r);
+    },
+    async listKeys(orgId: number): Promise<ApiKeyRecord[]> {
+      return (await select('SELECT * FROM api_keys WHERE org_id = :orgId ORDER BY id', { orgId })).map(toKey);
+    },
+    async countActiveKeys(orgId: number, transaction?: Transaction): Promise<number> {
+      const [r] = await select('SELECT COUNT(*) AS n FROM api_keys WHERE org_id = :orgId AND revoked_at IS NULL', { orgId }, transaction);
+      return Number(r?.n ?? 0);
+    },
+    /** Revokes a key of the org; false when no such unrevoked key. */
+    async revokeKey(orgId: number, prefix: string): Promise<boolean> {
+      const [, meta] = await db.query(
+        'UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP(3) WHERE org_id = :orgId AND prefix = :prefix AND revoked_at IS NULL',
+        { replacements: { orgId, prefix } },
+      );
+      return (meta as { affectedRows?: number }).affectedRows === 1;
+    },
+    async touchKey(id: number): Promise<void> {
+      await db.query('UPDATE api_keys SET last_used_at = CURRENT_TIMESTAMP(3) WHERE id = :id', { replacements: { id } });
+    },
+  };
+}
+
+export type OrgRepository = ReturnType<typeof createOrgRepository>;

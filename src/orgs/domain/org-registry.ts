@@ -1,0 +1,120 @@
+/**
+ * Cached org and API-key lookups for the hot path (lru-cache): short TTL, bounded size, negative caching, single
+ * flight, and explicit invalidation on org events.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../../platform/lib/logger.js';
+import { API_KEY_PATTERN, safeEqual, sha256 } from '../../platform/lib/secrets.js';
+import type { ApiKeyRecord, OrgRecord } from './org.js';
+import type { OrgRepository } from '../data-access/org.repository.js';
+
+export interface OrgRegistryStats {
+  hits: number;
+  misses: number;
+}
+
+export interface OrgRegistry {
+  /** The org, from cache when fresh; undefined when it does not exist (cached too). */
+  get(id: number): Promise<OrgRecord | undefined>;
+  /** The unrevoked API key record matching `key` exactly, or undefined. */
+  verifyKey(key: string): Promise<ApiKeyRecord | undefined>;
+  /** Drops everything cached about the org (called on org events). */
+  invalidate(orgId: number): void;
+  stats(): OrgRegistryStats;
+}
+
+const TOUCH_EVERY_MS = 60_000;
+/** Entries per cache: a flood of made-up ids or keys cannot grow memory without bound. */
+const MAX_ENTRIES = 50_000;
+
+/** "Known not to exist" (negative caching): lru-cache holds objects only. */
+const MISSING = Object.freeze({ missing: true as const });
+type Cached<T> = T | typeof MISSING;
+/** lru-cache rejects a fetch whose entry was deleted meanwhile (an invalidation): such a fetch is simply made again. */
+const isDeletedWhileFetching = (err: unknown) => err instanceof Error && err.message === 'deleted';
+
+export interface OrgRegistryDeps {
+  repo: Pick<OrgRepository, 'get' | 'findKey' | 'touchKey'>;
+  ttlMs: number;
+  logger: Logger;
+  /** Clock in ms (tests pass a fake one). */
+  now?: () => number;
+}
+
+export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
+  const { repo, ttlMs, logger } = deps;
+  const now = deps.now ?? (() => performance.now());
+  const stats: OrgRegistryStats = { hits: 0, misses: 0 };
+  // Bumped by invalidate(): a load that started before an invalidation reads again, so it never caches a stale row.
+  let generation = 0;
+  const touched = new LRUCache<number, number>({ max: MAX_ENTRIES });
+
+  function cache<K extends string | number, T extends object>(load: (key: K) => Promise<T | undefined>) {
+    const fresh = async (key: K): Promise<Cached<T>> => {
+      for (let tries = 0; ; tries++) {
+        const startedAt = generation;
+        const value = (await load(key)) ?? MISSING;
+        if (startedAt === generation || tries >= 3) return value;
+      }
+    };
+    const lru = new LRUCache<K, Cached<T>, unknown>({
+      max: MAX_ENTRIES,
+      ttl: Math.max(1, ttlMs),
+      perf: { now },
+      ttlResolution: 0, // ask the clock on every read: it is cheap, and tests move it by hand
+      // Concurrent misses of one key share one load.
+      fetchMethod: (key) => {
+        stats.misses++;
+        return fresh(key);
+      },
+    });
+    return {
+      lru,
+      async get(key: K): Promise<T | undefined> {
+        const found = async (): Promise<Cached<T> | undefined> => {
+          if (ttlMs <= 0) {
+            stats.misses++;
+            return fresh(key);
+          }
+          if (lru.has(key)) stats.hits++;
+          for (let tries = 0; ; tries++) {
+            try {
+              return await lru.fetch(key);
+            } catch (err) {
+              if (!isDeletedWhileFetching(err) || tries >= 3) throw err;
+            }
+          }
+        };
+        const value = await found();
+        return value === MISSING ? undefined : (value as T | undefined);
+      },
+    };
+  }
+
+  const orgs = cache<number, OrgRecord>((id) => repo.get(id));
+  const keys = cache<string, ApiKeyRecord>((prefix) => repo.findKey(prefix));
+
+  return {
+    get: (id) => orgs.get(id),
+    async verifyKey(key) {
+      const m = API_KEY_PATTERN.exec(key);
+      if (!m) return undefined;
+      const record = await keys.get(m[1]!);
+      if (!record || record.revokedAt || !safeEqual(record.keyHash, sha256(key))) return undefined;
+      const at = now();
+      const last = touched.get(record.id);
+      if (last === undefined || at - last > TOUCH_EVERY_MS) {
+        touched.set(record.id, at);
+        repo.touchKey(record.id).catch((err: Error) => logger.warn('could not record api key use', { err: err.message }));
+      }
+      return record;
+    },
+    invalidate(orgId) {
+      generation++;
+      orgs.lru.delete(orgId);
+      for (const [prefix, entry] of keys.lru.entries())
+        if (entry === MISSING || (entry as ApiKeyRecord).orgId === orgId) keys.lru.delete(prefix);
+    },
+    stats: () => ({ ...stats }),
+  };
+}

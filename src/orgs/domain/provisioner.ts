@@ -1,0 +1,251 @@
+/**
+ * Tenant provisioning as a resumable state machine:
+ * CREATE_DATABASE → CREATE_USER → MIGRATE → CREATE_API_KEY → (ACTIVE).
+ * Each step is idempotent; a failure records the step and the error and leaves the org FAILED, and
+ * `provision(id)` resumes from the recorded step.
+ */
+import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
+import type { Config } from '../../../config/config.js';
+import type { Ledger } from '../data-access/ledger.js';
+import { LockTimeoutError, TENANT_MIGRATIONS_DIR, createMigrator, withLock, withMigrationLock } from '../../platform/db/migrator.js';
+import { AppError, conflict, describeError, isDuplicateKey, notFound } from '../../platform/lib/errors.js';
+import type { Logger } from '../../platform/lib/logger.js';
+import { generateApiKey, randomPassword, type SecretBox } from '../../platform/lib/secrets.js';
+import { createSequelize } from '../../platform/db/sequelize.js';
+import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { tenantDbName, tenantDbUser } from './tenant-names.js';
+import { isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from './org.js';
+import type { OrgRepository } from '../data-access/org.repository.js';
+import type { ServerRegistry } from './server-registry.js';
+
+export const PROVISIONING_STEPS = ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE', 'CREATE_API_KEY'] as const;
+export type ProvisioningStep = (typeof PROVISIONING_STEPS)[number];
+
+/** The table, in every tenant DB, that says which org (by uid) owns it. */
+export const OWNER_TABLE = 'tenancy_owner';
+
+/** Privileges of a tenant's own user: data only, on its own database only. Migrations run as the server admin. */
+export const TENANT_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';
+
+export interface ProvisionResult {
+  org: OrgRecord;
+  /** The first API key, when this run created it (shown once). */
+  apiKey?: string;
+}
+
+export interface ProvisionerDeps {
+  config: Config;
+  repo: OrgRepository;
+  servers: ServerRegistry;
+  ledger: Ledger;
+  secrets: SecretBox;
+  logger: Logger;
+  /** Test seam: called before each step, may throw to simulate a crash at that step. */
+  beforeStep?: (step: ProvisioningStep, orgId: number) => void | Promise<void>;
+}
+
+/** `'user'@'host'`, escaped by the driver (DDL takes no placeholders for accounts); the user was pattern-checked. */
+export function accountOf(db: Sequelize, user: string, host: string): string {
+  return `${db.escape(user)}@${db.escape(host)}`;
+}
+
+/**
+ * The `db.*` of a GRANT. In a GRANT's database name `_` and `%` are wildcards: `tenant_1` would also match
+ * `tenantX1`. Escaping them grants exactly one database.
+ */
+export function grantTarget(dbName: string): string {
+  return `${quoteIdentifier(dbName).replace(/[_%]/g, (c) => `\\${c}`)}.*`;
+}
+
+/**
+ * Whose database `org.dbName` is: `own` (it carries this org's marker), `empty` (absent, or created with nothing in
+ * it yet — a crash right after CREATE DATABASE), or `foreign` (anything else: never touched).
+ */
+async function ownership(admin: Sequelize, org: ProvisionedOrg): Promise<'own' | 'empty' | 'foreign'> {
+  const tables = await admin.query<{ name: string }>('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', {
+    replacements: { db: org.dbName },
+    type: QueryTypes.SELECT,
+  });
+  if (tables.length === 0) return 'empty';
+  if (!tables.some((t) => t.name === OWNER_TABLE)) return 'foreign';
+  const [row] = await admin.query<{ org_uid: string }>(`SELECT org_uid FROM ${quoteIdentifier(org.dbName)}.${OWNER_TABLE} LIMIT 1`, {
+    type: QueryTypes.SELECT,
+  });
+  return row?.org_uid === org.uid ? 'own' : 'foreign';
+}
+
+export function createProvisioner(deps: ProvisionerDeps) {
+  const { config, repo, servers, ledger, secrets, logger } = deps;
+
+  const steps: Record<ProvisioningStep, (org: ProvisionedOrg) => Promise<string | undefined>> = {
+    async CREATE_DATABASE(org) {
+      const admin = await servers.admin(org.dbServerId);
+      const db = quoteIdentifier(org.dbName);
+      await admin.query(`CREATE DATABASE IF NOT EXISTS ${db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+      // Never adopt a database this org did not create (another deployment with the same prefix, or org ids that
+      // repeat after the shared DB was restored).
+      const owner = await ownership(admin, org);
+      if (owner === 'own') return undefined;
+      if (owner === 'foreign')
+        throw conflict('TENANT_DB_EXISTS', `database ${org.dbName} already exists and does not belong to this org; it was left untouched`);
+      await admin.query(`CREATE TABLE ${db}.${OWNER_TABLE} (org_id INT UNSIGNED NOT NULL, org_uid CHAR(36) NOT NULL PRIMARY KEY)`);
+      await admin.query(`INSERT INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, {
+        replacements: { id: org.id, uid: org.uid },
+      });
+      return undefined;
+    },
+    async CREATE_USER(org) {
+      const admin = await servers.admin(org.dbServerId);
+      const password = secrets.decrypt(org.dbPasswordEnc);
+      const account = accountOf(admin, org.dbUser, config.tenant.userHost);
+      try {
+        await admin.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY :password`, { replacements: { password } });
+        // Re-running after a crash must converge on the stored password and the exact grants.
+        await admin.query(`ALTER USER ${account} IDENTIFIED BY :password`, { replacements: { password } });
+        // Exactly these grants, whatever the account had before (an older grant, a manual change).
+        await admin.query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${account}`);
+        await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${grantTarget(org.dbName)} TO ${account}`);
+      } catch (err) {
+        // The driver's error quotes the statement, password included: keep only a redacted copy, never the cause.
+        // eslint-disable-next-line preserve-caught-error
+        throw new Error(describeError(err).split(password).join('[redacted]'));
+      }
+      return undefined;
+    },
+    async MIGRATE(org) {
+      const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
+      try {
+        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () =>
+          createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up(),
+        );
+      } finally {
+        await db.close();
+      }
+      return undefined;
+    },
+    async CREATE_API_KEY(org) {
+      // One transaction: the first key and ACTIVE land together, so a resumed run never makes a second first key.
+      const db = repo.sequelize;
+      return db.transaction(async (transaction) => {
+        const current = await repo.get(org.id, transaction);
+        if (current?.status === 'ACTIVE') return undefined;
+        let key: string | undefined;
+        if ((await repo.countActiveKeys(org.id, transaction)) === 0) {
+          const k = generateApiKey();
+          await repo.insertKey({ orgId: org.id, prefix: k.prefix, keyHash: k.hash, name: 'default' }, transaction);
+          key = k.key;
+        }
+        await repo.update(org.id, { status: 'ACTIVE', provisioningStep: null, lastError: null }, transaction);
+        return key;
+      });
+    },
+  };
+
+  /** One provisioning run at a time per org, across processes (a concurrent resume waits, then sees the result). */
+  async function run(orgId: number): Promise<ProvisionResult> {
+    // The lock holds a connection for the whole run: its own, so concurrent runs never starve the shared pool.
+    const lockDb = createSequelize({ ...config.db, database: config.db.name, poolMax: 1, connectTimeoutMs: 3000 });
+    try {
+      return await withLock(lockDb, `tenancy:provision:${config.db.name}:${orgId}`, config.migrationLockWaitSec, () => runLocked(orgId));
+    } catch (err) {
+      if (err instanceof LockTimeoutError)
+        throw conflict('PROVISIONING_IN_PROGRESS', `org ${orgId} is being provisioned by another process`);
+      throw err;
+    } finally {
+      await lockDb.close();
+    }
+  }
+
+  async function runLocked(orgId: number): Promise<ProvisionResult> {
+    let org = await repo.get(orgId);
+    if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+    if (isOperational(org)) return { org };
+    if (org.status === 'DELETED') throw conflict('ORG_DELETED', `org ${orgId} was dropped`);
+    let index = Math.max(0, PROVISIONING_STEPS.indexOf((org.provisioningStep ?? 'CREATE_DATABASE') as ProvisioningStep));
+    await repo.update(orgId, { status: 'PROVISIONING', lastError: null });
+    let apiKey: string | undefined;
+    for (; index < PROVISIONING_STEPS.length; index++) {
+      const step = PROVISIONING_STEPS[index]!;
+      await repo.update(orgId, { provisioningStep: step });
+      try {
+        await deps.beforeStep?.(step, orgId);
+        apiKey = (await steps[step](provisioned(org))) ?? apiKey;
+      } catch (err) {
+        const reason = describeError(err);
+        await repo.update(orgId, { status: 'FAILED', lastError: `${step}: ${reason}`.slice(0, 2000) });
+        logger.error('tenant provisioning failed', { orgId, step, err: reason });
+        throw new AppError({
+          code: 'PROVISIONING_FAILED',
+          status: 500,
+          message: `provisioning failed at ${step}; resume with: bin/tenant provision ${orgId}`,
+          details: { orgId, step },
+          cause: err,
+        });
+      }
+      logger.info('tenant provisioning step done', { orgId, step });
+    }
+    org = (await repo.get(orgId))!;
+    return apiKey ? { org, apiKey } : { org };
+  }
+
+  async function removeDatabase(org: ProvisionedOrg, serverId: number): Promise<boolean> {
+    const admin = await servers.admin(serverId);
+    if ((await ownership(admin, org)) === 'foreign') return false;
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
+    await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
+    return true;
+  }
+
+  return {
+    /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
+    async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
+      const prefix = config.tenant.dbPrefix;
+      let id: number;
+      try {
+        // Place, insert and name in one transaction: a crash can never leave an org without its database name and
+        // password, and concurrent creates see each other's tenants (READ COMMITTED after locking the servers' rows).
+        id = await repo.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }, async (transaction) => {
+          const server = await servers.pickForNewTenant(input.server, transaction);
+          const orgId = await repo.insert({ name: input.name, dbServerId: server.id }, transaction);
+          await repo.update(
+            orgId,
+            { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) },
+            transaction,
+          );
+          if (input.credits > 0)
+            await ledger.apply({ orgId, kind: 'grant', amount: input.credits, reference: 'initial-grant', transaction });
+          return orgId;
+        });
+      } catch (err) {
+        if (isDuplicateKey(err)) throw conflict('ORG_NAME_TAKEN', `an org named ${JSON.stringify(input.name)} already exists`);
+        throw err;
+      }
+      return run(id);
+    },
+    /** Resumes (or re-checks) provisioning of an existing org. */
+    provision: run,
+    /** Drops the tenant database and user and marks the org DELETED. */
+    async drop(orgId: number): Promise<OrgRecord> {
+      const org = await repo.get(orgId);
+      if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+      if (isProvisioned(org) && !(await removeDatabase(org, org.dbServerId))) {
+        // Provisioning was refused because the name was taken: neither that database nor its user are ours.
+        logger.warn('drop: the database of this name belongs to someone else; left untouched', { orgId, db: org.dbName });
+      }
+      await repo.update(orgId, { status: 'DELETED', provisioningStep: null });
+      return (await repo.get(orgId))!;
+    },
+    /**
+     * Makes the org's database, user and schema on another server (for a move): the same steps as provisioning,
+     * there, with the same name and password. Refuses (TENANT_DB_EXISTS) a database there that is not this org's.
+     */
+    async placeCopy(org: ProvisionedOrg, serverId: number): Promise<void> {
+      const there = { ...org, dbServerId: serverId };
+      for (const step of ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE'] as const) await steps[step](there);
+    },
+    /** Drops the org's database (only if it is this org's) and its user on one server; false if the database is foreign. */
+    removeDatabase,
+  };
+}
+
+export type Provisioner = ReturnType<typeof createProvisioner>;

@@ -1,0 +1,152 @@
+/** Migrations across tenants: migrate (bounded concurrency, lock per tenant DB), status and rollback. */
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../../../config/config.js';
+import { mapWithConcurrency } from '../../platform/lib/concurrency.js';
+import {
+  TENANT_MIGRATIONS_DIR,
+  MigrationLockedError,
+  createMigrator,
+  withMigrationLock,
+  type Migrator,
+} from '../../platform/db/migrator.js';
+import { describeError } from '../../platform/lib/errors.js';
+import { isOperational, type ProvisionedOrg } from './org.js';
+import type { OrgRepository } from '../data-access/org.repository.js';
+import type { ServerRegistry } from './server-registry.js';
+
+export type TenantResultKind = 'ok' | 'failed' | 'locked' | 'not-run';
+
+export interface TenantMigrationResult {
+  orgId: number;
+  dbName: string;
+  result: TenantResultKind;
+  migrations: string[];
+  ms: number;
+  error?: string;
+}
+
+export interface TenantStatus {
+  orgId: number;
+  dbName: string;
+  applied: string[];
+  pending: string[];
+  error?: string;
+}
+
+/** Statuses whose databases are migrated by `migrate` (others are provisioned or gone): see isOperational. */
+const MIGRATABLE = ['ACTIVE', 'SUSPENDED'] as const;
+
+export function createTenantMigrations(deps: { config: Config; repo: OrgRepository; servers: ServerRegistry }) {
+  const { config, repo, servers } = deps;
+
+  async function targets(ids?: readonly number[]): Promise<ProvisionedOrg[]> {
+    if (ids?.length) {
+      const found = await Promise.all(ids.map((id) => repo.get(id)));
+      const missing = ids.filter((_, i) => !found[i] || !isOperational(found[i]));
+      if (missing.length) throw new Error(`unknown tenant(s): ${missing.join(', ')}`);
+      return found.filter((o) => o !== undefined && isOperational(o));
+    }
+    const all: ProvisionedOrg[] = [];
+    for (let after = 0; ;) {
+      const page = await repo.list({ limit: 500, after, statuses: MIGRATABLE });
+      all.push(...page.filter(isOperational));
+      if (page.length < 500) return all;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  async function withTenantMigrator<T>(org: ProvisionedOrg, fn: (m: Migrator, db: Sequelize) => Promise<T>): Promise<T> {
+    const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
+    try {
+      return await fn(createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }), db);
+    } finally {
+      await db.close();
+    }
+  }
+
+  return {
+    targets,
+    /** Migrates each tenant up; a failure stops new starts unless skipFailing. Never throws for one tenant. */
+    async migrate(opts: {
+      ids?: readonly number[];
+      concurrency: number;
+      skipFailing: boolean;
+      onResult?: (r: TenantMigrationResult, done: number, total: number) => void;
+    }) {
+      const orgs = await targets(opts.ids);
+      let done = 0;
+      const results = await mapWithConcurrency(
+        orgs,
+        opts.concurrency,
+        async (org): Promise<TenantMigrationResult> => {
+          const started = Date.now();
+          let r: TenantMigrationResult;
+          try {
+            const applied = await withTenantMigrator(org, (m, db) =>
+              withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.up()),
+            );
+            r = { orgId: org.id, dbName: org.dbName, result: 'ok', migrations: applied.map((a) => a.name), ms: Date.now() - started };
+          } catch (err) {
+            const locked = err instanceof MigrationLockedError;
+            r = {
+              orgId: org.id,
+              dbName: org.dbName,
+              result: locked ? 'locked' : 'failed',
+              migrations: [],
+              ms: Date.now() - started,
+              error: describeError(err),
+            };
+          }
+          opts.onResult?.(r, ++done, orgs.length);
+          return r;
+        },
+        (r) => r.result !== 'ok' && !opts.skipFailing,
+      );
+      const seen = new Set(results.map((r) => r.orgId));
+      const notRun = orgs
+        .filter((o) => !seen.has(o.id))
+        .map((o): TenantMigrationResult => ({ orgId: o.id, dbName: o.dbName, result: 'not-run', migrations: [], ms: 0 }));
+      return [...results, ...notRun];
+    },
+    /** Applied and pending migrations per tenant. */
+    async status(opts: { ids?: readonly number[]; concurrency: number }): Promise<TenantStatus[]> {
+      const orgs = await targets(opts.ids);
+      return mapWithConcurrency(orgs, opts.concurrency, async (org) => {
+        try {
+          return await withTenantMigrator(org, async (m) => ({
+            orgId: org.id,
+            dbName: org.dbName,
+            applied: (await m.executed()).map((x) => x.name),
+            pending: (await m.pending()).map((x) => x.name),
+          }));
+        } catch (err) {
+          return { orgId: org.id, dbName: org.dbName, applied: [], pending: [], error: describeError(err) };
+        }
+      });
+    },
+    /** Reverts the last `step` migrations of each tenant. */
+    async rollback(opts: { ids?: readonly number[]; step: number; concurrency: number }): Promise<TenantMigrationResult[]> {
+      const orgs = await targets(opts.ids);
+      return mapWithConcurrency(orgs, opts.concurrency, async (org) => {
+        const started = Date.now();
+        try {
+          const reverted = await withTenantMigrator(org, (m, db) =>
+            withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.down({ step: opts.step })),
+          );
+          return {
+            orgId: org.id,
+            dbName: org.dbName,
+            result: 'ok' as const,
+            migrations: reverted.map((a) => a.name),
+            ms: Date.now() - started,
+          };
+        } catch (err) {
+          const result = err instanceof MigrationLockedError ? ('locked' as const) : ('failed' as const);
+          return { orgId: org.id, dbName: org.dbName, result, migrations: [], ms: Date.now() - started, error: describeError(err) };
+        }
+      });
+    },
+  };
+}
+
+export type TenantMigrations = ReturnType<typeof createTenantMigrations>;

@@ -1,0 +1,176 @@
+/** The fleet commands of bin/tenant: migrate, status, rollback (tenant migrations), servers and move. */
+import { intArg, parse, positiveInt, stringArg, UsageError } from '../../../platform/cli/args.js';
+import type { CommandResult, Commands } from '../../../platform/cli/command.js';
+import { table } from '../../../platform/cli/output.js';
+import { orgIdRule, serverNameRule } from '../../domain/org.rules.js';
+import type { ServerRegistry } from '../../domain/server-registry.js';
+import type { TenantMigrationResult, TenantMigrations } from '../../domain/tenant-migrations.js';
+import type { TenantMover } from '../../domain/tenant-mover.js';
+
+/** What the fleet commands use. */
+export interface FleetCommandsDeps {
+  migrations: TenantMigrations;
+  servers: ServerRegistry;
+  mover: TenantMover;
+  /** Migrates the shared DB (under its lock); answers the migrations applied. */
+  migrateShared(): Promise<string[]>;
+  sharedDbName: string;
+  /** Reads a secret from the environment by name (`servers add --password-env VAR`). */
+  readEnvSecret(variable: string): string | undefined;
+}
+
+const RESULT_COLUMNS = ['orgId', 'dbName', 'result', 'migrations', 'ms', 'error'];
+
+const tenantIds = (v: unknown) => (Array.isArray(v) ? v.map((x) => intArg(x, '--tenant', orgIdRule)) : undefined);
+
+function summary(results: TenantMigrationResult[]): CommandResult {
+  const failed = results.filter((r) => r.result !== 'ok');
+  const counts = ['ok', 'failed', 'locked', 'not-run'].map((k) => `${k}: ${results.filter((r) => r.result === k).length}`).join(', ');
+  return {
+    json: { results, failed: failed.length },
+    text: `${table(
+      results.map((r) => ({ ...r })),
+      RESULT_COLUMNS,
+    )}\n${results.length} tenant(s) — ${counts}`,
+    exitCode: failed.length ? 1 : 0,
+    reason: `${failed.length} of ${results.length} tenant(s) not ok (${counts})`,
+  };
+}
+
+export function fleetCommands(s: FleetCommandsDeps): Commands {
+  return {
+    async migrate({ argv, progress }) {
+      const { values, positionals } = parse(argv, {
+        tenant: { type: 'string', multiple: true },
+        concurrency: { type: 'string' },
+        'skip-failing': { type: 'boolean' },
+        'shared-only': { type: 'boolean' },
+      });
+      if (positionals.length) throw new UsageError('usage: migrate [--tenant ID ...] [--concurrency N] [--skip-failing] [--shared-only]');
+      const concurrency = values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency');
+      const shared = await s.migrateShared();
+      progress(`shared DB ${s.sharedDbName}: ${shared.length ? `applied ${shared.join(', ')}` : 'up to date'}`);
+      if (values['shared-only'])
+        return { json: { shared, results: [], failed: 0 }, text: `shared DB: ${shared.length} migration(s) applied` };
+      const results = await s.migrations.migrate({
+        ids: tenantIds(values.tenant),
+        concurrency,
+        skipFailing: Boolean(values['skip-failing']),
+        onResult: (r, done, total) =>
+          progress(
+            `[${done}/${total}] tenant ${r.orgId} ${r.result}${r.migrations.length ? ` (${r.migrations.join(', ')})` : ''}${r.error ? `: ${r.error}` : ''}`,
+          ),
+      });
+      const sum = summary(results);
+      return { ...sum, json: { shared, ...(sum.json as object) } };
+    },
+
+    async status({ argv }) {
+      const { values, positionals } = parse(argv, { tenant: { type: 'string', multiple: true } });
+      if (positionals.length) throw new UsageError('usage: status [--tenant ID ...]');
+      const tenants = await s.migrations.status({ ids: tenantIds(values.tenant), concurrency: 4 });
+      return {
+        json: { tenants },
+        text: table(
+          tenants.map((t) => ({ ...t, applied: t.applied.length, latest: t.applied.at(-1) ?? null })),
+          ['orgId', 'dbName', 'applied', 'latest', 'pending', 'error'],
+        ),
+        exitCode: tenants.some((t) => t.error) ? 1 : 0,
+        reason: `${tenants.filter((t) => t.error).length} tenant(s) could not be read`,
+      };
+    },
+
+    async rollback({ argv }) {
+      const { values, positionals } = parse(argv, {
+        tenant: { type: 'string', multiple: true },
+        step: { type: 'string' },
+        concurrency: { type: 'string' },
+        force: { type: 'boolean' },
+      });
+      if (positionals.length) throw new UsageError('usage: rollback (--tenant ID ... | --force) [--step N]');
+      // Rolling back every tenant drops tables in every tenant database: never by accident.
+      if (!values.tenant && !values.force) throw new UsageError('rollback of every tenant needs --force (or name them with --tenant ID)');
+      return summary(
+        await s.migrations.rollback({
+          ids: tenantIds(values.tenant),
+          step: values.step === undefined ? 1 : positiveInt(values.step, '--step'),
+          concurrency: values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency'),
+        }),
+      );
+    },
+
+    async servers({ argv }) {
+      const [sub, ...rest] = argv;
+      if (sub === 'list') {
+        const servers = await s.servers.list();
+        return {
+          json: { servers },
+          text: table(servers as unknown as Record<string, unknown>[], [
+            'id',
+            'name',
+            'host',
+            'port',
+            'adminUser',
+            'capacity',
+            'status',
+            'tenants',
+          ]),
+        };
+      }
+      if (sub === 'add') {
+        const { values, positionals } = parse(rest, {
+          host: { type: 'string' },
+          port: { type: 'string' },
+          user: { type: 'string' },
+          'password-env': { type: 'string' },
+          capacity: { type: 'string' },
+        });
+        if (positionals.length !== 1 || !values.host || !values.user) {
+          throw new UsageError('usage: servers add <name> --host H --port P --user U --password-env VAR [--capacity N]');
+        }
+        const name = stringArg(positionals[0], 'name', serverNameRule);
+        const passwordVar = values['password-env'] as string | undefined;
+        const password = passwordVar ? s.readEnvSecret(passwordVar) : '';
+        if (password === undefined) throw new UsageError(`environment variable ${passwordVar} is not set`);
+        const server = await s.servers.add({
+          name,
+          host: values.host as string,
+          port: values.port ? positiveInt(values.port, '--port') : 3306,
+          user: values.user as string,
+          password,
+          capacity: values.capacity ? positiveInt(values.capacity, '--capacity') : undefined,
+        });
+        return { json: { server }, text: `added db server ${server.name} (${server.host}:${server.port})` };
+      }
+      if (sub === 'drain' || sub === 'activate') {
+        const { positionals } = parse(rest, {});
+        if (positionals.length !== 1) throw new UsageError(`usage: servers ${sub} <name>`);
+        const server = await s.servers.setStatus(positionals[0]!, sub === 'drain' ? 'draining' : 'active');
+        return {
+          json: { server },
+          text: `db server ${server.name} is ${server.status}${sub === 'drain' ? ': no new tenants go there; move its tenants with bin/tenant move' : ''}`,
+        };
+      }
+      throw new UsageError('usage: servers add|list|drain|activate …');
+    },
+
+    async move({ argv }) {
+      const { values, positionals } = parse(argv, { to: { type: 'string' }, abort: { type: 'boolean' } });
+      if (positionals.length !== 1 || Boolean(values.to) === Boolean(values.abort))
+        throw new UsageError('usage: move <id> --to <server> | move <id> --abort');
+      const id = intArg(positionals[0], 'id', orgIdRule);
+      if (values.abort) {
+        await s.mover.abort(id);
+        return { json: { orgId: id, aborted: true }, text: `the move of org ${id} was aborted; it stays on its server` };
+      }
+      const r = await s.mover.move(id, stringArg(values.to, '--to', serverNameRule));
+      const copied = Object.entries(r.rows)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(', ');
+      return {
+        json: r,
+        text: `org ${id} moved from ${r.from} to ${r.to} (rows copied and verified: ${copied || 'none'})${r.oldCopyDropped ? '' : '; the old copy could not be dropped: see the log'}`,
+      };
+    },
+  };
+}

@@ -1,0 +1,23 @@
+/** What a bin/tenant command is: it parses its arguments, calls a service, and answers what to print. */
+
+export interface CommandResult {
+  /** What --json prints on stdout. */
+  json: unknown;
+  /** What a person sees on stdout. */
+  text: string;
+  /** Non-zero when the command ran but something in it failed (e.g. one tenant's migration). */
+  exitCode?: number;
+  /** With a non-zero exitCode: the one-line reason printed on stderr. */
+  reason?: string;
+}
+
+export interface CommandContext {
+  argv: string[];
+  /** Progress lines (stderr on a TTY). */
+  progress: (line: string) => void;
+}
+
+export type Command = (c: CommandContext) => Promise<CommandResult>;
+
+/** Commands by name. */
+export type Commands = Record<string, Command>;

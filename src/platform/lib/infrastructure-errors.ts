@@ -1,0 +1,67 @@
+/**
+ * Which errors are the infrastructure's (a database, the pool, Redis, a lock or a timeout), as opposed to the work's
+ * own. Only these postpone a delivery; anything else is a bug or bad data that retrying cannot fix.
+ */
+const SEQUELIZE_CONNECTION =
+  /^Sequelize(Connection|ConnectionRefused|ConnectionTimedOut|HostNotReachable|HostNotFound|AccessDenied|InvalidConnection)?Error$|^Connection(Acquire|Budget)TimeoutError$/;
+
+/** True when `err` itself is a database connection failure (Sequelize's connection errors, a connection wait timed out). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && SEQUELIZE_CONNECTION.test(name);
+}
+/** mysql2 / Node codes of a lost or refused connection, and MySQL/MariaDB lock and timeout errors. */
+const CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_LOCK_DEADLOCK',
+  'ER_QUERY_TIMEOUT',
+  'ER_STATEMENT_TIMEOUT',
+  'ER_QUERY_INTERRUPTED',
+  'ER_CONNECTION_KILLED',
+  'ER_TOO_MANY_USER_CONNECTIONS',
+]);
+/** Our own 503s: a tenant DB unreachable, no slot free, shutting down, a queue down. */
+const OWN_UNAVAILABLE = new Set([
+  'TENANT_DB_UNAVAILABLE',
+  'TENANT_MOVING',
+  'TENANT_CAPACITY',
+  'SHUTTING_DOWN',
+  'DB_UNAVAILABLE',
+  'QUEUE_UNAVAILABLE',
+]);
+/** ioredis: out of retries, a reply error (OOM, LOADING, CLUSTERDOWN…), a closed connection, no offline queue. */
+const REDIS_NAMES = /^(MaxRetriesPerRequestError|ReplyError|AbortError|ClusterAllFailedError)$/;
+const REDIS_MESSAGES = /Connection is closed|Stream isn't writeable|enableOfflineQueue/;
+
+/** True when `err` (or its cause chain) says a dependency was unavailable or too slow, not that the work was wrong. */
+export function isInfrastructureError(err: unknown): boolean {
+  for (let e = err as ErrorLike | undefined, depth = 0; e && depth < 5; e = e.cause ?? e.original ?? e.parent, depth++) {
+    if (typeof e !== 'object') return false;
+    if (e.name && SEQUELIZE_CONNECTION.test(e.name)) return true;
+    if (e.name === 'TimeoutError') return true;
+    if (e.code && (CODES.has(e.code) || OWN_UNAVAILABLE.has(e.code))) return true;
+    if ((e.name && REDIS_NAMES.test(e.name)) || (e.message && REDIS_MESSAGES.test(e.message))) return true;
+  }
+  return false;
+}
+
+interface ErrorLike {
+  name?: string;
+  code?: string;
+  message?: string;
+  cause?: ErrorLike;
+  original?: ErrorLike;
+  parent?: ErrorLike;
+}

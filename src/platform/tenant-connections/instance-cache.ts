@@ -1,0 +1,231 @@
+/**
+ * The tenant instance cache: one Sequelize instance per tenant DB (a cheap entry that holds no connection of its own:
+ * it leases sessions from its server's connection budget), at most `maxOpen` of them at once, least-recently-used first
+ * out. An instance is closed only when no request holds a lease on it, so no query is cut off; concurrent first
+ * requests for one tenant share one initialisation.
+ */
+import type { Sequelize } from 'sequelize';
+import { unavailable } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { TenantDbRef } from './tenant-db-ref.js';
+
+export interface InstanceCacheStats {
+  open: number;
+  closing: number;
+  leased: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+  failures: number;
+}
+
+export interface TenantInstanceCache {
+  /** Runs fn with the tenant's pool leased; the pool stays open until fn settles. */
+  withTenant<T>(tenant: TenantDbRef, fn: (db: Sequelize) => Promise<T>): Promise<T>;
+  /** Closes the org's pool (once its leases are released), e.g. after its credentials changed. */
+  evict(orgId: number): void;
+  stats(): InstanceCacheStats;
+  /** Closes every pool once its leases end; past `deadlineMs`, even under running queries. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+interface Entry {
+  orgId: number;
+  fingerprint: string;
+  ready: Promise<Sequelize>;
+  /** Set once ready resolves. */
+  db?: Sequelize;
+  leases: number;
+  lastUsed: number;
+  retired: boolean;
+  /** Set once its pool is being closed. */
+  shut: boolean;
+}
+
+export interface InstanceCacheOptions {
+  maxOpen: number;
+  idleMs: number;
+  acquireTimeoutMs: number;
+  /** How long a tenant whose DB could not be reached answers 503 at once before we try again. */
+  retryAfterMs: number;
+  /** Opens (and checks) a pool for the org; its pool max is the per-tenant connection bound. */
+  open(tenant: TenantDbRef): Promise<Sequelize>;
+  logger: Logger;
+}
+
+/** The connection identity of an org: a change (rotated password, moved DB) means a new pool. */
+const fingerprintOf = (t: TenantDbRef) => `${t.dbServerId}/${t.dbName}/${t.dbUser}/${t.dbPasswordEnc}`;
+
+/** A bounded LRU of tenant instances, closed only once no lease holds them. */
+export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceCache {
+  const entries = new Map<number, Entry>(); // insertion order = LRU order (touched entries are re-inserted)
+  const failedUntil = new Map<number, number>();
+  const waiters = new Set<() => void>();
+  const stats = { hits: 0, misses: 0, evictions: 0, failures: 0 };
+  let closing = 0;
+  let closed = false;
+
+  const wake = () => {
+    for (const w of [...waiters]) w();
+  };
+
+  const sweeper = setInterval(
+    () => {
+      const cutoff = Date.now() - opts.idleMs;
+      for (const e of entries.values()) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
+    },
+    Math.min(opts.idleMs, 1000),
+  );
+  sweeper.unref();
+
+  /** Takes an entry out of the LRU; it keeps its slot (counted in `closing`) until its last lease ends and it is closed. */
+  function retire(e: Entry, countEviction = true): void {
+    if (e.retired) return;
+    e.retired = true;
+    if (entries.get(e.orgId) === e) entries.delete(e.orgId);
+    closing++;
+    if (countEviction) stats.evictions++;
+    if (e.leases === 0) shut(e);
+  }
+
+  /** Closes the entry's pool, once (a forced close at shutdown may come before its last lease ends). */
+  function shut(e: Entry): void {
+    if (e.shut) return;
+    e.shut = true;
+    e.ready
+      .then((db) => db.close())
+      .catch((err: Error) => opts.logger.debug('tenant pool close failed', { orgId: e.orgId, err: err.message }))
+      .finally(() => {
+        closing--;
+        wake();
+      });
+  }
+
+  function waitForSlot(deadline: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(
+        () => {
+          waiters.delete(done);
+          reject(unavailable('TENANT_CAPACITY', 'all tenant connection slots are busy; try again', 1000));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      waiters.add(done);
+    });
+  }
+
+  async function acquire(org: TenantDbRef): Promise<Entry> {
+    const deadline = Date.now() + opts.acquireTimeoutMs;
+    for (;;) {
+      if (closed) throw unavailable('SHUTTING_DOWN', 'the server is shutting down', 1000);
+      const failed = failedUntil.get(org.id);
+      if (failed !== undefined) {
+        if (failed > Date.now())
+          throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', failed - Date.now());
+        failedUntil.delete(org.id);
+      }
+      const existing = entries.get(org.id);
+      if (existing && existing.fingerprint === fingerprintOf(org)) {
+        stats.hits++;
+        entries.delete(org.id);
+        entries.set(org.id, existing);
+        existing.leases++;
+        return existing;
+      }
+      if (existing) retire(existing);
+      if (entries.size + closing < opts.maxOpen) return openEntry(org);
+      // A pool already closing will free a slot that no waiter has claimed yet: wait for it rather than close another.
+      const victim = closing > waiters.size ? undefined : [...entries.values()].find((e) => e.leases === 0);
+      if (victim) retire(victim);
+      else await waitForSlot(deadline);
+    }
+  }
+
+  function openEntry(org: TenantDbRef): Entry {
+    stats.misses++;
+    const entry: Entry = {
+      orgId: org.id,
+      fingerprint: fingerprintOf(org),
+      ready: opts.open(org),
+      leases: 1,
+      lastUsed: Date.now(),
+      retired: false,
+      shut: false,
+    };
+    entries.set(org.id, entry);
+    entry.ready.then(
+      (db) => (entry.db = db),
+      () => undefined,
+    );
+    entry.ready.catch((err: Error) => {
+      stats.failures++;
+      opts.logger.warn('tenant database unreachable', { orgId: org.id, err: err.message });
+      if (opts.retryAfterMs > 0) failedUntil.set(org.id, Date.now() + opts.retryAfterMs);
+      // Through retire(), like any other entry: its slot is released once the waiting leases are released.
+      retire(entry, false);
+    });
+    return entry;
+  }
+
+  function release(e: Entry): void {
+    e.leases--;
+    e.lastUsed = Date.now();
+    if (e.leases > 0) return;
+    if (e.retired) shut(e);
+    wake();
+  }
+
+  return {
+    async withTenant(org, fn) {
+      const entry = await acquire(org);
+      let db: Sequelize;
+      try {
+        db = await entry.ready;
+      } catch (err) {
+        release(entry);
+        throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);
+      }
+      try {
+        return await fn(db);
+      } finally {
+        release(entry);
+      }
+    },
+    evict(orgId) {
+      const e = entries.get(orgId);
+      if (e) retire(e);
+      failedUntil.delete(orgId);
+    },
+    stats() {
+      let leased = 0;
+      for (const e of entries.values()) leased += e.leases;
+      return { open: entries.size, closing, leased, ...stats };
+    },
+    async close(deadlineMs) {
+      closed = true;
+      clearInterval(sweeper);
+      const all = [...entries.values()];
+      all.forEach((e) => retire(e));
+      // Past the deadline, pools still leased are closed under their queries (a shutdown that must end).
+      const force =
+        deadlineMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              for (const e of all) if (e.leases > 0) shut(e);
+            }, deadlineMs);
+      while (closing > 0)
+        await new Promise<void>((resolve) => {
+          waiters.add(function once() {
+            waiters.delete(once);
+            resolve();
+          });
+        });
+      clearTimeout(force);
+    },
+  };
+}

@@ -1,0 +1,501 @@
+/**
+ * The physical connections of this process to one MySQL server, shared by every tenant on it (multiplexing, the way
+ * ProxySQL does it). At most `max` raw mysql2 connections are open, whatever the number of tenants; each is lent
+ * authenticated as one tenant's own MySQL user with its database selected:
+ *   1. an idle session of exactly these credentials: no I/O;
+ *   2. else the least recently used idle session of another tenant, switched with COM_CHANGE_USER (+ session init);
+ *   3. else a new connection while fewer than `max` are open or opening;
+ *   4. else the caller waits (FIFO, skipping tenants at their own cap) until `acquireTimeoutMs`.
+ * Never a mysql2 Pool: `changeUser` on a pooled connection rewrites the pool's config (node-mysql2 #477, #1469).
+ *
+ * Safety rules (proved on MariaDB 10.11, docs/design/connection-multiplexing.md):
+ * - A session changes tenant only through a successful COM_CHANGE_USER, which rolls back an open transaction and resets
+ *   variables, temporary tables, named locks and prepared statements. A FAILED change leaves MariaDB's session
+ *   authenticated as the previous tenant: that connection is destroyed, never reused.
+ * - A session given back with a transaction open or autocommit off ("dirty", from the last OK packet) is reset with a
+ *   same-user COM_CHANGE_USER before anyone (even the same tenant) gets it again.
+ * - A connection that errored or ended is never lent again.
+ */
+import mysql from 'mysql2';
+import { shuttingDown, unavailable } from '../lib/errors.js';
+
+const SERVER_STATUS_IN_TRANS = 0x0001;
+const SERVER_STATUS_AUTOCOMMIT = 0x0002;
+
+/** Who a session is for: the tenant (org id) and its own MySQL login. */
+export interface TenantLogin {
+  key: string;
+  user: string;
+  password: string;
+  database: string;
+}
+
+/** A raw mysql2 connection, with the internal flags mysql2 sets when it can no longer be used. */
+export type RawConnection = mysql.Connection & {
+  _fatalError?: unknown;
+  _protocolError?: unknown;
+  _closing?: boolean;
+  stream: { destroyed: boolean };
+};
+
+export interface ServerConnectionsOptions {
+  host: string;
+  port: number;
+  /** Physical connections to this server from this process (TENANT_CONNECTIONS_MAX). */
+  max: number;
+  /** Connections lent to one tenant at once (TENANT_POOL_MAX): one busy tenant never takes the whole budget. */
+  perTenantMax: number;
+  /** How long acquire() may wait, queueing and switching included. */
+  acquireTimeoutMs: number;
+  /** Idle connections older than this are closed (keep below the server's wait_timeout). */
+  idleMs: number;
+  /** After the server could not be reached, acquires fail at once (503) for this long instead of each timing out. */
+  retryAfterMs: number;
+  /** mysql2 options of every connection (timezone, typeCast, connectTimeout…). */
+  connectionOptions: mysql.ConnectionOptions;
+  /** SQL run on every new, switched or reset session (COM_CHANGE_USER resets session variables); from the server version. */
+  sessionInit(serverVersion: string): string | undefined;
+  onEvent?(event: 'switch-failed' | 'dirty-release', detail: Record<string, unknown>): void;
+  /** Opens a connection (mysql2's createConnection; the unit tests pass a fake). */
+  connect?: (options: mysql.ConnectionOptions) => RawConnection;
+}
+
+export interface ServerConnectionsStats {
+  open: number;
+  opening: number;
+  idle: number;
+  leased: number;
+  waiting: number;
+  acquires: number;
+  sameTenantHits: number;
+  switches: number;
+  opens: number;
+  resets: number;
+  destroyed: number;
+  timeouts: number;
+  switchFailures: number;
+}
+
+export interface ServerConnections {
+  /** A connection authenticated as `login`; give it back with release() or destroy(). */
+  acquire(login: TenantLogin): Promise<RawConnection>;
+  release(conn: RawConnection): void;
+  /** Closes a lent connection whose state is unknown (after an error). */
+  destroy(conn: RawConnection): void;
+  /** The tenant's credentials changed or it was dropped: idle sessions close now, lent ones when given back. */
+  evictTenant(key: string): void;
+  stats(): ServerConnectionsStats;
+  /** Refuses new acquires and fails the queue; lent connections close when given back, or after `graceMs`. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Raised when no connection could be had within acquireTimeoutMs (the pool cache maps it to 503). */
+export class ConnectionBudgetTimeoutError extends Error {
+  override readonly name = 'ConnectionBudgetTimeoutError';
+  readonly code = 'TENANT_CONNECTION_TIMEOUT';
+}
+
+interface Slot {
+  conn: RawConnection;
+  /** Identity of the authenticated session ('' while unknown: matches nobody). */
+  identity: string;
+  login: TenantLogin;
+  leased: boolean;
+  dead: boolean;
+  retire: boolean;
+  /** serverStatus of the last OK packet since the session was (re)initialised. */
+  serverStatus?: number;
+  lastUsed: number;
+  /** Character set of the handshake, restored before each COM_CHANGE_USER (mysql2 follows `SET NAMES`). */
+  charsetNumber: number;
+}
+
+interface Waiter {
+  login: TenantLogin;
+  identity: string;
+  settled: boolean;
+  /** Out of the queue: a switch or an open is under way for it. */
+  serving: boolean;
+  timer: NodeJS.Timeout;
+  resolve(conn: RawConnection): void;
+  reject(err: Error): void;
+}
+
+const identityOf = (l: TenantLogin) => `${l.user}\u0000${l.database}\u0000${l.password}`;
+
+/** Same test as Sequelize's mysql ConnectionManager.validate(). */
+export const isUsable = (c: RawConnection) => !c._fatalError && !c._protocolError && !c._closing && !c.stream.destroyed;
+
+const isDirty = (s: number | undefined) => s !== undefined && ((s & SERVER_STATUS_IN_TRANS) !== 0 || (s & SERVER_STATUS_AUTOCOMMIT) === 0);
+
+/** Network failures: the server, not the tenant's login, is the problem. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET']);
+
+const run = (conn: RawConnection, sql: string) =>
+  new Promise<void>((resolve, reject) => conn.query(sql, (err) => (err ? reject(err) : resolve())));
+
+export function createServerConnections(opts: ServerConnectionsOptions): ServerConnections {
+  const slots = new Map<RawConnection, Slot>();
+  const idleByIdentity = new Map<string, Slot[]>(); // most recently released last
+  const idleLru = new Set<Slot>(); // least recently released first: the victims of a switch
+  const leasedByTenant = new Map<string, number>();
+  const waiters: Waiter[] = [];
+  const counters = { acquires: 0, sameTenantHits: 0, switches: 0, opens: 0, resets: 0, destroyed: 0, timeouts: 0, switchFailures: 0 };
+  let opening = 0;
+  let closed = false;
+  let initSql: string | undefined;
+  /** Until when the server counts as down (fail fast), after a connection to it could not be made. */
+  let downUntil = 0;
+
+  /** Every failure to make or switch a session is a 503 for this tenant, with its cause for the log. */
+  function failure(err: Error & { code?: string }): Error {
+    if (err.code && UNREACHABLE.has(err.code) && opts.retryAfterMs > 0) {
+      downUntil = Date.now() + opts.retryAfterMs;
+      // Those still queued would only wait for the same outcome: they fail now too.
+      for (const w of waiters.splice(0)) w.reject(downError());
+    }
+    return unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);
+  }
+  const downError = () =>
+    unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', Math.max(1, downUntil - Date.now()));
+
+  const reaper = setInterval(
+    () => {
+      const cutoff = Date.now() - opts.idleMs;
+      for (const slot of [...idleLru]) if (slot.lastUsed < cutoff) kill(slot);
+    },
+    Math.min(opts.idleMs, 1000),
+  );
+  reaper.unref();
+
+  const underCap = (key: string) => (leasedByTenant.get(key) ?? 0) < opts.perTenantMax;
+  const inc = (key: string) => leasedByTenant.set(key, (leasedByTenant.get(key) ?? 0) + 1);
+  function dec(key: string): void {
+    const n = (leasedByTenant.get(key) ?? 0) - 1;
+    if (n > 0) leasedByTenant.set(key, n);
+    else leasedByTenant.delete(key);
+  }
+
+  function park(slot: Slot): void {
+    let list = idleByIdentity.get(slot.identity);
+    if (!list) idleByIdentity.set(slot.identity, (list = []));
+    list.push(slot);
+    idleLru.add(slot);
+  }
+
+  function unpark(slot: Slot): void {
+    idleLru.delete(slot);
+    const list = idleByIdentity.get(slot.identity);
+    const i = list ? list.indexOf(slot) : -1;
+    if (i < 0) return;
+    list!.splice(i, 1);
+    if (list!.length === 0) idleByIdentity.delete(slot.identity);
+  }
+
+  /** An idle session of this identity, or of anyone (least recently used) when identity is undefined. */
+  function takeIdle(identity?: string): Slot | undefined {
+    for (;;) {
+      const slot = identity === undefined ? idleLru.values().next().value : idleByIdentity.get(identity)?.at(-1);
+      if (!slot) return undefined;
+      unpark(slot);
+      if (!slot.dead && isUsable(slot.conn)) return slot;
+      kill(slot);
+    }
+  }
+
+  function lend(slot: Slot, login: TenantLogin): void {
+    slot.leased = true;
+    slot.login = login;
+    inc(login.key);
+  }
+
+  /** Gives up a slot that was lent (or being prepared) for `key`. */
+  function unlend(slot: Slot, key: string): void {
+    slot.leased = false;
+    dec(key);
+  }
+
+  function kill(slot: Slot): void {
+    if (!slots.delete(slot.conn)) return;
+    unpark(slot);
+    slot.dead = true;
+    counters.destroyed++;
+    // destroy(), not end(): end() would queue COM_QUIT behind a command that may hang.
+    slot.conn.destroy();
+  }
+
+  /** Serves queued waiters in FIFO order while connections can be had. */
+  function pump(): void {
+    for (let i = 0; i < waiters.length;) {
+      const w = waiters[i]!;
+      if (!underCap(w.login.key)) {
+        i++;
+        continue;
+      }
+      const same = takeIdle(w.identity);
+      if (same) {
+        counters.sameTenantHits++;
+        waiters.splice(i, 1);
+        lend(same, w.login);
+        w.resolve(same.conn);
+        continue;
+      }
+      const other = takeIdle();
+      if (other) {
+        waiters.splice(i, 1);
+        w.serving = true;
+        lend(other, w.login);
+        switchTo(other, w);
+        continue;
+      }
+      if (slots.size + opening < opts.max) {
+        waiters.splice(i, 1);
+        w.serving = true;
+        open(w);
+        continue;
+      }
+      return;
+    }
+  }
+
+  /** A session (re)initialised as `login`, then lent to the waiter; any failure destroys the connection. */
+  function ready(slot: Slot, w: Waiter, step: Promise<void>): void {
+    step
+      .then(() => (initSql ? run(slot.conn, initSql) : undefined))
+      .then(
+        () => {
+          slot.identity = w.identity;
+          slot.serverStatus = undefined;
+          if (closed) throw shuttingDown('tenant connections are closing');
+          w.resolve(slot.conn);
+        },
+        (err: Error) => {
+          unlend(slot, w.login.key);
+          kill(slot);
+          w.reject(failure(err));
+          pump();
+        },
+      )
+      .catch((err: Error) => {
+        unlend(slot, w.login.key);
+        kill(slot);
+        w.reject(err);
+      });
+  }
+
+  /**
+   * COM_CHANGE_USER with the handshake's character set: mysql2 tracks `SET NAMES` into its config and would otherwise
+   * hand the next tenant that charset. On failure MariaDB keeps the previous user's session: the caller destroys it.
+   */
+  const changeUser = (slot: Slot, login: TenantLogin) =>
+    new Promise<void>((resolve, reject) => {
+      (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
+      slot.conn.changeUser({ user: login.user, password: login.password, database: login.database }, (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+
+  function switchTo(slot: Slot, w: Waiter): void {
+    counters.switches++;
+    const from = slot.identity;
+    slot.identity = '';
+    ready(
+      slot,
+      w,
+      changeUser(slot, w.login).catch((err: Error & { code?: string }) => {
+        counters.switchFailures++;
+        opts.onEvent?.('switch-failed', { from: from.split('\u0000')[0], to: w.login.user, code: err.code });
+        throw err;
+      }),
+    );
+  }
+
+  function open(w: Waiter): void {
+    opening++;
+    counters.opens++;
+    inc(w.login.key); // counts towards the tenant's cap while it opens
+    const connect = opts.connect ?? ((o: mysql.ConnectionOptions) => mysql.createConnection(o) as RawConnection);
+    const conn = connect({
+      ...opts.connectionOptions,
+      host: opts.host,
+      port: opts.port,
+      user: w.login.user,
+      password: w.login.password,
+      database: w.login.database,
+    });
+    const failed = (err: Error) => {
+      opening--;
+      dec(w.login.key);
+      conn.destroy();
+      w.reject(failure(err));
+      pump();
+    };
+    conn.once('error', failed);
+    conn.once('connect', (handshake: { serverVersion?: string }) => {
+      conn.removeListener('error', failed);
+      opening--;
+      initSql ??= opts.sessionInit(String(handshake?.serverVersion ?? ''));
+      const slot: Slot = {
+        conn,
+        identity: '',
+        login: w.login,
+        leased: true,
+        dead: false,
+        retire: false,
+        lastUsed: Date.now(),
+        charsetNumber: (conn.config as { charsetNumber: number }).charsetNumber,
+      };
+      slots.set(conn, slot);
+      watch(slot);
+      ready(slot, w, Promise.resolve());
+    });
+  }
+
+  /** Errors and ends mark a connection dead; every OK packet's serverStatus tells whether a transaction is open. */
+  function watch(slot: Slot): void {
+    const { conn } = slot;
+    const dead = () => {
+      slot.dead = true;
+      if (!slot.leased) kill(slot);
+    };
+    conn.on('error', dead); // also keeps an unhandled 'error' event from crashing the process
+    conn.on('end', dead);
+    type Callback = (err: unknown, result: unknown, ...rest: unknown[]) => unknown;
+    const track =
+      (cb: unknown) =>
+      (err: unknown, result: unknown, ...rest: unknown[]) => {
+        const status = (result as { serverStatus?: unknown } | null)?.serverStatus;
+        if (!err && typeof status === 'number') slot.serverStatus = status;
+        return (cb as Callback)(err, result, ...rest);
+      };
+    for (const method of ['query', 'execute'] as const) {
+      const original = (conn[method] as (...a: unknown[]) => unknown).bind(conn);
+      (conn as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        const last = args.length - 1;
+        if (typeof args[last] === 'function') args[last] = track(args[last]);
+        return original(...args);
+      };
+    }
+  }
+
+  const api: ServerConnections = {
+    acquire(login) {
+      if (closed) return Promise.reject(shuttingDown('tenant connections are closing'));
+      counters.acquires++;
+      if (downUntil > Date.now()) return Promise.reject(downError());
+      const identity = identityOf(login);
+      // Fast path: nobody queued and an idle session of exactly this tenant: no I/O at all.
+      if (waiters.length === 0 && underCap(login.key)) {
+        const slot = takeIdle(identity);
+        if (slot) {
+          counters.sameTenantHits++;
+          lend(slot, login);
+          return Promise.resolve(slot.conn);
+        }
+      }
+      return new Promise<RawConnection>((resolve, reject) => {
+        // The deadline covers the queue AND the switch or open serving it: a session ready after its caller gave up
+        // is given back, not lost.
+        const w: Waiter = {
+          login,
+          identity,
+          settled: false,
+          serving: false,
+          resolve: (conn) => {
+            clearTimeout(w.timer);
+            if (w.settled) return api.release(conn);
+            w.settled = true;
+            resolve(conn);
+          },
+          reject: (err) => {
+            clearTimeout(w.timer);
+            if (w.settled) return;
+            w.settled = true;
+            reject(err);
+          },
+          timer: setTimeout(() => {
+            if (w.settled) return;
+            w.settled = true;
+            if (!w.serving) waiters.splice(waiters.indexOf(w), 1);
+            counters.timeouts++;
+            reject(
+              new ConnectionBudgetTimeoutError(
+                `no connection to ${opts.host}:${opts.port} within ${opts.acquireTimeoutMs} ms (tenant ${login.key})`,
+              ),
+            );
+          }, opts.acquireTimeoutMs),
+        };
+        waiters.push(w);
+        pump();
+      });
+    },
+
+    release(conn) {
+      const slot = slots.get(conn);
+      if (!slot?.leased) return; // unknown or given back twice: ignore
+      unlend(slot, slot.login.key);
+      slot.lastUsed = Date.now();
+      if (slot.dead || slot.retire || closed || !isUsable(conn)) {
+        kill(slot);
+      } else if (isDirty(slot.serverStatus)) {
+        // A transaction left open (a bug): reset the whole session before anyone, even this tenant, gets it back.
+        counters.resets++;
+        opts.onEvent?.('dirty-release', { tenant: slot.login.key, serverStatus: slot.serverStatus });
+        const identity = slot.identity;
+        slot.identity = '';
+        slot.leased = true; // not lendable while it resets
+        changeUser(slot, slot.login)
+          .then(() => (initSql ? run(conn, initSql) : undefined))
+          .then(
+            () => {
+              slot.leased = false;
+              slot.identity = identity;
+              slot.serverStatus = undefined;
+              if (closed || slot.retire) kill(slot);
+              else park(slot);
+            },
+            () => kill(slot),
+          )
+          .finally(pump);
+        return;
+      } else {
+        park(slot);
+      }
+      pump();
+    },
+
+    destroy(conn) {
+      const slot = slots.get(conn);
+      if (!slot) return;
+      if (slot.leased) unlend(slot, slot.login.key);
+      kill(slot);
+      pump();
+    },
+
+    evictTenant(key) {
+      for (const slot of [...slots.values()]) {
+        if (slot.login.key !== key) continue;
+        if (slot.leased) slot.retire = true;
+        else kill(slot);
+      }
+      pump();
+    },
+
+    stats() {
+      let leased = 0;
+      for (const s of slots.values()) if (s.leased) leased++;
+      return { open: slots.size, opening, idle: idleLru.size, leased, waiting: waiters.length, ...counters };
+    },
+
+    async close(graceMs = 5000) {
+      closed = true;
+      clearInterval(reaper);
+      for (const w of waiters.splice(0)) w.reject(shuttingDown('tenant connections are closing'));
+      for (const slot of [...idleLru]) kill(slot);
+      const deadline = Date.now() + graceMs;
+      while ((slots.size > 0 || opening > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      for (const slot of [...slots.values()]) kill(slot);
+    },
+  };
+  return api;
+}

@@ -1,0 +1,142 @@
+/**
+ * The tenant connections of a process. Tenants and connections are separate budgets: each tenant DB has its own
+ * Sequelize instance (a cheap, long-lived cache entry, TENANT_CACHE_MAX of them), and every instance of one MySQL
+ * server leases its sessions from that server's shared connections (TENANT_CONNECTIONS_MAX per process), switched to
+ * the tenant's own MySQL user with COM_CHANGE_USER. A tenant never holds more than TENANT_POOL_MAX of them at once.
+ */
+import type { Config } from '../../../config/config.js';
+import { createSequelize } from '../db/sequelize.js';
+import type { Logger } from '../lib/logger.js';
+import type { SecretBox } from '../lib/secrets.js';
+import { createInstanceCache, type InstanceCacheStats, type TenantInstanceCache } from './instance-cache.js';
+import { leaseThrough } from './sequelize-lease.js';
+import { createServerConnections, type ServerConnections, type ServerConnectionsStats } from './server-connections.js';
+import type { ServerEndpoint } from './tenant-db-ref.js';
+
+/** What the pools report: the instance cache, and the physical connections of every server summed up. */
+export interface TenantConnectionsStats extends InstanceCacheStats {
+  /** Physical connections open (or opening) to every server, and those lent to a tenant. */
+  connections: number;
+  connectionsInUse: number;
+  switches: number;
+  connectionWaits: number;
+  connectionTimeouts: number;
+}
+
+export interface TenantConnections extends TenantInstanceCache {
+  stats(): TenantConnectionsStats;
+  /** The connection budget of each server this process has reached, by server id. */
+  serverStats(): Map<number, ServerConnectionsStats>;
+}
+
+/**
+ * The session every tenant connection starts with, new or switched: UTC (Sequelize writes dates in UTC, and the
+ * tables' CURRENT_TIMESTAMP defaults must agree), and the statement timeout: MariaDB's max_statement_time (seconds,
+ * every statement) or MySQL's max_execution_time (milliseconds, SELECTs; writes are bounded by innodb_lock_wait_timeout).
+ */
+export function tenantSessionInit(serverVersion: string, statementTimeoutMs: number): string {
+  const ms = Math.max(1, Math.round(statementTimeoutMs));
+  const limit = /mariadb/i.test(serverVersion) ? `max_statement_time = ${ms / 1000}` : `max_execution_time = ${ms}`;
+  return `SET time_zone = '+00:00', ${limit}`;
+}
+
+/** The tenant connections of this process: an instance cache over a connection budget per server. */
+export function createTenantConnections(deps: {
+  config: Config;
+  endpoint: ServerEndpoint;
+  secrets: SecretBox;
+  logger: Logger;
+}): TenantConnections {
+  const { endpoint, secrets, logger } = deps;
+  const t = deps.config.tenant;
+  const byServer = new Map<number, Promise<ServerConnections>>();
+  const ready = new Map<number, ServerConnections>();
+
+  function connectionsOf(serverId: number): Promise<ServerConnections> {
+    let p = byServer.get(serverId);
+    if (!p) {
+      p = endpoint(serverId).then(({ host, port }) =>
+        createServerConnections({
+          host,
+          port,
+          max: t.connectionsMax,
+          perTenantMax: t.poolMax,
+          acquireTimeoutMs: t.acquireTimeoutMs,
+          idleMs: t.idleMs,
+          // What Sequelize's mysql dialect would use, plus -IGNORE_SPACE: MariaDB applies that handshake flag to a new
+          // session's sql_mode but not after COM_CHANGE_USER, so sessions would differ by how they were made.
+          connectionOptions: {
+            flags: ['-FOUND_ROWS', '-IGNORE_SPACE'],
+            timezone: '+00:00',
+            supportBigNumbers: true,
+            bigNumberStrings: false,
+            dateStrings: false,
+            connectTimeout: t.connectTimeoutMs,
+          },
+          retryAfterMs: t.retryAfterMs,
+          sessionInit: (version) => tenantSessionInit(version, deps.config.tenantStatementTimeoutMs),
+          onEvent: (event, detail) => logger.warn(`tenant connection ${event}`, { serverId, ...detail }),
+        }),
+      );
+      p.then(
+        (c) => ready.set(serverId, c),
+        () => byServer.delete(serverId),
+      );
+      byServer.set(serverId, p);
+    }
+    return p;
+  }
+
+  const cache = createInstanceCache({
+    maxOpen: t.cacheMax,
+    idleMs: t.idleMs,
+    acquireTimeoutMs: t.acquireTimeoutMs,
+    retryAfterMs: t.retryAfterMs,
+    logger,
+    async open(org) {
+      const connections = await connectionsOf(org.dbServerId);
+      const db = createSequelize({ host: '', port: 0, user: org.dbUser, password: '', database: org.dbName, poolMax: t.poolMax });
+      leaseThrough(db, connections, {
+        key: String(org.id),
+        user: org.dbUser,
+        password: secrets.decrypt(org.dbPasswordEnc),
+        database: org.dbName,
+      });
+      try {
+        await db.authenticate(); // a wrong password or a server down shows here, once, not on every request
+      } catch (err) {
+        await db.close().catch(() => undefined);
+        throw err;
+      }
+      return db;
+    },
+  });
+
+  return {
+    withTenant: (org, fn) => cache.withTenant(org, fn),
+    evict(orgId) {
+      cache.evict(orgId);
+      // Dropped or re-credentialed: its parked sessions must not be reused under the old login.
+      for (const c of ready.values()) c.evictTenant(String(orgId));
+    },
+    serverStats() {
+      return new Map([...ready].map(([id, c]) => [id, c.stats()]));
+    },
+    stats() {
+      const s = { ...cache.stats(), connections: 0, connectionsInUse: 0, switches: 0, connectionWaits: 0, connectionTimeouts: 0 };
+      for (const c of ready.values()) {
+        const cs = c.stats();
+        s.connections += cs.open + cs.opening;
+        s.connectionsInUse += cs.leased;
+        s.switches += cs.switches;
+        s.connectionWaits += cs.waiting;
+        s.connectionTimeouts += cs.timeouts;
+      }
+      return s;
+    },
+    async close(deadlineMs) {
+      await cache.close(deadlineMs);
+      await Promise.allSettled([...byServer.values()].map(async (p) => (await p).close(deadlineMs ?? 5000)));
+    },
+  };
+}

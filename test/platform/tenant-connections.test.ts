@@ -1,0 +1,199 @@
+/**
+ * Tenants share their server's physical connections (src/platform/tenant-connections/server-connections.ts): a session is switched from
+ * one tenant's MySQL user to another's with COM_CHANGE_USER. These tests prove on the real server that a switched
+ * session can neither read nor write the previous tenant's data, that no session state crosses a switch (variables,
+ * temporary tables, transactions, locks), that a failed switch never serves anyone, and that the budget holds.
+ */
+import { expect } from 'chai';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import type { Deps } from '../../src/deps.js';
+import { LeaseRevokedError } from '../../src/platform/tenant-connections/sequelize-lease.js';
+import type { ProvisionedOrg } from '../../src/orgs/domain/org.js';
+import { RUN, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, testDeps, type TestApi } from '../helpers.js';
+
+type Row = Record<string, unknown>;
+const select = (db: Sequelize, sql: string) => db.query<Row>(sql, { type: QueryTypes.SELECT });
+const one = async (db: Sequelize, sql: string) => (await select(db, sql))[0]!;
+const mysqlCode = (err: unknown) => (err as { original?: { code?: string } }).original?.code ?? (err as { code?: string }).code;
+
+describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing)', () => {
+  let admin: Deps;
+  let root: Sequelize;
+  before(() => {
+    admin = testDeps({}, { subscribe: false });
+    root = rootDb();
+  });
+  after(async () => {
+    await admin.close();
+    await root.close();
+  });
+
+  describe('one physical connection (TENANT_CONNECTIONS_MAX=1) serving tenants A then B', () => {
+    let deps: Deps;
+    let a: ProvisionedOrg;
+    let b: ProvisionedOrg;
+    before(async function () {
+      this.timeout(60_000);
+      deps = testDeps({ TENANT_CONNECTIONS_MAX: '1' }, { subscribe: false });
+      [a, b] = [await provisionedOrg(deps, (await createTenant(admin)).id), await provisionedOrg(deps, (await createTenant(admin)).id)];
+    });
+    after(async () => deps.close());
+    const onA = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(a, fn);
+    const onB = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(b, fn);
+
+    it("after the switch the session is B's: same connection id, B's user and database, and A's tables refuse it", async () => {
+      const fromA = await onA((db) => one(db, 'SELECT CONNECTION_ID() AS id, CURRENT_USER() AS user, DATABASE() AS db'));
+      expect(fromA.db).to.equal(a.dbName);
+      await onB(async (db) => {
+        const fromB = await one(db, 'SELECT CONNECTION_ID() AS id, CURRENT_USER() AS user, DATABASE() AS db');
+        expect(fromB.id, 'the same physical connection').to.equal(fromA.id);
+        expect(fromB.user).to.match(new RegExp(`^${b.dbUser}@`));
+        expect(fromB.db).to.equal(b.dbName);
+        const read = await select(db, `SELECT * FROM \`${a.dbName}\`.messages`).catch(mysqlCode);
+        expect(read).to.be.oneOf(['ER_TABLEACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR']);
+        const write = await db
+          .query(`INSERT INTO \`${a.dbName}\`.messages (\`to\`, channel, body, cost) VALUES ('+15550000000', 'sms', 'x', 1)`)
+          .catch(mysqlCode);
+        expect(write).to.be.oneOf(['ER_TABLEACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR']);
+        expect(await db.query(`USE \`${a.dbName}\``).catch(mysqlCode)).to.equal('ER_DBACCESS_DENIED_ERROR');
+      });
+      expect((await root.query(`SELECT COUNT(*) AS n FROM \`${a.dbName}\`.messages`, { type: QueryTypes.SELECT }))[0]).to.deep.equal({
+        n: 0,
+      });
+    });
+
+    it('no session state crosses a switch: variables, session settings, named locks, prepared statements (temporary tables are refused)', async () => {
+      const lock = `${RUN}-lock`;
+      await onA(async (db) => {
+        await db.query("SET @secret = 'of A', SESSION sql_mode = 'ANSI_QUOTES', SESSION time_zone = '+05:00'");
+        // Least privilege: a tenant user has DML only, so it cannot even make a temporary table to leak.
+        expect(await db.query('CREATE TEMPORARY TABLE a_temp (v INT)').catch(mysqlCode)).to.match(/^ER_(DB|TABLE)ACCESS_DENIED_ERROR$/);
+        expect(await one(db, `SELECT GET_LOCK('${lock}', 0) AS got`)).to.deep.equal({ got: 1 });
+        await db.query("PREPARE a_stmt FROM 'SELECT 1'");
+      });
+      await onB(async (db) => {
+        const s = await one(
+          db,
+          `SELECT @secret AS secret, @@session.sql_mode AS mode, @@session.time_zone AS tz, IS_USED_LOCK('${lock}') AS lockOwner`,
+        );
+        expect(s.secret).to.equal(null);
+        expect(s.mode).to.equal((await one(root, 'SELECT @@global.sql_mode AS m')).m);
+        expect(s.tz, 'the session init runs again after a switch').to.equal('+00:00');
+        expect(s.lockOwner).to.equal(null);
+        expect(await db.query('EXECUTE a_stmt').catch(mysqlCode)).to.equal('ER_UNKNOWN_STMT_HANDLER');
+      });
+    });
+
+    it('every session has the statement timeout, new or switched', async () => {
+      for (const run of [onA, onB, onA]) {
+        const s = await run((db) => one(db, 'SELECT @@session.max_statement_time AS t'));
+        expect(Number(s.t)).to.equal(10); // TENANT_STATEMENT_TIMEOUT_MS 10000
+      }
+    });
+
+    it("a transaction left open is rolled back before anyone gets the session, even the same tenant: A's uncommitted row is gone", async () => {
+      await onA(async (db) => {
+        // A buggy caller: its own lease, a transaction opened on it, and given back without COMMIT or ROLLBACK.
+        const cm = db.connectionManager as unknown as { getConnection(): Promise<unknown>; releaseConnection(c: unknown): void };
+        const lease = (await cm.getConnection()) as { query(o: { sql: string }, cb: (err: Error | null) => void): unknown };
+        const run = (sql: string) => new Promise<void>((resolve, reject) => lease.query({ sql }, (err) => (err ? reject(err) : resolve())));
+        await run('START TRANSACTION');
+        await run("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000001', 'sms', 'uncommitted', 1)");
+        cm.releaseConnection(lease);
+      });
+      const after = await onA((db) =>
+        one(db, "SELECT @@in_transaction AS tx, (SELECT COUNT(*) FROM messages WHERE body = 'uncommitted') AS n"),
+      );
+      expect(after).to.deep.equal({ tx: 0, n: 0 });
+    });
+
+    it('a statement on a lease that has ended is refused, never run in the session of whoever holds the connection now', async () => {
+      let stale: { query(sql: { sql: string }, cb: (err: Error | null) => void): unknown } | undefined;
+      await onA(async (db) => {
+        const cm = db.connectionManager as unknown as { getConnection(): Promise<typeof stale>; releaseConnection(c: unknown): void };
+        stale = await cm.getConnection();
+        cm.releaseConnection(stale);
+      });
+      const err = await onB(() => new Promise<Error | null>((resolve) => stale!.query({ sql: 'SELECT 1' }, resolve)));
+      expect(err).to.be.instanceOf(LeaseRevokedError);
+    });
+
+    it('a failed switch (wrong password) answers 503 for that tenant and destroys the connection, which stayed logged in as A', async () => {
+      const c = await createTenant(admin);
+      const victim = await provisionedOrg(deps, c.id);
+      const before = await onA((db) => one(db, 'SELECT CONNECTION_ID() AS id'));
+      await root.query(`ALTER USER '${victim.dbUser}'@'%' IDENTIFIED BY 'not-the-stored-one'`);
+      const err = await deps.tenantDbs.withTenant(victim, async () => 'served').catch((e: { code?: string; status?: number }) => e);
+      expect(err).to.include({ status: 503, code: 'TENANT_DB_UNAVAILABLE' });
+      const gone = await eventually(
+        async () => (await rows(root, 'SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :id', { id: before.id })).length === 0,
+      );
+      expect(gone, "A's session is closed after the failed COM_CHANGE_USER").to.equal(true);
+      expect(await onA((db) => one(db, 'SELECT DATABASE() AS db'))).to.deep.equal({ db: a.dbName });
+    });
+  });
+
+  it('when every connection of the budget stays busy past TENANT_ACQUIRE_TIMEOUT_MS, another tenant gets 503 TENANT_CAPACITY', async () => {
+    const deps = testDeps({ TENANT_CONNECTIONS_MAX: '1', TENANT_ACQUIRE_TIMEOUT_MS: '300' }, { subscribe: false });
+    try {
+      const [a, b] = [
+        await provisionedOrg(deps, (await createTenant(admin)).id),
+        await provisionedOrg(deps, (await createTenant(admin)).id),
+      ];
+      await deps.tenantDbs.withTenant(b, (db) => db.query('SELECT 1')); // B's instance exists: only the connection is missing
+      let release!: () => void;
+      const held = deps.tenantDbs.withTenant(a, (db) => db.transaction(() => new Promise<void>((r) => (release = r))));
+      await eventually(async () => deps.tenantDbs.stats().connectionsInUse === 1);
+      const err = await deps.tenantDbs.withTenant(b, (db) => db.query('SELECT 1')).catch((e: unknown) => e);
+      expect(err).to.include({ status: 503, code: 'TENANT_CAPACITY' });
+      expect(deps.tenantDbs.stats().connectionTimeouts).to.equal(1);
+      release();
+      await held;
+      expect(await deps.tenantDbs.withTenant(b, (db) => one(db, 'SELECT 1 AS ok'))).to.deep.equal({ ok: 1 });
+    } finally {
+      await deps.close();
+    }
+  });
+
+  describe('the budget', () => {
+    let api: TestApi;
+    const tenants: { id: number; apiKey: string }[] = [];
+    before(async function () {
+      this.timeout(120_000);
+      for (let i = 0; i < 40; i++) tenants.push(await createTenant(admin));
+      api = await startApi({ TENANT_CONNECTIONS_MAX: '4', TENANT_POOL_MAX: '2', TENANT_CACHE_MAX: '100' });
+    });
+    after(async () => api.stop());
+
+    it('40 tenants under 800 concurrent requests share at most TENANT_CONNECTIONS_MAX=4 connections, switched, every answer right', async function () {
+      this.timeout(60_000);
+      let sampling = true;
+      let peak = 0;
+      const sampler = (async () => {
+        while (sampling) {
+          const [r] = await rows<{ n: number }>(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER LIKE :like', {
+            like: `${RUN}\\_%`,
+          });
+          peak = Math.max(peak, Number(r?.n ?? 0));
+        }
+      })();
+      const answers = await Promise.all(
+        Array.from({ length: 800 }, (_, i) => {
+          const t = tenants[(i * 7) % tenants.length]!;
+          return api.request('GET', '/org', { org: t }).then(async (r) => {
+            const list = await api.request('GET', '/messages?limit=1', { org: t });
+            return { org: r.body.org?.id as number, want: t.id, status: list.status };
+          });
+        }),
+      );
+      sampling = false;
+      await sampler;
+      expect(answers.filter((x) => x.status !== 200 || x.org !== x.want)).to.deep.equal([]);
+      expect(peak, 'peak tenant connections seen by MySQL').to.be.within(1, 4);
+      const stats = api.deps.tenantDbs.stats();
+      expect(stats.switches, 'sessions were switched between tenants').to.be.greaterThan(0);
+      expect(stats.connections).to.be.at.most(4);
+      expect(stats.connectionsInUse).to.equal(0);
+    });
+  });
+});

@@ -1,0 +1,151 @@
+/** The org registry's cache rules with a fake repository and a manual clock: TTL, negative caching, single flight, invalidation. */
+import { expect } from 'chai';
+import { generateApiKey } from '../../../src/platform/lib/secrets.js';
+import type { ApiKeyRecord, OrgRecord } from '../../../src/orgs/domain/org.js';
+import { createOrgRegistry } from '../../../src/orgs/domain/org-registry.js';
+import { deferred, fakeOrg, flush, manualClock, silent } from '../fakes.js';
+
+function fakeRepo() {
+  const orgs = new Map<number, OrgRecord>();
+  const keys = new Map<string, ApiKeyRecord>();
+  const calls = { get: 0, findKey: 0, touchKey: 0 };
+  let gate: Promise<void> | undefined;
+  return {
+    orgs,
+    keys,
+    calls,
+    hold(p: Promise<void>) {
+      gate = p;
+    },
+    repo: {
+      async get(id: number) {
+        calls.get++;
+        if (gate) await gate;
+        return orgs.get(id);
+      },
+      async findKey(prefix: string) {
+        calls.findKey++;
+        return keys.get(prefix);
+      },
+      async touchKey() {
+        calls.touchKey++;
+      },
+    },
+  };
+}
+
+function keyFor(orgId: number, id = 1) {
+  const k = generateApiKey();
+  const record: ApiKeyRecord = {
+    id,
+    orgId,
+    prefix: k.prefix,
+    keyHash: k.hash,
+    name: 'default',
+    createdAt: new Date(0),
+    lastUsedAt: null,
+    revokedAt: null,
+  };
+  return { key: k.key, record };
+}
+
+describe('org registry (unit)', () => {
+  it('serves an org from cache within the TTL and reads it again after', async () => {
+    const f = fakeRepo();
+    const clock = manualClock();
+    f.orgs.set(1, fakeOrg(1));
+    const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: clock.now });
+    await r.get(1);
+    await r.get(1);
+    expect(f.calls.get).to.equal(1);
+    clock.advance(5001);
+    await r.get(1);
+    expect(f.calls.get).to.equal(2);
+    expect(r.stats()).to.deep.equal({ hits: 1, misses: 2 });
+  });
+
+  it('caches unknown ids too (negative caching): a flood of one bad id costs one query per TTL', async () => {
+    const f = fakeRepo();
+    const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+    for (let i = 0; i < 50; i++) expect(await r.get(404)).to.equal(undefined);
+    expect(f.calls.get).to.equal(1);
+  });
+
+  it('concurrent misses of one id share one query (single flight)', async () => {
+    const f = fakeRepo();
+    f.orgs.set(1, fakeOrg(1));
+    const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+    const all = await Promise.all(Array.from({ length: 30 }, () => r.get(1)));
+    expect(f.calls.get).to.equal(1);
+    expect(all.every((o) => o?.id === 1)).to.equal(true);
+  });
+
+  it('an invalidation during a load makes that load read again: the stale row is never cached', async () => {
+    const f = fakeRepo();
+    f.orgs.set(1, fakeOrg(1, { status: 'ACTIVE' }));
+    const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+    const gate = deferred();
+    f.hold(gate.promise);
+    const loading = r.get(1);
+    await flush();
+    f.orgs.set(1, fakeOrg(1, { status: 'SUSPENDED' }));
+    r.invalidate(1);
+    gate.resolve();
+    expect((await loading)?.status).to.equal('SUSPENDED');
+    expect((await r.get(1))?.status).to.equal('SUSPENDED');
+  });
+
+  it('with ORG_CACHE_TTL_MS=0 every lookup reads the database', async () => {
+    const f = fakeRepo();
+    f.orgs.set(1, fakeOrg(1));
+    const r = createOrgRegistry({ repo: f.repo, ttlMs: 0, logger: silent });
+    await r.get(1);
+    await r.get(1);
+    expect(f.calls.get).to.equal(2);
+  });
+
+  describe('verifyKey', () => {
+    it('accepts the exact key, refuses a wrong secret with the right prefix, a malformed key and a revoked key', async () => {
+      const f = fakeRepo();
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      expect((await r.verifyKey(key))?.orgId).to.equal(1);
+      expect(await r.verifyKey(`${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`)).to.equal(undefined);
+      expect(await r.verifyKey('not-a-key')).to.equal(undefined);
+      f.keys.set(record.prefix, { ...record, revokedAt: new Date() });
+      expect((await r.verifyKey(key))?.orgId, 'cached until invalidated').to.equal(1);
+      r.invalidate(1);
+      expect(await r.verifyKey(key)).to.equal(undefined);
+    });
+
+    it("invalidating one org drops its keys and every negative entry, not other orgs' keys", async () => {
+      const f = fakeRepo();
+      const a = keyFor(1, 1);
+      const b = keyFor(2, 2);
+      f.keys.set(a.record.prefix, a.record);
+      f.keys.set(b.record.prefix, b.record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      await r.verifyKey(a.key);
+      await r.verifyKey(b.key);
+      expect(f.calls.findKey).to.equal(2);
+      r.invalidate(1);
+      await r.verifyKey(a.key);
+      await r.verifyKey(b.key);
+      expect(f.calls.findKey).to.equal(3);
+    });
+
+    it('records last use at most once a minute per key', async () => {
+      const f = fakeRepo();
+      const clock = manualClock();
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 600_000, logger: silent, now: clock.now });
+      for (let i = 0; i < 5; i++) await r.verifyKey(key);
+      expect(f.calls.touchKey).to.equal(1);
+      clock.advance(60_001);
+      await r.verifyKey(key);
+      expect(f.calls.touchKey).to.equal(2);
+    });
+  });
+});
