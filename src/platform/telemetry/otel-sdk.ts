@@ -72,14 +72,16 @@ function claimedOrg(req: IncomingMessage): number | undefined {
   return path ? Number(path[1]) : undefined;
 }
 
-/** `--role` of src/main.ts (api, worker, all), or `cli` for bin/tenant: a resource attribute of every span. */
+/** `--role` of src/main.ts (api, worker, all), `worker` for workers/worker.ts, `cli` for bin/tenant: a resource attribute of every span. */
 function role(): string {
   const argv = process.argv;
   const i = argv.indexOf('--role');
   if (i >= 0 && argv[i + 1]) return argv[i + 1]!;
   const inline = argv.find((a) => a.startsWith('--role='));
   if (inline) return inline.slice('--role='.length);
-  return /bin[/\\]tenant(\.[jt]s)?$/.test(argv[1] ?? '') ? 'cli' : 'all';
+  const entry = argv[1] ?? '';
+  if (/workers[/\\]worker\.[jt]s$/.test(entry)) return 'worker';
+  return /bin[/\\]tenant(\.[jt]s)?$/.test(entry) ? 'cli' : 'all';
 }
 
 /** Registers the instrumentations (before the application loads), starts the SDK and installs the tracing hooks. */
