@@ -10,29 +10,28 @@ export interface MainProcess {
   lines: { all(): string; waitFor(text: string): Promise<void> };
 }
 
+/** src/main.ts as `npm start` runs it: with the tracing preload (which loads nothing unless OTEL_* ask for traces). */
+const MAIN = ['--import', 'tsx', '--import', './src/platform/telemetry/preload.ts', 'src/main.ts'];
+
 /**
  * Starts `src/main.ts --role <role>` on ephemeral ports; resolves once it is up: its banner (API or worker listening)
  * comes after the workers started and the signals are handled.
  */
 export async function startMain(env: Record<string, string> = {}, role: 'all' | 'api' | 'worker' = 'all'): Promise<MainProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--import', './src/platform/telemetry/preload.ts', 'src/main.ts', '--role', role],
-    {
-      cwd: ROOT,
-      // Workers log at info unless told otherwise: the fault suites read their lines ('workers started', superseded runs).
-      env: {
-        ...process.env,
-        ...TEST_ENV,
-        PORT: '0',
-        WORKER_PORT: '0',
-        HOST: '127.0.0.1',
-        ...(role === 'worker' ? { LOG_LEVEL: 'info' } : {}),
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+  const child = spawn(process.execPath, [...MAIN, '--role', role], {
+    cwd: ROOT,
+    // Workers log at info unless told otherwise: the fault suites read their lines ('workers started', superseded runs).
+    env: {
+      ...process.env,
+      ...TEST_ENV,
+      PORT: '0',
+      WORKER_PORT: '0',
+      HOST: '127.0.0.1',
+      ...(role === 'worker' ? { LOG_LEVEL: 'info' } : {}),
+      ...env,
     },
-  );
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const waiters: { text: string; resolve: () => void }[] = [];
   child.stdout.on('data', (d: Buffer) => {
