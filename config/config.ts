@@ -2,6 +2,15 @@
 import { existsSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import Joi from 'joi';
+import {
+  channelGateways,
+  gatewayProblems,
+  gatewaySchemaKeys,
+  smtpConfig,
+  usesHttpGateway,
+  type GatewayKind,
+  type SmtpConfig,
+} from './gateways.js';
 
 /** Development defaults for secrets; refused when NODE_ENV=production, and on any HOST but loopback. */
 export const DEV_ADMIN_TOKEN = 'dev-admin-token-change-me';
@@ -52,7 +61,12 @@ export interface Config {
   readonly workerPort: number;
   /** Who reports the queue_jobs gauges (QUEUE_METRICS): `auto` = worker and all-in-one processes, not `--role api`. */
   readonly queueMetrics: 'auto' | 'on' | 'off';
+  /** GATEWAY: the provider of every channel that names none of its own. */
   readonly gateway: 'simulated' | 'http';
+  /** The provider of each channel (SMS_GATEWAY, EMAIL_GATEWAY; GATEWAY when unset). */
+  readonly channelGateways: { readonly sms: GatewayKind; readonly email: GatewayKind };
+  /** Set when EMAIL_GATEWAY=smtp (config/gateways.ts). */
+  readonly smtp?: SmtpConfig;
   readonly gatewayOptions: {
     readonly latencyMs: number;
     readonly failureRate: number;
@@ -168,7 +182,11 @@ const schema = Joi.object({
   METRICS_PORT: Joi.number().integer().min(0).max(65535),
   WORKER_PORT: Joi.number().integer().min(0).max(65535).default(4001),
   QUEUE_METRICS: Joi.string().valid('auto', 'on', 'off').default('auto'),
-  GATEWAY: Joi.string().valid('simulated', 'http').default('simulated'),
+  GATEWAY: Joi.string()
+    .valid('simulated', 'http')
+    .default('simulated')
+    .messages({ 'any.only': 'must be simulated or http (smtp carries e-mail only: set EMAIL_GATEWAY=smtp)' }),
+  ...gatewaySchemaKeys,
   GATEWAY_LATENCY_MS: Joi.number().integer().min(0).max(60_000).default(0),
   GATEWAY_FAILURE_RATE: Joi.number().min(0).max(1).default(0),
   GATEWAY_SEED: Joi.number().integer().default(42),
@@ -242,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const clusterNodes = typeof v.REDIS_CLUSTER_NODES === 'string' ? v.REDIS_CLUSTER_NODES.split(',') : undefined;
   const problems = (error?.details ?? []).map((d) => `${String(d.path[0])}: ${d.message.replace(/^"[^"]+" /, '')}`);
   problems.push(...exposedDevSecrets(v, new Set(problems.map((p) => p.split(':')[0]))));
+  problems.push(...gatewayProblems(v, new Set(problems.map((p) => p.split(':')[0])), DEV_GATEWAY_SECRET));
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze<Config>({
     nodeEnv: v.NODE_ENV,
@@ -273,6 +292,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerPort: v.WORKER_PORT,
     queueMetrics: v.QUEUE_METRICS,
     gateway: v.GATEWAY,
+    channelGateways: channelGateways(v),
+    ...(smtpConfig(v) ? { smtp: smtpConfig(v) } : {}),
     gatewayOptions: {
       latencyMs: v.GATEWAY_LATENCY_MS,
       failureRate: v.GATEWAY_FAILURE_RATE,
@@ -332,7 +353,7 @@ function exposedDevSecrets(v: Record<string, unknown>, skip: Set<string | undefi
   const defaults: [string, string, boolean][] = [
     ['ADMIN_TOKEN', DEV_ADMIN_TOKEN, true],
     ['SECRET_KEY', DEV_SECRET_KEY, true],
-    ['GATEWAY_SECRET', DEV_GATEWAY_SECRET, v.GATEWAY === 'http'],
+    ['GATEWAY_SECRET', DEV_GATEWAY_SECRET, usesHttpGateway(v)],
   ];
   return defaults
     .filter(([variable, dev, applies]) => applies && v[variable] === dev && !skip.has(variable))

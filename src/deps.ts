@@ -192,7 +192,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     close(deadlineMs) {
       closing ??= (async () => {
         await tenantDbs.close(deadlineMs);
-        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close()]);
+        await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close(), gateway.close?.()]);
         redis.disconnect();
       })();
       return closing;

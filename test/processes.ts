@@ -10,12 +10,15 @@ export interface MainProcess {
   lines: { all(): string; waitFor(text: string): Promise<void> };
 }
 
+/** src/main.ts as `npm start` runs it: with the tracing preload (which loads nothing unless OTEL_* ask for traces). */
+const MAIN = ['--import', 'tsx', '--import', './src/platform/telemetry/preload.ts', 'src/main.ts'];
+
 /**
  * Starts `src/main.ts --role <role>` on ephemeral ports; resolves once it is up: its banner (API or worker listening)
  * comes after the workers started and the signals are handled.
  */
 export async function startMain(env: Record<string, string> = {}, role: 'all' | 'api' | 'worker' = 'all'): Promise<MainProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--role', role], {
+  const child = spawn(process.execPath, [...MAIN, '--role', role], {
     cwd: ROOT,
     // Workers log at info unless told otherwise: the fault suites read their lines ('workers started', superseded runs).
     env: {

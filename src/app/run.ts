@@ -10,6 +10,7 @@ import { startMetricsServer } from '../platform/metrics/metrics-server.js';
 import { createDeps } from '../deps.js';
 import { startServer, type RunningServer } from './http-app.js';
 import { startWorkerServer } from './worker-server.js';
+import { tracing, tracingWanted } from '../platform/telemetry/tracing.js';
 
 /** What a process runs: the API and the workers (`all`), or one of them. */
 export type Role = 'all' | 'api' | 'worker';
@@ -35,6 +36,10 @@ export async function runProcess(role: Role): Promise<void> {
   const applied = await prepareSharedDb(config, deps.sharedDb);
   const server = await deps.servers.ensureDefault();
   for (const problem of await redisSettingProblems(deps.redis)) logger.warn(problem);
+  if (tracingWanted(process.env) && !tracing.enabled)
+    logger.warn(
+      'OTEL_* variables ask for traces, but the tracing preload did not run: start with node --import ./src/platform/telemetry/preload.ts',
+    );
   if (config.adminToken === DEV_ADMIN_TOKEN || config.secretKey === DEV_SECRET_KEY) {
     logger.warn(
       'USING THE PUBLIC DEVELOPMENT ADMIN_TOKEN / SECRET_KEY: anyone who can reach this port can administer it. Set both (and NODE_ENV=production) outside development.',
@@ -93,6 +98,7 @@ export async function runProcess(role: Role): Promise<void> {
     // by what is left of SHUTDOWN_TIMEOUT_MS, after which connections and jobs are force-closed.
     Promise.all([api?.stop(budget), worker?.close(budget), workerServer?.stop(), metricsServer?.close()])
       .then(() => deps.close(left()))
+      .then(() => tracing.shutdown())
       .then(
         () => process.exit(0),
         (err: Error) => {

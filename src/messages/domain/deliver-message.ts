@@ -213,6 +213,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
               to: m.to,
               channel: m.channel,
               body: m.body,
+              org: { id: org.id, name: org.name },
             }));
       if (providerMessageId.length > PROVIDER_ID_MAX) {
         throw new PermanentGatewayError('PROVIDER_BAD_RESPONSE', `the provider's message id is longer than ${PROVIDER_ID_MAX} characters`);

@@ -7,11 +7,15 @@ export interface OutgoingMessage {
   to: string;
   channel: Channel;
   body: string;
+  /** The sending org, for providers that show it (the SMTP From name and subject). */
+  org?: { id: number; name: string };
 }
 
 export interface Gateway {
   /** Sends the message; resolves with the provider's message id. */
   send(message: OutgoingMessage): Promise<{ providerMessageId: string }>;
+  /** Releases what the provider holds open (the SMTP connection pool). */
+  close?(): Promise<void>;
 }
 
 /** A failure worth retrying (timeouts, 5xx, provider hiccups). */

@@ -1,6 +1,7 @@
 /** The credit ledger: every balance change is one transaction (conditional update + ledger row, unique per reference). */
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { callRows, selectRows, statementsOf, type TransactionStatements } from '../../platform/db/lean-query.js';
+import { tracing } from '../../platform/telemetry/tracing.js';
 
 export type LedgerKind = 'grant' | 'debit' | 'refund' | 'adjustment';
 
@@ -143,7 +144,11 @@ export function createLedger(db: Sequelize) {
   }
 
   return {
-    apply,
+    // With tracing on, each change is a `ledger.apply` span (kind, reference, outcome; never another org's amounts).
+    apply: tracing.traced('ledger.apply', apply, {
+      of: (input) => ({ 'ledger.kind': input.kind, 'ledger.reference': input.reference }),
+      result: (result) => ({ 'ledger.outcome': result.outcome }),
+    }),
     find,
     existing,
     /** Sum of the org's ledger (must always equal its balance). */

@@ -3,6 +3,7 @@ import { Queue, type JobsOptions } from 'bullmq';
 import { createRedis } from '../lib/redis.js';
 import type { Config } from '../../../config/config.js';
 import { withTimeout } from '../lib/timeout.js';
+import { tracing } from '../telemetry/tracing.js';
 
 export const DELIVERY_QUEUE = 'deliveries';
 export const WEBHOOK_QUEUE = 'webhooks';
@@ -35,7 +36,7 @@ export interface ProducerQueue<T> {
 export function createProducerQueue<T>(config: Config, name: string, defaultJobOptions: JobsOptions): ProducerQueue<T> {
   const connection = createRedis(config, 'producer');
   connection.on('error', () => undefined);
-  const queue = new Queue<T>(name, { connection, prefix: config.queuePrefix, defaultJobOptions });
+  const queue = new Queue<T>(name, { connection, prefix: config.queuePrefix, defaultJobOptions, telemetry: tracing.bullmq });
   // Without a listener BullMQ prints every connection error; a failed add is reported where it happens.
   queue.on('error', () => undefined);
   return {

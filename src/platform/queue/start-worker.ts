@@ -5,6 +5,7 @@ import { createRedis } from '../lib/redis.js';
 import type { Config } from '../../../config/config.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { tracing } from '../telemetry/tracing.js';
 
 export interface RunningWorker<T, R> {
   worker: Worker<T, R>;
@@ -24,8 +25,9 @@ export function startWorker<T, R>(
 ): RunningWorker<T, R> {
   const connection = createRedis(config, 'blocking');
   connection.on('error', (err: Error) => opts.logger.debug('worker redis error', { queue: name, err: err.message }));
-  const worker = new Worker<T, R>(name, processor, {
+  const worker = new Worker<T, R>(name, tracing.processor(processor), {
     connection,
+    telemetry: tracing.bullmq,
     prefix: config.queuePrefix,
     concurrency: opts.concurrency,
     // A job whose worker died is picked up again once its lock expires; several times, as every pickup is idempotent.

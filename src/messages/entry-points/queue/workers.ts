@@ -18,6 +18,7 @@ import { deliveryProcessor } from './delivery.processor.js';
 import { gateByOrg } from '../../../platform/queue/worker-gate.js';
 import { startWorker, type RunningWorker } from '../../../platform/queue/start-worker.js';
 import { webhookProcessor } from './webhook.processor.js';
+import { tracing } from '../../../platform/telemetry/tracing.js';
 
 export interface Workers {
   reconciler: Reconciler;
@@ -77,14 +78,18 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
       );
     },
   });
-  const notify = createNotifyWebhook({
-    repo,
-    tenantDbs,
-    secrets,
-    logger,
-    timeoutMs: config.webhooks.timeoutMs,
-    allowPrivate: config.webhooks.allowPrivate,
-  });
+  const notify = tracing.traced(
+    'webhook.notify',
+    createNotifyWebhook({
+      repo,
+      tenantDbs,
+      secrets,
+      logger,
+      timeoutMs: config.webhooks.timeoutMs,
+      allowPrivate: config.webhooks.allowPrivate,
+    }),
+    { of: (input) => ({ 'webhook.status': input.status }), result: (outcome) => ({ 'webhook.outcome': outcome }) },
+  );
   const delivery = startWorker(
     config,
     DELIVERY_QUEUE,
