@@ -77,13 +77,15 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
             return fresh(key);
           }
           if (lru.has(key)) stats.hits++;
-          for (let tries = 0; ; tries++) {
+          for (let tries = 0; tries < 3; tries++) {
             try {
               return await lru.fetch(key);
             } catch (err) {
-              if (!isDeletedWhileFetching(err) || tries >= 3) throw err;
+              if (!isDeletedWhileFetching(err)) throw err;
             }
           }
+          // Invalidated under every load (a burst of org events, e.g. debits near a low balance): read it fresh, uncached.
+          return fresh(key);
         };
         const value = await found();
         return value === MISSING ? undefined : (value as T | undefined);

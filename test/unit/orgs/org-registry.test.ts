@@ -148,4 +148,25 @@ describe('org registry (unit)', () => {
       expect(f.calls.touchKey).to.equal(2);
     });
   });
+
+  it('answers a fresh read when every load is invalidated before it ends (a burst of org events), never an error', async () => {
+    const f = fakeRepo();
+    f.orgs.set(1, fakeOrg(1));
+    const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent });
+    let gate = deferred();
+    f.hold(gate.promise);
+    const answer = r.get(1);
+    // Each load is invalidated while it is still running, more times than the cache retries.
+    for (let i = 0; i < 5; i++) {
+      await flush();
+      r.invalidate(1);
+      const next = deferred();
+      gate.resolve();
+      gate = next;
+      f.hold(gate.promise);
+    }
+    gate.resolve();
+    f.hold(Promise.resolve());
+    expect((await answer)?.id).to.equal(1);
+  });
 });
