@@ -6,7 +6,7 @@
  * - `busy`: the statement did not get its turn (statement timeout, lock wait, deadlock, a KILL QUERY). The database is
  *   there; the same statement a moment later is expected to pass. Nothing about the work itself is wrong.
  * - `unavailable`: the server cannot take work now (shutting down, out of connections or memory, read-only during a
- *   failover, disk full).
+ *   failover, disk full), or the tenant's user is missing a grant it should have.
  * Anything else (a duplicate key, an unknown column, bad data) is the work's own error and not classified here.
  */
 export type DatabaseErrorKind = 'busy' | 'unavailable';
@@ -38,6 +38,11 @@ const KINDS = new Map<number, DatabaseErrorKind>([
   [1135, 'unavailable'], // ER_CANT_CREATE_THREAD
   [1021, 'unavailable'], // ER_DISK_FULL
   [1114, 'unavailable'], // ER_RECORD_FILE_FULL: the table (tablespace) is full
+  // The tenant's user lacks a privilege it is granted by design: a grant missing (a move or a restore part-way, an
+  // operator's REVOKE). The database's configuration, not the work: retried once it is put right.
+  [1044, 'unavailable'], // ER_DBACCESS_DENIED_ERROR
+  [1142, 'unavailable'], // ER_TABLEACCESS_DENIED_ERROR
+  [1143, 'unavailable'], // ER_COLUMNACCESS_DENIED_ERROR
 ]);
 
 interface ErrorLike {

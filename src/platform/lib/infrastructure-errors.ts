@@ -12,7 +12,6 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const name = (err as { name?: unknown } | null)?.name;
   return typeof name === 'string' && SEQUELIZE_CONNECTION.test(name);
 }
-
 /**
  * mysql2 / Node codes of a lost or refused connection (client-side: no server error number). Server errors (timeouts,
  * lock waits, deadlocks, shutdown…) are classified by number in database-errors.ts, for MariaDB and MySQL alike.

@@ -37,6 +37,7 @@ const UNAVAILABLE: Case[] = [
   [1836, 'ER_READ_ONLY_MODE', 'read-only mode'],
   [1041, 'ER_OUT_OF_RESOURCES', 'out of memory'],
   [1021, 'ER_DISK_FULL', 'disk full'],
+  [1142, 'ER_TABLEACCESS_DENIED_ERROR', "a grant missing (the tenant's user may not UPDATE)"],
 ];
 const OWN: Case[] = [
   [1062, 'ER_DUP_ENTRY', 'duplicate key'],
