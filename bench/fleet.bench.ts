@@ -172,7 +172,8 @@ async function main(): Promise<void> {
       ['migrate', '--concurrency', tunable('MIGRATE_CONCURRENCY', DEFAULTS), '--skip-failing', '--json'],
       cliEnv,
     );
-    const summary = JSON.parse(migrate.stdout) as { results?: Array<{ result: string }> };
+    // The result is the last line (one JSON line per event of the rollout comes first).
+    const summary = JSON.parse(migrate.stdout.trimEnd().split('\n').at(-1)!) as { results?: Array<{ result: string }> };
     const ok = (summary.results ?? []).filter((t) => t.result === 'ok').length;
     if (migrate.code !== 0 || ok !== TENANTS) throw new Error(`migrate exited ${migrate.code} with ${ok} of ${TENANTS} tenants ok`);
 
@@ -204,7 +205,8 @@ async function main(): Promise<void> {
         `instance cache: ${stats.misses} misses, ${stats.evictions} evictions; ${stats.switches} connection switches.`,
       `One migration over the fleet: \`bin/tenant rollback --step 1 --force\` took ${back.seconds.toFixed(0)} s, then ` +
         `\`bin/tenant migrate --concurrency ${tunable('MIGRATE_CONCURRENCY', DEFAULTS)}\` applied it to ${ok} of ${TENANTS} tenants in ` +
-        `${migrate.seconds.toFixed(0)} s (${(TENANTS / migrate.seconds).toFixed(0)} tenants/s, shared DB first, a lock per tenant).`,
+        `${migrate.seconds.toFixed(0)} s (${(TENANTS / migrate.seconds).toFixed(0)} tenants/s, shared DB first, a rollout: a lock per tenant, ` +
+        `sessions reused per server; \`npm run bench:rollout\` has the rollout figures).`,
     ];
     console.log(lines.join('\n'));
     log(`wrote ${await writeDocSection('fleet', '## The fleet (10,000 tenants)', lines)}`);

@@ -1,6 +1,7 @@
 /** Environment → validated, frozen Config. The only module that reads process.env. */
 import { existsSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import Joi from 'joi';
 import {
   channelGateways,
@@ -114,6 +115,8 @@ export interface Config {
   readonly logLevel: string;
   readonly bodyLimit: string;
   readonly migrationLockWaitSec: number;
+  /** TENANT_MIGRATIONS_DIR: where the tenant migrations are (absolute); unset: the repository's `tenant-migrations/`. */
+  readonly tenantMigrationsDir?: string;
   readonly dashboardReadOnly: boolean;
 }
 
@@ -241,6 +244,7 @@ const schema = Joi.object({
     .pattern(/^\d+(b|kb|mb)$/i)
     .default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
+  TENANT_MIGRATIONS_DIR: Joi.string().optional(),
   DASHBOARD_READ_ONLY: Joi.boolean().default(true),
 }).unknown(true);
 
@@ -328,6 +332,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: v.LOG_LEVEL,
     bodyLimit: v.BODY_LIMIT,
     migrationLockWaitSec: v.MIGRATION_LOCK_WAIT_SEC,
+    ...(v.TENANT_MIGRATIONS_DIR ? { tenantMigrationsDir: resolvePath(v.TENANT_MIGRATIONS_DIR as string) } : {}),
     dashboardReadOnly: v.DASHBOARD_READ_ONLY,
   });
 }

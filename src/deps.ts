@@ -33,6 +33,9 @@ import { createProvisioner, type ProvisionerDeps, type Provisioner } from './org
 import { createServerRegistry, type ServerRegistry } from './orgs/domain/server-registry.js';
 import { createTenantMover, type MoveStep, type TenantMover } from './orgs/domain/tenant-mover.js';
 import { createTenantMigrations, type TenantMigrations } from './orgs/domain/tenant-migrations.js';
+import { createFleetMigrations, type FleetMigrations } from './orgs/domain/fleet-migrations.js';
+import { createRolloutRepository } from './orgs/data-access/rollouts.repository.js';
+import { createSchemaVersions, type SchemaVersions } from './orgs/data-access/schema-versions.js';
 
 export interface Deps {
   config: Config;
@@ -50,6 +53,10 @@ export interface Deps {
   provisioner: Provisioner;
   orgs: OrgService;
   migrations: TenantMigrations;
+  /** Each tenant database's schema version, recorded in the shared DB. */
+  versions: SchemaVersions;
+  /** Fleet schema rollouts, fleet status and drift (bin/tenant migrate, rollout, status, doctor). */
+  fleet: FleetMigrations;
   mover: TenantMover;
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
@@ -105,9 +112,20 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     // dropped tenant's pool must be closed now.
     if (reason === 'dropped') tenantDbs.evict(orgId);
   });
-  const provisioner = createProvisioner({ config, repo, servers, ledger, secrets, logger, beforeStep: opts.beforeProvisioningStep });
+  const versions = createSchemaVersions(sharedDb);
+  const provisioner = createProvisioner({
+    config,
+    repo,
+    servers,
+    ledger,
+    secrets,
+    logger,
+    versions,
+    beforeStep: opts.beforeProvisioningStep,
+  });
   const orgs = createOrgService({ repo, ledger, provisioner, events, secrets, webhookAllowPrivate: config.webhooks.allowPrivate });
-  const migrations = createTenantMigrations({ config, repo, servers });
+  const migrations = createTenantMigrations({ config, repo, servers, versions });
+  const fleet = createFleetMigrations({ config, sharedDb, servers, versions, rollouts: createRolloutRepository(sharedDb), logger });
   const mover = createTenantMover({
     repo,
     servers,
@@ -179,6 +197,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     provisioner,
     orgs,
     migrations,
+    versions,
+    fleet,
     mover,
     deliveryQueue,
     webhookQueue,

@@ -160,7 +160,8 @@ export function cli(args: string[], env: Record<string, string> = {}): Promise<C
     child.on('error', reject);
     child.on('close', (code) => {
       let json: unknown;
-      if (args.includes('--json') && code === 0) json = JSON.parse(stdout);
+      // With --json the result is the last line (commands that report progress print one JSON line per event first).
+      if (args.includes('--json') && code === 0) json = JSON.parse(stdout.trimEnd().split('\n').at(-1)!);
       resolve({ code, stdout, stderr, json });
     });
   });

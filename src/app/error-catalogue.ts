@@ -43,6 +43,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   MESSAGE_NOT_FOUND: { status: 404, meaning: 'no such message in the caller’s org' },
   KEY_NOT_FOUND: { status: 404, meaning: 'no such active API key of the org (CLI `keys revoke`)' },
   SERVER_NOT_FOUND: { status: 404, meaning: 'no such database server (`server` of POST /orgs, CLI)' },
+  ROLLOUT_NOT_FOUND: { status: 404, meaning: 'no such schema rollout, or none made yet (CLI `rollout`)' },
   METHOD_NOT_ALLOWED: { status: 405, meaning: 'the path exists, not with this method; `Allow` lists the methods it takes' },
   CONFLICT: { status: 409, meaning: 'conflict (generic)' },
   ORG_NAME_TAKEN: { status: 409, meaning: 'an org of this name exists' },
@@ -57,6 +58,9 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   ALREADY_THERE: { status: 409, meaning: 'the org is already on that database server (CLI `move`)' },
   MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is being moved already (CLI `move`; `move <id> --abort` ends a stuck one)' },
   NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
+  ROLLOUT_RUNNING: { status: 409, meaning: 'another process is running a schema rollout (CLI `migrate`, `rollout resume|retry`)' },
+  ROLLOUT_NOT_RUNNING: { status: 409, meaning: 'the rollout is not running, so it cannot be paused (CLI `rollout pause`)' },
+  ROLLOUT_SUPERSEDED: { status: 409, meaning: 'a later `migrate` superseded this rollout: operate the later one (CLI `rollout`)' },
   PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is over `BODY_LIMIT`' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'a body that is not `application/json`' },
   HEADERS_TOO_LARGE: {

@@ -18,10 +18,14 @@ interface Summary {
   failed: number;
 }
 
-/** The --json summary of migrate/rollback, whatever the exit code (bin/tenant prints it before exiting 1 as well). */
+/**
+ * The --json summary of migrate/rollback, whatever the exit code (bin/tenant prints it before exiting 1 as well): the
+ * last line of stdout (migrate prints one JSON line per event before it).
+ */
 function summary(r: CliResult): Summary {
-  expect(r.stdout.trim(), `stdout; stderr: ${r.stderr}`).to.match(/^\{.*\}$/s);
-  return JSON.parse(r.stdout) as Summary;
+  const lines = r.stdout.trimEnd().split('\n');
+  for (const line of lines) expect(line, `stdout; stderr: ${r.stderr}`).to.match(/^\{.*\}$/);
+  return JSON.parse(lines.at(-1)!) as Summary;
 }
 
 /** The result of one tenant in a summary. */

@@ -4,6 +4,7 @@ import type { Deps } from '../../deps.js';
 import { deliveryCommands } from '../../messages/entry-points/cli/delivery.commands.js';
 import { fleetCommands } from '../../orgs/entry-points/cli/fleet.commands.js';
 import { orgCommands } from '../../orgs/entry-points/cli/org.commands.js';
+import { rolloutCommands } from '../../orgs/entry-points/cli/rollout.commands.js';
 import type { Commands } from '../../platform/cli/command.js';
 import { migrateShared } from '../../platform/db/shared-db.js';
 
@@ -11,13 +12,13 @@ export function buildCommands(deps: Deps): Commands {
   const { config } = deps;
   return {
     ...orgCommands({ orgs: deps.orgs, defaultCredits: config.defaultCredits, port: config.port }),
-    ...fleetCommands({
+    ...fleetCommands({ migrations: deps.migrations, servers: deps.servers, mover: deps.mover, readEnvSecret }),
+    // migrate (a fleet rollout), rollout status|pause|resume|retry, status (fleet summary or --tenant), doctor
+    ...rolloutCommands({
+      fleet: deps.fleet,
       migrations: deps.migrations,
-      servers: deps.servers,
-      mover: deps.mover,
       migrateShared: () => migrateShared(deps.sharedDb, config.db.name, config.migrationLockWaitSec),
       sharedDbName: config.db.name,
-      readEnvSecret,
     }),
     ...deliveryCommands({ orgs: deps.orgs, deliveryLoad: deps.deliveryLoad }),
   };

@@ -22,19 +22,37 @@ export const HELP: Record<string, CommandHelp> = {
   },
   show: { usage: 'show <id>', what: 'one org, with its keys (never a key or a password)', examples: ['bin/tenant show 7'], readOnly: true },
   migrate: {
-    usage: 'migrate [--tenant ID ...] [--concurrency N] [--skip-failing] [--shared-only]',
-    what: 'migrate the shared DB, then every tenant (or the ones named), with bounded concurrency and a lock per tenant',
+    usage: 'migrate [--canary N] [--max-failures N] [--skip-failing] [--concurrency N] [--tenant ID ...] [--shared-only]',
+    what: 'the shared DB, then a recorded rollout of the tenant migrations over every tenant behind (or the ones named): a canary wave (default 1%), then waves 10× larger, N at a time per MySQL server (default 4); halts past --max-failures (default 0); --json prints one JSON line per event, the result last',
     examples: [
       'bin/tenant migrate',
-      'bin/tenant migrate --concurrency 8 --skip-failing --json',
+      'bin/tenant migrate --canary 20 --concurrency 8',
+      'bin/tenant migrate --max-failures 5 --json',
       'bin/tenant migrate --tenant 7 --tenant 9',
       'bin/tenant migrate --shared-only',
     ],
   },
+  rollout: {
+    usage: 'rollout status|pause|resume|retry [ID]',
+    what: 'operate a rollout (the latest without ID): counts, failures, rate and ETA; pause (running tenants finish, no new start); resume (also after the runner was killed; failed tenants stay failed); retry (the failed tenants again, then whatever is pending)',
+    examples: [
+      'bin/tenant rollout status',
+      'bin/tenant rollout status 7 --json',
+      'bin/tenant rollout pause',
+      'bin/tenant rollout resume 7',
+      'bin/tenant rollout retry',
+    ],
+  },
   status: {
     usage: 'status [--tenant ID ...]',
-    what: 'applied and pending migrations per tenant',
-    examples: ['bin/tenant status', 'bin/tenant status --tenant 7 --json'],
+    what: "the fleet's schema from the shared DB alone: tenants per version, pending, failed, unreachable; with --tenant, that tenant's own applied and pending migrations",
+    examples: ['bin/tenant status', 'bin/tenant status --json', 'bin/tenant status --tenant 7 --json'],
+    readOnly: true,
+  },
+  doctor: {
+    usage: 'doctor',
+    what: "compare every tenant's real schema (tables, columns, indexes) with a reference database migrated to its version, one information_schema read per server; exit 1 when any drifted",
+    examples: ['bin/tenant doctor', 'bin/tenant doctor --json'],
     readOnly: true,
   },
   rollback: {
@@ -92,6 +110,7 @@ export const HELP: Record<string, CommandHelp> = {
 /** Read-only invocations: these never migrate or write the shared DB. */
 export function isReadOnly(command: string, argv: readonly string[]): boolean {
   if (command === 'keys' || command === 'servers') return argv[0] === 'list';
+  if (command === 'rollout') return argv[0] === 'status';
   return HELP[command]?.readOnly === true;
 }
 

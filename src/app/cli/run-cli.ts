@@ -1,11 +1,14 @@
 /**
  * The CLI (bin/tenant): help (before anything connects) → config → deps → one command → print → exit code
  * (0 ok, 1 failed, 2 usage). Read-only commands never migrate or write the shared DB; they say when it is behind.
+ * With --json, stdout is the result as one JSON line, preceded by one JSON line per event for commands that report
+ * progress (migrate, rollout resume|retry).
  */
 import { styleText } from 'node:util';
 import { ConfigError, loadConfig, loadDotEnv } from '../../../config/config.js';
 import { UsageError } from '../../platform/cli/args.js';
 import { buildCommands } from './commands.js';
+import { createProgressBar } from '../../platform/cli/progress-bar.js';
 import { HELP, commandHelp, globalHelp, isReadOnly } from './help.js';
 import { SHARED_MIGRATIONS_DIR, createMigrator } from '../../platform/db/migrator.js';
 import { prepareSharedDb } from '../../platform/db/shared-db.js';
@@ -64,10 +67,16 @@ export async function runCli(argv: string[]): Promise<number> {
       await prepareSharedDb(config, deps.sharedDb);
       await deps.servers.ensureDefault();
     }
+    const tty = process.stderr.isTTY && !json;
+    // A progress bar redraws its line; other progress lines clear it first and it is drawn again on the next tick.
     const progress = (line: string) => {
-      if (process.stderr.isTTY && !json) process.stderr.write(`${line}\n`);
+      if (tty) process.stderr.write(`\r\x1b[2K${line}\n`);
     };
-    const result = await buildCommands(deps)[name]!({ argv: rest, progress });
+    const emit = json ? (event: object) => process.stdout.write(`${JSON.stringify(event)}\n`) : undefined;
+    const progressBar = tty
+      ? (total: number) => createProgressBar(total, (line, final) => process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`))
+      : undefined;
+    const result = await buildCommands(deps)[name]!({ argv: rest, progress, emit, progressBar });
     process.stdout.write(`${json ? JSON.stringify(result.json) : result.text}\n`);
     if (result.exitCode) process.stderr.write(colour(process.stderr, 'red', `error: ${result.reason ?? 'the command failed'}`) + '\n');
     return result.exitCode ?? 0;

@@ -16,6 +16,7 @@ import { quoteIdentifier } from '../../platform/db/identifiers.js';
 import { tenantDbName, tenantDbUser } from './tenant-names.js';
 import { isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
+import type { SchemaVersions } from '../data-access/schema-versions.js';
 import type { ServerRegistry } from './server-registry.js';
 
 export const PROVISIONING_STEPS = ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE', 'CREATE_API_KEY'] as const;
@@ -40,6 +41,8 @@ export interface ProvisionerDeps {
   ledger: Ledger;
   secrets: SecretBox;
   logger: Logger;
+  /** The control plane's record of each tenant database's schema version (written after MIGRATE, cleared on removal). */
+  versions?: Pick<SchemaVersions, 'record' | 'remove'>;
   /** Test seam: called before each step, may throw to simulate a crash at that step. */
   beforeStep?: (step: ProvisioningStep, orgId: number) => void | Promise<void>;
 }
@@ -115,9 +118,11 @@ export function createProvisioner(deps: ProvisionerDeps) {
     async MIGRATE(org) {
       const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
       try {
-        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () =>
-          createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }).up(),
-        );
+        const migrator = createMigrator({ sequelize: db, dir: config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR });
+        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => migrator.up());
+        // A new tenant (or a moved tenant's new copy) is at the latest version: the fleet status knows it at once.
+        const version = (await migrator.executed()).at(-1)?.name ?? null;
+        await deps.versions?.record([{ serverId: org.dbServerId, dbName: org.dbName, orgId: org.id, version }]);
       } finally {
         await db.close();
       }
@@ -193,6 +198,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
     if ((await ownership(admin, org)) === 'foreign') return false;
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
     await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
+    await deps.versions?.remove(serverId, org.dbName);
     return true;
   }
 

@@ -47,6 +47,11 @@ export interface ServerRegistry {
   admin(serverId: number): Promise<Sequelize>;
   /** A fresh admin connection to one database on the server (for migrations); caller closes it. */
   adminForDatabase(serverId: number, database: string): Promise<Sequelize>;
+  /**
+   * A fresh admin session on the server: one physical connection (pool of 1), no default database, so `USE` sticks
+   * (fleet migrations switch it from tenant to tenant). The caller closes it.
+   */
+  adminSession(serverId: number): Promise<Sequelize>;
   /** Decrypted admin credentials and address (for a tenant pool's host/port). */
   endpoint(serverId: number): Promise<{ host: string; port: number }>;
   close(): Promise<void>;
@@ -165,6 +170,9 @@ export function createServerRegistry(deps: { sharedDb: Sequelize; secrets: Secre
     },
     async adminForDatabase(serverId, database) {
       return connect(await row(serverId), database, 2);
+    },
+    async adminSession(serverId) {
+      return connect(await row(serverId), undefined, 1);
     },
     async endpoint(serverId) {
       const r = await row(serverId);

@@ -12,9 +12,11 @@ import {
 import { describeError } from '../../platform/lib/errors.js';
 import { isOperational, type ProvisionedOrg } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
+import type { SchemaVersions } from '../data-access/schema-versions.js';
 import type { ServerRegistry } from './server-registry.js';
 
-export type TenantResultKind = 'ok' | 'failed' | 'locked' | 'not-run';
+/** `skipped`: the org was dropped (or stopped being operational) during the rollout. */
+export type TenantResultKind = 'ok' | 'failed' | 'locked' | 'not-run' | 'skipped';
 
 export interface TenantMigrationResult {
   orgId: number;
@@ -36,8 +38,14 @@ export interface TenantStatus {
 /** Statuses whose databases are migrated by `migrate` (others are provisioned or gone): see isOperational. */
 const MIGRATABLE = ['ACTIVE', 'SUSPENDED'] as const;
 
-export function createTenantMigrations(deps: { config: Config; repo: OrgRepository; servers: ServerRegistry }) {
+export function createTenantMigrations(deps: { config: Config; repo: OrgRepository; servers: ServerRegistry; versions?: SchemaVersions }) {
   const { config, repo, servers } = deps;
+  const dir = config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR;
+  /** Keeps the control plane's record of the tenant's version true after it changed (up or down). */
+  const record = async (org: ProvisionedOrg, m: Migrator) =>
+    deps.versions?.record([
+      { serverId: org.dbServerId, dbName: org.dbName, orgId: org.id, version: (await m.executed()).at(-1)?.name ?? null },
+    ]);
 
   async function targets(ids?: readonly number[]): Promise<ProvisionedOrg[]> {
     if (ids?.length) {
@@ -58,7 +66,7 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
   async function withTenantMigrator<T>(org: ProvisionedOrg, fn: (m: Migrator, db: Sequelize) => Promise<T>): Promise<T> {
     const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
     try {
-      return await fn(createMigrator({ sequelize: db, dir: TENANT_MIGRATIONS_DIR }), db);
+      return await fn(createMigrator({ sequelize: db, dir }), db);
     } finally {
       await db.close();
     }
@@ -83,7 +91,13 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
           let r: TenantMigrationResult;
           try {
             const applied = await withTenantMigrator(org, (m, db) =>
-              withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.up()),
+              withMigrationLock(db, org.dbName, config.migrationLockWaitSec, async () => {
+                try {
+                  return await m.up();
+                } finally {
+                  await record(org, m);
+                }
+              }),
             );
             r = { orgId: org.id, dbName: org.dbName, result: 'ok', migrations: applied.map((a) => a.name), ms: Date.now() - started };
           } catch (err) {
@@ -131,7 +145,13 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
         const started = Date.now();
         try {
           const reverted = await withTenantMigrator(org, (m, db) =>
-            withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => m.down({ step: opts.step })),
+            withMigrationLock(db, org.dbName, config.migrationLockWaitSec, async () => {
+              try {
+                return await m.down({ step: opts.step });
+              } finally {
+                await record(org, m); // also after a partial rollback: the record must never claim more than the tenant has
+              }
+            }),
           );
           return {
             orgId: org.id,

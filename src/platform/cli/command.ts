@@ -1,4 +1,5 @@
 /** What a bin/tenant command is: it parses its arguments, calls a service, and answers what to print. */
+import type { ProgressBar } from './progress-bar.js';
 
 export interface CommandResult {
   /** What --json prints on stdout. */
@@ -15,6 +16,10 @@ export interface CommandContext {
   argv: string[];
   /** Progress lines (stderr on a TTY). */
   progress: (line: string) => void;
+  /** With --json: one JSON line on stdout per event while the command runs (its result is the last line). */
+  emit?: (event: object) => void;
+  /** On a terminal without --json: a progress bar on stderr. */
+  progressBar?: (total: number) => ProgressBar;
 }
 
 export type Command = (c: CommandContext) => Promise<CommandResult>;

@@ -64,7 +64,7 @@ export class LockTimeoutError extends Error {
  * `sequelize` (an empty transaction): fn must use other connections. Names over 64 characters are hashed.
  */
 export async function withLock<T>(sequelize: Sequelize, name: string, waitSec: number, fn: () => Promise<T>): Promise<T> {
-  const lockName = name.length <= 64 ? name : `${name.slice(0, 23)}:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+  const lockName = lockNameOf(name);
   return sequelize.transaction(async (transaction) => {
     const [row] = await sequelize.query<{ got: number | null }>('SELECT GET_LOCK(:lockName, :waitSec) AS got', {
       replacements: { lockName, waitSec },
@@ -79,6 +79,14 @@ export async function withLock<T>(sequelize: Sequelize, name: string, waitSec: n
     }
   });
 }
+
+/** The GET_LOCK name for `name`: as is up to 64 characters (MySQL's limit), hashed beyond. */
+export function lockNameOf(name: string): string {
+  return name.length <= 64 ? name : `${name.slice(0, 23)}:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+}
+
+/** The name of a database's migration lock, as withMigrationLock takes it (for runners that lock a session themselves). */
+export const migrationLockName = (database: string) => lockNameOf(`tenancy:migrate:${database}`);
 
 /** Runs fn holding `tenancy:migrate:<database>`: two runners never migrate one database at once. */
 export async function withMigrationLock<T>(sequelize: Sequelize, database: string, waitSec: number, fn: () => Promise<T>): Promise<T> {

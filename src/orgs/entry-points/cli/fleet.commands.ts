@@ -1,4 +1,4 @@
-/** The fleet commands of bin/tenant: migrate, status, rollback (tenant migrations), servers and move. */
+/** The fleet commands of bin/tenant: rollback (tenant migrations), servers and move (migrate, status: rollout.commands.ts). */
 import { intArg, parse, positiveInt, stringArg, UsageError } from '../../../platform/cli/args.js';
 import type { CommandResult, Commands } from '../../../platform/cli/command.js';
 import { table } from '../../../platform/cli/output.js';
@@ -12,9 +12,6 @@ export interface FleetCommandsDeps {
   migrations: TenantMigrations;
   servers: ServerRegistry;
   mover: TenantMover;
-  /** Migrates the shared DB (under its lock); answers the migrations applied. */
-  migrateShared(): Promise<string[]>;
-  sharedDbName: string;
   /** Reads a secret from the environment by name (`servers add --password-env VAR`). */
   readEnvSecret(variable: string): string | undefined;
 }
@@ -39,47 +36,6 @@ function summary(results: TenantMigrationResult[]): CommandResult {
 
 export function fleetCommands(s: FleetCommandsDeps): Commands {
   return {
-    async migrate({ argv, progress }) {
-      const { values, positionals } = parse(argv, {
-        tenant: { type: 'string', multiple: true },
-        concurrency: { type: 'string' },
-        'skip-failing': { type: 'boolean' },
-        'shared-only': { type: 'boolean' },
-      });
-      if (positionals.length) throw new UsageError('usage: migrate [--tenant ID ...] [--concurrency N] [--skip-failing] [--shared-only]');
-      const concurrency = values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency');
-      const shared = await s.migrateShared();
-      progress(`shared DB ${s.sharedDbName}: ${shared.length ? `applied ${shared.join(', ')}` : 'up to date'}`);
-      if (values['shared-only'])
-        return { json: { shared, results: [], failed: 0 }, text: `shared DB: ${shared.length} migration(s) applied` };
-      const results = await s.migrations.migrate({
-        ids: tenantIds(values.tenant),
-        concurrency,
-        skipFailing: Boolean(values['skip-failing']),
-        onResult: (r, done, total) =>
-          progress(
-            `[${done}/${total}] tenant ${r.orgId} ${r.result}${r.migrations.length ? ` (${r.migrations.join(', ')})` : ''}${r.error ? `: ${r.error}` : ''}`,
-          ),
-      });
-      const sum = summary(results);
-      return { ...sum, json: { shared, ...(sum.json as object) } };
-    },
-
-    async status({ argv }) {
-      const { values, positionals } = parse(argv, { tenant: { type: 'string', multiple: true } });
-      if (positionals.length) throw new UsageError('usage: status [--tenant ID ...]');
-      const tenants = await s.migrations.status({ ids: tenantIds(values.tenant), concurrency: 4 });
-      return {
-        json: { tenants },
-        text: table(
-          tenants.map((t) => ({ ...t, applied: t.applied.length, latest: t.applied.at(-1) ?? null })),
-          ['orgId', 'dbName', 'applied', 'latest', 'pending', 'error'],
-        ),
-        exitCode: tenants.some((t) => t.error) ? 1 : 0,
-        reason: `${tenants.filter((t) => t.error).length} tenant(s) could not be read`,
-      };
-    },
-
     async rollback({ argv }) {
       const { values, positionals } = parse(argv, {
         tenant: { type: 'string', multiple: true },
