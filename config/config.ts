@@ -45,6 +45,8 @@ export interface Config {
     readonly retryAfterMs: number;
   };
   readonly orgCacheTtlMs: number;
+  /** Tenants the `default` server takes, set when it is first registered (DEFAULT_SERVER_CAPACITY); later: `servers set`. */
+  readonly defaultServerCapacity: number;
   readonly redisUrl: string;
   /** REDIS_CLUSTER_NODES: set, every Redis client is an ioredis Cluster seeded from these `host:port` nodes. */
   readonly redisClusterNodes?: readonly string[];
@@ -151,6 +153,7 @@ const schema = Joi.object({
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
+  DEFAULT_SERVER_CAPACITY: Joi.number().integer().min(1).max(10_000_000).default(10_000),
   REDIS_URL: Joi.string()
     .uri({ scheme: ['redis', 'rediss'] })
     .default('redis://127.0.0.1:6379'),
@@ -283,6 +286,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retryAfterMs: v.TENANT_RETRY_AFTER_MS,
     },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
+    defaultServerCapacity: v.DEFAULT_SERVER_CAPACITY,
     redisUrl: v.REDIS_URL,
     ...(clusterNodes ? { redisClusterNodes: clusterNodes } : {}),
     queuePrefix: clusterSafePrefix(v.QUEUE_PREFIX as string, Boolean(clusterNodes)),

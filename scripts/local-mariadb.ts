@@ -37,8 +37,8 @@ async function answers(port: number): Promise<boolean> {
   }
 }
 
-/** Creates a data directory and starts a MariaDB server on a free port. */
-export async function startLocalMariaDb(): Promise<LocalMariaDb> {
+/** Creates a data directory and starts a MariaDB server on a free port (InnoDB buffer pool: 32 MB unless told). */
+export async function startLocalMariaDb(opts: { bufferPoolMb?: number } = {}): Promise<LocalMariaDb> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tenancy-mariadb-'));
   const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
   await run('mariadb-install-db', [
@@ -75,7 +75,7 @@ export async function startLocalMariaDb(): Promise<LocalMariaDb> {
           `--socket=${dir}/mysqld.sock`,
           `--pid-file=${dir}/mysqld.pid`,
           `--log-error=${dir}/error.log`,
-          '--innodb-buffer-pool-size=32M',
+          `--innodb-buffer-pool-size=${opts.bufferPoolMb ?? 32}M`,
           '--max-connections=300',
           ...asRoot,
         ],

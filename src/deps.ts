@@ -102,7 +102,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   redis.on('error', (err: Error) => logger.debug('redis error', { err: err.message }));
   const repo = createOrgRepository(sharedDb);
   const ledger = createLedger(sharedDb);
-  const servers = createServerRegistry({ sharedDb, secrets, config });
+  const servers = createServerRegistry({ sharedDb, secrets, config, logger });
   const events = createOrgEvents({ redis: config, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
   const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
   const tenantDbs = createTenantDbs(createTenantConnections({ config, endpoint: (id) => servers.endpoint(id), secrets, logger }));
@@ -123,17 +123,17 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     versions,
     beforeStep: opts.beforeProvisioningStep,
   });
-  const orgs = createOrgService({ repo, ledger, provisioner, events, secrets, webhookAllowPrivate: config.webhooks.allowPrivate });
   const migrations = createTenantMigrations({ config, repo, servers, versions });
   const fleet = createFleetMigrations({ config, sharedDb, servers, versions, rollouts: createRolloutRepository(sharedDb), logger });
-  const mover = createTenantMover({
+  const mover = createTenantMover({ config, repo, servers, provisioner, events, logger, beforeStep: opts.beforeMoveStep });
+  const orgs = createOrgService({
     repo,
-    servers,
+    ledger,
     provisioner,
+    moves: mover,
     events,
-    userHost: config.tenant.userHost,
-    logger,
-    beforeStep: opts.beforeMoveStep,
+    secrets,
+    webhookAllowPrivate: config.webhooks.allowPrivate,
   });
   const delivery = createDeliveryQueue(config);
   const deliveryQueue = delivery.queue;

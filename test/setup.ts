@@ -26,7 +26,7 @@ export async function cleanupRun(run = RUN): Promise<void> {
   try {
     await redis.connect();
     for (let cursor = '0'; ;) {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${run}:*`, 'COUNT', 1000);
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${run}*`, 'COUNT', 1000);
       if (keys.length) await redis.del(...keys);
       cursor = next;
       if (cursor === '0') break;

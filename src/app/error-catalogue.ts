@@ -52,11 +52,32 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   INSUFFICIENT_BALANCE: { status: 409, meaning: 'an adjustment would take the balance below zero' },
   PROVISIONING_IN_PROGRESS: { status: 409, meaning: 'another process is provisioning this org' },
   TENANT_DB_EXISTS: { status: 409, meaning: 'a database of the tenant’s name exists and is not this org’s; left untouched' },
-  NO_SERVER_CAPACITY: { status: 409, meaning: 'no active database server has room for another tenant' },
+  NO_SERVER_CAPACITY: {
+    status: 409,
+    meaning:
+      'no active database server has room for another tenant (or the named one is full); the message names the fixes: `bin/tenant servers set <name> --capacity N`, `servers activate <name>`, `servers add …`',
+  },
   SERVER_DRAINING: { status: 409, meaning: 'the named database server takes no new tenants' },
   SERVER_EXISTS: { status: 409, meaning: 'a database server of this name is registered (CLI `servers add`)' },
+  SERVER_DUPLICATE: {
+    status: 409,
+    meaning: 'that address reaches a MySQL server already registered under another name (by its identity); CLI `servers add`, `move`',
+  },
+  SERVER_IDENTITY_CHANGED: {
+    status: 409,
+    meaning:
+      'a registered server’s address now reaches another MySQL server than the one registered (CLI `move`, `servers set`); nothing changed',
+  },
+  SERVER_IDENTITY_UNKNOWN: {
+    status: 409,
+    meaning: 'a new address for a server with tenants cannot be confirmed: its registered address is unreachable (CLI `servers set`)',
+  },
   ALREADY_THERE: { status: 409, meaning: 'the org is already on that database server (CLI `move`)' },
-  MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is being moved already (CLI `move`; `move <id> --abort` ends a stuck one)' },
+  MOVE_IN_PROGRESS: {
+    status: 409,
+    meaning: 'the org is being moved by another process, or an earlier move did not finish (CLI `move`; `move <id> --abort` ends it)',
+  },
+  MOVE_ABORTED: { status: 409, meaning: 'the move was stopped by `move <id> --abort` or `drop` and rolled back (CLI `move`)' },
   NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
   ROLLOUT_RUNNING: { status: 409, meaning: 'another process is running a schema rollout (CLI `migrate`, `rollout resume|retry`)' },
   ROLLOUT_NOT_RUNNING: { status: 409, meaning: 'the rollout is not running, so it cannot be paused (CLI `rollout pause`)' },
@@ -86,7 +107,13 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   TENANT_DB_UNAVAILABLE: { status: 503, meaning: 'this org’s database server is unreachable (other orgs are served); `Retry-After`' },
   TENANT_MOVING: {
     status: 503,
-    meaning: 'this org’s database is being moved to another server (`bin/tenant move`); `Retry-After`',
+    meaning:
+      'a write while this org’s database is being switched to another server (`bin/tenant move`; writes pause for about a second at most, reads go on); `Retry-After: 1`',
+  },
+  MOVE_UNCERTAIN: {
+    status: 503,
+    meaning:
+      'the switch of a move could not be confirmed (the shared DB stopped answering); both copies are kept: run `move <id> --abort` (CLI)',
   },
   TENANT_CAPACITY: {
     status: 503,

@@ -280,35 +280,32 @@ describe('bin/tenant (CLI)', () => {
       for (const secret of ['password', 'Password', 'admin_password_enc']) expect(r.stdout).to.not.include(secret);
     });
 
-    it('servers add registers a server, adding the same name again exits 1, and create --server places a tenant on it', async () => {
+    it('servers add of the default server under another name (same MySQL server) exits 1 SERVER_DUPLICATE; an unreachable one is registered with a warning, the same name again exits 1 SERVER_EXISTS; create --server places a tenant', async () => {
       const env = { SOME_VAR: '' };
-      const add = [
-        'servers',
-        'add',
-        'extra1',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '3306',
-        '--user',
-        'root',
-        '--password-env',
-        'SOME_VAR',
-        '--json',
-      ];
-      const added = await cli(add, env);
+      const add = (name: string, host: string, port: string) =>
+        cli(['servers', 'add', name, '--host', host, '--port', port, '--user', 'root', '--password-env', 'SOME_VAR', '--json'], env);
+      expectRefused(await add('extra1', '127.0.0.1', '3306'), 1, 'SERVER_DUPLICATE');
+      expect(await rows(root, `SELECT id FROM \`${SHARED}\`.db_servers WHERE name = 'extra1'`)).to.have.length(0);
+
+      // Nothing listens on port 1: registered without an identity (read again before any move), and drained at once.
+      const added = await add('extra2', '127.0.0.1', '1');
       expectOk(added);
-      expect(added.json.server).to.include({ name: 'extra1', host: '127.0.0.1', port: 3306, adminUser: 'root', status: 'active' });
-      const serverId = added.json.server.id as number;
+      expect(added.json.server).to.include({
+        name: 'extra2',
+        host: '127.0.0.1',
+        port: 1,
+        adminUser: 'root',
+        status: 'active',
+        serverUid: null,
+      });
+      await deps.servers.setStatus('extra2', 'draining');
+      expectRefused(await add('extra2', '127.0.0.1', '1'), 1, 'SERVER_EXISTS');
 
-      expectRefused(await cli(add, env), 1, 'SERVER_EXISTS');
-      expect(await rows(root, `SELECT id FROM \`${SHARED}\`.db_servers WHERE name = 'extra1'`)).to.have.length(1);
-
-      const created = await cli(['create', uniqueName('x'), '--server', 'extra1', '--json']);
+      const created = await cli(['create', uniqueName('x'), '--server', 'default', '--json']);
       expectOk(created);
       expect(created.json.org.status).to.equal('ACTIVE');
       const org = (await orgRow(created.json.org.id))!;
-      expect(Number(org.db_server_id)).to.equal(serverId);
+      expect(Number(org.db_server_id)).to.equal((await deps.servers.list()).find((s) => s.name === 'default')!.id);
       expect(await tableExists(org.db_name, 'messages')).to.equal(true);
     });
   });

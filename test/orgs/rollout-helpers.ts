@@ -83,7 +83,8 @@ export function startCli(args: string[], env: Record<string, string>) {
 
 /** Tenants with their own shared DB and prefix, created at the current version (before the next one is deployed). */
 export async function makeFleet(label: string, size: number, nextDir: string, credits = 100): Promise<Fleet> {
-  const own = { DB_NAME: `${RUN}_${label}_shared`, TENANT_DB_PREFIX: `${RUN}_${label}_` };
+  // A shared DB of its own means org ids of its own: Redis keys (queues, fair share, org events) must be its own too.
+  const own = { DB_NAME: `${RUN}_${label}_shared`, TENANT_DB_PREFIX: `${RUN}_${label}_`, QUEUE_PREFIX: `${RUN}_${label}` };
   const deps = testDeps(own, { subscribe: false });
   await prepareSharedDb(deps.config, deps.sharedDb);
   await deps.servers.ensureDefault();

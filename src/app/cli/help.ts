@@ -76,7 +76,7 @@ export const HELP: Record<string, CommandHelp> = {
   resume: { usage: 'resume <id>', what: "allow the org's API requests again", examples: ['bin/tenant resume 7'] },
   drop: {
     usage: 'drop <id> --force',
-    what: 'drop the tenant database and user; the org becomes DELETED',
+    what: 'drop the tenant database and user; the org becomes DELETED (a move of it is stopped first, and its copy dropped)',
     examples: ['bin/tenant drop 7 --force'],
   },
   credits: {
@@ -91,18 +91,20 @@ export const HELP: Record<string, CommandHelp> = {
   },
   servers: {
     usage:
-      'servers add <name> --host H --port P --user U --password-env VAR [--capacity N] | servers list | servers drain <name> | servers activate <name>',
-    what: 'register MySQL servers that hold tenant databases (new tenants go to the least-loaded active one); a draining server takes no new tenants, its tenants stay until moved',
+      'servers add <name> --host H --port P --user U --password-env VAR [--capacity N] | servers list | servers set <name> [--capacity N] [--host H] [--port P] [--user U] [--password-env VAR] | servers drain <name> | servers activate <name>',
+    what: 'register MySQL servers that hold tenant databases (new tenants go to the least-loaded active one with room; one physical server is registered once); set a capacity or a new address (it must reach the same server); a draining server takes no new tenants, its tenants stay until moved',
     examples: [
       'DB2_PASS=… bin/tenant servers add eu-1 --host 10.0.0.5 --port 3306 --user admin --password-env DB2_PASS',
       'bin/tenant servers list',
+      'bin/tenant servers set default --capacity 20000',
+      'DB_PASS2=… bin/tenant servers set eu-1 --password-env DB_PASS2',
       'bin/tenant servers drain default',
       'bin/tenant servers activate default',
     ],
   },
   move: {
     usage: 'move <id> --to <server> | move <id> --abort',
-    what: "move a tenant's database to another server: the tenant answers 503 for the move's duration; copy, verify row counts, switch, drop the old copy. A failure part-way leaves it on its old server, working. --abort ends a move a crash left half-done",
+    what: "move a tenant's database to another server while it keeps working: copy, catch up with its changes, pause its writes for the last ones only (about a second at most; reads go on), verify (counts and checksums), switch, drop the old copy. A failure leaves it on its old server, working. --abort stops a running move (or ends one a crash left)",
     examples: ['bin/tenant move 7 --to eu-1', 'bin/tenant move 7 --to eu-1 --json', 'bin/tenant move 7 --abort'],
   },
 };

@@ -14,7 +14,7 @@
  * with the provider's id on the row (the provider accepted it: late-acceptance.ts).
  */
 import type { Sequelize } from 'sequelize';
-import { selectRows, write } from '../../platform/db/lean-query.js';
+import { selectRows, write, writeSettingLastInsertId } from '../../platform/db/lean-query.js';
 import type { Channel } from '../domain/channels/index.js';
 import type { MessageStatus } from '../domain/message.js';
 
@@ -55,7 +55,7 @@ export async function readMessage(db: Sequelize, id: number): Promise<MessageSta
 
 /** QUEUED or SENDING → SENDING with a new attempt number, which fences this run's later writes; undefined if final. */
 export async function claim(db: Sequelize, id: number): Promise<number | undefined> {
-  const r = await write(
+  const r = await writeSettingLastInsertId(
     db,
     `UPDATE messages SET status = 'SENDING', attempts = LAST_INSERT_ID(attempts + 1), updated_at = CURRENT_TIMESTAMP(3)
      WHERE id = :id AND status IN ${OPEN}`,

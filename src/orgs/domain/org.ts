@@ -24,7 +24,7 @@ export interface OrgRecord {
   deliveryConcurrency: number | null;
   webhookUrl: string | null;
   webhookSecretEnc: string | null;
-  /** Set while its database is being moved to another server (`bin/tenant move`): its requests answer 503. */
+  /** Set while its database is being moved to another server (`bin/tenant move`); it keeps working meanwhile. */
   movingSince: Date | null;
   /** The server a move in progress copies the database to. */
   movingToServerId: number | null;

@@ -9,6 +9,7 @@ import type { OrgEvents } from './org-events.js';
 import { isOperational, type ApiKeyRecord, type OrgRecord, type OrgStatus } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
 import type { Provisioner, ProvisionResult } from './provisioner.js';
+import type { TenantMover } from './tenant-mover.js';
 
 export interface OrgPatch {
   status?: 'ACTIVE' | 'SUSPENDED';
@@ -30,6 +31,8 @@ export function createOrgService(deps: {
   repo: OrgRepository;
   ledger: Ledger;
   provisioner: Provisioner;
+  /** Moves of tenant databases: a drop waits for (and ends) any move of the org first. */
+  moves?: Pick<TenantMover, 'exclusive'>;
   events: OrgEvents;
   secrets: SecretBox;
   /** WEBHOOK_ALLOW_PRIVATE: accept webhook URLs on internal addresses (development only). */
@@ -129,7 +132,8 @@ export function createOrgService(deps: {
 
     async drop(id: number): Promise<OrgRecord> {
       await mustGet(id);
-      const org = await provisioner.drop(id);
+      // A move running or left over would keep a full copy (and a working MySQL user) on its target: ended first.
+      const org = deps.moves ? await deps.moves.exclusive(id, () => provisioner.drop(id)) : await provisioner.drop(id);
       await events.publish({ orgId: id, reason: 'dropped' });
       return org;
     },

@@ -25,6 +25,37 @@ export type ProvisioningStep = (typeof PROVISIONING_STEPS)[number];
 /** The table, in every tenant DB, that says which org (by uid) owns it. */
 export const OWNER_TABLE = 'tenancy_owner';
 
+/** The table a move writes into the copy it makes, with its random id: the move drops no database without it. */
+export const COPY_TABLE = 'tenancy_copy';
+
+/** MySQL/MariaDB: "Can't create database; database exists". */
+const ER_DB_CREATE_EXISTS = 1007;
+const EMPTY = Symbol('empty database');
+
+const errnoOf = (err: unknown): number | undefined => {
+  const e = err as { errno?: number; original?: { errno?: number }; parent?: { errno?: number } };
+  return e.original?.errno ?? e.parent?.errno ?? e.errno;
+};
+
+/** The copy id in `dbName` on that server: undefined without the database, EMPTY with no table at all, null unmarked. */
+async function copyMarkOf(admin: Sequelize, dbName: string): Promise<string | null | undefined | typeof EMPTY> {
+  const [schema] = await admin.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :db', {
+    replacements: { db: dbName },
+    type: QueryTypes.SELECT,
+  });
+  if (!schema) return undefined;
+  const tables = await admin.query<{ name: string }>('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db', {
+    replacements: { db: dbName },
+    type: QueryTypes.SELECT,
+  });
+  if (tables.length === 0) return EMPTY;
+  if (!tables.some((t) => t.name === COPY_TABLE)) return null;
+  const [row] = await admin.query<{ copy_uid: string }>(`SELECT copy_uid FROM ${quoteIdentifier(dbName)}.${COPY_TABLE} LIMIT 1`, {
+    type: QueryTypes.SELECT,
+  });
+  return row?.copy_uid ?? null;
+}
+
 /** Privileges of a tenant's own user: data only, on its own database only. Migrations run as the server admin. */
 export const TENANT_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';
 
@@ -242,12 +273,60 @@ export function createProvisioner(deps: ProvisionerDeps) {
       return (await repo.get(orgId))!;
     },
     /**
-     * Makes the org's database, user and schema on another server (for a move): the same steps as provisioning,
-     * there, with the same name and password. Refuses (TENANT_DB_EXISTS) a database there that is not this org's.
+     * Makes the org's database, user and schema on another server (for a move): a database created here and now,
+     * marked with the move's `copyUid` (COPY_TABLE) before anything else, then the same steps as provisioning, with
+     * the same name and password. A database of that name already there is refused (TENANT_DB_EXISTS) and left alone,
+     * whoever's it is: a move only ever fills, and drops, a database it made.
      */
-    async placeCopy(org: ProvisionedOrg, serverId: number): Promise<void> {
+    async placeCopy(org: ProvisionedOrg, serverId: number, copyUid: string): Promise<void> {
       const there = { ...org, dbServerId: serverId };
-      for (const step of ['CREATE_DATABASE', 'CREATE_USER', 'MIGRATE'] as const) await steps[step](there);
+      const admin = await servers.admin(serverId);
+      const db = quoteIdentifier(org.dbName);
+      try {
+        await admin.query(`CREATE DATABASE ${db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+      } catch (err) {
+        if (errnoOf(err) !== ER_DB_CREATE_EXISTS) throw err;
+        if ((await copyMarkOf(admin, org.dbName)) !== copyUid)
+          throw conflict('TENANT_DB_EXISTS', `database ${org.dbName} already exists on the target server; it was left untouched`);
+      }
+      await admin.query(`CREATE TABLE IF NOT EXISTS ${db}.${COPY_TABLE} (copy_uid CHAR(36) NOT NULL PRIMARY KEY)`);
+      await admin.query(`INSERT IGNORE INTO ${db}.${COPY_TABLE} (copy_uid) VALUES (:copyUid)`, { replacements: { copyUid } });
+      await admin.query(
+        `CREATE TABLE IF NOT EXISTS ${db}.${OWNER_TABLE} (org_id INT UNSIGNED NOT NULL, org_uid CHAR(36) NOT NULL PRIMARY KEY)`,
+      );
+      await admin.query(`INSERT IGNORE INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, {
+        replacements: { id: org.id, uid: org.uid },
+      });
+      for (const step of ['CREATE_USER', 'MIGRATE'] as const) await steps[step](there);
+    },
+    /**
+     * Drops what placeCopy made on a server: the database only when it carries `copyUid` (or is still empty: a crash
+     * right after CREATE DATABASE), and the user only with a marked database (the user is made after the mark).
+     */
+    async removeCopy(org: ProvisionedOrg, serverId: number, copyUid: string): Promise<'dropped' | 'absent' | 'foreign'> {
+      const admin = await servers.admin(serverId);
+      const mark = await copyMarkOf(admin, org.dbName);
+      if (mark === undefined) return 'absent';
+      if (mark === EMPTY) {
+        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
+        return 'dropped';
+      }
+      if (mark !== copyUid) return 'foreign';
+      await admin.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(org.dbName)}`);
+      await admin.query(`DROP USER IF EXISTS ${accountOf(admin, org.dbUser, config.tenant.userHost)}`);
+      // The copy's MIGRATE step recorded its version: the record follows the database.
+      await deps.versions?.remove(serverId, org.dbName);
+      return 'dropped';
+    },
+    /**
+     * Drops the copy a move left behind after its switch: only if it is this org's and is not the copy `newCopyUid` (the
+     * one the org now lives in: were both entries one server after all, this is where it stops). False when refused.
+     */
+    async removeOldCopy(org: ProvisionedOrg, serverId: number, newCopyUid: string): Promise<boolean> {
+      const admin = await servers.admin(serverId);
+      const mark = await copyMarkOf(admin, org.dbName);
+      if (mark === newCopyUid) return false;
+      return removeDatabase(org, serverId);
     },
     /** Drops the org's database (only if it is this org's) and its user on one server; false if the database is foreign. */
     removeDatabase,

@@ -14,8 +14,11 @@ export interface TableShape {
 /** Table name → its shape. */
 export type SchemaShape = Map<string, TableShape>;
 
-/** Bookkeeping tables that no migration makes (the owner marker) or that Umzug keeps itself: not compared. */
-const IGNORED = new Set([OWNER_TABLE, MIGRATIONS_TABLE]);
+/**
+ * Bookkeeping tables that no migration makes and that are not compared: Umzug's own, and the control plane's, all named
+ * `tenancy_…` (the owner marker, a move's copy marker, change log and write fence).
+ */
+const isIgnored = (table: string) => table === MIGRATIONS_TABLE || table === OWNER_TABLE || table.startsWith('tenancy_');
 
 /** `LIKE` pattern of the databases whose names start with `prefix` (its `_` and `%` escaped). */
 export const likePrefix = (prefix: string) => `${prefix.replace(/[\\_%]/g, (c) => `\\${c}`)}%`;
@@ -52,7 +55,7 @@ export async function readShapes(admin: Sequelize, like: string, tables?: readon
   // Every database is listed, even with only bookkeeping tables: "exists" and "has its tables" differ.
   for (const r of listed) {
     if (!shapes.has(r.s)) shapes.set(r.s, new Map<string, TableShape>());
-    if (!IGNORED.has(r.t)) tableOf(shapes, r.s, r.t);
+    if (!isIgnored(r.t)) tableOf(shapes, r.s, r.t);
   }
   const names = tables ?? [null];
   for (const name of names) {
@@ -73,7 +76,7 @@ export async function readShapes(admin: Sequelize, like: string, tables?: readon
       { replacements: { like, name }, type: QueryTypes.SELECT },
     );
     for (const r of columns) {
-      if (IGNORED.has(r.t)) continue;
+      if (isIgnored(r.t)) continue;
       const extra = r.extra ? ` ${r.extra.toLowerCase()}` : '';
       const collation = r.coll ? ` COLLATE ${r.coll}` : '';
       tableOf(shapes, r.s, r.t).columns.set(
@@ -88,7 +91,7 @@ export async function readShapes(admin: Sequelize, like: string, tables?: readon
     );
     const parts = new Map<string, { unique: boolean; cols: string[] }>();
     for (const r of indexes) {
-      if (IGNORED.has(r.t)) continue;
+      if (isIgnored(r.t)) continue;
       const key = JSON.stringify([r.s, r.t, r.i]);
       let p = parts.get(key);
       if (!p) parts.set(key, (p = { unique: Number(r.nu) === 0, cols: [] }));

@@ -4,11 +4,12 @@
  */
 import type { Sequelize } from 'sequelize';
 import { unavailable } from '../../platform/lib/errors.js';
+import { isWritesPaused } from '../../platform/lib/infrastructure-errors.js';
 import type { TenantConnections } from '../../platform/tenant-connections/tenant-connections.js';
 import type { ProvisionedOrg } from './org.js';
 
 export interface TenantDbs extends Omit<TenantConnections, 'withTenant'> {
-  /** Runs fn with the org's database leased; refused (503 TENANT_MOVING) while it is being moved to another server. */
+  /** Runs fn with the org's database leased; a write refused by a move's final pause is 503 TENANT_MOVING. */
   withTenant<T>(org: ProvisionedOrg, fn: (db: Sequelize) => Promise<T>): Promise<T>;
 }
 
@@ -16,10 +17,13 @@ export interface TenantDbs extends Omit<TenantConnections, 'withTenant'> {
 export function createTenantDbs(connections: TenantConnections): TenantDbs {
   return {
     withTenant(org, fn) {
-      // Refused until the switch, so nothing writes to the old copy (bin/tenant move).
-      if (org.movingSince)
-        return Promise.reject(unavailable('TENANT_MOVING', "the organisation's database is being moved; try again shortly", 5000));
-      return connections.withTenant(org, fn);
+      // A move copies while the tenant works; only the final delta pauses writes, refused by the moving database's own
+      // write fence (its triggers, change-capture.ts): a short 503, retried on the new server.
+      return connections.withTenant(org, fn).catch((err: unknown) => {
+        throw isWritesPaused(err)
+          ? unavailable('TENANT_MOVING', "the organisation's database is being moved; try again shortly", 1000, err)
+          : err;
+      });
     },
     evict: (orgId) => connections.evict(orgId),
     stats: () => connections.stats(),

@@ -117,3 +117,28 @@ export interface WriteResult {
 export async function write(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
   return okPacket(await run(db, sql, values));
 }
+
+/**
+ * Runs an UPDATE that sets `LAST_INSERT_ID(expr)` and answers its OK packet with that value as `insertId`. The OK packet
+ * carries it, except on MariaDB when the table has triggers (an online move's change capture, src/tenant-db/
+ * change-capture.ts): there it says 0, and the value is read with `SELECT LAST_INSERT_ID()` on the same connection.
+ */
+export async function writeSettingLastInsertId(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
+  const pool = poolOf(db);
+  const lease = await acquire(pool);
+  let lost = false;
+  try {
+    const result = okPacket(await statement(lease, sql, values));
+    if (result.affectedRows > 0 && result.insertId === 0) {
+      const [row] = (await statement(lease, 'SELECT LAST_INSERT_ID() AS id', [])) as { id: number }[];
+      result.insertId = Number(row?.id ?? 0);
+    }
+    return result;
+  } catch (err) {
+    lost = err instanceof ConnectionError;
+    throw err;
+  } finally {
+    if (lost) void pool.destroy(lease);
+    else pool.release(lease);
+  }
+}

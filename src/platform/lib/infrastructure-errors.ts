@@ -37,6 +37,23 @@ const OWN_UNAVAILABLE = new Set([
   'DB_UNAVAILABLE',
   'QUEUE_UNAVAILABLE',
 ]);
+/**
+ * The text an online move's write fence answers a write with (SIGNAL in the tenant DB's triggers,
+ * src/tenant-db/change-capture.ts): the tenant's database is being switched to another server; retry shortly.
+ */
+export const WRITES_PAUSED = 'TENANT_WRITES_PAUSED';
+
+/** True when `err` (or its cause chain) is a write refused by a moving tenant's write fence. */
+export function isWritesPaused(err: unknown): boolean {
+  for (
+    let e = err as ErrorLike | undefined, depth = 0;
+    e && typeof e === 'object' && depth < 5;
+    e = e.cause ?? e.original ?? e.parent, depth++
+  )
+    if (e.message?.startsWith(WRITES_PAUSED)) return true;
+  return false;
+}
+
 /** ioredis: out of retries, a reply error (OOM, LOADING, CLUSTERDOWN…), a closed connection, no offline queue. */
 const REDIS_NAMES = /^(MaxRetriesPerRequestError|ReplyError|AbortError|ClusterAllFailedError)$/;
 const REDIS_MESSAGES = /Connection is closed|Stream isn't writeable|enableOfflineQueue/;
@@ -49,6 +66,7 @@ export function isInfrastructureError(err: unknown): boolean {
     if (e.name && SEQUELIZE_CONNECTION.test(e.name)) return true;
     if (e.name === 'TimeoutError') return true;
     if (e.code && (CODES.has(e.code) || OWN_UNAVAILABLE.has(e.code))) return true;
+    if (e.message?.startsWith(WRITES_PAUSED)) return true;
     if ((e.name && REDIS_NAMES.test(e.name)) || (e.message && REDIS_MESSAGES.test(e.message))) return true;
   }
   return false;

@@ -96,7 +96,37 @@ export function fleetCommands(s: FleetCommandsDeps): Commands {
           password,
           capacity: values.capacity ? positiveInt(values.capacity, '--capacity') : undefined,
         });
-        return { json: { server }, text: `added db server ${server.name} (${server.host}:${server.port})` };
+        return {
+          json: { server },
+          text: `added db server ${server.name} (${server.host}:${server.port})${server.serverUid ? '' : '; warning: it could not be reached to read its identity (checked again before any move)'}`,
+        };
+      }
+      if (sub === 'set') {
+        const { values, positionals } = parse(rest, {
+          capacity: { type: 'string' },
+          host: { type: 'string' },
+          port: { type: 'string' },
+          user: { type: 'string' },
+          'password-env': { type: 'string' },
+        });
+        const usage = 'usage: servers set <name> [--capacity N] [--host H] [--port P] [--user U] [--password-env VAR]';
+        if (positionals.length !== 1 || Object.values(values).every((v) => v === undefined || typeof v === 'boolean'))
+          throw new UsageError(usage);
+        const passwordVar = values['password-env'] as string | undefined;
+        const password = passwordVar === undefined ? undefined : s.readEnvSecret(passwordVar);
+        if (passwordVar !== undefined && password === undefined) throw new UsageError(`environment variable ${passwordVar} is not set`);
+        const server = await s.servers.update(stringArg(positionals[0], 'name', serverNameRule), {
+          capacity: values.capacity === undefined ? undefined : positiveInt(values.capacity, '--capacity'),
+          host: values.host as string | undefined,
+          port: values.port === undefined ? undefined : positiveInt(values.port, '--port'),
+          user: values.user as string | undefined,
+          password,
+        });
+        const full = (server.tenants ?? 0) >= server.capacity;
+        return {
+          json: { server },
+          text: `db server ${server.name}: capacity ${server.capacity} (${server.tenants ?? 0} tenants), ${server.adminUser}@${server.host}:${server.port}${full ? '; it is full: no new tenant goes there' : ''}`,
+        };
       }
       if (sub === 'drain' || sub === 'activate') {
         const { positionals } = parse(rest, {});
@@ -107,7 +137,7 @@ export function fleetCommands(s: FleetCommandsDeps): Commands {
           text: `db server ${server.name} is ${server.status}${sub === 'drain' ? ': no new tenants go there; move its tenants with bin/tenant move' : ''}`,
         };
       }
-      throw new UsageError('usage: servers add|list|drain|activate …');
+      throw new UsageError('usage: servers add|list|set|drain|activate …');
     },
 
     async move({ argv }) {
@@ -116,8 +146,14 @@ export function fleetCommands(s: FleetCommandsDeps): Commands {
         throw new UsageError('usage: move <id> --to <server> | move <id> --abort');
       const id = intArg(positionals[0], 'id', orgIdRule);
       if (values.abort) {
-        await s.mover.abort(id);
-        return { json: { orgId: id, aborted: true }, text: `the move of org ${id} was aborted; it stays on its server` };
+        const result = await s.mover.abort(id);
+        return {
+          json: { orgId: id, aborted: true, result },
+          text:
+            result === 'rolled-back'
+              ? `the move of org ${id} was stopped and undone; it stays on its server`
+              : `the move of org ${id} had already switched; its old copy is now dropped`,
+        };
       }
       const r = await s.mover.move(id, stringArg(values.to, '--to', serverNameRule));
       const copied = Object.entries(r.rows)
@@ -125,7 +161,7 @@ export function fleetCommands(s: FleetCommandsDeps): Commands {
         .join(', ');
       return {
         json: r,
-        text: `org ${id} moved from ${r.from} to ${r.to} (rows copied and verified: ${copied || 'none'})${r.oldCopyDropped ? '' : '; the old copy could not be dropped: see the log'}`,
+        text: `org ${id} moved from ${r.from} to ${r.to}: copied ${copied || 'nothing'} in ${r.copyMs} ms, ${r.changesApplied} changed row(s) carried over, writes paused ${r.writePauseMs} ms${r.oldCopyDropped ? '' : '; the old copy could not be dropped: see the log, then bin/tenant move ' + id + ' --abort'}`,
       };
     },
   };
