@@ -44,6 +44,11 @@ export interface Config {
     readonly acquireTimeoutMs: number;
     readonly retryAfterMs: number;
   };
+  /**
+   * The warm pool (src/orgs/domain/tenant-pool.ts): tenants provisioned ahead per active server (TENANT_WARM_POOL_SIZE,
+   * 0: off) so that a create only claims one; topped up every TENANT_WARM_POOL_REFILL_MS and after each claim.
+   */
+  readonly warmPool: { readonly size: number; readonly refillMs: number };
   readonly orgCacheTtlMs: number;
   /** Tenants the `default` server takes, set when it is first registered (DEFAULT_SERVER_CAPACITY); later: `servers set`. */
   readonly defaultServerCapacity: number;
@@ -153,6 +158,8 @@ const schema = Joi.object({
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
+  TENANT_WARM_POOL_SIZE: Joi.number().integer().min(0).max(1000).default(10),
+  TENANT_WARM_POOL_REFILL_MS: Joi.number().integer().min(100).default(2000),
   DEFAULT_SERVER_CAPACITY: Joi.number().integer().min(1).max(10_000_000).default(10_000),
   REDIS_URL: Joi.string()
     .uri({ scheme: ['redis', 'rediss'] })
@@ -285,6 +292,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       acquireTimeoutMs: v.TENANT_ACQUIRE_TIMEOUT_MS,
       retryAfterMs: v.TENANT_RETRY_AFTER_MS,
     },
+    warmPool: { size: v.TENANT_WARM_POOL_SIZE, refillMs: v.TENANT_WARM_POOL_REFILL_MS },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
     defaultServerCapacity: v.DEFAULT_SERVER_CAPACITY,
     redisUrl: v.REDIS_URL,

@@ -32,6 +32,7 @@ import { createRedis, type RedisClient } from './platform/lib/redis.js';
 import { createProvisioner, type ProvisionerDeps, type Provisioner } from './orgs/domain/provisioner.js';
 import { createServerRegistry, type ServerRegistry } from './orgs/domain/server-registry.js';
 import { createTenantMover, type MoveStep, type TenantMover } from './orgs/domain/tenant-mover.js';
+import { createTenantPool, type TenantPool } from './orgs/domain/tenant-pool.js';
 import { createTenantMigrations, type TenantMigrations } from './orgs/domain/tenant-migrations.js';
 import { createFleetMigrations, type FleetMigrations } from './orgs/domain/fleet-migrations.js';
 import { createRolloutRepository } from './orgs/data-access/rollouts.repository.js';
@@ -58,6 +59,8 @@ export interface Deps {
   /** Fleet schema rollouts, fleet status and drift (bin/tenant migrate, rollout, status, doctor). */
   fleet: FleetMigrations;
   mover: TenantMover;
+  /** The warm pool of tenants provisioned ahead (started by API processes: src/app/run.ts). */
+  pool: TenantPool;
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
@@ -126,10 +129,12 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const migrations = createTenantMigrations({ config, repo, servers, versions });
   const fleet = createFleetMigrations({ config, sharedDb, servers, versions, rollouts: createRolloutRepository(sharedDb), logger });
   const mover = createTenantMover({ config, repo, servers, provisioner, events, logger, beforeStep: opts.beforeMoveStep });
+  const pool = createTenantPool({ config, repo, ledger, servers, provisioner, logger });
   const orgs = createOrgService({
     repo,
     ledger,
     provisioner,
+    pool,
     moves: mover,
     events,
     secrets,
@@ -173,6 +178,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
           { queue: WEBHOOK_QUEUE, permits: orgPermits.webhooks },
         ]
       : [],
+    ...(config.warmPool.size > 0 ? { warmPool: pool } : {}),
   });
   const limits = createRateLimits({
     makeLimiter: redisLimiters(redis, config.queuePrefix),
@@ -200,6 +206,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     versions,
     fleet,
     mover,
+    pool,
     deliveryQueue,
     webhookQueue,
     messages,
@@ -211,6 +218,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     metrics,
     close(deadlineMs) {
       closing ??= (async () => {
+        await pool.stop();
         await tenantDbs.close(deadlineMs);
         await Promise.allSettled([servers.close(), events.close(), sharedDb.close(), delivery.close(), webhook.close(), gateway.close?.()]);
         redis.disconnect();

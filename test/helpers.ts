@@ -30,6 +30,8 @@ export const TEST_ENV: Record<string, string> = {
   // Generous limits for the suites about other things; test/platform/rate-limit.test.ts sets real ones.
   RATE_LIMIT_POINTS: '1000000',
   AUTH_FAILURE_LIMIT: '1000000',
+  // No warm pool but where a test asks for one (test/orgs/tenant-pool.test.ts): tenants are made when created.
+  TENANT_WARM_POOL_SIZE: '0',
 };
 
 /** A validated Config for this run, with overrides. */

@@ -63,6 +63,8 @@ export async function runProcess(role: Role): Promise<void> {
   }
   if (role !== 'worker') {
     api = await startServer(deps, config.port, config.host);
+    // API processes keep the warm pool topped up (one at a time, under a lock), so that creates only claim.
+    deps.pool.start();
   }
   // A worker alone gets its own port for probes and scrapes; with --role all the API serves the same routes.
   const workerServer =

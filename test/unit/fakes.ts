@@ -24,6 +24,7 @@ export function fakeOrg(id: number, over: Partial<ProvisionedOrg> = {}): Provisi
     webhookSecretEnc: null,
     movingSince: null,
     movingToServerId: null,
+    pooledSince: null,
     createdAt: new Date(0),
     updatedAt: new Date(0),
     ...over,

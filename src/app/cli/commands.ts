@@ -12,7 +12,7 @@ export function buildCommands(deps: Deps): Commands {
   const { config } = deps;
   return {
     ...orgCommands({ orgs: deps.orgs, defaultCredits: config.defaultCredits, port: config.port }),
-    ...fleetCommands({ migrations: deps.migrations, servers: deps.servers, mover: deps.mover, readEnvSecret }),
+    ...fleetCommands({ migrations: deps.migrations, servers: deps.servers, mover: deps.mover, pool: deps.pool, readEnvSecret }),
     // migrate (a fleet rollout), rollout status|pause|resume|retry, status (fleet summary or --tenant), doctor
     ...rolloutCommands({
       fleet: deps.fleet,

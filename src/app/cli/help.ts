@@ -102,6 +102,11 @@ export const HELP: Record<string, CommandHelp> = {
       'bin/tenant servers activate default',
     ],
   },
+  pool: {
+    usage: 'pool [status] | pool fill',
+    what: 'the warm pool of tenants provisioned ahead (TENANT_WARM_POOL_SIZE per active server; API processes keep it topped up) so that create only claims one: status shows ready, being made and failed ones per server; fill tops it up now (e.g. right after a deploy)',
+    examples: ['bin/tenant pool', 'bin/tenant pool fill --json'],
+  },
   move: {
     usage: 'move <id> --to <server> | move <id> --abort',
     what: "move a tenant's database to another server while it keeps working: copy, catch up with its changes, pause its writes for the last ones only (about a second at most; reads go on), verify (counts and checksums), switch, drop the old copy. A failure leaves it on its old server, working. --abort stops a running move (or ends one a crash left)",
@@ -113,6 +118,7 @@ export const HELP: Record<string, CommandHelp> = {
 export function isReadOnly(command: string, argv: readonly string[]): boolean {
   if (command === 'keys' || command === 'servers') return argv[0] === 'list';
   if (command === 'rollout') return argv[0] === 'status';
+  if (command === 'pool') return argv[0] !== 'fill';
   return HELP[command]?.readOnly === true;
 }
 

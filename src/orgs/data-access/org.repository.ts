@@ -6,6 +6,11 @@ import type { ApiKeyRecord, OrgRecord, OrgStatus } from '../domain/org.js';
 
 type Row = Record<string, unknown>;
 
+/** The name of a warm-pool tenant's org until it is claimed (org names given by people cannot start with a NUL). */
+export const POOLED_NAME_PREFIX = '\u0000pooled:';
+
+const affectedRows = (meta: unknown): number => Number((meta as { affectedRows?: number }).affectedRows ?? 0);
+
 const toOrg = (r: Row): OrgRecord => ({
   id: Number(r.id),
   name: String(r.name),
@@ -24,6 +29,7 @@ const toOrg = (r: Row): OrgRecord => ({
   webhookSecretEnc: (r.webhook_secret_enc as string | null) ?? null,
   movingSince: r.moving_since ? new Date(r.moving_since as Date) : null,
   movingToServerId: r.moving_to_server_id == null ? null : Number(r.moving_to_server_id),
+  pooledSince: r.pooled_since ? new Date(r.pooled_since as Date) : null,
   createdAt: new Date(r.created_at as Date),
   updatedAt: new Date(r.updated_at as Date),
 });
@@ -71,6 +77,61 @@ export function createOrgRepository(db: Sequelize) {
       );
       return Number(id);
     },
+    /** A warm-pool tenant's org row (POOLED once provisioned), named by its uid until a create claims it. */
+    async insertPooled(dbServerId: number, transaction?: Transaction): Promise<number> {
+      const uid = randomUUID();
+      const [id] = await db.query(
+        `INSERT INTO orgs (name, uid, status, credit_balance, db_server_id, provisioning_step, pooled_since)
+         VALUES (:name, :uid, 'PROVISIONING', 0, :dbServerId, 'CREATE_DATABASE', CURRENT_TIMESTAMP(3))`,
+        { replacements: { name: `${POOLED_NAME_PREFIX}${uid}`, uid, dbServerId }, type: QueryTypes.INSERT, transaction },
+      );
+      return Number(id);
+    },
+    /**
+     * Locks one ready warm-pool tenant on one of `serverIds` (oldest first) for the caller's transaction, skipping those
+     * other transactions hold: two creates never get the same one. Undefined: none ready.
+     */
+    async lockPooled(serverIds: readonly number[], transaction: Transaction): Promise<number | undefined> {
+      if (!serverIds.length) return undefined;
+      const [r] = await select(
+        `SELECT id FROM orgs WHERE status = 'POOLED' AND db_server_id IN (:serverIds) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        { serverIds },
+        transaction,
+      );
+      return r ? Number(r.id) : undefined;
+    },
+    /** Makes a locked warm-pool tenant the org `name`: ACTIVE, created now. False if it was no longer POOLED. */
+    async claimPooled(id: number, name: string, transaction: Transaction): Promise<boolean> {
+      const [, meta] = await db.query(
+        `UPDATE orgs SET name = :name, status = 'ACTIVE', pooled_since = NULL, created_at = CURRENT_TIMESTAMP(3),
+           updated_at = CURRENT_TIMESTAMP(3) WHERE id = :id AND status = 'POOLED'`,
+        { replacements: { id, name }, transaction },
+      );
+      return affectedRows(meta) === 1;
+    },
+    /** Deletes a warm-pool tenant's row (never claimed: it has no key, no ledger entry and no message). */
+    async deletePooled(id: number): Promise<void> {
+      await db.query("DELETE FROM orgs WHERE id = :id AND pooled_since IS NOT NULL AND status <> 'ACTIVE'", { replacements: { id } });
+    },
+    /** Warm-pool tenants per server: ready (POOLED) and still being provisioned or failed (with the oldest's age). */
+    async pooledCounts(): Promise<Map<number, { ready: number; making: number; failed: number }>> {
+      const rows = await select(
+        `SELECT db_server_id AS server, SUM(status = 'POOLED') AS ready, SUM(status = 'PROVISIONING') AS making,
+           SUM(status = 'FAILED') AS failed
+         FROM orgs WHERE pooled_since IS NOT NULL AND status IN ('POOLED', 'PROVISIONING', 'FAILED') GROUP BY db_server_id`,
+        {},
+      );
+      return new Map(rows.map((r) => [Number(r.server), { ready: Number(r.ready), making: Number(r.making), failed: Number(r.failed) }]));
+    },
+    /** Warm-pool tenants whose provisioning stopped (failed, or untouched for `staleSec`: its process died). */
+    async stalledPooled(staleSec: number): Promise<{ id: number; status: OrgStatus }[]> {
+      const rows = await select(
+        `SELECT id, status FROM orgs WHERE pooled_since IS NOT NULL AND (status = 'FAILED'
+           OR (status = 'PROVISIONING' AND updated_at < CURRENT_TIMESTAMP(3) - INTERVAL :staleSec SECOND)) ORDER BY id LIMIT 100`,
+        { staleSec },
+      );
+      return rows.map((r) => ({ id: Number(r.id), status: r.status as OrgStatus }));
+    },
     async get(id: number, transaction?: Transaction): Promise<OrgRecord | undefined> {
       const [r] = await select('SELECT * FROM orgs WHERE id = :id', { id }, transaction);
       return r && toOrg(r);
@@ -84,7 +145,8 @@ export function createOrgRepository(db: Sequelize) {
     /** Orgs by ascending id after a cursor, optionally of some statuses. */
     async list(opts: { limit: number; after?: number; statuses?: readonly OrgStatus[] }): Promise<OrgRecord[]> {
       const where = ['id > :after'];
-      if (opts.statuses?.length) where.push('status IN (:statuses)');
+      // Warm-pool tenants are no one's org yet: listed only when asked for by status (fleet migrations).
+      where.push(opts.statuses?.length ? 'status IN (:statuses)' : "status <> 'POOLED'");
       const rows = await select(`SELECT * FROM orgs WHERE ${where.join(' AND ')} ORDER BY id LIMIT :limit`, {
         after: opts.after ?? 0,
         statuses: opts.statuses ?? [],

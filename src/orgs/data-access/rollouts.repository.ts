@@ -1,4 +1,5 @@
 /** Every SQL statement on schema_rollouts and schema_rollout_tenants (the shared DB). */
+import { MIGRATABLE_STATUSES } from '../domain/org.js';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { TenantDbRef } from './schema-versions.js';
 
@@ -275,7 +276,7 @@ export function createRolloutRepository(db: Sequelize) {
         `INSERT INTO schema_rollout_tenants (rollout_id, db_server_id, db_name, org_id, wave)
          SELECT :id, o.db_server_id, o.db_name, o.id, :wave FROM orgs o
            LEFT JOIN tenant_schema_versions v ON v.db_server_id = o.db_server_id AND v.db_name = o.db_name
-         WHERE o.status IN ('ACTIVE', 'SUSPENDED') AND o.db_server_id IS NOT NULL AND o.db_name IS NOT NULL
+         WHERE o.status IN (${MIGRATABLE_STATUSES.map((s) => `'${s}'`).join(', ')}) AND o.db_server_id IS NOT NULL AND o.db_name IS NOT NULL
            AND (v.version IS NULL OR v.version <> :target OR v.last_error IS NOT NULL)
            AND NOT EXISTS (SELECT 1 FROM schema_rollout_tenants i WHERE i.rollout_id = :id AND i.db_server_id = o.db_server_id AND i.db_name = o.db_name)`,
         { replacements: { id, wave, target } },

@@ -4,6 +4,7 @@
  * no-op migrate read it instead of opening a connection per tenant.
  */
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { MIGRATABLE_STATUSES } from '../domain/org.js';
 
 /** A tenant database on a server: the unit of a rollout (the org id is absent for a database no org owns yet). */
 export interface TenantDbRef {
@@ -35,10 +36,9 @@ export interface FleetSummary {
   unrecorded: number;
 }
 
-/** Statuses whose databases are migrated (others are being provisioned or are gone). */
-export const MIGRATABLE_STATUSES = ['ACTIVE', 'SUSPENDED'] as const;
+export { MIGRATABLE_STATUSES };
 
-const OPERATIONAL = `o.status IN ('ACTIVE', 'SUSPENDED') AND o.db_server_id IS NOT NULL AND o.db_name IS NOT NULL`;
+const OPERATIONAL = `o.status IN (${MIGRATABLE_STATUSES.map((s) => `'${s}'`).join(', ')}) AND o.db_server_id IS NOT NULL AND o.db_name IS NOT NULL`;
 const JOIN = 'LEFT JOIN tenant_schema_versions v ON v.db_server_id = o.db_server_id AND v.db_name = o.db_name';
 
 /** Creates the version record over the shared DB. */

@@ -1,7 +1,15 @@
 /** What an org is, and the rules about it that every layer shares: statuses, names, "provisioned", "operational". */
 
+/** The statuses an org can be seen in (API, CLI, filters). */
 export const ORG_STATUSES = ['PROVISIONING', 'ACTIVE', 'SUSPENDED', 'FAILED', 'DELETED'] as const;
-export type OrgStatus = (typeof ORG_STATUSES)[number];
+/**
+ * POOLED: a tenant of the warm pool, provisioned ahead of any signup and not yet anyone's org (src/orgs/domain/
+ * tenant-pool.ts). Never shown: reads and lists treat it as absent.
+ */
+export type OrgStatus = (typeof ORG_STATUSES)[number] | 'POOLED';
+
+/** The statuses whose databases fleet migrations keep at the latest version. */
+export const MIGRATABLE_STATUSES = ['ACTIVE', 'SUSPENDED', 'POOLED'] as const;
 
 /** The statuses an admin may set (the others belong to provisioning and dropping). */
 export const SETTABLE_STATUSES = ['ACTIVE', 'SUSPENDED'] as const;
@@ -28,6 +36,8 @@ export interface OrgRecord {
   movingSince: Date | null;
   /** The server a move in progress copies the database to. */
   movingToServerId: number | null;
+  /** Set while the org is a warm-pool tenant (made ahead, not yet claimed by a create). */
+  pooledSince: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -10,6 +10,7 @@ import { isOperational, type ApiKeyRecord, type OrgRecord, type OrgStatus } from
 import type { OrgRepository } from '../data-access/org.repository.js';
 import type { Provisioner, ProvisionResult } from './provisioner.js';
 import type { TenantMover } from './tenant-mover.js';
+import type { TenantPool } from './tenant-pool.js';
 
 export interface OrgPatch {
   status?: 'ACTIVE' | 'SUSPENDED';
@@ -31,6 +32,8 @@ export function createOrgService(deps: {
   repo: OrgRepository;
   ledger: Ledger;
   provisioner: Provisioner;
+  /** The warm pool: a create claims a pooled tenant when one is ready, and provisions inline otherwise. */
+  pool?: Pick<TenantPool, 'claim'>;
   /** Moves of tenant databases: a drop waits for (and ends) any move of the org first. */
   moves?: Pick<TenantMover, 'exclusive'>;
   events: OrgEvents;
@@ -42,7 +45,8 @@ export function createOrgService(deps: {
 
   async function mustGet(id: number): Promise<OrgRecord> {
     const org = await repo.get(id);
-    if (!org || org.status === 'DELETED') throw notFound('ORG_NOT_FOUND', `org ${id} does not exist`);
+    // A warm-pool tenant is no one's org yet.
+    if (!org || org.status === 'DELETED' || org.status === 'POOLED') throw notFound('ORG_NOT_FOUND', `org ${id} does not exist`);
     return org;
   }
 
@@ -54,7 +58,7 @@ export function createOrgService(deps: {
   return {
     get: mustGet,
     async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
-      const result = await provisioner.create(input);
+      const result = (await deps.pool?.claim(input)) ?? (await provisioner.create(input));
       // Another process may hold a negative cache entry for this id from before it existed.
       await events.publish({ orgId: result.org.id, reason: 'created' });
       return result;

@@ -164,7 +164,12 @@ export function createProvisioner(deps: ProvisionerDeps) {
       const db = repo.sequelize;
       return db.transaction(async (transaction) => {
         const current = await repo.get(org.id, transaction);
-        if (current?.status === 'ACTIVE') return undefined;
+        if (current?.status === 'ACTIVE' || current?.status === 'POOLED') return undefined;
+        // A warm-pool tenant is ready, and no one's yet: its key is made by the create that claims it.
+        if (current?.pooledSince) {
+          await repo.update(org.id, { status: 'POOLED', provisioningStep: null, lastError: null }, transaction);
+          return undefined;
+        }
         let key: string | undefined;
         if ((await repo.countActiveKeys(org.id, transaction)) === 0) {
           const k = generateApiKey();
@@ -195,7 +200,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
   async function runLocked(orgId: number): Promise<ProvisionResult> {
     let org = await repo.get(orgId);
     if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
-    if (isOperational(org)) return { org };
+    if (isOperational(org) || org.status === 'POOLED') return { org };
     if (org.status === 'DELETED') throw conflict('ORG_DELETED', `org ${orgId} was dropped`);
     let index = Math.max(0, PROVISIONING_STEPS.indexOf((org.provisioningStep ?? 'CREATE_DATABASE') as ProvisioningStep));
     await repo.update(orgId, { status: 'PROVISIONING', lastError: null });
@@ -224,6 +229,25 @@ export function createProvisioner(deps: ProvisionerDeps) {
     return apiKey ? { org, apiKey } : { org };
   }
 
+  /**
+   * Places, inserts (`insert`) and names a new org in one transaction: a crash can never leave an org without its
+   * database name and password, and concurrent creates see each other's tenants (READ COMMITTED after locking the
+   * servers' rows).
+   */
+  async function register(server: string | undefined, insert: (serverId: number, transaction: Transaction) => Promise<number>) {
+    const prefix = config.tenant.dbPrefix;
+    return repo.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }, async (transaction) => {
+      const picked = await servers.pickForNewTenant(server, transaction);
+      const orgId = await insert(picked.id, transaction);
+      await repo.update(
+        orgId,
+        { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) },
+        transaction,
+      );
+      return orgId;
+    });
+  }
+
   async function removeDatabase(org: ProvisionedOrg, serverId: number): Promise<boolean> {
     const admin = await servers.admin(serverId);
     if ((await ownership(admin, org)) === 'foreign') return false;
@@ -236,19 +260,10 @@ export function createProvisioner(deps: ProvisionerDeps) {
   return {
     /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
     async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
-      const prefix = config.tenant.dbPrefix;
       let id: number;
       try {
-        // Place, insert and name in one transaction: a crash can never leave an org without its database name and
-        // password, and concurrent creates see each other's tenants (READ COMMITTED after locking the servers' rows).
-        id = await repo.sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }, async (transaction) => {
-          const server = await servers.pickForNewTenant(input.server, transaction);
-          const orgId = await repo.insert({ name: input.name, dbServerId: server.id }, transaction);
-          await repo.update(
-            orgId,
-            { dbName: tenantDbName(prefix, orgId), dbUser: tenantDbUser(prefix, orgId), dbPasswordEnc: secrets.encrypt(randomPassword()) },
-            transaction,
-          );
+        id = await register(input.server, async (serverId, transaction) => {
+          const orgId = await repo.insert({ name: input.name, dbServerId: serverId }, transaction);
           if (input.credits > 0)
             await ledger.apply({ orgId, kind: 'grant', amount: input.credits, reference: 'initial-grant', transaction });
           return orgId;
@@ -258,6 +273,14 @@ export function createProvisioner(deps: ProvisionerDeps) {
         throw err;
       }
       return run(id);
+    },
+    /**
+     * Provisions a warm-pool tenant on a server (capacity and status checked as for any new tenant): an org row first,
+     * so nothing it makes is ever without an owner, then the usual steps, ending POOLED instead of ACTIVE (no key).
+     */
+    async createPooled(server: string): Promise<OrgRecord> {
+      const id = await register(server, (serverId, transaction) => repo.insertPooled(serverId, transaction));
+      return (await run(id)).org;
     },
     /** Resumes (or re-checks) provisioning of an existing org. */
     provision: run,

@@ -16,6 +16,7 @@ import type { SchemaReferences } from './schema-doctor.js';
 import type { SchemaVersions, VersionEntry } from '../data-access/schema-versions.js';
 import { isConnectionError, migrateThroughSession } from './session-migration.js';
 import type { ServerRegistry } from './server-registry.js';
+import { MIGRATABLE_STATUSES } from './org.js';
 
 export type RolloutEvent =
   | { event: 'rollout'; id: number; target: string; state: Rollout['state']; counts: RolloutCounts }
@@ -167,7 +168,7 @@ export async function runRollout(deps: RunnerDeps, id: number, onEvent: (e: Roll
         ...(f.error ? { error: f.error } : {}),
       });
     };
-    const operational = (org: RolloutItem['org']) => org !== null && ['ACTIVE', 'SUSPENDED'].includes(org.status);
+    const operational = (org: RolloutItem['org']) => org !== null && (MIGRATABLE_STATUSES as readonly string[]).includes(org.status);
     const skip = (org: RolloutItem['org']) =>
       done({ state: 'done', result: 'skipped', migrations: [], error: `org ${item.orgId} is ${org?.status ?? 'gone'}` });
     if (item.orgId !== null && !operational(item.org)) return skip(item.org);

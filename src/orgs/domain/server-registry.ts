@@ -57,6 +57,8 @@ export interface ServerRegistry {
   /** Changes a server's capacity, address or admin account (`bin/tenant servers set`). */
   update(name: string, change: ServerChange): Promise<DbServer>;
   list(): Promise<DbServer[]>;
+  /** The ids of the active servers (taking new tenants), or of the named one if active: one cheap, non-locking read. */
+  activeIds(name?: string): Promise<number[]>;
   get(id: number): Promise<DbServer>;
   /**
    * The named active server, or the least-loaded active one with room left. Inside `transaction` (READ COMMITTED) the
@@ -330,6 +332,13 @@ export function createServerRegistry(deps: { sharedDb: Sequelize; secrets: Secre
     },
     async list() {
       return (await sharedDb.query<ServerRow>(`${SELECT} ORDER BY s.id`, { type: QueryTypes.SELECT })).map(toServer);
+    },
+    async activeIds(name) {
+      const rows = await sharedDb.query<{ id: number }>(
+        `SELECT id FROM db_servers WHERE status = 'active'${name === undefined ? '' : ' AND name = :name'} ORDER BY id`,
+        { replacements: { name: name ?? null }, type: QueryTypes.SELECT },
+      );
+      return rows.map((r) => Number(r.id));
     },
     async get(id) {
       return toServer(await row(id));

@@ -10,7 +10,7 @@ import {
   type Migrator,
 } from '../../platform/db/migrator.js';
 import { describeError } from '../../platform/lib/errors.js';
-import { isOperational, type ProvisionedOrg } from './org.js';
+import { MIGRATABLE_STATUSES, isOperational, isProvisioned, type ProvisionedOrg } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
 import type { SchemaVersions } from '../data-access/schema-versions.js';
 import type { ServerRegistry } from './server-registry.js';
@@ -35,9 +35,6 @@ export interface TenantStatus {
   error?: string;
 }
 
-/** Statuses whose databases are migrated by `migrate` (others are provisioned or gone): see isOperational. */
-const MIGRATABLE = ['ACTIVE', 'SUSPENDED'] as const;
-
 export function createTenantMigrations(deps: { config: Config; repo: OrgRepository; servers: ServerRegistry; versions?: SchemaVersions }) {
   const { config, repo, servers } = deps;
   const dir = config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR;
@@ -56,8 +53,8 @@ export function createTenantMigrations(deps: { config: Config; repo: OrgReposito
     }
     const all: ProvisionedOrg[] = [];
     for (let after = 0; ;) {
-      const page = await repo.list({ limit: 500, after, statuses: MIGRATABLE });
-      all.push(...page.filter(isOperational));
+      const page = await repo.list({ limit: 500, after, statuses: MIGRATABLE_STATUSES });
+      all.push(...page.filter(isProvisioned));
       if (page.length < 500) return all;
       after = page[page.length - 1]!.id;
     }

@@ -57,6 +57,8 @@ export function createMetrics(deps: {
   queues: Queue[];
   /** Per-org permits of each queue, for the busiest-org gauges (reported where the queue gauges are). */
   orgPermits?: { queue: string; permits: OrgPermits }[];
+  /** The warm pool's tenants per server and state (read from the shared DB at scrape time). */
+  warmPool?: { state(): Promise<{ server: string; ready: number; making: number; failed: number }[]> };
 }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -154,6 +156,18 @@ export function createMetrics(deps: {
         const counts = await withTimeout(q.getJobCounts(...JOB_STATES), 1000).catch(() => undefined);
         if (counts) for (const state of JOB_STATES) this.set({ queue: q.name, state }, counts[state] ?? 0);
       }
+    },
+  });
+  const warmPool = deps.warmPool;
+  new Gauge({
+    name: 'tenant_warm_pool',
+    help: 'Warm-pool tenants per database server: ready to be claimed, being provisioned, failed',
+    labelNames: ['server', 'state'] as const,
+    registers: warmPool ? [registry] : [],
+    async collect() {
+      this.reset();
+      for (const s of (await withTimeout(warmPool!.state(), 1000).catch(() => undefined)) ?? [])
+        for (const state of ['ready', 'making', 'failed'] as const) this.set({ server: s.server, state }, s[state]);
     },
   });
   // The busiest orgs of each queue, from the per-org permits in Redis (every worker process's jobs).

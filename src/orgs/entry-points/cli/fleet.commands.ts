@@ -6,12 +6,14 @@ import { orgIdRule, serverNameRule } from '../../domain/org.rules.js';
 import type { ServerRegistry } from '../../domain/server-registry.js';
 import type { TenantMigrationResult, TenantMigrations } from '../../domain/tenant-migrations.js';
 import type { TenantMover } from '../../domain/tenant-mover.js';
+import type { TenantPool } from '../../domain/tenant-pool.js';
 
 /** What the fleet commands use. */
 export interface FleetCommandsDeps {
   migrations: TenantMigrations;
   servers: ServerRegistry;
   mover: TenantMover;
+  pool: Pick<TenantPool, 'size' | 'state' | 'refill'>;
   /** Reads a secret from the environment by name (`servers add --password-env VAR`). */
   readEnvSecret(variable: string): string | undefined;
 }
@@ -55,22 +57,30 @@ export function fleetCommands(s: FleetCommandsDeps): Commands {
       );
     },
 
+    async pool({ argv }) {
+      const [sub = 'status', ...rest] = parse(argv, {}).positionals;
+      if (rest.length || (sub !== 'status' && sub !== 'fill')) throw new UsageError('usage: pool [status|fill]');
+      if (sub === 'fill' && s.pool.size === 0) throw new UsageError('the warm pool is off (TENANT_WARM_POOL_SIZE=0)');
+      const made = sub === 'fill' ? await s.pool.refill() : undefined;
+      const servers = await s.pool.state();
+      return {
+        json: { size: s.pool.size, servers, ...(made === undefined ? {} : { made }) },
+        text: `${made === undefined ? '' : `made ${made} pooled tenant(s)\n`}warm pool: ${s.pool.size} per active server\n${table(
+          servers as unknown as Record<string, unknown>[],
+          ['server', 'ready', 'making', 'failed'],
+        )}`,
+      };
+    },
+
     async servers({ argv }) {
       const [sub, ...rest] = argv;
       if (sub === 'list') {
-        const servers = await s.servers.list();
+        const pooled = new Map((await s.pool.state()).map((p) => [p.server, p]));
+        // `tenants` counts the pool's too (they hold a database each); `pooled` is how many are ready to be claimed.
+        const servers = (await s.servers.list()).map((x) => ({ ...x, pooled: pooled.get(x.name)?.ready ?? 0 }));
         return {
-          json: { servers },
-          text: table(servers as unknown as Record<string, unknown>[], [
-            'id',
-            'name',
-            'host',
-            'port',
-            'adminUser',
-            'capacity',
-            'status',
-            'tenants',
-          ]),
+          json: { servers, warmPoolSize: s.pool.size },
+          text: table(servers, ['id', 'name', 'host', 'port', 'adminUser', 'capacity', 'status', 'tenants', 'pooled']),
         };
       }
       if (sub === 'add') {

@@ -51,7 +51,8 @@ export function orgCommands(s: OrgCommandsDeps): Commands {
     async list({ argv }) {
       const { values } = parse(argv, { status: { type: 'string' } });
       const status = values.status as OrgStatus | undefined;
-      if (status && !ORG_STATUSES.includes(status)) throw new UsageError(`--status must be one of ${ORG_STATUSES.join(', ')}`);
+      if (status && !(ORG_STATUSES as readonly string[]).includes(status))
+        throw new UsageError(`--status must be one of ${ORG_STATUSES.join(', ')}`);
       const orgs = [];
       for (let after = 0; ;) {
         const page = await s.orgs.list({ limit: 500, after, statuses: status ? [status] : undefined });
