@@ -5,6 +5,7 @@
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { MIGRATIONS_TABLE } from '../../platform/db/migrator.js';
 import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { mapWithConcurrency } from '../../platform/lib/concurrency.js';
 import { OWNER_TABLE } from './provisioner.js';
 
 export interface TableShape {
@@ -60,21 +61,29 @@ export async function readShapes(admin: Sequelize, like: string, tables?: readon
   const names = tables ?? [null];
   for (const name of names) {
     const only = name === null ? '' : ' AND TABLE_NAME = :name';
-    const columns = await admin.query<{
-      s: string;
-      t: string;
-      c: string;
-      type: string;
-      nullable: string;
-      d: string | null;
-      coll: string | null;
-      extra: string;
-    }>(
-      `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c, COLUMN_TYPE AS type, IS_NULLABLE AS nullable, COLUMN_DEFAULT AS d,
+    const [columns, indexes] = await Promise.all([
+      admin.query<{
+        s: string;
+        t: string;
+        c: string;
+        type: string;
+        nullable: string;
+        d: string | null;
+        coll: string | null;
+        extra: string;
+      }>(
+        `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c, COLUMN_TYPE AS type, IS_NULLABLE AS nullable, COLUMN_DEFAULT AS d,
          COLLATION_NAME AS coll, EXTRA AS extra
        FROM information_schema.COLUMNS WHERE TABLE_SCHEMA LIKE :like${only}`,
-      { replacements: { like, name }, type: QueryTypes.SELECT },
-    );
+        { replacements: { like, name }, type: QueryTypes.SELECT },
+      ),
+      // Columns and indexes are read at once, on two connections of the admin pool.
+      admin.query<{ s: string; t: string; i: string; nu: number; c: string; sub: number | null }>(
+        `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, INDEX_NAME AS i, NON_UNIQUE AS nu, COLUMN_NAME AS c, SUB_PART AS sub
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA LIKE :like${only} ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`,
+        { replacements: { like, name }, type: QueryTypes.SELECT },
+      ),
+    ]);
     for (const r of columns) {
       if (isIgnored(r.t)) continue;
       const extra = r.extra ? ` ${r.extra.toLowerCase()}` : '';
@@ -84,11 +93,6 @@ export async function readShapes(admin: Sequelize, like: string, tables?: readon
         `${r.type}${collation} ${r.nullable === 'YES' ? 'NULL' : 'NOT NULL'}${r.d === null ? '' : ` DEFAULT ${r.d}`}${extra}`,
       );
     }
-    const indexes = await admin.query<{ s: string; t: string; i: string; nu: number; c: string; sub: number | null }>(
-      `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, INDEX_NAME AS i, NON_UNIQUE AS nu, COLUMN_NAME AS c, SUB_PART AS sub
-       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA LIKE :like${only} ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`,
-      { replacements: { like, name }, type: QueryTypes.SELECT },
-    );
     const parts = new Map<string, { unique: boolean; cols: string[] }>();
     for (const r of indexes) {
       if (isIgnored(r.t)) continue;
@@ -137,22 +141,25 @@ export function diffShapes(actual: SchemaShape, expected: SchemaShape): string[]
 
 /**
  * The applied migrations of many databases of one server, read in a few queries (a UNION over their schema_migrations
- * tables, `batch` databases per query): database → {last, count}. Every database named must have the table.
+ * tables, `batch` databases per query, `lanes` queries at once: the server opens the tables on as many threads as the
+ * admin connection pool lends): database → {last, count}. Every database named must have the table.
  */
 export async function readApplied(
   admin: Sequelize,
   dbNames: readonly string[],
   batch = 500,
+  lanes = 2,
 ): Promise<Map<string, { last: string | null; count: number }>> {
   const out = new Map<string, { last: string | null; count: number }>();
-  for (let i = 0; i < dbNames.length; i += batch) {
-    const part = dbNames.slice(i, i + batch);
+  const batches: (readonly string[])[] = [];
+  for (let i = 0; i < dbNames.length; i += batch) batches.push(dbNames.slice(i, i + batch));
+  await mapWithConcurrency(batches, lanes, async (part) => {
     const sql = part
       .map((db) => `SELECT ${admin.escape(db)} AS db, MAX(name) AS last, COUNT(*) AS n FROM ${quoteIdentifier(db)}.${MIGRATIONS_TABLE}`)
       .join(' UNION ALL ');
     for (const r of await admin.query<{ db: string; last: string | null; n: number }>(sql, { type: QueryTypes.SELECT }))
       out.set(r.db, { last: r.last, count: Number(r.n) });
-  }
+  });
   return out;
 }
 
