@@ -43,6 +43,8 @@ export interface Config {
     readonly connectTimeoutMs: number;
     readonly acquireTimeoutMs: number;
     readonly retryAfterMs: number;
+    /** A tenant statement unanswered this long makes the process probe its server (TENANT_PROBE_AFTER_MS). */
+    readonly probeAfterMs: number;
   };
   readonly orgCacheTtlMs: number;
   /** Tenants the `default` server takes, set when it is first registered (DEFAULT_SERVER_CAPACITY); later: `servers set`. */
@@ -152,6 +154,7 @@ const schema = Joi.object({
   TENANT_CONNECT_TIMEOUT_MS: Joi.number().integer().min(100).default(2000),
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
+  TENANT_PROBE_AFTER_MS: Joi.number().integer().min(50).default(1000),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
   DEFAULT_SERVER_CAPACITY: Joi.number().integer().min(1).max(10_000_000).default(10_000),
   REDIS_URL: Joi.string()
@@ -284,6 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       connectTimeoutMs: v.TENANT_CONNECT_TIMEOUT_MS,
       acquireTimeoutMs: v.TENANT_ACQUIRE_TIMEOUT_MS,
       retryAfterMs: v.TENANT_RETRY_AFTER_MS,
+      probeAfterMs: v.TENANT_PROBE_AFTER_MS,
     },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
     defaultServerCapacity: v.DEFAULT_SERVER_CAPACITY,
