@@ -227,7 +227,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         conn?.destroy();
         // A server error packet (access denied, too many connections…) carries an SQL state: the server answered.
         if (err === undefined || typeof (err as { sqlState?: unknown }).sqlState === 'string') resolve();
-        else reject(err instanceof Error ? err : new Error(String(err)));
+        else reject(err instanceof Error ? err : new Error('the probe failed'));
       };
       const timer = setTimeout(() => done(timedOut('a probe', ms)), ms);
       try {
@@ -387,7 +387,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     new Promise<void>((resolve, reject) => {
       (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
       const ms = opts.answerTimeoutMs;
-      const answered = (err: unknown) => (err ? reject(err as Error) : resolve());
+      const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
       slot.conn.changeUser(
         { user: login.user, password: login.password, database: login.database },
         ms === undefined
@@ -494,7 +494,12 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       expired() {
         health.suspect();
         return Object.assign(
-          unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database did not answer', health.retryAfterMs(), timedOut('a statement', ms)),
+          unavailable(
+            'TENANT_DB_UNAVAILABLE',
+            'the organisation database did not answer',
+            health.retryAfterMs(),
+            timedOut('a statement', ms),
+          ),
           { fatal: true },
         );
       },
