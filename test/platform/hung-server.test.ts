@@ -9,11 +9,16 @@
  *   the requests queued behind it too, and the server is not marked down.
  * One second server for the whole file; it is always thawed in `after`, even when a test failed while it was frozen.
  */
+import http from 'node:http';
 import net from 'node:net';
+import { Job } from 'bullmq';
 import { expect } from 'chai';
 import type { Deps } from '../../src/deps.js';
+import { debitReference } from '../../src/messages/domain/deliver-message.js';
+import { startWorkers, type Workers } from '../../src/messages/entry-points/queue/workers.js';
+import { deliveryJobId, type DeliveryJob } from '../../src/platform/queue/queues.js';
 import { startLocalMariaDb, type LocalMariaDb } from '../../scripts/local-mariadb.js';
-import { RUN, createTenant, eventually, startApi, testDeps, uniqueName, type TestApi } from '../helpers.js';
+import { RUN, createTenant, eventually, rows, startApi, testConfig, testDeps, uniqueName, type TestApi } from '../helpers.js';
 
 const COM_CHANGE_USER = 0x11;
 
@@ -59,6 +64,31 @@ async function startResettingRelay(port: number) {
   };
 }
 
+/** A provider that accepts every send (the same id for the same idempotency key); the next one can be held. */
+async function startProvider() {
+  let hold: { arrived(): void; release: Promise<void> } | undefined;
+  const server = http.createServer((req, res) => {
+    const key = String(req.headers['idempotency-key']);
+    req.resume();
+    const answer = () => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ id: `p-${key}` }));
+    const held = hold;
+    hold = undefined;
+    if (!held) return answer();
+    held.arrived();
+    void held.release.then(answer);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/send`,
+    /** Holds the next send until `release` resolves; resolves once it has arrived. */
+    holdNext: (release: Promise<void>) => new Promise<void>((arrived) => (hold = { arrived, release })),
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 describe('a hung tenant server (SIGSTOP) and one reset connection', function () {
   this.timeout(60_000);
   const SERVER = `${RUN}-hung`;
@@ -66,6 +96,9 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
   let relay: Awaited<ReturnType<typeof startResettingRelay>>;
   let admin: Deps;
   let api: TestApi;
+  let provider: Awaited<ReturnType<typeof startProvider>>;
+  let workers: Workers | undefined;
+  let env: Record<string, string>;
   let serverId: number;
   type Tenant = { id: number; apiKey: string };
   const onB: Tenant[] = [];
@@ -82,18 +115,25 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
       onB.push({ id: org.id, apiKey: apiKey! });
     }
     onA = await createTenant(admin);
+    provider = await startProvider();
     // One connection per server, so that a second tenant of B is served by switching the first one's session.
-    api = await startApi({
+    env = {
       TENANT_CONNECTIONS_MAX: '1',
       TENANT_CONNECT_TIMEOUT_MS: '500',
       TENANT_PROBE_AFTER_MS: '200',
       TENANT_RETRY_AFTER_MS: '500',
-    });
+      GATEWAY: 'http',
+      GATEWAY_URL: provider.url,
+      DELIVERY_BACKOFF_MS: '20',
+    };
+    api = await startApi(env);
   });
   after(async function () {
     this.timeout(60_000);
     second?.thaw();
+    await workers?.close();
     await api?.stop();
+    await provider?.close();
     // Later suites create tenants too: none may land on a server about to disappear.
     await admin?.servers.setStatus(SERVER, 'draining').catch(() => undefined);
     await admin?.close();
@@ -156,5 +196,40 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
     expect(relay.resets(), 'one connection was reset while switching').to.equal(1);
     expect(answers.map((r) => r.status)).to.deep.equal([200, 200, 200, 200]);
     expect(serverStats()).to.include({ down: false, downs });
+  });
+
+  it('frozen after the provider accepted: the SENT write is bounded and the delivery postponed, not left SENDING under a renewed lock; thawed, it ends SENT, charged once', async () => {
+    const t = onB[1]!;
+    const sent = await api.request('POST', '/messages', { org: t, body: { to: '+15557770001', channel: 'sms', body: 'hung' } });
+    expect(sent.status).to.equal(202);
+    const id = sent.body.message.id as number;
+    let answer!: () => void;
+    const arrived = provider.holdNext(new Promise<void>((resolve) => (answer = resolve)));
+    workers = startWorkers(testConfig(env), api.deps);
+    await arrived; // claimed (SENDING, debited), the send in the provider's hands
+    second.freeze();
+    try {
+      answer(); // accepted: the worker now writes SENT to a server that does not answer
+      const postponed = await eventually(
+        async () => ((await Job.fromId<DeliveryJob>(api.deps.deliveryQueue, deliveryJobId(t.id, id)))?.data.outages ?? 0) >= 1,
+        20_000,
+        20,
+      );
+      expect(postponed, 'the delivery was postponed while the server was frozen').to.equal(true);
+    } finally {
+      await thawAndRecover(t);
+    }
+    const done = await eventually(
+      async () => (await api.request('GET', `/messages/${id}`, { org: t })).body.message?.status === 'SENT',
+      20_000,
+      50,
+    );
+    expect(done, 'SENT once the server answers again').to.equal(true);
+    const ledger = await rows<{ kind: string; amount: number; reference: string }>(
+      api.deps.sharedDb,
+      "SELECT kind, amount, reference FROM credit_ledger WHERE org_id = :id AND kind <> 'grant' ORDER BY id",
+      { id: t.id },
+    );
+    expect(ledger).to.deep.equal([{ kind: 'debit', amount: -1, reference: debitReference(id) }]);
   });
 });

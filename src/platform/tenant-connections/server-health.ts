@@ -72,12 +72,12 @@ export function createServerHealth(opts: ServerHealthOptions): ServerHealth {
 
   function markDown(cause: Error): void {
     if (closed || opts.retryAfterMs <= 0) return;
+    scheduleProbe(); // first: the 503s answered from onDown carry the time until this probe
     if (!down) {
       down = true;
       counters.downs++;
       opts.onDown(cause);
     }
-    scheduleProbe();
   }
 
   return {
