@@ -143,17 +143,21 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
 
   const get = (t: Tenant) => api.request('GET', '/messages', { org: t });
   const serverStats = () => api.deps.tenantDbs.serverStats().get(serverId)!;
-  /** Thaws B and waits until a probe has found it again and its tenant is served. */
-  async function thawAndRecover(t: Tenant): Promise<void> {
-    second.thaw();
+  /** Runs fn with B frozen, thaws B whatever happens, then (fn having passed) checks that a probe brought B back for `t`. */
+  async function whileFrozen(t: Tenant, fn: () => Promise<void>): Promise<void> {
+    second.freeze();
+    try {
+      await fn();
+    } finally {
+      second.thaw();
+    }
     expect(await eventually(async () => (await get(t)).status === 200, 20_000, 100), 'served again after the thaw').to.equal(true);
     expect(serverStats().down).to.equal(false);
   }
 
   it("frozen: a statement on the tenant's idle session ends in 503 TENANT_DB_UNAVAILABLE, the server is marked down, later requests are answered from memory, the other server's tenants served; thawed, it comes back", async () => {
     expect((await get(onB[0]!)).status).to.equal(200); // B's session is idle in the pool: the next request sends at once
-    second.freeze();
-    try {
+    await whileFrozen(onB[0]!, async () => {
       const first = await get(onB[0]!);
       expect(first.status).to.equal(503);
       expect(first.body.error.code).to.equal('TENANT_DB_UNAVAILABLE');
@@ -169,23 +173,18 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
       expect(next.every((r) => Number(r.headers.get('retry-after')) >= 1)).to.equal(true);
       expect(serverStats(), 'answered from memory: nothing opened or queued on the hung server').to.include({ opens, waiting: 0 });
       expect((await get(onA)).status, "the other server's tenant").to.equal(200);
-    } finally {
-      await thawAndRecover(onB[0]!);
-    }
+    });
   });
 
   it('frozen: a COM_CHANGE_USER switching the session to another tenant is bounded too, and marks the server down', async () => {
     expect((await get(onB[0]!)).status).to.equal(200); // the one connection to B is B0's, idle
     const downs = serverStats().downs;
-    second.freeze();
-    try {
+    await whileFrozen(onB[2]!, async () => {
       const switched = await get(onB[2]!); // B2's first request: B0's session switched to B2's user
       expect([switched.status, switched.body.error?.code]).to.deep.equal([503, 'TENANT_DB_UNAVAILABLE']);
       expect(serverStats().downs).to.equal(downs + 1);
       expect(serverStats().switches).to.be.greaterThan(0);
-    } finally {
-      await thawAndRecover(onB[2]!);
-    }
+    });
   });
 
   it('one ECONNRESET while switching one connection fails neither that request nor those queued behind it, and the server is not marked down', async () => {
@@ -207,8 +206,7 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
     const arrived = provider.holdNext(new Promise<void>((resolve) => (answer = resolve)));
     workers = startWorkers(testConfig(env), api.deps);
     await arrived; // claimed (SENDING, debited), the send in the provider's hands
-    second.freeze();
-    try {
+    await whileFrozen(t, async () => {
       answer(); // accepted: the worker now writes SENT to a server that does not answer
       const postponed = await eventually(
         async () => ((await Job.fromId<DeliveryJob>(api.deps.deliveryQueue, deliveryJobId(t.id, id)))?.data.outages ?? 0) >= 1,
@@ -216,9 +214,7 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
         20,
       );
       expect(postponed, 'the delivery was postponed while the server was frozen').to.equal(true);
-    } finally {
-      await thawAndRecover(t);
-    }
+    });
     const done = await eventually(
       async () => (await api.request('GET', `/messages/${id}`, { org: t })).body.message?.status === 'SENT',
       20_000,
