@@ -22,6 +22,7 @@
  * probe, a new connection or a COM_CHANGE_USER gets no answer, and then its tenants get 503 at once (no connection
  * waits on it) until a probe, every `retryAfterMs`, succeeds.
  */
+import { EventEmitter } from 'node:events';
 import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
 import { answerWithin, type InFlight } from './answer-deadline.js';
@@ -476,10 +477,23 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       const original = (conn[method] as (...a: unknown[]) => unknown).bind(conn);
       (conn as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
         const last = args.length - 1;
-        if (typeof args[last] === 'function') args[last] = bounded(slot, track(args[last]));
+        if (typeof args[last] === 'function') {
+          // Given up (its server went down, a deadline passed) while lent: a later statement (a transaction's next one)
+          // fails at once instead of waiting for an answer that cannot come.
+          if (slot.dead && slot.conn.stream.destroyed) return refuse(args[last] as (err: Error) => void);
+          args[last] = bounded(slot, track(args[last]));
+        }
         return original(...args);
       };
     }
+  }
+
+  function refuse(cb: (err: Error) => void): EventEmitter {
+    const err = health.isDown()
+      ? downError()
+      : Object.assign(new Error('the connection was given up'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true });
+    process.nextTick(cb, err);
+    return new EventEmitter(); // Sequelize calls setMaxListeners() on what query() returns
   }
 
   /** A statement's answer, awaited at most statementDeadlineMs; unanswered for probeAfterMs, the server is probed. */
