@@ -13,6 +13,7 @@
  * Everything it creates is removed at the end (the second server with its data directory too).
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type autocannon from 'autocannon';
 import { createDeps } from '../src/deps.js';
 import { startServer } from '../src/app/http-app.js';
@@ -117,6 +118,7 @@ async function main(): Promise<void> {
       }
       return performance.now() - started;
     };
+    const loadBefore = os.loadavg()[0]!;
     const phases = [await phase('both servers up')];
     await second.kill();
     phases.push(await phase('server B killed'));
@@ -151,7 +153,9 @@ async function main(): Promise<void> {
         .join(', ');
     const lines = [
       `Measured on ${new Date().toISOString().slice(0, 10)}: ${await describeMachine(root)}.`,
-      `Command: \`${commandLine('bench:server-down', Object.keys(DEFAULTS))}\`.`,
+      `Command: \`${commandLine('bench:server-down', Object.keys(DEFAULTS))}\`. ` +
+        `Load average (1 min) of the machine: ${loadBefore.toFixed(1)} before phase 1, ${os.loadavg()[0]!.toFixed(1)} at the end ` +
+        `(other work shares its ${os.cpus().length} cores: compare phases of this run only).`,
       `${PER_SERVER} tenants on server A (the run's usual MariaDB) and ${PER_SERVER} on server B (a second \`mariadbd\`); ` +
         `${Math.floor(CONNECTIONS / 2)} connections on A's tenants and as many on B's, at once; ${SECONDS} s per phase after 1 s of warm-up; ` +
         `B killed with SIGKILL between phases 1 and 2, started again before phase 3 (once a probe found it); ` +
