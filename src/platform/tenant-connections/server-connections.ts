@@ -160,6 +160,9 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETU
 /** One connection died (the server may be fine): that connection is gone, the server is probed. */
 const CONNECTION_LOST = new Set(['ECONNRESET', 'EPIPE', 'PROTOCOL_CONNECTION_LOST']);
 const codeOf = (err: unknown) => (err as { code?: unknown } | null)?.code;
+/** Node's and mysql2's own codes, given to errors of our making that mean the same (never an HTTP error code). */
+const NODE_TIMEOUT = 'ETIMEDOUT';
+const MYSQL2_CONNECTION_LOST = 'PROTOCOL_CONNECTION_LOST';
 
 const loginOptions = (l: TenantLogin) => ({ user: l.user, password: l.password, database: l.database });
 
@@ -208,7 +211,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
 
   /** A wait on the server ran out: the connection is given up at once (its socket too: it may never close). */
   const timedOut = (what: string, ms: number) =>
-    Object.assign(new Error(`${opts.host}:${opts.port} did not answer ${what} within ${ms} ms`), { code: 'ETIMEDOUT', fatal: true });
+    Object.assign(new Error(`${opts.host}:${opts.port} did not answer ${what} within ${ms} ms`), { code: NODE_TIMEOUT, fatal: true });
   function abandon(slot: Slot): void {
     slot.dead = true;
     (slot.conn.stream as { destroy?: () => void }).destroy?.();
@@ -491,7 +494,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   function refuse(cb: (err: Error) => void): EventEmitter {
     const err = health.isDown()
       ? downError()
-      : Object.assign(new Error('the connection was given up'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true });
+      : Object.assign(new Error('the connection was given up'), { code: MYSQL2_CONNECTION_LOST, fatal: true });
     process.nextTick(cb, err);
     return new EventEmitter(); // Sequelize calls setMaxListeners() on what query() returns
   }
