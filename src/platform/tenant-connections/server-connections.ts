@@ -227,8 +227,12 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       let conn: RawConnection | undefined;
       const done = (err?: unknown) => {
         clearTimeout(timer);
-        (conn?.stream as { destroy?: () => void } | undefined)?.destroy?.();
-        conn?.destroy();
+        // A clean COM_QUIT after a good ping (no "aborted connection" in the server's log); otherwise cut.
+        if (err === undefined && conn) conn.end(() => undefined);
+        else {
+          (conn?.stream as { destroy?: () => void } | undefined)?.destroy?.();
+          conn?.destroy();
+        }
         // A server error packet (access denied, too many connections…) carries an SQL state: the server answered.
         if (err === undefined || typeof (err as { sqlState?: unknown }).sqlState === 'string') resolve();
         else reject(err instanceof Error ? err : new Error('the probe failed'));
@@ -238,7 +242,13 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         const connect = opts.connect ?? ((o: mysql.ConnectionOptions) => mysql.createConnection(o) as RawConnection);
         conn = connect({ ...opts.connectionOptions, host: opts.host, port: opts.port, ...loginOptions(login), connectTimeout: ms });
         conn.on('error', done);
-        conn.once('connect', () => conn!.ping((err) => done(err ?? undefined)));
+        conn.once('connect', () => {
+          try {
+            conn!.ping((err) => done(err ?? undefined));
+          } catch (err) {
+            done(err);
+          }
+        });
       } catch (err) {
         done(err);
       }
