@@ -43,6 +43,8 @@ export interface Config {
     readonly connectTimeoutMs: number;
     readonly acquireTimeoutMs: number;
     readonly retryAfterMs: number;
+    /** A tenant statement unanswered this long makes the process probe its server (TENANT_PROBE_AFTER_MS). */
+    readonly probeAfterMs: number;
   };
   /**
    * The warm pool (src/orgs/domain/tenant-pool.ts): tenants provisioned ahead per active server (TENANT_WARM_POOL_SIZE,
@@ -157,6 +159,7 @@ const schema = Joi.object({
   TENANT_CONNECT_TIMEOUT_MS: Joi.number().integer().min(100).default(2000),
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
+  TENANT_PROBE_AFTER_MS: Joi.number().integer().min(50).default(1000),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
   TENANT_WARM_POOL_SIZE: Joi.number().integer().min(0).max(1000).default(10),
   TENANT_WARM_POOL_REFILL_MS: Joi.number().integer().min(100).default(2000),
@@ -291,6 +294,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       connectTimeoutMs: v.TENANT_CONNECT_TIMEOUT_MS,
       acquireTimeoutMs: v.TENANT_ACQUIRE_TIMEOUT_MS,
       retryAfterMs: v.TENANT_RETRY_AFTER_MS,
+      probeAfterMs: v.TENANT_PROBE_AFTER_MS,
     },
     warmPool: { size: v.TENANT_WARM_POOL_SIZE, refillMs: v.TENANT_WARM_POOL_REFILL_MS },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,

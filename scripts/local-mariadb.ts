@@ -1,6 +1,6 @@
 /**
  * A throw-away MariaDB server for tests and benchmarks that need a second MySQL server (placement, per-server budgets,
- * a server going down, moving a tenant): `mariadbd` on a free loopback port with its own data directory, made by
+ * a server going down or hanging, moving a tenant): `mariadbd` on a free loopback port with its own data directory, made by
  * `mariadb-install-db` (root without a password, TCP on 127.0.0.1 only). `stop()`/`kill()` and `start()` again keep
  * the data; `destroy()` removes everything.
  */
@@ -25,6 +25,10 @@ export interface LocalMariaDb {
   kill(): Promise<void>;
   /** Stops it and removes its data directory. */
   destroy(): Promise<void>;
+  /** Freezes it (SIGSTOP): the kernel still accepts TCP connections, nothing answers. */
+  freeze(): void;
+  /** Lets a frozen server run again (SIGCONT); harmless when it is not frozen. */
+  thaw(): void;
 }
 
 async function answers(port: number): Promise<boolean> {
@@ -56,6 +60,7 @@ export async function startLocalMariaDb(opts: { bufferPoolMb?: number } = {}): P
     const c = child;
     child = undefined;
     if (!c || c.exitCode !== null) return;
+    c.kill('SIGCONT'); // a frozen server would not act on the signal
     c.kill(signal);
     await ended(c);
   }
@@ -90,6 +95,13 @@ export async function startLocalMariaDb(opts: { bufferPoolMb?: number } = {}): P
       throw new Error(`mariadbd on port ${port} did not answer within 20 s; see ${dir}/error.log`);
     },
     stop: () => halt('SIGTERM'),
+    freeze() {
+      if (!child || child.exitCode !== null) throw new Error('the local MariaDB server is not running');
+      child.kill('SIGSTOP');
+    },
+    thaw() {
+      if (child && child.exitCode === null) child.kill('SIGCONT');
+    },
     kill: () => halt('SIGKILL'),
     async destroy() {
       await halt('SIGTERM');

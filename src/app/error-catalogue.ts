@@ -104,7 +104,10 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
     status: 503,
     meaning: 'a database statement timed out (`TENANT_STATEMENT_TIMEOUT_MS`), waited too long for a lock or lost a deadlock; `Retry-After`',
   },
-  TENANT_DB_UNAVAILABLE: { status: 503, meaning: 'this org’s database server is unreachable (other orgs are served); `Retry-After`' },
+  TENANT_DB_UNAVAILABLE: {
+    status: 503,
+    meaning: 'this org’s database server is unreachable or not answering (other orgs are served); `Retry-After`',
+  },
   TENANT_MOVING: {
     status: 503,
     meaning:

@@ -15,9 +15,18 @@
  * - A session given back with a transaction open or autocommit off ("dirty", from the last OK packet) is reset with a
  *   same-user COM_CHANGE_USER before anyone (even the same tenant) gets it again.
  * - A connection that errored or ended is never lent again.
+ *
+ * Every wait on the server is bounded (server-health.ts, answer-deadline.ts): a new connection by mysql2's
+ * connectTimeout, a COM_CHANGE_USER by `answerTimeoutMs`, a statement by `statementDeadlineMs`. A statement unanswered
+ * for `probeAfterMs`, or one connection reset, makes the process probe the server; the server is marked down when a
+ * probe, a new connection or a COM_CHANGE_USER gets no answer, and then its tenants get 503 at once (no connection
+ * waits on it) until a probe, every `retryAfterMs`, succeeds.
  */
+import { EventEmitter } from 'node:events';
 import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
+import { answerWithin, type InFlight } from './answer-deadline.js';
+import { createServerHealth } from './server-health.js';
 
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
@@ -49,13 +58,22 @@ export interface ServerConnectionsOptions {
   acquireTimeoutMs: number;
   /** Idle connections older than this are closed (keep below the server's wait_timeout). */
   idleMs: number;
-  /** After the server could not be reached, acquires fail at once (503) for this long instead of each timing out. */
+  /**
+   * After the server could not be reached or stopped answering, acquires fail at once (503) instead of each timing
+   * out, and the server is probed again this often until it answers (TENANT_RETRY_AFTER_MS; 0: never marked down).
+   */
   retryAfterMs: number;
+  /** Longest wait for COM_CHANGE_USER and for a probe (TENANT_CONNECT_TIMEOUT_MS); unset: unbounded. */
+  answerTimeoutMs?: number;
+  /** Longest wait for one statement's answer: the server's own statement timeout plus a margin; unset: unbounded. */
+  statementDeadlineMs?: number;
+  /** A statement unanswered this long makes the process probe the server (TENANT_PROBE_AFTER_MS). */
+  probeAfterMs?: number;
   /** mysql2 options of every connection (timezone, typeCast, connectTimeout…). */
   connectionOptions: mysql.ConnectionOptions;
   /** SQL run on every new, switched or reset session (COM_CHANGE_USER resets session variables); from the server version. */
   sessionInit(serverVersion: string): string | undefined;
-  onEvent?(event: 'switch-failed' | 'dirty-release', detail: Record<string, unknown>): void;
+  onEvent?(event: 'switch-failed' | 'dirty-release' | 'server-down' | 'server-up', detail: Record<string, unknown>): void;
   /** Opens a connection (mysql2's createConnection; the unit tests pass a fake). */
   connect?: (options: mysql.ConnectionOptions) => RawConnection;
 }
@@ -74,6 +92,11 @@ export interface ServerConnectionsStats {
   destroyed: number;
   timeouts: number;
   switchFailures: number;
+  /** Whether the server counts as down now; times it was marked down; probes made and failed. */
+  down: boolean;
+  downs: number;
+  probes: number;
+  probeFailures: number;
 }
 
 export interface ServerConnections {
@@ -108,6 +131,8 @@ interface Slot {
   lastUsed: number;
   /** Character set of the handshake, restored before each COM_CHANGE_USER (mysql2 follows `SET NAMES`). */
   charsetNumber: number;
+  /** Commands sent and not answered yet: failed at once when the server goes down. */
+  inFlight: InFlight;
 }
 
 interface Waiter {
@@ -116,6 +141,8 @@ interface Waiter {
   settled: boolean;
   /** Out of the queue: a switch or an open is under way for it. */
   serving: boolean;
+  /** Already put back in the queue once after its connection died under it. */
+  retried?: boolean;
   timer: NodeJS.Timeout;
   resolve(conn: RawConnection): void;
   reject(err: Error): void;
@@ -128,8 +155,16 @@ export const isUsable = (c: RawConnection) => !c._fatalError && !c._protocolErro
 
 const isDirty = (s: number | undefined) => s !== undefined && ((s & SERVER_STATUS_IN_TRANS) !== 0 || (s & SERVER_STATUS_AUTOCOMMIT) === 0);
 
-/** Network failures: the server, not the tenant's login, is the problem. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET']);
+/** A new connection failed this way: the server, not the tenant's login, is the problem. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+/** One connection died (the server may be fine): that connection is gone, the server is probed. */
+const CONNECTION_LOST = new Set(['ECONNRESET', 'EPIPE', 'PROTOCOL_CONNECTION_LOST']);
+const codeOf = (err: unknown) => (err as { code?: unknown } | null)?.code;
+/** Node's and mysql2's own codes, given to errors of our making that mean the same (never an HTTP error code). */
+const NODE_TIMEOUT = 'ETIMEDOUT';
+const MYSQL2_CONNECTION_LOST = 'PROTOCOL_CONNECTION_LOST';
+
+const loginOptions = (l: TenantLogin) => ({ user: l.user, password: l.password, database: l.database });
 
 const run = (conn: RawConnection, sql: string) =>
   new Promise<void>((resolve, reject) => conn.query(sql, (err) => (err ? reject(err) : resolve())));
@@ -144,20 +179,81 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   let opening = 0;
   let closed = false;
   let initSql: string | undefined;
-  /** Until when the server counts as down (fail fast), after a connection to it could not be made. */
-  let downUntil = 0;
+  /** The login of the latest acquire: what a probe logs in as. */
+  let lastLogin: TenantLogin | undefined;
+  const health = createServerHealth({
+    retryAfterMs: opts.retryAfterMs,
+    probe: () => probe(),
+    onDown(cause) {
+      opts.onEvent?.('server-down', { host: opts.host, port: opts.port, code: codeOf(cause), err: cause.message });
+      // Nothing may wait on a server that does not answer: the queue and every command in flight fail now.
+      const err = downError(cause);
+      for (const w of waiters.splice(0)) w.reject(err);
+      for (const slot of [...slots.values()]) {
+        for (const abort of [...slot.inFlight]) abort(err);
+        abandon(slot);
+      }
+    },
+    onUp: () => opts.onEvent?.('server-up', { host: opts.host, port: opts.port }),
+  });
 
   /** Every failure to make or switch a session is a 503 for this tenant, with its cause for the log. */
   function failure(err: Error & { code?: string }): Error {
-    if (err.code && UNREACHABLE.has(err.code) && opts.retryAfterMs > 0) {
-      downUntil = Date.now() + opts.retryAfterMs;
-      // Those still queued would only wait for the same outcome: they fail now too.
-      for (const w of waiters.splice(0)) w.reject(downError());
-    }
-    return unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);
+    // A new connection refused or unanswered: the server is down (those queued fail now too).
+    if (err.code && UNREACHABLE.has(err.code)) health.markDown(err);
+    return unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', health.retryAfterMs(), err);
   }
-  const downError = () =>
-    unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', Math.max(1, downUntil - Date.now()));
+  /** The 503 of a down server; `fatal` so that whoever holds the connection gives it up. */
+  const downError = (cause?: Error) =>
+    Object.assign(unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', health.retryAfterMs(), cause), {
+      fatal: true,
+    });
+
+  /** A wait on the server ran out: the connection is given up at once (its socket too: it may never close). */
+  const timedOut = (what: string, ms: number) =>
+    Object.assign(new Error(`${opts.host}:${opts.port} did not answer ${what} within ${ms} ms`), { code: NODE_TIMEOUT, fatal: true });
+  function abandon(slot: Slot): void {
+    slot.dead = true;
+    (slot.conn.stream as { destroy?: () => void }).destroy?.();
+    if (!slot.leased) kill(slot);
+  }
+
+  /** Logs in with a fresh connection and pings. Any answer, even an error packet, shows the server is alive. */
+  function probe(): Promise<void> {
+    const login = lastLogin;
+    const ms = opts.answerTimeoutMs ?? 2000;
+    if (!login) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let conn: RawConnection | undefined;
+      const done = (err?: unknown) => {
+        clearTimeout(timer);
+        // A clean COM_QUIT after a good ping (no "aborted connection" in the server's log); otherwise cut.
+        if (err === undefined && conn) conn.end(() => undefined);
+        else {
+          (conn?.stream as { destroy?: () => void } | undefined)?.destroy?.();
+          conn?.destroy();
+        }
+        // A server error packet (access denied, too many connections…) carries an SQL state: the server answered.
+        if (err === undefined || typeof (err as { sqlState?: unknown }).sqlState === 'string') resolve();
+        else reject(err instanceof Error ? err : new Error('the probe failed'));
+      };
+      const timer = setTimeout(() => done(timedOut('a probe', ms)), ms);
+      try {
+        const connect = opts.connect ?? ((o: mysql.ConnectionOptions) => mysql.createConnection(o) as RawConnection);
+        conn = connect({ ...opts.connectionOptions, host: opts.host, port: opts.port, ...loginOptions(login), connectTimeout: ms });
+        conn.on('error', done);
+        conn.once('connect', () => {
+          try {
+            conn!.ping((err) => done(err ?? undefined));
+          } catch (err) {
+            done(err);
+          }
+        });
+      } catch (err) {
+        done(err);
+      }
+    });
+  }
 
   const reaper = setInterval(
     () => {
@@ -272,7 +368,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         (err: Error) => {
           unlend(slot, w.login.key);
           kill(slot);
-          w.reject(failure(err));
+          if (!retryAfterLostConnection(w, err)) w.reject(failure(err));
           pump();
         },
       )
@@ -284,14 +380,42 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   }
 
   /**
+   * One connection died under a waiter's switch (ECONNRESET…): that connection is gone, not the server. The waiter is
+   * served again (once, at the head of the queue) and the server is probed; only a failed probe makes it down.
+   */
+  function retryAfterLostConnection(w: Waiter, err: Error): boolean {
+    if (!CONNECTION_LOST.has(String(codeOf(err)))) return false;
+    health.suspect();
+    if (w.retried || w.settled || closed || health.isDown()) return false;
+    w.retried = true;
+    w.serving = false;
+    waiters.unshift(w);
+    return true;
+  }
+
+  /**
    * COM_CHANGE_USER with the handshake's character set: mysql2 tracks `SET NAMES` into its config and would otherwise
    * hand the next tenant that charset. On failure MariaDB keeps the previous user's session: the caller destroys it.
    */
   const changeUser = (slot: Slot, login: TenantLogin) =>
     new Promise<void>((resolve, reject) => {
       (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
-      slot.conn.changeUser({ user: login.user, password: login.password, database: login.database }, (err) =>
-        err ? reject(err) : resolve(),
+      const ms = opts.answerTimeoutMs;
+      const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
+      slot.conn.changeUser(
+        { user: login.user, password: login.password, database: login.database },
+        ms === undefined
+          ? answered
+          : answerWithin(answered, slot.inFlight, {
+              ms,
+              // A live server answers COM_CHANGE_USER at once: no answer means it is hung.
+              expired() {
+                const err = timedOut('COM_CHANGE_USER', ms);
+                health.markDown(err);
+                return err;
+              },
+              abandon: () => abandon(slot),
+            }),
       );
     });
 
@@ -315,19 +439,12 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     counters.opens++;
     inc(w.login.key); // counts towards the tenant's cap while it opens
     const connect = opts.connect ?? ((o: mysql.ConnectionOptions) => mysql.createConnection(o) as RawConnection);
-    const conn = connect({
-      ...opts.connectionOptions,
-      host: opts.host,
-      port: opts.port,
-      user: w.login.user,
-      password: w.login.password,
-      database: w.login.database,
-    });
+    const conn = connect({ ...opts.connectionOptions, host: opts.host, port: opts.port, ...loginOptions(w.login) });
     const failed = (err: Error) => {
       opening--;
       dec(w.login.key);
       conn.destroy();
-      w.reject(failure(err));
+      if (!retryAfterLostConnection(w, err)) w.reject(failure(err));
       pump();
     };
     conn.once('error', failed);
@@ -344,6 +461,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         retire: false,
         lastUsed: Date.now(),
         charsetNumber: (conn.config as { charsetNumber: number }).charsetNumber,
+        inFlight: new Set(),
       };
       slots.set(conn, slot);
       watch(slot);
@@ -372,17 +490,56 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       const original = (conn[method] as (...a: unknown[]) => unknown).bind(conn);
       (conn as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
         const last = args.length - 1;
-        if (typeof args[last] === 'function') args[last] = track(args[last]);
+        if (typeof args[last] === 'function') {
+          // Given up (its server went down, a deadline passed) while lent: a later statement (a transaction's next one)
+          // fails at once instead of waiting for an answer that cannot come.
+          if (slot.dead && slot.conn.stream.destroyed) return refuse(args[last] as (err: Error) => void);
+          args[last] = bounded(slot, track(args[last]));
+        }
         return original(...args);
       };
     }
+  }
+
+  function refuse(cb: (err: Error) => void): EventEmitter {
+    const err = health.isDown()
+      ? downError()
+      : Object.assign(new Error('the connection was given up'), { code: MYSQL2_CONNECTION_LOST, fatal: true });
+    process.nextTick(cb, err);
+    return new EventEmitter(); // Sequelize calls setMaxListeners() on what query() returns
+  }
+
+  /** A statement's answer, awaited at most statementDeadlineMs; unanswered for probeAfterMs, the server is probed. */
+  function bounded(slot: Slot, cb: (err: unknown, ...rest: unknown[]) => unknown) {
+    const ms = opts.statementDeadlineMs;
+    if (ms === undefined) return cb;
+    return answerWithin(cb, slot.inFlight, {
+      ms,
+      stallMs: opts.probeAfterMs,
+      onStall: () => health.suspect(),
+      // Past the server's own statement timeout: this connection is given up; the server is probed (it may be alive).
+      expired() {
+        health.suspect();
+        return Object.assign(
+          unavailable(
+            'TENANT_DB_UNAVAILABLE',
+            'the organisation database did not answer',
+            health.retryAfterMs(),
+            timedOut('a statement', ms),
+          ),
+          { fatal: true },
+        );
+      },
+      abandon: () => abandon(slot),
+    });
   }
 
   const api: ServerConnections = {
     acquire(login) {
       if (closed) return Promise.reject(shuttingDown('tenant connections are closing'));
       counters.acquires++;
-      if (downUntil > Date.now()) return Promise.reject(downError());
+      lastLogin = login;
+      if (health.isDown()) return Promise.reject(downError());
       const identity = identityOf(login);
       // Fast path: nobody queued and an idle session of exactly this tenant: no I/O at all.
       if (waiters.length === 0 && underCap(login.key)) {
@@ -484,12 +641,22 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     stats() {
       let leased = 0;
       for (const s of slots.values()) if (s.leased) leased++;
-      return { open: slots.size, opening, idle: idleLru.size, leased, waiting: waiters.length, ...counters };
+      return {
+        open: slots.size,
+        opening,
+        idle: idleLru.size,
+        leased,
+        waiting: waiters.length,
+        ...counters,
+        down: health.isDown(),
+        ...health.stats(),
+      };
     },
 
     async close(graceMs = 5000) {
       closed = true;
       clearInterval(reaper);
+      health.close();
       for (const w of waiters.splice(0)) w.reject(shuttingDown('tenant connections are closing'));
       for (const slot of [...idleLru]) kill(slot);
       const deadline = Date.now() + graceMs;

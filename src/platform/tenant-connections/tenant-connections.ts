@@ -6,6 +6,7 @@
  */
 import type { Config } from '../../../config/config.js';
 import { createSequelize } from '../db/sequelize.js';
+import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
 import { createInstanceCache, type InstanceCacheStats, type TenantInstanceCache } from './instance-cache.js';
@@ -38,6 +39,21 @@ export function tenantSessionInit(serverVersion: string, statementTimeoutMs: num
   const ms = Math.max(1, Math.round(statementTimeoutMs));
   const limit = /mariadb/i.test(serverVersion) ? `max_statement_time = ${ms / 1000}` : `max_execution_time = ${ms}`;
   return `SET time_zone = '+00:00', ${limit}`;
+}
+
+/**
+ * A statement failed because its server went down (or stopped answering) while it ran: whatever wrapped the error on
+ * its way (Sequelize's DatabaseError, lean-query's ConnectionError), the caller gets the server's own 503
+ * TENANT_DB_UNAVAILABLE with its Retry-After.
+ */
+function surfaceServerDown(err: unknown): never {
+  type Wrapped = { original?: unknown; parent?: unknown; cause?: unknown };
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    if (e instanceof AppError && e.code === 'TENANT_DB_UNAVAILABLE') throw e;
+    const w = e as Wrapped;
+    e = w.original ?? w.parent ?? w.cause;
+  }
+  throw err;
 }
 
 /** The tenant connections of this process: an instance cache over a connection budget per server. */
@@ -74,6 +90,10 @@ export function createTenantConnections(deps: {
             connectTimeout: t.connectTimeoutMs,
           },
           retryAfterMs: t.retryAfterMs,
+          // Every wait on the server is bounded (a hung server must not hang its tenants; docs/operations.md).
+          answerTimeoutMs: t.connectTimeoutMs,
+          statementDeadlineMs: deps.config.tenantStatementTimeoutMs + t.connectTimeoutMs,
+          probeAfterMs: t.probeAfterMs,
           sessionInit: (version) => tenantSessionInit(version, deps.config.tenantStatementTimeoutMs),
           onEvent: (event, detail) => logger.warn(`tenant connection ${event}`, { serverId, ...detail }),
         }),
@@ -113,7 +133,7 @@ export function createTenantConnections(deps: {
   });
 
   return {
-    withTenant: (org, fn) => cache.withTenant(org, fn),
+    withTenant: (org, fn) => cache.withTenant(org, fn).catch(surfaceServerDown),
     evict(orgId) {
       cache.evict(orgId);
       // Dropped or re-credentialed: its parked sessions must not be reused under the old login.
