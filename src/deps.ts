@@ -36,6 +36,9 @@ import { createTenantMigrations, type TenantMigrations } from './orgs/domain/ten
 import { createFleetMigrations, type FleetMigrations } from './orgs/domain/fleet-migrations.js';
 import { createRolloutRepository } from './orgs/data-access/rollouts.repository.js';
 import { createSchemaVersions, type SchemaVersions } from './orgs/data-access/schema-versions.js';
+import { createTenantBackups, type TenantBackups } from './orgs/domain/tenant-backups.js';
+import { createDirectoryStore } from './platform/storage/blob-store.js';
+import { markClonedUnsent } from './messages/data-access/messages.repository.js';
 
 export interface Deps {
   config: Config;
@@ -58,6 +61,8 @@ export interface Deps {
   /** Fleet schema rollouts, fleet status and drift (bin/tenant migrate, rollout, status, doctor). */
   fleet: FleetMigrations;
   mover: TenantMover;
+  /** Backups and restores of tenant databases (BACKUP_DIR), and clones. */
+  backups: TenantBackups;
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
@@ -126,6 +131,18 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const migrations = createTenantMigrations({ config, repo, servers, versions });
   const fleet = createFleetMigrations({ config, sharedDb, servers, versions, rollouts: createRolloutRepository(sharedDb), logger });
   const mover = createTenantMover({ config, repo, servers, provisioner, events, logger, beforeStep: opts.beforeMoveStep });
+  const backups = createTenantBackups({
+    config,
+    repo,
+    servers,
+    provisioner,
+    mover,
+    events,
+    secrets,
+    store: createDirectoryStore(config.backupDir),
+    logger,
+    onCloned: markClonedUnsent,
+  });
   const orgs = createOrgService({
     repo,
     ledger,
@@ -200,6 +217,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     versions,
     fleet,
     mover,
+    backups,
     deliveryQueue,
     webhookQueue,
     messages,

@@ -3,6 +3,7 @@ import { readEnvSecret } from '../../../config/config.js';
 import type { Deps } from '../../deps.js';
 import { deliveryCommands } from '../../messages/entry-points/cli/delivery.commands.js';
 import { fleetCommands } from '../../orgs/entry-points/cli/fleet.commands.js';
+import { lifecycleCommands } from '../../orgs/entry-points/cli/lifecycle.commands.js';
 import { orgCommands } from '../../orgs/entry-points/cli/org.commands.js';
 import { rolloutCommands } from '../../orgs/entry-points/cli/rollout.commands.js';
 import type { Commands } from '../../platform/cli/command.js';
@@ -12,6 +13,8 @@ export function buildCommands(deps: Deps): Commands {
   const { config } = deps;
   return {
     ...orgCommands({ orgs: deps.orgs, defaultCredits: config.defaultCredits, port: config.port }),
+    // backup, restore, clone, export, undrop, purge
+    ...lifecycleCommands({ backups: deps.backups, defaultCredits: config.defaultCredits }),
     ...fleetCommands({ migrations: deps.migrations, servers: deps.servers, mover: deps.mover, readEnvSecret }),
     // migrate (a fleet rollout), rollout status|pause|resume|retry, status (fleet summary or --tenant), doctor
     ...rolloutCommands({

@@ -79,6 +79,24 @@ export const HELP: Record<string, CommandHelp> = {
     what: 'drop the tenant database and user; the org becomes DELETED (a move of it is stopped first, and its copy dropped)',
     examples: ['bin/tenant drop 7 --force'],
   },
+  backup: {
+    usage: 'backup <id> [--to FILE] | backup --list [<id>]',
+    what: "write a consistent snapshot of the tenant's database (one REPEATABLE READ transaction, streamed, gzip; its schema version, row counts, checksums and SHA-256) to BACKUP_DIR (or FILE) while it keeps working; --list: the backups in BACKUP_DIR",
+    examples: ['bin/tenant backup 7', 'bin/tenant backup 7 --to /mnt/backups/acme.jsonl.gz --json', 'bin/tenant backup --list 7'],
+  },
+  restore: {
+    usage: 'restore <id> --from FILE [--to-server NAME] [--force-foreign]',
+    what: "check the backup whole (refused, nothing changed: BACKUP_INVALID, BACKUP_CORRUPT, BACKUP_TRUNCATED, BACKUP_FOREIGN for another org's), load it into a fresh database (same server, or NAME), verify counts and checksums, migrate it forward, switch the tenant to it (keeps id, keys, balance), drop the old copy after a grace period",
+    examples: [
+      'bin/tenant restore 7 --from org-7-20261206T161419Z.tenant-backup.jsonl.gz',
+      'bin/tenant restore 7 --from /mnt/b.gz --to-server eu-1',
+    ],
+  },
+  clone: {
+    usage: 'clone <id> --name NAME [--credits N] [--server NAME]',
+    what: "create a new org whose database is a copy of the source's (its own MySQL user, first API key and balance); the source is untouched; messages the source had not sent are copied as FAILED (CLONED_UNSENT)",
+    examples: ['bin/tenant clone 7 --name "Acme staging"', 'bin/tenant clone 7 --name "Template copy" --credits 0 --json'],
+  },
   credits: {
     usage: 'credits <id> <amount> [--reference REF]',
     what: 'grant credits, or with a negative amount adjust them (never below zero); --reference makes it idempotent',
@@ -113,6 +131,7 @@ export const HELP: Record<string, CommandHelp> = {
 export function isReadOnly(command: string, argv: readonly string[]): boolean {
   if (command === 'keys' || command === 'servers') return argv[0] === 'list';
   if (command === 'rollout') return argv[0] === 'status';
+  if (command === 'backup') return argv.includes('--list');
   return HELP[command]?.readOnly === true;
 }
 

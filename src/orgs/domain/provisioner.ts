@@ -111,6 +111,20 @@ async function ownership(admin: Sequelize, org: ProvisionedOrg): Promise<'own' |
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
 
+  /** Migrates the org's database up to `to` (a migration's name; the latest without) and records its version. */
+  async function migrate(org: ProvisionedOrg, to?: string): Promise<void> {
+    const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
+    try {
+      const migrator = createMigrator({ sequelize: db, dir: config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR });
+      await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => (to ? migrator.up({ to }) : migrator.up()));
+      // A new tenant (or a moved tenant's new copy) is at the latest version: the fleet status knows it at once.
+      const version = (await migrator.executed()).at(-1)?.name ?? null;
+      await deps.versions?.record([{ serverId: org.dbServerId, dbName: org.dbName, orgId: org.id, version }]);
+    } finally {
+      await db.close();
+    }
+  }
+
   const steps: Record<ProvisioningStep, (org: ProvisionedOrg) => Promise<string | undefined>> = {
     async CREATE_DATABASE(org) {
       const admin = await servers.admin(org.dbServerId);
@@ -147,16 +161,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
       return undefined;
     },
     async MIGRATE(org) {
-      const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
-      try {
-        const migrator = createMigrator({ sequelize: db, dir: config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR });
-        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => migrator.up());
-        // A new tenant (or a moved tenant's new copy) is at the latest version: the fleet status knows it at once.
-        const version = (await migrator.executed()).at(-1)?.name ?? null;
-        await deps.versions?.record([{ serverId: org.dbServerId, dbName: org.dbName, orgId: org.id, version }]);
-      } finally {
-        await db.close();
-      }
+      await migrate(org);
       return undefined;
     },
     async CREATE_API_KEY(org) {
@@ -275,10 +280,11 @@ export function createProvisioner(deps: ProvisionerDeps) {
     /**
      * Makes the org's database, user and schema on another server (for a move): a database created here and now,
      * marked with the move's `copyUid` (COPY_TABLE) before anything else, then the same steps as provisioning, with
-     * the same name and password. A database of that name already there is refused (TENANT_DB_EXISTS) and left alone,
+     * the names and password of `org` (a restore gives new ones); migrated up to `migrateTo` (a restore loads an older
+     * backup at its own version, then migrates it forward), to the latest without. A database of that name already there is refused (TENANT_DB_EXISTS) and left alone,
      * whoever's it is: a move only ever fills, and drops, a database it made.
      */
-    async placeCopy(org: ProvisionedOrg, serverId: number, copyUid: string): Promise<void> {
+    async placeCopy(org: ProvisionedOrg, serverId: number, copyUid: string, opts: { migrateTo?: string } = {}): Promise<void> {
       const there = { ...org, dbServerId: serverId };
       const admin = await servers.admin(serverId);
       const db = quoteIdentifier(org.dbName);
@@ -297,8 +303,11 @@ export function createProvisioner(deps: ProvisionerDeps) {
       await admin.query(`INSERT IGNORE INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, {
         replacements: { id: org.id, uid: org.uid },
       });
-      for (const step of ['CREATE_USER', 'MIGRATE'] as const) await steps[step](there);
+      await steps.CREATE_USER(there);
+      await migrate(there, opts.migrateTo);
     },
+    /** Migrates the org's database (as the org record names it) to the latest version, recording it (a restore's last step). */
+    migrate: (org: ProvisionedOrg) => migrate(org),
     /**
      * Drops what placeCopy made on a server: the database only when it carries `copyUid` (or is still empty: a crash
      * right after CREATE DATABASE), and the user only with a marked database (the user is made after the mark).
