@@ -136,8 +136,10 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
       const a = await tenantWithMessages(4);
       const t = await tenantWithMessages(4);
       const before = { org: await orgRow(t.id), messages: await list(t) };
-      const good = await run(['backup', String(t.id), '--to', 'good.jsonl.gz', '--json']);
-      const other = await run(['backup', String(a.id), '--to', 'other.jsonl.gz', '--json']);
+      const [good, other] = await Promise.all([
+        run(['backup', String(t.id), '--to', 'good.jsonl.gz', '--json']),
+        run(['backup', String(a.id), '--to', 'other.jsonl.gz', '--json']),
+      ]);
       expect([good.code, other.code]).to.deep.equal([0, 0]);
       const bytes = readFileSync(good.json.file as string);
       const file = (name: string, data: Buffer | string) => writeFileSync(path.join(BACKUP_DIR, name), data);
@@ -161,14 +163,87 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
         ['other.jsonl.gz', 'BACKUP_FOREIGN'],
         ['missing.gz', 'BACKUP_NOT_FOUND'],
       ];
-      for (const [name, code] of cases) {
-        const r = await run(['restore', String(t.id), '--from', name, '--json']);
-        expect([r.code, errorOf(r).code], `${name}: ${r.stderr}`).to.deep.equal([1, code]);
-      }
+      // Refused before anything is touched (no lock taken): run side by side.
+      const results = await Promise.all(cases.map(([name]) => run(['restore', String(t.id), '--from', name, '--json'])));
+      results.forEach((r, i) => expect([r.code, errorOf(r).code], `${cases[i]![0]}: ${r.stderr}`).to.deep.equal([1, cases[i]![1]]));
       expect(await orgRow(t.id)).to.deep.equal(before.org);
       expect(await list(t)).to.deep.equal(before.messages);
       expect(await databases(`${t.dbName}\\_r%`), 'no fresh database left').to.deep.equal([]);
       expect(await users(`${t.dbName}\\_r%`), 'no fresh user left').to.deep.equal([]);
+    });
+  });
+
+  describe('clone and export', () => {
+    let source: Tenant;
+    before(async () => {
+      source = await tenantWithMessages(6);
+      // Two of them were delivered (as a worker would have): the rest are still queued at the source.
+      await root.query(`UPDATE \`${source.dbName}\`.messages SET status = 'SENT', sent_at = CURRENT_TIMESTAMP(3) WHERE id <= 2`);
+    });
+
+    it('clone makes a new org with a copy of the database (sms and email), its own user, key and balance; unsent messages stay the source’s; the source is untouched', async () => {
+      const before = { org: await orgRow(source.id), messages: await list(source) };
+      const r = await run(['clone', String(source.id), '--name', uniqueName('clone'), '--credits', '7', '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      const clone: Tenant = { id: r.json.org.id as number, apiKey: r.json.apiKey as string, dbName: '' };
+      expect(clone.id).to.not.equal(source.id);
+      expect(r.json.rows).to.deep.equal({ messages: 6 });
+
+      const copied = await list(clone);
+      expect(copied.map((m) => [m.id, m.channel, m.body])).to.deep.equal(before.messages.map((m) => [m.id, m.channel, m.body]));
+      expect(new Set(copied.map((m) => m.channel))).to.deep.equal(new Set(['sms', 'email']));
+      expect(copied.filter((m) => m.status === 'SENT').map((m) => m.id)).to.have.members([1, 2]);
+      const unsent = copied.filter((m) => m.status !== 'SENT') as unknown as { status: string; errorCode: string }[];
+      expect(unsent.map((m) => [m.status, m.errorCode])).to.deep.equal(Array(4).fill(['FAILED', 'CLONED_UNSENT']));
+      expect(await balance(clone)).to.equal(7);
+      const row = await orgRow(clone.id);
+      expect(row.db_user).to.not.equal(before.org.db_user);
+      expect(row.db_name).to.not.equal(before.org.db_name);
+      // Its own key only: the clone's key is not the source's.
+      expect((await api.request('GET', '/org', { org: { id: source.id, apiKey: clone.apiKey } })).status).to.equal(403);
+      expect(await send(clone, 6)).to.be.above(6);
+
+      expect(await orgRow(source.id)).to.deep.equal(before.org);
+      expect(await list(source)).to.deep.equal(before.messages);
+    });
+
+    it('clone of an unknown org: exit 1, ORG_NOT_FOUND, no org made; without --name: exit 2', async () => {
+      const [{ n }] = await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${SHARED}\`.orgs`);
+      const r = await run(['clone', '999999', '--name', uniqueName('clone'), '--json']);
+      expect([r.code, errorOf(r).code]).to.deep.equal([1, 'ORG_NOT_FOUND']);
+      expect((await run(['clone', String(source.id)])).code).to.equal(2);
+      expect((await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${SHARED}\`.orgs`))[0]!.n).to.equal(n);
+    });
+
+    it('export writes the org, its messages (sms and email) and its ledger as JSON Lines, to a file or stdout', async () => {
+      const file = path.join(BACKUP_DIR, 'export.jsonl');
+      const r = await run(['export', String(source.id), '--to', file, '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      const lines = readFileSync(file, 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines[0]).to.include({ type: 'org', format: 'tenancy-tenant-export', version: 1, id: source.id });
+      const messages = lines.filter((l) => l.type === 'message');
+      const ledger = lines.filter((l) => l.type === 'ledger');
+      expect(messages.map((m) => [m.id, m.channel, m.body])).to.deep.equal(
+        (await list(source)).reverse().map((m) => [m.id, m.channel, m.body]),
+      );
+      expect(messages[1]).to.include({ channel: 'email', to: 'someone@example.com', body: 'email 1\nline two "quoted"' });
+      expect(messages[0]).to.not.have.property('requestHash');
+      const entries = await rows<{ id: number }>(root, `SELECT id FROM \`${SHARED}\`.credit_ledger WHERE org_id = :id ORDER BY id`, {
+        id: source.id,
+      });
+      expect(ledger.map((e) => e.id)).to.deep.equal(entries.map((e) => Number(e.id)));
+      expect(ledger[0]).to.include({ kind: 'grant', amount: 1000, reference: 'initial-grant' });
+      expect(lines.at(-1)).to.deep.equal({ type: 'end', counts: { messages: 6, ledger: entries.length } });
+      expect(r.json.counts).to.deep.equal({ messages: 6, ledger: entries.length });
+
+      const out = await run(['export', String(source.id)]);
+      expect(out.code, out.stderr).to.equal(0);
+      expect(out.stdout.trimEnd().split('\n').slice(1)).to.deep.equal(readFileSync(file, 'utf8').trimEnd().split('\n').slice(1));
+      const missing = await run(['export', '999999', '--json']);
+      expect([missing.code, errorOf(missing).code]).to.deep.equal([1, 'ORG_NOT_FOUND']);
     });
   });
 });

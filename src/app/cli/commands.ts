@@ -2,6 +2,8 @@
 import { readEnvSecret } from '../../../config/config.js';
 import type { Deps } from '../../deps.js';
 import { deliveryCommands } from '../../messages/entry-points/cli/delivery.commands.js';
+import { exportCommands } from '../../messages/entry-points/cli/export.commands.js';
+import { createTenantExport } from '../../messages/domain/tenant-export.js';
 import { fleetCommands } from '../../orgs/entry-points/cli/fleet.commands.js';
 import { lifecycleCommands } from '../../orgs/entry-points/cli/lifecycle.commands.js';
 import { orgCommands } from '../../orgs/entry-points/cli/org.commands.js';
@@ -23,6 +25,7 @@ export function buildCommands(deps: Deps): Commands {
       migrateShared: () => migrateShared(deps.sharedDb, config.db.name, config.migrationLockWaitSec),
       sharedDbName: config.db.name,
     }),
+    ...exportCommands({ tenantExport: createTenantExport({ repo: deps.repo, ledger: deps.ledger, servers: deps.servers }) }),
     ...deliveryCommands({ orgs: deps.orgs, deliveryLoad: deps.deliveryLoad }),
   };
 }

@@ -97,6 +97,11 @@ export const HELP: Record<string, CommandHelp> = {
     what: "create a new org whose database is a copy of the source's (its own MySQL user, first API key and balance); the source is untouched; messages the source had not sent are copied as FAILED (CLONED_UNSENT)",
     examples: ['bin/tenant clone 7 --name "Acme staging"', 'bin/tenant clone 7 --name "Template copy" --credits 0 --json'],
   },
+  export: {
+    usage: 'export <id> [--to FILE]',
+    what: "the tenant's data for portability as JSON Lines (the org, then its messages, then its ledger entries, then an end line with counts), streamed; on stdout without --to; also for a dropped tenant during its retention period",
+    examples: ['bin/tenant export 7 > acme.jsonl', 'bin/tenant export 7 --to acme.jsonl --json'],
+  },
   credits: {
     usage: 'credits <id> <amount> [--reference REF]',
     what: 'grant credits, or with a negative amount adjust them (never below zero); --reference makes it idempotent',
@@ -132,6 +137,7 @@ export function isReadOnly(command: string, argv: readonly string[]): boolean {
   if (command === 'keys' || command === 'servers') return argv[0] === 'list';
   if (command === 'rollout') return argv[0] === 'status';
   if (command === 'backup') return argv.includes('--list');
+  if (command === 'export') return true;
   return HELP[command]?.readOnly === true;
 }
 

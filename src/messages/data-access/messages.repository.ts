@@ -110,3 +110,8 @@ export async function markClonedUnsent(db: Sequelize, sourceOrgId: number): Prom
   );
   return r.affectedRows;
 }
+
+/** Messages with ids after `afterId`, oldest first (an export's pages, on the primary key). */
+export function messagesAfter(db: Sequelize, afterId: number, limit: number): Promise<MessageRecord[]> {
+  return selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?`, [afterId, limit]);
+}
