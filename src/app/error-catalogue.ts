@@ -100,6 +100,8 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
     status: 409,
     meaning: 'the backup has tenant migrations this code does not know (written by newer code); nothing changed (CLI `restore`)',
   },
+  ORG_NOT_DROPPED: { status: 409, meaning: 'undrop or purge of an org that is not dropped (CLI `undrop`, `purge`)' },
+  ORG_PURGED: { status: 409, meaning: 'undrop of an org already purged: its database and keys are gone (CLI `undrop`)' },
   ORG_CHANGED: { status: 409, meaning: 'the org was dropped or moved during the restore; nothing was switched (CLI `restore`)' },
   NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
   ROLLOUT_RUNNING: { status: 409, meaning: 'another process is running a schema rollout (CLI `migrate`, `rollout resume|retry`)' },

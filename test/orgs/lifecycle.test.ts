@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Deps } from '../../src/deps.js';
-import { RUN, cli, rootDb, rows, startApi, uniqueName, type CliResult, type TestApi } from '../helpers.js';
+import { RUN, cli, eventually, rootDb, rows, startApi, startApiWithWorkers, uniqueName, type CliResult, type TestApi } from '../helpers.js';
 
 const SHARED = `${RUN}_shared`;
 /** The CLI's processes: a short org cache (the old copy's grace follows it) and backups in a directory of this run. */
@@ -208,7 +208,7 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
     });
 
     it('clone of an unknown org: exit 1, ORG_NOT_FOUND, no org made; without --name: exit 2', async () => {
-      const [{ n }] = await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${SHARED}\`.orgs`);
+      const n = (await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${SHARED}\`.orgs`))[0]!.n;
       const r = await run(['clone', '999999', '--name', uniqueName('clone'), '--json']);
       expect([r.code, errorOf(r).code]).to.deep.equal([1, 'ORG_NOT_FOUND']);
       expect((await run(['clone', String(source.id)])).code).to.equal(2);
@@ -244,6 +244,92 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
       expect(out.stdout.trimEnd().split('\n').slice(1)).to.deep.equal(readFileSync(file, 'utf8').trimEnd().split('\n').slice(1));
       const missing = await run(['export', '999999', '--json']);
       expect([missing.code, errorOf(missing).code]).to.deep.equal([1, 'ORG_NOT_FOUND']);
+    });
+  });
+
+  describe('offboarding', () => {
+    const locked = async (user: string) => (await users(user)).map((u) => String(u.locked));
+    const keys = async (id: number) =>
+      Number((await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${SHARED}\`.api_keys WHERE org_id = :id`, { id }))[0]!.n);
+    const ledgerEntries = async (id: number) =>
+      Number((await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${SHARED}\`.credit_ledger WHERE org_id = :id`, { id }))[0]!.n);
+    const refused = async (t: Tenant) => {
+      const r = await api.request('GET', '/org', { org: t });
+      return r.status === 404 && r.body.error.code === 'ORG_NOT_FOUND';
+    };
+
+    it('drop keeps the database and locks the user (the API refuses the org like an unknown one); undrop brings it back as it was; purge removes the database, the user and the keys, and keeps the ledger', async () => {
+      const t = await tenantWithMessages(2);
+      const messages = await list(t);
+      const user = String((await orgRow(t.id)).db_user);
+      await run(['suspend', String(t.id)]);
+
+      const d = await run(['drop', String(t.id), '--force', '--json']);
+      expect(d.code, d.stderr).to.equal(0);
+      expect(await eventually(() => refused(t))).to.equal(true);
+      expect(await databases(t.dbName), 'database kept').to.deep.equal([t.dbName]);
+      expect(await locked(user), 'user kept, locked').to.deep.equal(['1']);
+
+      const u = await run(['undrop', String(t.id), '--json']);
+      expect(u.code, u.stderr).to.equal(0);
+      expect(u.json.org).to.include({ status: 'SUSPENDED', droppedAt: null }); // as it was before the drop
+      expect(await locked(user), 'user unlocked').to.deep.equal(['0']);
+      await run(['resume', String(t.id)]);
+      expect(await eventually(async () => (await api.request('GET', '/messages?limit=100', { org: t })).status === 200)).to.equal(true);
+      expect(await list(t), 'the same key, the same messages').to.deep.equal(messages);
+
+      expect((await run(['drop', String(t.id), '--force'])).code).to.equal(0);
+      const ledgerBefore = await ledgerEntries(t.id);
+      const p = await run(['purge', String(t.id), '--json']);
+      expect(p.code, p.stderr).to.equal(0);
+      expect(p.json.org.purgedAt).to.be.a('string');
+      expect(await databases(t.dbName), 'database removed').to.deep.equal([]);
+      expect(await users(user), 'user removed').to.deep.equal([]);
+      expect(await keys(t.id), 'keys removed').to.equal(0);
+      expect(await ledgerEntries(t.id), 'the ledger stays')
+        .to.equal(ledgerBefore)
+        .and.above(0);
+      expect(await refused(t)).to.equal(true);
+
+      const again = await run(['undrop', String(t.id), '--json']);
+      expect([again.code, errorOf(again).code]).to.deep.equal([1, 'ORG_PURGED']);
+    });
+
+    it('undrop or purge of an org that is not dropped, or unknown: exit 1 with ORG_NOT_DROPPED / ORG_NOT_FOUND, nothing changed', async () => {
+      const t = await tenantWithMessages(0);
+      const before = await orgRow(t.id);
+      const results = await Promise.all([
+        run(['undrop', String(t.id), '--json']),
+        run(['purge', String(t.id), '--json']),
+        run(['purge', '999999', '--json']),
+      ]);
+      expect(results.map((r) => [r.code, errorOf(r).code])).to.deep.equal([
+        [1, 'ORG_NOT_DROPPED'],
+        [1, 'ORG_NOT_DROPPED'],
+        [1, 'ORG_NOT_FOUND'],
+      ]);
+      expect(await orgRow(t.id)).to.deep.equal(before);
+      expect(await databases(t.dbName)).to.deep.equal([t.dbName]);
+    });
+
+    it('the reconciler’s sweep purges a dropped tenant once TENANT_RETENTION_DAYS have passed, and not before', async () => {
+      const stack = await startApiWithWorkers({ RECONCILE_INTERVAL_MS: '200', TENANT_RETENTION_DAYS: '30' });
+      try {
+        const due = await tenantWithMessages(1);
+        const recent = await tenantWithMessages(1);
+        expect((await run(['drop', String(due.id), '--force'])).code).to.equal(0);
+        expect((await run(['drop', String(recent.id), '--force'])).code).to.equal(0);
+        await root.query(`UPDATE \`${SHARED}\`.orgs SET dropped_at = CURRENT_TIMESTAMP(3) - INTERVAL 31 DAY WHERE id = :id`, {
+          replacements: { id: due.id },
+        });
+        expect(await eventually(async () => (await orgRow(due.id)).purged_at !== null, 20_000, 100)).to.equal(true);
+        expect(await databases(due.dbName)).to.deep.equal([]);
+        expect(await keys(due.id)).to.equal(0);
+        expect((await orgRow(recent.id)).purged_at, 'dropped now: kept').to.equal(null);
+        expect(await databases(recent.dbName)).to.deep.equal([recent.dbName]);
+      } finally {
+        await stack.stop();
+      }
     });
   });
 });

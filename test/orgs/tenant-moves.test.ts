@@ -363,7 +363,7 @@ describe('moving tenants between servers', function () {
       expect(await eventually(async () => (await api.request('GET', '/messages', { org: t })).body?.length === 7)).to.equal(true);
     });
 
-    it('dropping a tenant during a move (CLI drop while the move waits at its switch) leaves no database and no MySQL user on either server', async () => {
+    it('dropping a tenant during a move (CLI drop while the move waits at its switch) leaves no database and no MySQL user on the target, and only the retained (locked) copy on the source', async () => {
       const t = await tenantWithMessages(api, 4);
       const atSwitch = gate();
       const release = gate();
@@ -392,9 +392,12 @@ describe('moving tenants between servers', function () {
       }
       expect(await databaseOn('second', t.dbName), 'database on the target').to.equal(false);
       expect(await userOn('second', t.dbUser), 'MySQL user on the target').to.equal(false);
+      // Dropping keeps the tenant's database (its user locked) for TENANT_RETENTION_DAYS; purging removes it.
+      expect(await databaseOn('default', t.dbName), 'database on the source, retained').to.equal(true);
+      expect((await orgRow(t.id)).status).to.equal('DELETED');
+      expect((await cli(['purge', String(t.id)])).code).to.equal(0);
       expect(await databaseOn('default', t.dbName), 'database on the source').to.equal(false);
       expect(await userOn('default', t.dbUser), 'MySQL user on the source').to.equal(false);
-      expect((await orgRow(t.id)).status).to.equal('DELETED');
     });
 
     it('big rows: 200 e-mails of 100 KB (20 MB, over max_allowed_packet in one 1,000-row INSERT) move, byte for byte', async () => {

@@ -24,6 +24,8 @@ export function fakeOrg(id: number, over: Partial<ProvisionedOrg> = {}): Provisi
     webhookSecretEnc: null,
     movingSince: null,
     movingToServerId: null,
+    droppedAt: null,
+    purgedAt: null,
     createdAt: new Date(0),
     updatedAt: new Date(0),
     ...over,

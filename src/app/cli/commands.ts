@@ -16,7 +16,7 @@ export function buildCommands(deps: Deps): Commands {
   return {
     ...orgCommands({ orgs: deps.orgs, defaultCredits: config.defaultCredits, port: config.port }),
     // backup, restore, clone, export, undrop, purge
-    ...lifecycleCommands({ backups: deps.backups, defaultCredits: config.defaultCredits }),
+    ...lifecycleCommands({ backups: deps.backups, orgs: deps.orgs, defaultCredits: config.defaultCredits }),
     ...fleetCommands({ migrations: deps.migrations, servers: deps.servers, mover: deps.mover, readEnvSecret }),
     // migrate (a fleet rollout), rollout status|pause|resume|retry, status (fleet summary or --tenant), doctor
     ...rolloutCommands({

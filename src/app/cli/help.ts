@@ -76,8 +76,18 @@ export const HELP: Record<string, CommandHelp> = {
   resume: { usage: 'resume <id>', what: "allow the org's API requests again", examples: ['bin/tenant resume 7'] },
   drop: {
     usage: 'drop <id> --force',
-    what: 'drop the tenant database and user; the org becomes DELETED (a move of it is stopped first, and its copy dropped)',
+    what: 'offboard the tenant: the org becomes DELETED (the API refuses it like an unknown org), its MySQL user is locked and its database kept for TENANT_RETENTION_DAYS, then purged (a move of it is stopped first, and its copy dropped)',
     examples: ['bin/tenant drop 7 --force'],
+  },
+  undrop: {
+    usage: 'undrop <id>',
+    what: 'bring a dropped tenant back as it was (its status, database, keys; its user unlocked), until it is purged',
+    examples: ['bin/tenant undrop 7'],
+  },
+  purge: {
+    usage: 'purge <id>',
+    what: "remove a dropped tenant's database, MySQL user and API keys now (otherwise done after TENANT_RETENTION_DAYS); its org row and ledger stay",
+    examples: ['bin/tenant purge 7'],
   },
   backup: {
     usage: 'backup <id> [--to FILE] | backup --list [<id>]',

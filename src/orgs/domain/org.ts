@@ -28,6 +28,10 @@ export interface OrgRecord {
   movingSince: Date | null;
   /** The server a move in progress copies the database to. */
   movingToServerId: number | null;
+  /** When it was dropped (status DELETED): its database and locked user are kept until purged. */
+  droppedAt: Date | null;
+  /** When its database, user and keys were removed (after the retention period, or `bin/tenant purge`). */
+  purgedAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }

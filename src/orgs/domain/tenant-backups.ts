@@ -83,7 +83,7 @@ export interface TenantBackupsDeps {
   config: Config;
   repo: OrgRepository;
   servers: ServerRegistry;
-  provisioner: Pick<Provisioner, 'placeCopy' | 'removeCopy' | 'removeDatabase' | 'migrate' | 'create' | 'drop'>;
+  provisioner: Pick<Provisioner, 'placeCopy' | 'removeCopy' | 'removeDatabase' | 'migrate' | 'create' | 'drop' | 'purge'>;
   mover: Pick<TenantMover, 'withMoveLock'>;
   events: Pick<OrgEvents, 'publish'>;
   secrets: SecretBox;
@@ -407,7 +407,10 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
           return { org: (await repo.get(created.org.id))!, apiKey: created.apiKey, sourceId, rows: snapshot.rows, restored };
         } catch (err) {
           logger.error('clone failed; the new org is purged', { sourceId, orgId: created.org.id, err: describeError(err) });
-          await provisioner.drop(created.org.id).catch(() => undefined);
+          await provisioner
+            .drop(created.org.id)
+            .then(() => provisioner.purge(created.org.id))
+            .catch(() => undefined);
           await events.publish({ orgId: created.org.id, reason: 'dropped' });
           throw err;
         }

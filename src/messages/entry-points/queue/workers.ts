@@ -1,7 +1,7 @@
 /** Starts every worker of a worker process: deliveries and status webhooks (BullMQ adapters over the use cases), and the reconciler. */
 import type { Config } from '../../../../config/config.js';
 import type { Queue } from 'bullmq';
-import type { Ledger, OrgEvents, OrgRegistry, OrgRepository, ServerRegistry, TenantDbs } from '../../../orgs/index.js';
+import type { Ledger, OrgEvents, OrgRegistry, OrgRepository, OrgService, ServerRegistry, TenantDbs } from '../../../orgs/index.js';
 import { MAX_MESSAGE_COST } from '../../domain/channels/index.js';
 import type { Logger } from '../../../platform/lib/logger.js';
 import type { RedisClient } from '../../../platform/lib/redis.js';
@@ -47,6 +47,8 @@ export interface WorkersDeps {
   webhookQueue: Queue<WebhookJob>;
   fairShare: { webhooks: FairShare };
   orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
+  /** The purge of dropped tenants past their retention period, run by the reconciler's sweep. */
+  orgs?: Pick<OrgService, 'purgeExpired'>;
 }
 
 /** Starts the delivery and webhook workers over the given deps. */
@@ -150,6 +152,8 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
     afterMs: config.reconcile.afterMs,
     intervalMs: config.reconcile.intervalMs,
     lookbackMs: config.reconcile.lookbackMs,
+    // Dropped tenants past TENANT_RETENTION_DAYS: their database, user and keys removed (one process, under the lock).
+    upkeep: deps.orgs ? () => deps.orgs!.purgeExpired() : undefined,
   });
   reconciler.start();
   return {

@@ -3,17 +3,32 @@ import { intArg, parse, stringArg, UsageError } from '../../../platform/cli/args
 import type { Commands } from '../../../platform/cli/command.js';
 import { table } from '../../../platform/cli/output.js';
 import { initialCreditsRule, orgIdRule, orgNameRule, serverNameRule } from '../../domain/org.rules.js';
+import type { OrgService } from '../../domain/orgs.service.js';
 import type { TenantBackups } from '../../domain/tenant-backups.js';
 import { adminView, publicView } from '../http/views.js';
+import { orgIdArgument } from './org.commands.js';
+
+const ORG_COLUMNS = ['id', 'name', 'status', 'creditBalance', 'dbName', 'droppedAt', 'purgedAt'];
 
 export interface LifecycleCommandsDeps {
   backups: TenantBackups;
+  orgs: Pick<OrgService, 'undrop' | 'purge'>;
   /** DEFAULT_CREDITS: a clone's balance when `--credits` is not given. */
   defaultCredits: number;
 }
 
 export function lifecycleCommands(s: LifecycleCommandsDeps): Commands {
   return {
+    async undrop({ argv }) {
+      const org = await s.orgs.undrop(orgIdArgument(argv, 'undrop <id>').id);
+      return { json: { org: adminView(org) }, text: table([adminView(org)], ORG_COLUMNS) };
+    },
+
+    async purge({ argv }) {
+      const org = await s.orgs.purge(orgIdArgument(argv, 'purge <id>').id);
+      return { json: { org: adminView(org) }, text: table([adminView(org)], ORG_COLUMNS) };
+    },
+
     async backup({ argv }) {
       const { values, positionals } = parse(argv, { to: { type: 'string' }, list: { type: 'boolean' } });
       if (values.list) {

@@ -1,0 +1,20 @@
+/**
+ * Orgs: offboarding with a retention period. A dropped org keeps its database and (locked) MySQL user until it is
+ * purged: when it was dropped, the status it had (what `undrop` gives back), and when it was purged.
+ */
+import { DataTypes, type QueryInterface } from 'sequelize';
+
+export async function up(qi: QueryInterface): Promise<void> {
+  await qi.addColumn('orgs', 'dropped_at', { type: DataTypes.DATE(3), allowNull: true });
+  await qi.addColumn('orgs', 'status_before_drop', { type: DataTypes.STRING(16), allowNull: true });
+  await qi.addColumn('orgs', 'purged_at', { type: DataTypes.DATE(3), allowNull: true });
+  // The scheduled purge's scan: dropped, not purged, past the retention period.
+  await qi.addIndex('orgs', ['status', 'purged_at', 'dropped_at'], { name: 'orgs_retention' });
+}
+
+export async function down(qi: QueryInterface): Promise<void> {
+  await qi.removeIndex('orgs', 'orgs_retention');
+  await qi.removeColumn('orgs', 'purged_at');
+  await qi.removeColumn('orgs', 'status_before_drop');
+  await qi.removeColumn('orgs', 'dropped_at');
+}
