@@ -269,6 +269,8 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
       expect(await eventually(() => refused(t))).to.equal(true);
       expect(await databases(t.dbName), 'database kept').to.deep.equal([t.dbName]);
       expect(await locked(user), 'user kept, locked').to.deep.equal(['1']);
+      const exported = await run(['export', String(t.id), '--to', path.join(BACKUP_DIR, `dropped-${t.id}.jsonl`), '--json']);
+      expect(exported.json?.counts, 'exported during the retention period').to.deep.equal({ messages: 2, ledger: 1 });
 
       const u = await run(['undrop', String(t.id), '--json']);
       expect(u.code, u.stderr).to.equal(0);
