@@ -55,13 +55,18 @@ const decodeValue = (v: unknown): unknown =>
     : v;
 
 /** Accumulates the SHA-256 of the lines before the trailer while they are produced. */
-export function lineHasher(): { line(text: string): string; digest(): string } {
+export function lineHasher(): { line(text: string): string; chunk(lines: string): string; digest(): string } {
   const hash: Hash = createHash('sha256');
   return {
     line(text) {
       const l = `${text}\n`;
       hash.update(l);
       return l;
+    },
+    /** Several lines at once, each ending with its newline. */
+    chunk(lines) {
+      hash.update(lines);
+      return lines;
     },
     digest: () => hash.digest('hex'),
   };
