@@ -141,6 +141,12 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
         run(['backup', String(a.id), '--to', 'other.jsonl.gz', '--json']),
       ]);
       expect([good.code, other.code]).to.deep.equal([0, 0]);
+      const listed = await run(['backup', '--list', String(t.id), '--json']);
+      expect(listed.json.backups.map((b: { name: string }) => b.name)).to.deep.equal([]); // named by --to, not org-<id>-…
+      const named = await run(['backup', String(t.id), '--json']);
+      expect((await run(['backup', '--list', String(t.id), '--json'])).json.backups.map((b: { name: string }) => b.name)).to.deep.equal([
+        path.basename(named.json.file as string),
+      ]);
       const bytes = readFileSync(good.json.file as string);
       const file = (name: string, data: Buffer | string) => writeFileSync(path.join(BACKUP_DIR, name), data);
       const flipped = Buffer.from(bytes);
