@@ -169,9 +169,18 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
         ['other.jsonl.gz', 'BACKUP_FOREIGN'],
         ['missing.gz', 'BACKUP_NOT_FOUND'],
       ];
-      // Refused before anything is touched (no lock taken): run side by side.
+      // Refused before anything is touched (no lock taken): run side by side, with the other bad inputs of these commands.
       const results = await Promise.all(cases.map(([name]) => run(['restore', String(t.id), '--from', name, '--json'])));
       results.forEach((r, i) => expect([r.code, errorOf(r).code], `${cases[i]![0]}: ${r.stderr}`).to.deep.equal([1, cases[i]![1]]));
+      const bad: [string[], number, string][] = [
+        [['restore', String(t.id), '--from', 'good.jsonl.gz', '--to-server', 'nosuch'], 1, 'SERVER_NOT_FOUND'],
+        [['restore', String(t.id)], 2, 'USAGE'],
+        [['restore', '999999', '--from', 'good.jsonl.gz'], 1, 'ORG_NOT_FOUND'],
+        [['backup', '999999'], 1, 'ORG_NOT_FOUND'],
+        [['backup'], 2, 'USAGE'],
+      ];
+      const refusals = await Promise.all(bad.map(([args]) => run([...args, '--json'])));
+      refusals.forEach((r, i) => expect([r.code, errorOf(r).code], bad[i]![0].join(' ')).to.deep.equal([bad[i]![1], bad[i]![2]]));
       expect(await orgRow(t.id)).to.deep.equal(before.org);
       expect(await list(t)).to.deep.equal(before.messages);
       expect(await databases(`${t.dbName}\\_r%`), 'no fresh database left').to.deep.equal([]);
