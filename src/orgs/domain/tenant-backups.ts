@@ -216,13 +216,15 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
     return (await migrator.migrations(repo.sequelize.getQueryInterface())).map((m) => m.name);
   }
 
-  /** A name for the restored copy: `<prefix><id>_r<6 random>` (a server may hold the current copy under the plain name). */
+  /** Names for the restored copy: `<prefix><id>_r<6 random>` (a server may hold the current copy under the plain name). */
   const freshNames = (org: OrgRecord) => {
-    const suffix = `_r${randomBytes(4).toString('hex').slice(0, 6)}`;
-    return {
-      dbName: `${tenantDbName(config.tenant.dbPrefix, org.id)}${suffix}`,
-      dbUser: `${tenantDbUser(config.tenant.dbPrefix, org.id)}${suffix}`,
-    };
+    const user = tenantDbUser(config.tenant.dbPrefix, org.id);
+    // MySQL 8 user names have at most 32 characters: the random part shrinks to fit (a 20-character prefix and a
+    // 10-digit id leave 0 of them: refused rather than truncated into another tenant's name).
+    const room = Math.min(6, 32 - user.length - 2);
+    if (room < 3) throw new Error(`no room for a restore's user name after ${user} (MySQL user names have at most 32 characters)`);
+    const suffix = `_r${randomBytes(4).toString('hex').slice(0, room)}`;
+    return { dbName: `${tenantDbName(config.tenant.dbPrefix, org.id)}${suffix}`, dbUser: `${user}${suffix}` };
   };
 
   /** After the grace period: the old copy's account locked, its sessions ended, its database and user dropped. */
