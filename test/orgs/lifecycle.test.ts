@@ -113,6 +113,31 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
       expect((await list(t)).length).to.equal(7);
     });
 
+    it('a backup taken while the tenant writes: every write is accepted meanwhile, and the file is one snapshot (messages 1..N, no gap)', async () => {
+      const t = await tenantWithMessages(20);
+      let writing = true;
+      const statuses: number[] = [];
+      // One writer, one message at a time: ids are committed in order, so any snapshot holds a prefix of them.
+      const writer = (async () => {
+        for (let i = 20; writing; i++)
+          statuses.push(
+            (await api.request('POST', '/messages', { org: t, body: { to: '+15551230000', channel: 'sms', body: `w${i}` } })).status,
+          );
+      })();
+      const b = await run(['backup', String(t.id), '--to', `writing-${t.id}.jsonl.gz`, '--json']);
+      writing = false;
+      await writer;
+      expect(b.code, b.stderr).to.equal(0);
+      expect(new Set(statuses)).to.deep.equal(new Set([202]));
+      const ids = gunzipSync(readFileSync(b.json.file as string))
+        .toString()
+        .split('\n')
+        .filter((l) => l.startsWith('["messages"'))
+        .map((l) => (JSON.parse(l) as number[])[1]);
+      expect(ids.length).to.equal(b.json.rows.messages).and.at.least(20);
+      expect(ids).to.deep.equal(Array.from({ length: ids.length }, (_, i) => i + 1));
+    });
+
     it('a backup of an older schema version is migrated forward on restore', async () => {
       const t = await tenantWithMessages(2);
       const rb = await run(['rollback', '--tenant', String(t.id), '--json']);
