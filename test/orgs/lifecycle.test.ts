@@ -4,12 +4,26 @@
  * and offboarding (drop keeps the database for the retention period, undrop, purge).
  */
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Deps } from '../../src/deps.js';
-import { RUN, cli, eventually, rootDb, rows, startApi, startApiWithWorkers, uniqueName, type CliResult, type TestApi } from '../helpers.js';
+import {
+  ROOT,
+  RUN,
+  TEST_ENV,
+  cli,
+  eventually,
+  rootDb,
+  rows,
+  startApi,
+  startApiWithWorkers,
+  uniqueName,
+  type CliResult,
+  type TestApi,
+} from '../helpers.js';
 
 const SHARED = `${RUN}_shared`;
 /** The CLI's processes: a short org cache (the old copy's grace follows it) and backups in a directory of this run. */
@@ -136,6 +150,39 @@ describe('tenant lifecycle: backup, restore, clone, export, offboarding', functi
         .map((l) => (JSON.parse(l) as number[])[1]);
       expect(ids.length).to.equal(b.json.rows.messages).and.at.least(20);
       expect(ids).to.deep.equal(Array.from({ length: ids.length }, (_, i) => i + 1));
+    });
+
+    it('a restore whose process is killed after its switch: the tenant works on the restored copy, and the reconciler’s sweep drops the old copy once its grace period is over', async () => {
+      const t = await tenantWithMessages(3);
+      const b = await run(['backup', String(t.id), '--to', `killed-${t.id}.jsonl.gz`, '--json']);
+      expect(b.code, b.stderr).to.equal(0);
+      const old = await orgRow(t.id);
+      // A grace of a minute: the process is killed while it waits to drop the old copy.
+      const child = spawn(`${ROOT}bin/tenant`, ['restore', String(t.id), '--from', `killed-${t.id}.jsonl.gz`], {
+        cwd: ROOT,
+        env: { ...process.env, ...TEST_ENV, ...ENV, ORG_CACHE_TTL_MS: '60000' },
+        stdio: 'ignore',
+      });
+      const exited = new Promise((resolve) => child.on('close', resolve));
+      try {
+        expect(await eventually(async () => (await orgRow(t.id)).db_name !== old.db_name, 60_000, 100)).to.equal(true);
+      } finally {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      expect((await orgRow(t.id)).retired_db_name).to.equal(old.db_name);
+      expect(await databases(String(old.db_name)), 'the old copy is still there').to.deep.equal([old.db_name]);
+      expect(await eventually(async () => (await api.request('GET', '/messages?limit=10', { org: t })).body?.length === 3)).to.equal(true);
+
+      const stack = await startApiWithWorkers({ RECONCILE_INTERVAL_MS: '200', ORG_CACHE_TTL_MS: '300' });
+      try {
+        expect(await eventually(async () => (await orgRow(t.id)).retired_at === null, 30_000, 100)).to.equal(true);
+      } finally {
+        await stack.stop();
+      }
+      expect(await databases(String(old.db_name)), 'old copy dropped').to.deep.equal([]);
+      expect(await users(String(old.db_user)), 'old user dropped').to.deep.equal([]);
+      expect((await list(t)).length).to.equal(3);
     });
 
     it('a backup of an older schema version is migrated forward on restore', async () => {

@@ -233,7 +233,36 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
     const admin = await servers.admin(old.dbServerId);
     await admin.query(`ALTER USER ${accountOf(admin, old.dbUser, config.tenant.userHost)} ACCOUNT LOCK`).catch(() => undefined);
     await killSessionsOf(admin, old.dbUser);
-    return provisioner.removeDatabase(old, old.dbServerId);
+    const dropped = await provisioner.removeDatabase(old, old.dbServerId);
+    await repo.sequelize.query(
+      'UPDATE orgs SET retired_db_server_id = NULL, retired_db_name = NULL, retired_db_user = NULL, retired_at = NULL WHERE id = :id AND retired_db_name = :db',
+      { replacements: { id: old.id, db: old.dbName } },
+    );
+    return dropped;
+  }
+
+  interface Retired {
+    id: number;
+    server: number;
+    db: string;
+    user: string;
+    age: number;
+  }
+  const retiredOf = (where: string, replacements: Record<string, unknown>) =>
+    repo.sequelize.query<Retired>(
+      `SELECT id, retired_db_server_id AS server, retired_db_name AS db, retired_db_user AS user,
+              TIMESTAMPDIFF(MICROSECOND, retired_at, CURRENT_TIMESTAMP(3)) / 1000 AS age
+       FROM orgs WHERE retired_at IS NOT NULL AND ${where}`,
+      { replacements, type: QueryTypes.SELECT },
+    );
+
+  /** Drops the copy a restore of this org switched away from, once its grace period is over (under the move lock). */
+  async function dropRetired(r: Retired): Promise<void> {
+    const org = await repo.get(Number(r.id));
+    if (!org) return;
+    const old = { ...org, dbServerId: Number(r.server), dbName: r.db, dbUser: r.user, dbPasswordEnc: org.dbPasswordEnc ?? '' };
+    if (old.dbName === org.dbName && old.dbServerId === org.dbServerId) return; // never the copy it lives in
+    await dropOldCopy(old, Math.max(0, graceMs - Number(r.age)));
   }
 
   async function restoreLocked(
@@ -260,6 +289,8 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
       );
 
     return deps.mover.withMoveLock(orgId, async () => {
+      // An earlier restore's old copy still recorded (its process died in the grace period): dropped first.
+      for (const r of await retiredOf('id = :id', { id: orgId })) await dropRetired(r);
       const current = await operational(orgId);
       const target = opts.toServer ? await servers.pickForNewTenant(opts.toServer) : await servers.get(current.dbServerId);
       const fresh: ProvisionedOrg = {
@@ -318,8 +349,9 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
         }
         // 5. The switch: database, user and password at once, only if nothing moved the org meanwhile.
         const [, meta] = await repo.sequelize.query(
-          `UPDATE orgs SET db_server_id = :to, db_name = :db, db_user = :user, db_password_enc = :pw, updated_at = CURRENT_TIMESTAMP(3)
-           WHERE id = :id AND db_server_id = :from AND db_name = :oldDb AND moving_since IS NULL
+          `UPDATE orgs SET db_server_id = :to, db_name = :db, db_user = :user, db_password_enc = :pw, updated_at = CURRENT_TIMESTAMP(3),
+             retired_db_server_id = :from, retired_db_name = :oldDb, retired_db_user = :oldUser, retired_at = CURRENT_TIMESTAMP(3)
+           WHERE id = :id AND db_server_id = :from AND db_name = :oldDb AND moving_since IS NULL AND retired_at IS NULL
              AND moving_to_server_id IS NULL AND moving_from_server_id IS NULL AND status IN ('ACTIVE', 'SUSPENDED')`,
           {
             replacements: {
@@ -330,6 +362,7 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
               pw: fresh.dbPasswordEnc,
               from: current.dbServerId,
               oldDb: current.dbName,
+              oldUser: current.dbUser,
             },
           },
         );
@@ -419,6 +452,26 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
+    },
+    /**
+     * Drops the old copies that restores left recorded past their grace period (a restore whose process died after
+     * its switch); the reconciler's sweep calls it. Answers the org ids done; an org being moved or restored is skipped.
+     */
+    async dropRetiredCopies(): Promise<number[]> {
+      const done: number[] = [];
+      for (const r of await retiredOf('retired_at < CURRENT_TIMESTAMP(3) - INTERVAL :ms * 1000 MICROSECOND', { ms: graceMs })) {
+        try {
+          await deps.mover.withMoveLock(Number(r.id), () => dropRetired(r));
+          done.push(Number(r.id));
+          logger.info('restore: an old copy left by a restore was dropped', { orgId: Number(r.id), db: r.db });
+        } catch (err) {
+          logger.warn('restore: an old copy could not be dropped yet; retried at the next sweep', {
+            orgId: Number(r.id),
+            err: describeError(err),
+          });
+        }
+      }
+      return done;
     },
     /** Backups in the store, of one org or all. */
     list: (orgId?: number) => store.list(orgId === undefined ? 'org-' : `org-${orgId}-`),
