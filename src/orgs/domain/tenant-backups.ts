@@ -261,7 +261,16 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
     const org = await repo.get(Number(r.id));
     if (!org) return;
     const old = { ...org, dbServerId: Number(r.server), dbName: r.db, dbUser: r.user, dbPasswordEnc: org.dbPasswordEnc ?? '' };
-    if (old.dbName === org.dbName && old.dbServerId === org.dbServerId) return; // never the copy it lives in
+    if (old.dbName === org.dbName && old.dbServerId === org.dbServerId) {
+      // Never the copy it lives in: only the record goes.
+      await repo.sequelize.query(
+        'UPDATE orgs SET retired_db_server_id = NULL, retired_db_name = NULL, retired_db_user = NULL, retired_at = NULL WHERE id = :id',
+        {
+          replacements: { id: org.id },
+        },
+      );
+      return;
+    }
     await dropOldCopy(old, Math.max(0, graceMs - Number(r.age)));
   }
 
