@@ -52,6 +52,10 @@ export interface Config {
    */
   readonly warmPool: { readonly size: number; readonly refillMs: number };
   readonly orgCacheTtlMs: number;
+  /** BACKUP_DIR: where `bin/tenant backup` writes (absolute; default `./backups`). */
+  readonly backupDir: string;
+  /** TENANT_RETENTION_DAYS: how long a dropped tenant's database and user are kept (locked) before the purge. */
+  readonly retentionDays: number;
   /** Tenants the `default` server takes, set when it is first registered (DEFAULT_SERVER_CAPACITY); later: `servers set`. */
   readonly defaultServerCapacity: number;
   readonly redisUrl: string;
@@ -258,6 +262,8 @@ const schema = Joi.object({
     .default('256kb'),
   MIGRATION_LOCK_WAIT_SEC: Joi.number().integer().min(0).max(3600).default(30),
   TENANT_MIGRATIONS_DIR: Joi.string().optional(),
+  BACKUP_DIR: Joi.string().default('backups'),
+  TENANT_RETENTION_DAYS: Joi.number().min(0).max(3650).default(30),
   DASHBOARD_READ_ONLY: Joi.boolean().default(true),
 }).unknown(true);
 
@@ -298,6 +304,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     warmPool: { size: v.TENANT_WARM_POOL_SIZE, refillMs: v.TENANT_WARM_POOL_REFILL_MS },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
+    backupDir: resolvePath(v.BACKUP_DIR as string),
+    retentionDays: v.TENANT_RETENTION_DAYS,
     defaultServerCapacity: v.DEFAULT_SERVER_CAPACITY,
     redisUrl: v.REDIS_URL,
     ...(clusterNodes ? { redisClusterNodes: clusterNodes } : {}),

@@ -37,6 +37,9 @@ import { createTenantMigrations, type TenantMigrations } from './orgs/domain/ten
 import { createFleetMigrations, type FleetMigrations } from './orgs/domain/fleet-migrations.js';
 import { createRolloutRepository } from './orgs/data-access/rollouts.repository.js';
 import { createSchemaVersions, type SchemaVersions } from './orgs/data-access/schema-versions.js';
+import { createTenantBackups, type TenantBackups } from './orgs/domain/tenant-backups.js';
+import { createDirectoryStore } from './platform/storage/blob-store.js';
+import { markClonedUnsent } from './messages/data-access/messages.repository.js';
 
 export interface Deps {
   config: Config;
@@ -61,6 +64,8 @@ export interface Deps {
   mover: TenantMover;
   /** The warm pool of tenants provisioned ahead (started by API processes: src/app/run.ts). */
   pool: TenantPool;
+  /** Backups and restores of tenant databases (BACKUP_DIR), and clones. */
+  backups: TenantBackups;
   deliveryQueue: Queue<DeliveryJob>;
   webhookQueue: Queue<WebhookJob>;
   messages: MessageService;
@@ -130,6 +135,18 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const fleet = createFleetMigrations({ config, sharedDb, servers, versions, rollouts: createRolloutRepository(sharedDb), logger });
   const mover = createTenantMover({ config, repo, servers, provisioner, events, logger, beforeStep: opts.beforeMoveStep });
   const pool = createTenantPool({ config, repo, ledger, servers, provisioner, logger });
+  const backups = createTenantBackups({
+    config,
+    repo,
+    servers,
+    provisioner,
+    mover,
+    events,
+    secrets,
+    store: createDirectoryStore(config.backupDir),
+    logger,
+    onCloned: markClonedUnsent,
+  });
   const orgs = createOrgService({
     repo,
     ledger,
@@ -207,6 +224,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     fleet,
     mover,
     pool,
+    backups,
     deliveryQueue,
     webhookQueue,
     messages,

@@ -51,6 +51,20 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
   ORG_DELETED: { status: 409, meaning: 'the org was dropped (CLI `provision`)' },
   INSUFFICIENT_BALANCE: { status: 409, meaning: 'an adjustment would take the balance below zero' },
   PROVISIONING_IN_PROGRESS: { status: 409, meaning: 'another process is provisioning this org' },
+  BACKUP_NOT_FOUND: { status: 404, meaning: 'no backup of that name in BACKUP_DIR (or at that path) (CLI `restore`)' },
+  BACKUP_INVALID: {
+    status: 422,
+    meaning:
+      'the file is not a tenant backup (not gzip, no header) or of a format version this code does not read; nothing changed (CLI `restore`)',
+  },
+  BACKUP_CORRUPT: {
+    status: 422,
+    meaning: 'the backup is damaged (gzip data, a line, the counts or the SHA-256 do not add up); nothing changed (CLI `restore`)',
+  },
+  BACKUP_TRUNCATED: {
+    status: 422,
+    meaning: 'the backup ends early (a partial copy or upload: no trailer, or the gzip stream cut); nothing changed (CLI `restore`)',
+  },
   TENANT_DB_EXISTS: { status: 409, meaning: 'a database of the tenant’s name exists and is not this org’s; left untouched' },
   NO_SERVER_CAPACITY: {
     status: 409,
@@ -78,6 +92,17 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorEntry>> = {
     meaning: 'the org is being moved by another process, or an earlier move did not finish (CLI `move`; `move <id> --abort` ends it)',
   },
   MOVE_ABORTED: { status: 409, meaning: 'the move was stopped by `move <id> --abort` or `drop` and rolled back (CLI `move`)' },
+  BACKUP_FOREIGN: {
+    status: 409,
+    meaning: 'the backup is of another org (CLI `restore`; nothing changed; `--force-foreign` restores it anyway)',
+  },
+  BACKUP_SCHEMA_UNKNOWN: {
+    status: 409,
+    meaning: 'the backup has tenant migrations this code does not know (written by newer code); nothing changed (CLI `restore`)',
+  },
+  ORG_NOT_DROPPED: { status: 409, meaning: 'undrop or purge of an org that is not dropped (CLI `undrop`, `purge`)' },
+  ORG_PURGED: { status: 409, meaning: 'undrop of an org already purged: its database and keys are gone (CLI `undrop`)' },
+  ORG_CHANGED: { status: 409, meaning: 'the org was dropped or moved during the restore; nothing was switched (CLI `restore`)' },
   NO_MOVE_IN_PROGRESS: { status: 409, meaning: 'the org is not being moved (CLI `move --abort`)' },
   ROLLOUT_RUNNING: { status: 409, meaning: 'another process is running a schema rollout (CLI `migrate`, `rollout resume|retry`)' },
   ROLLOUT_NOT_RUNNING: { status: 409, meaning: 'the rollout is not running, so it cannot be paused (CLI `rollout pause`)' },

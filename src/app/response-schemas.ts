@@ -55,6 +55,11 @@ const adminOrg: Properties<ReturnType<typeof adminView>> = {
   }),
   webhookUrl: orNull({ type: 'string', format: 'uri' }),
   movingSince: orNull({ ...dateTime, description: 'set while its database is being moved to another server (`bin/tenant move`)' }),
+  droppedAt: orNull({
+    ...dateTime,
+    description: 'when it was dropped: its database and locked user are kept until purged (`TENANT_RETENTION_DAYS`)',
+  }),
+  purgedAt: orNull({ ...dateTime, description: 'when its database, MySQL user and keys were removed for good' }),
 };
 
 const message: Properties<ReturnType<typeof messageView>> = {

@@ -15,6 +15,7 @@ export type { TenantDbs } from './domain/tenant-dbs.js';
 export type { OrgRegistry } from './domain/org-registry.js';
 export type { OrgEvents } from './domain/org-events.js';
 export type { OrgService } from './domain/orgs.service.js';
+export type { TenantBackups } from './domain/tenant-backups.js';
 export type { ServerRegistry } from './domain/server-registry.js';
 export type { OrgRepository } from './data-access/org.repository.js';
 export { ledgerKey, type Ledger, type LedgerEntry } from './data-access/ledger.js';

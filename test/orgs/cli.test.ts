@@ -211,15 +211,22 @@ describe('bin/tenant (CLI)', () => {
       expect((await orgRow(t.id))!.status).to.equal('ACTIVE');
     });
 
-    it('drop --force removes the tenant database and its MySQL user, and the org becomes DELETED', async () => {
+    it('drop --force locks the MySQL user and keeps the database for the retention period, and the org becomes DELETED', async () => {
       const { db_user: user } = (await orgRow(t.id))!;
       expect(await rows(root, 'SELECT User FROM mysql.user WHERE User = :user', { user })).to.have.length(1);
 
       const r = await cli(['drop', String(t.id), '--force', '--json']);
       expectOk(r);
       expect(r.json.org).to.include({ id: t.id, status: 'DELETED' });
-      expect(await schemaExists(t.dbName), 'tenant database').to.equal(false);
-      expect(await rows(root, 'SELECT User FROM mysql.user WHERE User = :user', { user }), 'tenant MySQL user').to.have.length(0);
+      expect(r.json.org.droppedAt).to.be.a('string');
+      expect(await schemaExists(t.dbName), 'tenant database').to.equal(true);
+      const locked = await rows(root, "SELECT JSON_VALUE(Priv, '$.account_locked') AS locked FROM mysql.global_priv WHERE User = :user", {
+        user,
+      });
+      expect(
+        locked.map((l) => String(l.locked)),
+        'tenant MySQL user locked',
+      ).to.deep.equal(['1']);
       expect((await orgRow(t.id))!.status).to.equal('DELETED');
     });
   });

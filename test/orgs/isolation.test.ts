@@ -152,9 +152,19 @@ describe('tenant isolation (enforced by MySQL grants)', function () {
     expect(LOGIN_DENIED).to.include(await errorCode(connectAs(a.dbUser, '')));
   });
 
-  it("after B is dropped, B's database and MySQL user are gone and A still works", async () => {
+  it("after B is dropped, B's user is locked (its database kept for the retention period); after B is purged, B's database and MySQL user are gone; A still works", async () => {
     const dropped = await deps.orgs.drop(b.id);
     expect(dropped.status).to.equal('DELETED');
+    // MariaDB: "Access denied, this account is locked" (errno 4151, which mysql2 names after another error).
+    const locked = (await connectAs(b.dbUser, b.password).then(
+      () => undefined,
+      (err: { errno?: number }) => err,
+    )) as { errno?: number; message: string } | undefined;
+    expect(locked?.message).to.match(/locked/);
+    expect(
+      await rows(root, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :db', { db: b.dbName }),
+    ).to.have.length(1);
+    await deps.orgs.purge(b.id);
     expect(await rows(root, 'SELECT User FROM mysql.user WHERE User = :user', { user: b.dbUser })).to.have.length(0);
     expect(
       await rows(root, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :db', { db: b.dbName }),

@@ -5,6 +5,9 @@
  * rows, sessions that changed hands before a kill), the default server's registration and server capacities.
  */
 import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import mysql from 'mysql2/promise';
 import type { Deps } from '../../src/deps.js';
 import { createTenantMover, type MoveStep } from '../../src/orgs/domain/tenant-mover.js';
@@ -244,6 +247,27 @@ describe('moving tenants between servers', function () {
     before(async () => (api = await startApi()));
     after(async () => api.stop());
 
+    it('restore --to-server: a backup restored onto the second server, the tenant switched there with its data and key, the old copy dropped', async () => {
+      const t = await tenantWithMessages(api, 5);
+      const dir = mkdtempSync(path.join(tmpdir(), `${RUN}-restore-`));
+      const env = { ...FAST, BACKUP_DIR: dir };
+      try {
+        const b = await cli(['backup', String(t.id), '--to', 'b.jsonl.gz', '--json'], env);
+        expect(b.code, b.stderr).to.equal(0);
+        const r = await cli(['restore', String(t.id), '--from', 'b.jsonl.gz', '--to-server', SECOND, '--json'], env);
+        expect(r.code, r.stderr).to.equal(0);
+        expect(r.json).to.include({ server: SECOND, oldCopyDropped: true });
+        const row = await orgRow(t.id);
+        expect(row.db_server_id).to.equal(secondId);
+        expect((await messagesOn('second', String(row.db_name))).map((m) => m.body)).to.deep.equal(['m0', 'm1', 'm2', 'm3', 'm4']);
+        expect(await databaseOn('default', t.dbName), 'old copy dropped').to.equal(false);
+        const listed = await eventually(async () => (await api.request('GET', '/messages?limit=10', { org: t })).body?.length === 5);
+        expect(listed, 'the same key reads the restored messages').to.equal(true);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('one server under two names: `servers add` of the default server as localhost is refused with SERVER_DUPLICATE; an entry made before identities existed is refused at move, and the tenant database is untouched', async () => {
       const added = await cli(['servers', 'add', `alias-${RUN}`, '--host', 'localhost', '--port', '3306', '--user', 'root', '--json']);
       expect(added.code, added.stderr).to.equal(1);
@@ -363,7 +387,7 @@ describe('moving tenants between servers', function () {
       expect(await eventually(async () => (await api.request('GET', '/messages', { org: t })).body?.length === 7)).to.equal(true);
     });
 
-    it('dropping a tenant during a move (CLI drop while the move waits at its switch) leaves no database and no MySQL user on either server', async () => {
+    it('dropping a tenant during a move (CLI drop while the move waits at its switch) leaves no database and no MySQL user on the target, and only the retained (locked) copy on the source', async () => {
       const t = await tenantWithMessages(api, 4);
       const atSwitch = gate();
       const release = gate();
@@ -392,9 +416,12 @@ describe('moving tenants between servers', function () {
       }
       expect(await databaseOn('second', t.dbName), 'database on the target').to.equal(false);
       expect(await userOn('second', t.dbUser), 'MySQL user on the target').to.equal(false);
+      // Dropping keeps the tenant's database (its user locked) for TENANT_RETENTION_DAYS; purging removes it.
+      expect(await databaseOn('default', t.dbName), 'database on the source, retained').to.equal(true);
+      expect((await orgRow(t.id)).status).to.equal('DELETED');
+      expect((await cli(['purge', String(t.id)])).code).to.equal(0);
       expect(await databaseOn('default', t.dbName), 'database on the source').to.equal(false);
       expect(await userOn('default', t.dbUser), 'MySQL user on the source').to.equal(false);
-      expect((await orgRow(t.id)).status).to.equal('DELETED');
     });
 
     it('big rows: 200 e-mails of 100 KB (20 MB, over max_allowed_packet in one 1,000-row INSERT) move, byte for byte', async () => {

@@ -25,6 +25,8 @@ export function fakeOrg(id: number, over: Partial<ProvisionedOrg> = {}): Provisi
     movingSince: null,
     movingToServerId: null,
     pooledSince: null,
+    droppedAt: null,
+    purgedAt: null,
     createdAt: new Date(0),
     updatedAt: new Date(0),
     ...over,

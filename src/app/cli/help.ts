@@ -76,8 +76,41 @@ export const HELP: Record<string, CommandHelp> = {
   resume: { usage: 'resume <id>', what: "allow the org's API requests again", examples: ['bin/tenant resume 7'] },
   drop: {
     usage: 'drop <id> --force',
-    what: 'drop the tenant database and user; the org becomes DELETED (a move of it is stopped first, and its copy dropped)',
+    what: 'offboard the tenant: the org becomes DELETED (the API refuses it like an unknown org), its MySQL user is locked and its database kept for TENANT_RETENTION_DAYS, then purged (a move of it is stopped first, and its copy dropped)',
     examples: ['bin/tenant drop 7 --force'],
+  },
+  undrop: {
+    usage: 'undrop <id>',
+    what: 'bring a dropped tenant back as it was (its status, database, keys; its user unlocked), until it is purged',
+    examples: ['bin/tenant undrop 7'],
+  },
+  purge: {
+    usage: 'purge <id>',
+    what: "remove a dropped tenant's database, MySQL user and API keys now (otherwise done after TENANT_RETENTION_DAYS); its org row and ledger stay",
+    examples: ['bin/tenant purge 7'],
+  },
+  backup: {
+    usage: 'backup <id> [--to FILE] | backup --list [<id>]',
+    what: "write a consistent snapshot of the tenant's database (one REPEATABLE READ transaction, streamed, gzip; its schema version, row counts, checksums and SHA-256) to BACKUP_DIR (or FILE) while it keeps working; --list: the backups in BACKUP_DIR",
+    examples: ['bin/tenant backup 7', 'bin/tenant backup 7 --to /mnt/backups/acme.jsonl.gz --json', 'bin/tenant backup --list 7'],
+  },
+  restore: {
+    usage: 'restore <id> --from FILE [--to-server NAME] [--force-foreign]',
+    what: "check the backup whole (refused, nothing changed: BACKUP_INVALID, BACKUP_CORRUPT, BACKUP_TRUNCATED, BACKUP_FOREIGN for another org's), load it into a fresh database (same server, or NAME), verify counts and checksums, migrate it forward, switch the tenant to it (keeps id, keys, balance), drop the old copy after a grace period",
+    examples: [
+      'bin/tenant restore 7 --from org-7-20261206T161419Z.tenant-backup.jsonl.gz',
+      'bin/tenant restore 7 --from /mnt/b.gz --to-server eu-1',
+    ],
+  },
+  clone: {
+    usage: 'clone <id> --name NAME [--credits N] [--server NAME]',
+    what: "create a new org whose database is a copy of the source's (its own MySQL user, first API key and balance); the source is untouched; messages the source had not sent are copied as FAILED (CLONED_UNSENT)",
+    examples: ['bin/tenant clone 7 --name "Acme staging"', 'bin/tenant clone 7 --name "Template copy" --credits 0 --json'],
+  },
+  export: {
+    usage: 'export <id> [--to FILE]',
+    what: "the tenant's data for portability as JSON Lines (the org, then its messages, then its ledger entries, then an end line with counts), streamed; on stdout without --to; also for a dropped tenant during its retention period",
+    examples: ['bin/tenant export 7 > acme.jsonl', 'bin/tenant export 7 --to acme.jsonl --json'],
   },
   credits: {
     usage: 'credits <id> <amount> [--reference REF]',
@@ -119,6 +152,8 @@ export function isReadOnly(command: string, argv: readonly string[]): boolean {
   if (command === 'keys' || command === 'servers') return argv[0] === 'list';
   if (command === 'rollout') return argv[0] === 'status';
   if (command === 'pool') return argv[0] !== 'fill';
+  if (command === 'backup') return argv.includes('--list');
+  if (command === 'export') return true;
   return HELP[command]?.readOnly === true;
 }
 

@@ -77,7 +77,7 @@ export async function runCli(argv: string[]): Promise<number> {
       ? (total: number) => createProgressBar(total, (line, final) => process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`))
       : undefined;
     const result = await buildCommands(deps)[name]!({ argv: rest, progress, emit, progressBar });
-    process.stdout.write(`${json ? JSON.stringify(result.json) : result.text}\n`);
+    if (!result.quiet) process.stdout.write(`${json ? JSON.stringify(result.json) : result.text}\n`);
     if (result.exitCode) process.stderr.write(colour(process.stderr, 'red', `error: ${result.reason ?? 'the command failed'}`) + '\n');
     return result.exitCode ?? 0;
   } catch (err) {

@@ -96,3 +96,22 @@ export async function countOpen(db: Sequelize): Promise<{ queued: number; sendin
   const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
   return { queued: count('QUEUED'), sending: count('SENDING') };
 }
+
+/**
+ * A clone's copy of its source's messages (on the clone's new database, before the switch): the messages the source had
+ * not finished sending are the source's to send, never the clone's — marked FAILED, `CLONED_UNSENT`.
+ */
+export async function markClonedUnsent(db: Sequelize, sourceOrgId: number): Promise<number> {
+  const r = await write(
+    db,
+    `UPDATE messages SET status = 'FAILED', error_code = 'CLONED_UNSENT', error_text = ?, updated_at = CURRENT_TIMESTAMP(3)
+     WHERE status IN ('QUEUED', 'SENDING')`,
+    [`not sent: copied from org ${sourceOrgId} before it was sent there`],
+  );
+  return r.affectedRows;
+}
+
+/** Messages with ids after `afterId`, oldest first (an export's pages, on the primary key). */
+export function messagesAfter(db: Sequelize, afterId: number, limit: number): Promise<MessageRecord[]> {
+  return selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?`, [afterId, limit]);
+}

@@ -22,3 +22,9 @@ export interface MessageRecord {
   updatedAt: Date;
   sentAt: Date | null;
 }
+
+/** A message as an export writes it: every column but the internal request hash. */
+export function messageExportView(m: MessageRecord) {
+  const { requestHash: _hash, ...rest } = m;
+  return { ...rest, id: Number(m.id) };
+}

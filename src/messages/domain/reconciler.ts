@@ -81,6 +81,11 @@ export interface ReconcilerDeps {
   lookbackMs?: number;
   logger: Logger;
   metrics?: Pick<Metrics, 'reconcilerRequeued' | 'reconcilerLastSweep' | 'reconcilerRepairs' | 'reconcilerEnqueueFailures'>;
+  /**
+   * Other upkeep run once per sweep by the process that holds the sweep's lock (the purge of dropped tenants past
+   * their retention period); its failure is logged and tried again at the next sweep.
+   */
+  upkeep?: () => Promise<unknown>;
   /** Paging (tests, benchmarks): tenants per query and rows per tenant per page. */
   tenantsPerQuery?: number;
   pageRows?: number;
@@ -304,7 +309,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       };
     }
     try {
-      return await sweepLocked(started, token);
+      const result = await sweepLocked(started, token);
+      await deps
+        .upkeep?.()
+        .catch((err: unknown) => logger.warn('reconciler: upkeep failed; retried at the next sweep', { err: describeError(err) }));
+      return result;
     } finally {
       await deps.redis.eval(RELEASE, 1, lockKey, token).catch(() => undefined);
     }

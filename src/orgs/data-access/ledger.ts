@@ -152,6 +152,15 @@ export function createLedger(db: Sequelize) {
     find,
     existing,
     /** Sum of the org's ledger (must always equal its balance). */
+    /** The org's entries with ids after `afterId`, oldest first (an export's pages: served by the org_id index). */
+    async page(orgId: number, afterId: number, limit: number): Promise<LedgerEntry[]> {
+      const found = await selectRows<Row>(db, 'SELECT * FROM credit_ledger WHERE org_id = ? AND id > ? ORDER BY id LIMIT ?', [
+        orgId,
+        afterId,
+        limit,
+      ]);
+      return found.map(toEntry);
+    },
     async sum(orgId: number): Promise<number> {
       const [r] = await db.query<Row>('SELECT COALESCE(SUM(amount), 0) AS total FROM credit_ledger WHERE org_id = :orgId', {
         replacements: { orgId },

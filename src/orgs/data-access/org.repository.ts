@@ -30,6 +30,8 @@ const toOrg = (r: Row): OrgRecord => ({
   movingSince: r.moving_since ? new Date(r.moving_since as Date) : null,
   movingToServerId: r.moving_to_server_id == null ? null : Number(r.moving_to_server_id),
   pooledSince: r.pooled_since ? new Date(r.pooled_since as Date) : null,
+  droppedAt: r.dropped_at ? new Date(r.dropped_at as Date) : null,
+  purgedAt: r.purged_at ? new Date(r.purged_at as Date) : null,
   createdAt: new Date(r.created_at as Date),
   updatedAt: new Date(r.updated_at as Date),
 });

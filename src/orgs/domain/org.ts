@@ -38,6 +38,10 @@ export interface OrgRecord {
   movingToServerId: number | null;
   /** Set while the org is a warm-pool tenant (made ahead, not yet claimed by a create). */
   pooledSince: Date | null;
+  /** When it was dropped (status DELETED): its database and locked user are kept until purged. */
+  droppedAt: Date | null;
+  /** When its database, user and keys were removed (after the retention period, or `bin/tenant purge`). */
+  purgedAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -141,6 +141,24 @@ export function createOrgService(deps: {
       await events.publish({ orgId: id, reason: 'dropped' });
       return org;
     },
+    /** Brings a dropped org back as it was (until it is purged). */
+    async undrop(id: number): Promise<OrgRecord> {
+      const org = await provisioner.undrop(id);
+      await events.publish({ orgId: id, reason: 'undropped' });
+      return org;
+    },
+    /** Removes a dropped org's database, MySQL user and keys for good (its row and ledger stay). */
+    async purge(id: number): Promise<OrgRecord> {
+      const org = await provisioner.purge(id);
+      await events.publish({ orgId: id, reason: 'purged' });
+      return org;
+    },
+    /** Purges the dropped orgs past TENANT_RETENTION_DAYS (the reconciler's sweep calls it). */
+    async purgeExpired(): Promise<number[]> {
+      const ids = await provisioner.purgeExpired();
+      for (const id of ids) await events.publish({ orgId: id, reason: 'purged' });
+      return ids;
+    },
   };
 }
 

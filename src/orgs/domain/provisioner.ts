@@ -14,6 +14,7 @@ import { generateApiKey, randomPassword, type SecretBox } from '../../platform/l
 import { createSequelize } from '../../platform/db/sequelize.js';
 import { quoteIdentifier } from '../../platform/db/identifiers.js';
 import { tenantDbName, tenantDbUser } from './tenant-names.js';
+import { killSessionsOf } from './tenant-sessions.js';
 import { isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
 import type { SchemaVersions } from '../data-access/schema-versions.js';
@@ -111,6 +112,20 @@ async function ownership(admin: Sequelize, org: ProvisionedOrg): Promise<'own' |
 export function createProvisioner(deps: ProvisionerDeps) {
   const { config, repo, servers, ledger, secrets, logger } = deps;
 
+  /** Migrates the org's database up to `to` (a migration's name; the latest without) and records its version. */
+  async function migrate(org: ProvisionedOrg, to?: string): Promise<void> {
+    const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
+    try {
+      const migrator = createMigrator({ sequelize: db, dir: config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR });
+      await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => (to ? migrator.up({ to }) : migrator.up()));
+      // A new tenant (or a moved tenant's new copy) is at the latest version: the fleet status knows it at once.
+      const version = (await migrator.executed()).at(-1)?.name ?? null;
+      await deps.versions?.record([{ serverId: org.dbServerId, dbName: org.dbName, orgId: org.id, version }]);
+    } finally {
+      await db.close();
+    }
+  }
+
   const steps: Record<ProvisioningStep, (org: ProvisionedOrg) => Promise<string | undefined>> = {
     async CREATE_DATABASE(org) {
       const admin = await servers.admin(org.dbServerId);
@@ -147,16 +162,7 @@ export function createProvisioner(deps: ProvisionerDeps) {
       return undefined;
     },
     async MIGRATE(org) {
-      const db = await servers.adminForDatabase(org.dbServerId, org.dbName);
-      try {
-        const migrator = createMigrator({ sequelize: db, dir: config.tenantMigrationsDir ?? TENANT_MIGRATIONS_DIR });
-        await withMigrationLock(db, org.dbName, config.migrationLockWaitSec, () => migrator.up());
-        // A new tenant (or a moved tenant's new copy) is at the latest version: the fleet status knows it at once.
-        const version = (await migrator.executed()).at(-1)?.name ?? null;
-        await deps.versions?.record([{ serverId: org.dbServerId, dbName: org.dbName, orgId: org.id, version }]);
-      } finally {
-        await db.close();
-      }
+      await migrate(org);
       return undefined;
     },
     async CREATE_API_KEY(org) {
@@ -257,6 +263,57 @@ export function createProvisioner(deps: ProvisionerDeps) {
     return true;
   }
 
+  /** Runs fn holding the org's provisioning lock: provisioning, drop, undrop and purge never interleave. */
+  async function withOrgLock<T>(orgId: number, fn: () => Promise<T>): Promise<T> {
+    const lockDb = createSequelize({ ...config.db, database: config.db.name, poolMax: 1, connectTimeoutMs: 3000 });
+    try {
+      return await withLock(lockDb, `tenancy:provision:${config.db.name}:${orgId}`, config.migrationLockWaitSec, fn);
+    } catch (err) {
+      if (err instanceof LockTimeoutError) throw conflict('PROVISIONING_IN_PROGRESS', `org ${orgId} is being changed by another process`);
+      throw err;
+    } finally {
+      await lockDb.close();
+    }
+  }
+
+  /** Locks (ending its sessions) or unlocks the org's MySQL user, if the database is its own (a foreign one: left alone). */
+  async function setLocked(org: ProvisionedOrg, locked: boolean): Promise<void> {
+    const admin = await servers.admin(org.dbServerId);
+    if ((await ownership(admin, org)) === 'foreign') {
+      logger.warn('the database of this name belongs to someone else; its user is left untouched', { orgId: org.id, db: org.dbName });
+      return;
+    }
+    const account = accountOf(admin, org.dbUser, config.tenant.userHost);
+    const [user] = await admin.query('SELECT 1 FROM mysql.user WHERE User = :user AND Host = :host', {
+      replacements: { user: org.dbUser, host: config.tenant.userHost },
+      type: QueryTypes.SELECT,
+    });
+    if (!user) return; // provisioning stopped before CREATE_USER
+    await admin.query(`ALTER USER ${account} ACCOUNT ${locked ? 'LOCK' : 'UNLOCK'}`);
+    if (locked) await killSessionsOf(admin, org.dbUser);
+  }
+
+  /** The purge itself (under the org's lock): database and user (if its own), keys, secrets; the org row and ledger stay. */
+  async function purgeLocked(orgId: number): Promise<OrgRecord> {
+    const org = (await repo.get(orgId))!;
+    if (org.purgedAt) return org;
+    if (isProvisioned(org)) {
+      const admin = await servers.admin(org.dbServerId);
+      if ((await ownership(admin, org)) !== 'foreign') await killSessionsOf(admin, org.dbUser);
+      if (!(await removeDatabase(org, org.dbServerId)))
+        logger.warn('purge: the database of this name belongs to someone else; left untouched', { orgId, db: org.dbName });
+    }
+    await repo.sequelize.transaction(async (transaction) => {
+      await repo.sequelize.query('DELETE FROM api_keys WHERE org_id = :id', { replacements: { id: orgId }, transaction });
+      await repo.sequelize.query(
+        `UPDATE orgs SET purged_at = CURRENT_TIMESTAMP(3), db_password_enc = NULL, webhook_secret_enc = NULL, updated_at = CURRENT_TIMESTAMP(3)
+         WHERE id = :id`,
+        { replacements: { id: orgId }, transaction },
+      );
+    });
+    return (await repo.get(orgId))!;
+  }
+
   return {
     /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
     async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
@@ -284,24 +341,86 @@ export function createProvisioner(deps: ProvisionerDeps) {
     },
     /** Resumes (or re-checks) provisioning of an existing org. */
     provision: run,
-    /** Drops the tenant database and user and marks the org DELETED. */
+    /**
+     * Offboards the org: marked DELETED (the API refuses it like an unknown org), its MySQL user locked and its sessions
+     * ended, its database kept for TENANT_RETENTION_DAYS (0: purged at once). `undrop` brings it back as it was.
+     */
     async drop(orgId: number): Promise<OrgRecord> {
-      const org = await repo.get(orgId);
-      if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
-      if (isProvisioned(org) && !(await removeDatabase(org, org.dbServerId))) {
-        // Provisioning was refused because the name was taken: neither that database nor its user are ours.
-        logger.warn('drop: the database of this name belongs to someone else; left untouched', { orgId, db: org.dbName });
+      return withOrgLock(orgId, async () => {
+        const org = await repo.get(orgId);
+        if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+        if (org.status === 'DELETED') return org;
+        if (isProvisioned(org)) await setLocked(org, true);
+        await repo.sequelize.query(
+          `UPDATE orgs SET status_before_drop = status, status = 'DELETED', dropped_at = CURRENT_TIMESTAMP(3), updated_at = CURRENT_TIMESTAMP(3)
+           WHERE id = :id AND status <> 'DELETED'`,
+          { replacements: { id: orgId } },
+        );
+        if (config.retentionDays === 0) return purgeLocked(orgId);
+        return (await repo.get(orgId))!;
+      });
+    },
+    /** A dropped org back as it was before the drop (its status, database, user unlocked, keys): until it is purged. */
+    async undrop(orgId: number): Promise<OrgRecord> {
+      return withOrgLock(orgId, async () => {
+        const org = await repo.get(orgId);
+        if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+        if (org.status !== 'DELETED') throw conflict('ORG_NOT_DROPPED', `org ${orgId} is ${org.status}, not dropped`);
+        if (org.purgedAt)
+          throw conflict('ORG_PURGED', `org ${orgId} was purged at ${org.purgedAt.toISOString()}: its database and keys are gone`);
+        if (isProvisioned(org)) await setLocked(org, false);
+        await repo.sequelize.query(
+          `UPDATE orgs SET status = COALESCE(status_before_drop, 'ACTIVE'), status_before_drop = NULL, dropped_at = NULL,
+             updated_at = CURRENT_TIMESTAMP(3)
+           WHERE id = :id AND status = 'DELETED' AND purged_at IS NULL`,
+          { replacements: { id: orgId } },
+        );
+        return (await repo.get(orgId))!;
+      });
+    },
+    /**
+     * Removes a dropped org's database, MySQL user and API keys for good (its webhook secret and database password too).
+     * The org's row and its ledger stay (docs/operations.md, Offboarding). Refused unless dropped first.
+     */
+    async purge(orgId: number): Promise<OrgRecord> {
+      return withOrgLock(orgId, async () => {
+        const org = await repo.get(orgId);
+        if (!org) throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
+        if (org.status !== 'DELETED')
+          throw conflict('ORG_NOT_DROPPED', `org ${orgId} is ${org.status}; drop it first: bin/tenant drop ${orgId} --force`);
+        return purgeLocked(orgId);
+      });
+    },
+    /** Purges the dropped orgs past TENANT_RETENTION_DAYS, at most `limit` per call; answers their ids. */
+    async purgeExpired(limit = 100): Promise<number[]> {
+      const due = await repo.sequelize.query<{ id: number }>(
+        `SELECT id FROM orgs WHERE status = 'DELETED' AND purged_at IS NULL AND dropped_at IS NOT NULL
+           AND dropped_at < CURRENT_TIMESTAMP(3) - INTERVAL :seconds SECOND ORDER BY dropped_at LIMIT :limit`,
+        { replacements: { seconds: Math.round(config.retentionDays * 86_400), limit }, type: QueryTypes.SELECT },
+      );
+      const purged: number[] = [];
+      for (const { id } of due) {
+        try {
+          await withOrgLock(Number(id), async () => {
+            const org = await repo.get(Number(id));
+            if (org?.status === 'DELETED' && !org.purgedAt) await purgeLocked(org.id); // not undropped meanwhile
+          });
+          purged.push(Number(id));
+          logger.info('tenant purged after its retention period', { orgId: Number(id), retentionDays: config.retentionDays });
+        } catch (err) {
+          logger.warn('purge of a dropped tenant failed; retried at the next sweep', { orgId: Number(id), err: describeError(err) });
+        }
       }
-      await repo.update(orgId, { status: 'DELETED', provisioningStep: null });
-      return (await repo.get(orgId))!;
+      return purged;
     },
     /**
      * Makes the org's database, user and schema on another server (for a move): a database created here and now,
      * marked with the move's `copyUid` (COPY_TABLE) before anything else, then the same steps as provisioning, with
-     * the same name and password. A database of that name already there is refused (TENANT_DB_EXISTS) and left alone,
+     * the names and password of `org` (a restore gives new ones); migrated up to `migrateTo` (a restore loads an older
+     * backup at its own version, then migrates it forward), to the latest without. A database of that name already there is refused (TENANT_DB_EXISTS) and left alone,
      * whoever's it is: a move only ever fills, and drops, a database it made.
      */
-    async placeCopy(org: ProvisionedOrg, serverId: number, copyUid: string): Promise<void> {
+    async placeCopy(org: ProvisionedOrg, serverId: number, copyUid: string, opts: { migrateTo?: string } = {}): Promise<void> {
       const there = { ...org, dbServerId: serverId };
       const admin = await servers.admin(serverId);
       const db = quoteIdentifier(org.dbName);
@@ -320,8 +439,11 @@ export function createProvisioner(deps: ProvisionerDeps) {
       await admin.query(`INSERT IGNORE INTO ${db}.${OWNER_TABLE} (org_id, org_uid) VALUES (:id, :uid)`, {
         replacements: { id: org.id, uid: org.uid },
       });
-      for (const step of ['CREATE_USER', 'MIGRATE'] as const) await steps[step](there);
+      await steps.CREATE_USER(there);
+      await migrate(there, opts.migrateTo);
     },
+    /** Migrates the org's database (as the org record names it) to the latest version, recording it (a restore's last step). */
+    migrate: (org: ProvisionedOrg) => migrate(org),
     /**
      * Drops what placeCopy made on a server: the database only when it carries `copyUid` (or is still empty: a crash
      * right after CREATE DATABASE), and the user only with a marked database (the user is made after the mark).

@@ -158,6 +158,11 @@ export async function applyRows(from: Sequelize, to: Sequelize, table: DataTable
 const rowHash = (table: DataTable) =>
   `MD5(CONCAT_WS('#', ${table.columns.map((c) => `ISNULL(${quoteIdentifier(c)}), ${quoteIdentifier(c)}`).join(', ')}))`;
 
+/** Count and order-free checksum of a whole table, as checksumRange computes them (one scan). */
+export const tableChecksumSql = (table: DataTable) =>
+  `SELECT COUNT(*) AS n, CAST(COALESCE(BIT_XOR(CAST(CONV(LEFT(${rowHash(table)}, 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) AS sum
+   FROM ${quoteIdentifier(table.name)}`;
+
 /** Count, and an order-free 64-bit checksum (XOR of the rows' MD5 prefixes), of rows with ids in [lo, hi]. */
 export async function checksumRange(db: Sequelize, table: DataTable, lo: number, hi: number): Promise<{ n: number; sum: string }> {
   const [r] = await selectRows<{ n: number; sum: string }>(

@@ -568,6 +568,24 @@ export function createTenantMover(deps: TenantMoverDeps) {
       return result;
     },
 
+    /**
+     * Runs fn holding the org's move lock, so that no move starts meanwhile (a restore switches the org too): refused
+     * with MOVE_IN_PROGRESS while a move runs, or when one was left over (end it with `move --abort`).
+     */
+    async withMoveLock<T>(orgId: number, fn: () => Promise<T>): Promise<T> {
+      return locked(
+        orgId,
+        0,
+        `org ${orgId} is being moved (another process holds its move); see bin/tenant move ${orgId} --abort`,
+        async () => {
+          const s = await readState(orgId);
+          if (s && (s.movingTo !== null || s.movingFrom !== null || s.movingSince !== null))
+            throw conflict('MOVE_IN_PROGRESS', `a move of org ${orgId} did not finish; end it with bin/tenant move ${orgId} --abort`);
+          return fn();
+        },
+      );
+    },
+
     /** Runs fn with no move of the org running or left over (used by drop: a move never outlives its tenant). */
     async exclusive<T>(orgId: number, fn: () => Promise<T>): Promise<T> {
       return (await settle(orgId, fn)).value as T;

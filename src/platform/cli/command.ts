@@ -6,6 +6,8 @@ export interface CommandResult {
   json: unknown;
   /** What a person sees on stdout. */
   text: string;
+  /** The command wrote its own output on stdout (a stream): nothing more is printed there. */
+  quiet?: boolean;
   /** Non-zero when the command ran but something in it failed (e.g. one tenant's migration). */
   exitCode?: number;
   /** With a non-zero exitCode: the one-line reason printed on stderr. */

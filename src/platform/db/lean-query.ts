@@ -68,12 +68,12 @@ async function run(db: Sequelize, sql: string, values: Values, opts: StatementOp
 
 /** The statements of a transaction, on its one connection. */
 export interface TransactionStatements {
-  select<T>(sql: string, values: Values): Promise<T[]>;
+  select<T>(sql: string, values: Values, opts?: StatementOptions): Promise<T[]>;
   write(sql: string, values: Values): Promise<WriteResult>;
 }
 
 const statementsOn = (lease: Lease): TransactionStatements => ({
-  select: async <R>(sql: string, values: Values) => (await statement(lease, sql, values)) as R[],
+  select: async <R>(sql: string, values: Values, opts?: StatementOptions) => (await statement(lease, sql, values, opts)) as R[],
   write: async (sql, values) => okPacket(await statement(lease, sql, values)),
 });
 

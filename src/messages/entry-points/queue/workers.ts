@@ -1,7 +1,16 @@
 /** Starts every worker of a worker process: deliveries and status webhooks (BullMQ adapters over the use cases), and the reconciler. */
 import type { Config } from '../../../../config/config.js';
 import type { Queue } from 'bullmq';
-import type { Ledger, OrgEvents, OrgRegistry, OrgRepository, ServerRegistry, TenantDbs } from '../../../orgs/index.js';
+import type {
+  Ledger,
+  OrgEvents,
+  OrgRegistry,
+  OrgRepository,
+  OrgService,
+  ServerRegistry,
+  TenantBackups,
+  TenantDbs,
+} from '../../../orgs/index.js';
 import { MAX_MESSAGE_COST } from '../../domain/channels/index.js';
 import type { Logger } from '../../../platform/lib/logger.js';
 import type { RedisClient } from '../../../platform/lib/redis.js';
@@ -47,6 +56,10 @@ export interface WorkersDeps {
   webhookQueue: Queue<WebhookJob>;
   fairShare: { webhooks: FairShare };
   orgPermits: { deliveries: OrgPermits; webhooks: OrgPermits };
+  /** The purge of dropped tenants past their retention period, run by the reconciler's sweep. */
+  orgs?: Pick<OrgService, 'purgeExpired'>;
+  /** The old copies restores left behind past their grace period, dropped by the reconciler's sweep. */
+  backups?: Pick<TenantBackups, 'dropRetiredCopies'>;
 }
 
 /** Starts the delivery and webhook workers over the given deps. */
@@ -150,6 +163,12 @@ export function startWorkers(config: Config, deps: WorkersDeps): Workers {
     afterMs: config.reconcile.afterMs,
     intervalMs: config.reconcile.intervalMs,
     lookbackMs: config.reconcile.lookbackMs,
+    // Dropped tenants past TENANT_RETENTION_DAYS: their database, user and keys removed (one process, under the lock).
+    // And the old copies restores left behind (their process died before dropping them).
+    upkeep: async () => {
+      await deps.orgs?.purgeExpired();
+      await deps.backups?.dropRetiredCopies();
+    },
   });
   reconciler.start();
   return {

@@ -25,5 +25,7 @@ export function adminView(org: OrgRecord) {
     deliveryConcurrency: org.deliveryConcurrency,
     webhookUrl: org.webhookUrl,
     movingSince: org.movingSince,
+    droppedAt: org.droppedAt,
+    purgedAt: org.purgedAt,
   };
 }
