@@ -139,14 +139,14 @@ async function startApiProcess(env: Record<string, string>): Promise<{ child: Ch
   });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) resolve(m[1]!);
     });
     child.once('exit', (code) => reject(new Error(`the API exited early with ${code}: ${out}`)));
   });
-  child.stdout!.resume();
+  child.stdout.resume();
   return { child, url };
 }
 
@@ -261,7 +261,9 @@ async function main(): Promise<void> {
     log(`warm-up: one request for each of the ${tenants.length} tenants…`);
     const warm = await measure({ tenants, seconds: 0, draw: 'each', seed: 1 });
     const warmRss = await rssOf(pid);
-    log(`  ${warm.result.distinct} tenants, ${(warm.result.responses / warm.result.seconds).toFixed(0)} req/s, RSS ${(warmRss / 2 ** 20).toFixed(0)} MiB`);
+    log(
+      `  ${warm.result.distinct} tenants, ${(warm.result.responses / warm.result.seconds).toFixed(0)} req/s, RSS ${(warmRss / 2 ** 20).toFixed(0)} MiB`,
+    );
 
     const results = new Map<string, Measured[]>();
     let round = 0;
