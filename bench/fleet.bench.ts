@@ -6,7 +6,7 @@
  *   2. GET /messages over the whole fleet, EVERY request's tenant drawn afresh from Zipf(1.0) over all the tenants
  *      (autocannon's setupRequest over a seeded PRNG: the same draws on every run);
  * after a warm-up pass that sends one request for every tenant (so the fleet is warm: RSS is that of N warm tenants),
- * in the order 1 2 2 1, each the mean of its two runs. Reported per scenario: distinct tenants reached, instance-cache
+ * in the order 1 2 2 1 (FLEET_ROUNDS times), each the mean of its runs. Reported per scenario: distinct tenants reached, instance-cache
  * misses and evictions, connection switches per request (deltas of the API's /metrics), peak tenant connections
  * (information_schema.PROCESSLIST), peak `Threads_connected` (SHOW STATUS), and the API process's peak RSS (/proc).
  * Then, with FLEET_MIGRATE=1, one migration over the whole fleet through the CLI.
@@ -17,7 +17,7 @@
  *   FLEET_CPU_PROF=/tmp/prof npm run bench:fleet               # the API runs with --cpu-prof into that directory
  *
  * Tunables (defaults in brackets): FLEET_TENANTS [10000], BENCH_CONNECTIONS [20], BENCH_SECONDS [6],
- * FLEET_CREATE_CONCURRENCY [8], FLEET_MIGRATE [0], MIGRATE_CONCURRENCY [8], FLEET_KEEP [0], FLEET_RUN [new run].
+ * FLEET_CREATE_CONCURRENCY [8], FLEET_ROUNDS [2], FLEET_MIGRATE [0], MIGRATE_CONCURRENCY [8], FLEET_KEEP [0], FLEET_RUN [new run].
  * Without FLEET_KEEP everything it creates is removed at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -60,6 +60,7 @@ const DEFAULTS = {
   FLEET_CREATE_CONCURRENCY: '8',
   FLEET_MIGRATE: '0',
   MIGRATE_CONCURRENCY: '8',
+  FLEET_ROUNDS: '2',
   FLEET_KEEP: '0',
   FLEET_RUN: undefined,
   FLEET_CPU_PROF: undefined,
@@ -69,6 +70,8 @@ const flag = (name: keyof typeof DEFAULTS) => tunable(name, DEFAULTS) === '1';
 const TENANTS = int('FLEET_TENANTS');
 const CONNECTIONS = int('BENCH_CONNECTIONS');
 const SECONDS = int('BENCH_SECONDS');
+/** Rounds of the order one, fleet, fleet, one: on a shared machine more, shorter rounds weigh its load on both alike. */
+const ROUNDS = int('FLEET_ROUNDS');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Settings the API process gets from the environment when set (else its defaults), stated in the report. */
 const TENANT_SETTINGS = ['TENANT_CACHE_MAX', 'TENANT_CONNECTIONS_MAX', 'TENANT_POOL_MAX', 'ORG_CACHE_TTL_MS'] as const;
@@ -267,14 +270,14 @@ async function main(): Promise<void> {
 
     const results = new Map<string, Measured[]>();
     let round = 0;
-    for (const name of ['one', 'fleet', 'fleet', 'one'] as const) {
+    for (const name of Array.from({ length: ROUNDS }, () => ['one', 'fleet', 'fleet', 'one'] as const).flat()) {
       throwIfInterrupted();
       const set = name === 'one' ? [tenants[0]!] : tenants;
       await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, tenants: set, seconds: 1, draw: 'zipf', seed: 1000 + round });
       const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round });
       log(
         `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
-          `${m.delta.misses} misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
+          `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
           `threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
       );
       results.set(name, [...(results.get(name) ?? []), m]);
@@ -332,13 +335,13 @@ async function main(): Promise<void> {
             `(${((TENANTS - 0) / createSeconds).toFixed(1)} tenants/s, ${tunable('FLEET_CREATE_CONCURRENCY', DEFAULTS)} at a time), `) +
         `2 messages each. The API is a process of its own (\`src/main.ts --role api\`); settings ${settings}. ` +
         `Warm-up: one request for every tenant (${warm.result.distinct} tenants reached, ${warm.delta.misses} misses, RSS after it ${(warmRss / 2 ** 20).toFixed(0)} MiB). ` +
-        `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one; ` +
+        `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one (${ROUNDS} rounds); ` +
         `in the fleet runs every request's tenant is drawn afresh from Zipf(1.0) over all ${TENANTS} tenants (seeded PRNG).`,
       '',
       markdownTable(
         [
           'scenario',
-          'req/s (mean of 2)',
+          `req/s (mean of ${2 * ROUNDS})`,
           'p50 ms (worst)',
           'p99 ms (worst)',
           'ratio',
