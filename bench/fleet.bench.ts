@@ -173,6 +173,25 @@ async function rssOf(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
+}
+
+/** The pid of the local database server (mariadbd or mysqld listening by default), for its CPU time; undefined when not local. */
+async function databasePid(): Promise<number | undefined> {
+  const { readdir } = await import('node:fs/promises');
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmd = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const [exe, ...args] = cmd.split('\0').filter(Boolean);
+    if (exe && /(mariadbd|mysqld)$/.test(exe) && !args.some((a) => a.startsWith('--port'))) return Number(entry);
+  }
+  return undefined;
+}
+
 async function count(root: Sequelize, sql: string, replacements: Record<string, unknown> = {}): Promise<number> {
   const [r] = await root.query<Record<string, unknown>>(sql, { replacements, type: QueryTypes.SELECT });
   return Number(Object.values(r ?? {}).at(-1) ?? 0);
@@ -245,20 +264,26 @@ async function main(): Promise<void> {
       return p;
     };
 
+    const dbPid = await databasePid();
     interface Measured {
       result: LoadResult;
       delta: Counters;
       peak: typeof peak;
+      /** CPU seconds of the API process and of the database server (which other work on it shares) during the run. */
+      apiCpu: number;
+      dbCpu: number;
     }
     const measure = async (spec: Omit<LoadSpec, 'url'>): Promise<Measured> => {
       const before = await readCounters(url, token);
       takePeak();
+      const [api0, db0] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
       const result = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, ...spec });
+      const [api1, db1] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
       const after = await readCounters(url, token);
       const delta = Object.fromEntries(Object.keys(COUNTERS).map((k) => [k, after[k as keyof Counters] - before[k as keyof Counters]]));
       if ((result.statusCodes[200] ?? 0) !== result.responses)
         throw new Error(`not every answer was 200: ${JSON.stringify(result.statusCodes)}`);
-      return { result, delta: delta as Counters, peak: takePeak() };
+      return { result, delta: delta as Counters, peak: takePeak(), apiCpu: api1 - api0, dbCpu: db1 - db0 };
     };
 
     log(`warm-up: one request for each of the ${tenants.length} tenants…`);
@@ -278,7 +303,7 @@ async function main(): Promise<void> {
       log(
         `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
           `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
-          `threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
+          `API CPU ${((1e6 * m.apiCpu) / m.result.responses).toFixed(0)} µs/req, DB CPU ${((1e6 * m.dbCpu) / m.result.responses).toFixed(0)} µs/req, threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
       );
       results.set(name, [...(results.get(name) ?? []), m]);
     }
@@ -319,6 +344,8 @@ async function main(): Promise<void> {
       sum(name, (m) => m.delta.misses),
       sum(name, (m) => m.delta.evictions),
       (sum(name, (m) => m.delta.switches) / sum(name, (m) => m.result.responses)).toFixed(2),
+      ((1e6 * sum(name, (m) => m.apiCpu)) / sum(name, (m) => m.result.responses)).toFixed(0),
+      dbPid ? ((1e6 * sum(name, (m) => m.dbCpu)) / sum(name, (m) => m.result.responses)).toFixed(0) : '',
       max(name, (m) => m.peak.tenantConnections),
       max(name, (m) => m.peak.threadsConnected),
       (max(name, (m) => m.peak.rss) / 2 ** 20).toFixed(0),
@@ -349,15 +376,18 @@ async function main(): Promise<void> {
           'instance misses',
           'evictions',
           'switches/request',
+          'API CPU µs/request',
+          'DB server CPU µs/request',
           'peak tenant conns',
           'peak Threads_connected',
           'peak API RSS MiB',
         ],
-        'lrrrrrrrrrrr',
+        'lrrrrrrrrrrrrr',
         [row('GET /messages, 1 tenant', 'one'), row(`GET /messages, ${TENANTS} tenants, Zipf(1.0) per request`, 'fleet')],
       ),
       '',
       `Tenant connections budget: ${process.env.TENANT_CONNECTIONS_MAX ?? 'default'} per server and process (peak above counts the tenant users' sessions in PROCESSLIST); ` +
+        `CPU per request: the API process's own (/proc), and the database server's (shared with whatever else ran on it meanwhile: an upper bound). ` +
         `\`Threads_connected\` counts the whole server (the API's shared-DB pool, this bench's sampler and anything else on it). ` +
         `API RSS at the end: ${(finalRss / 2 ** 20).toFixed(0)} MiB.`,
       ...(migrateLine ? [migrateLine] : []),
