@@ -286,6 +286,7 @@ async function main(): Promise<void> {
       return { result, delta: delta as Counters, peak: takePeak(), apiCpu: api1 - api0, dbCpu: db1 - db0 };
     };
 
+    const coldRss = await rssOf(pid);
     log(`warm-up: one request for each of the ${tenants.length} tenants…`);
     const warm = await measure({ tenants, seconds: 0, draw: 'each', seed: 1 });
     const warmRss = await rssOf(pid);
@@ -361,7 +362,8 @@ async function main(): Promise<void> {
           : ` created through \`orgs.create\` (database, MySQL user, migrations, first key) in ${createSeconds.toFixed(0)} s ` +
             `(${((TENANTS - 0) / createSeconds).toFixed(1)} tenants/s, ${tunable('FLEET_CREATE_CONCURRENCY', DEFAULTS)} at a time), `) +
         `2 messages each. The API is a process of its own (\`src/main.ts --role api\`); settings ${settings}. ` +
-        `Warm-up: one request for every tenant (${warm.result.distinct} tenants reached, ${warm.delta.misses} misses, RSS after it ${(warmRss / 2 ** 20).toFixed(0)} MiB). ` +
+        `Warm-up: one request for every tenant (${warm.result.distinct} tenants reached, ${warm.delta.misses} misses, API RSS ${(coldRss / 2 ** 20).toFixed(0)} MiB before it, ${(warmRss / 2 ** 20).toFixed(0)} MiB after it: ` +
+        `${((warmRss - coldRss) / 1024 / tenants.length).toFixed(1)} KiB per warm tenant). ` +
         `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one (${ROUNDS} rounds); ` +
         `in the fleet runs every request's tenant is drawn afresh from Zipf(1.0) over all ${TENANTS} tenants (seeded PRNG).`,
       '',
