@@ -89,7 +89,8 @@ export function createTenantConnections(deps: {
 
   const cache = createInstanceCache({
     maxOpen: t.cacheMax,
-    idleMs: t.idleMs,
+    // No idle expiry: an instance holds no connection (its sessions idle out in the server's connections, TENANT_IDLE_MS),
+    // and under a long-tailed fleet expiring it would make a rare tenant's every request a miss.
     acquireTimeoutMs: t.acquireTimeoutMs,
     retryAfterMs: t.retryAfterMs,
     logger,
