@@ -180,16 +180,11 @@ async function cpuOf(pid: number): Promise<number> {
   return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
 }
 
-/** The pid of the local database server (mariadbd or mysqld listening by default), for its CPU time; undefined when not local. */
-async function databasePid(): Promise<number | undefined> {
-  const { readdir } = await import('node:fs/promises');
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmd = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const [exe, ...args] = cmd.split('\0').filter(Boolean);
-    if (exe && /(mariadbd|mysqld)$/.test(exe) && !args.some((a) => a.startsWith('--port'))) return Number(entry);
-  }
-  return undefined;
+/** The pid of the database server when it runs on this machine (its pid file, as it states it), for its CPU time. */
+async function databasePid(root: Sequelize): Promise<number | undefined> {
+  const [row] = await root.query<{ f: string | null }>('SELECT @@pid_file AS f', { type: QueryTypes.SELECT });
+  const pid = Number((row?.f ? await readFile(row.f, 'utf8').catch(() => '') : '').trim());
+  return Number.isSafeInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
 }
 
 async function count(root: Sequelize, sql: string, replacements: Record<string, unknown> = {}): Promise<number> {
@@ -264,7 +259,7 @@ async function main(): Promise<void> {
       return p;
     };
 
-    const dbPid = await databasePid();
+    const dbPid = await databasePid(root);
     interface Measured {
       result: LoadResult;
       delta: Counters;
