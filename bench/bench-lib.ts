@@ -301,11 +301,11 @@ export function runBenchFile<Spec, Result>(main: () => Promise<void>, loadThread
   }
 }
 
-/** Zipf(s) over n items by inverse CDF, from a seeded xorshift generator: the same sequence on every run. */
-export function zipfSequence(n: number, length: number, s = 1.0, seed = 42): number[] {
-  const cdf: number[] = [];
+/** A sampler of Zipf(s) over n items (0 = the most popular) by inverse CDF, from a seeded xorshift generator: the same draws on every run. */
+export function zipfSampler(n: number, s = 1.0, seed = 42): () => number {
+  const cdf = new Float64Array(n);
   let total = 0;
-  for (let k = 1; k <= n; k++) cdf.push((total += 1 / k ** s));
+  for (let k = 1; k <= n; k++) cdf[k - 1] = total += 1 / k ** s;
   let x = seed >>> 0 || 1;
   const next = () => {
     x ^= x << 13;
@@ -315,7 +315,7 @@ export function zipfSequence(n: number, length: number, s = 1.0, seed = 42): num
     x >>>= 0;
     return x / 2 ** 32;
   };
-  return Array.from({ length }, () => {
+  return () => {
     const u = next() * total;
     let lo = 0;
     let hi = n - 1;
@@ -325,5 +325,11 @@ export function zipfSequence(n: number, length: number, s = 1.0, seed = 42): num
       else hi = mid;
     }
     return lo;
-  });
+  };
+}
+
+/** Zipf(s) over n items by inverse CDF, from a seeded xorshift generator: the same sequence on every run. */
+export function zipfSequence(n: number, length: number, s = 1.0, seed = 42): number[] {
+  const draw = zipfSampler(n, s, seed);
+  return Array.from({ length }, draw);
 }

@@ -1,27 +1,36 @@
 /**
  * The fleet: FLEET_TENANTS (10,000) tenants created through the normal path (`orgs.create`: database, MySQL user,
- * migrations, first key), then, side by side in one run on the same server and API process:
+ * migrations, first key), then an API process of its own (`src/main.ts --role api`, default settings unless the
+ * environment says otherwise) and, side by side in one run on that one server and process:
  *   1. GET /messages of one tenant;
- *   2. GET /messages over all tenants, requests drawn from Zipf(1.0) with a fixed seed (default TENANT_CACHE_MAX and
- *      TENANT_CONNECTIONS_MAX: instances and connections are separate budgets);
- * in the order 1 2 2 1, each the mean of its two runs; peak tenant connections (information_schema.PROCESSLIST) and
- * peak `Threads_connected` (SHOW STATUS) sampled throughout, the API process's RSS, evictions and switches. Then one
- * migration over the whole fleet through the CLI: `bin/tenant rollback --step 1 --force` (the newest tenant migration
- * off every tenant), then `bin/tenant migrate --concurrency 8 --skip-failing --json` timed (it applies it again).
+ *   2. GET /messages over the whole fleet, EVERY request's tenant drawn afresh from Zipf(1.0) over all the tenants
+ *      (autocannon's setupRequest over a seeded PRNG: the same draws on every run);
+ * after a warm-up pass that sends one request for every tenant (so the fleet is warm: RSS is that of N warm tenants),
+ * in the order 1 2 2 1 (FLEET_ROUNDS times), each the mean of its runs. Reported per scenario: distinct tenants reached, instance-cache
+ * misses and evictions, connection switches per request (deltas of the API's /metrics), peak tenant connections
+ * (information_schema.PROCESSLIST), peak `Threads_connected` (SHOW STATUS), and the API process's peak RSS (/proc).
+ * Then, with FLEET_MIGRATE=1, one migration over the whole fleet through the CLI.
  *
  *   npm run bench:fleet
+ *   FLEET_TENANTS=1000 FLEET_KEEP=1 npm run bench:fleet       # keeps the tenants; prints FLEET_RUN=<run> to reuse them
+ *   FLEET_RUN=fl1a2b3c FLEET_TENANTS=1000 npm run bench:fleet  # reuses them (FLEET_KEEP=1 again keeps them once more)
+ *   FLEET_CPU_PROF=/tmp/prof npm run bench:fleet               # the API runs with --cpu-prof into that directory
  *
  * Tunables (defaults in brackets): FLEET_TENANTS [10000], BENCH_CONNECTIONS [20], BENCH_SECONDS [6],
- * FLEET_CREATE_CONCURRENCY [8], MIGRATE_CONCURRENCY [8]. Everything it creates is removed at the end.
+ * FLEET_CREATE_CONCURRENCY [8], FLEET_ROUNDS [2], FLEET_MIGRATE [0], MIGRATE_CONCURRENCY [8], FLEET_KEEP [0], FLEET_RUN [new run].
+ * Without FLEET_KEEP everything it creates is removed at the end.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type autocannon from 'autocannon';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { createDeps } from '../src/deps.js';
-import { startServer } from '../src/app/http-app.js';
 import { createSequelize } from '../src/platform/db/sequelize.js';
 import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
@@ -40,7 +49,7 @@ import {
   throwIfInterrupted,
   tunable,
   writeDocSection,
-  zipfSequence,
+  zipfSampler,
   type CannonResult,
 } from './bench-lib.js';
 
@@ -49,13 +58,31 @@ const DEFAULTS = {
   BENCH_CONNECTIONS: '20',
   BENCH_SECONDS: '6',
   FLEET_CREATE_CONCURRENCY: '8',
+  FLEET_MIGRATE: '0',
   MIGRATE_CONCURRENCY: '8',
+  FLEET_ROUNDS: '2',
+  FLEET_KEEP: '0',
+  FLEET_RUN: undefined,
+  FLEET_CPU_PROF: undefined,
 } as const;
 const int = (name: keyof typeof DEFAULTS) => positiveInt(tunable(name, DEFAULTS), name);
+const flag = (name: keyof typeof DEFAULTS) => tunable(name, DEFAULTS) === '1';
 const TENANTS = int('FLEET_TENANTS');
 const CONNECTIONS = int('BENCH_CONNECTIONS');
 const SECONDS = int('BENCH_SECONDS');
+/** Rounds of the order one, fleet, fleet, one: on a shared machine more, shorter rounds weigh its load on both alike. */
+const ROUNDS = int('FLEET_ROUNDS');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** Settings the API process gets from the environment when set (else its defaults), stated in the report. */
+const TENANT_SETTINGS = ['TENANT_CACHE_MAX', 'TENANT_CONNECTIONS_MAX', 'TENANT_POOL_MAX', 'ORG_CACHE_TTL_MS'] as const;
+/** The API's own /metrics counters read around each run. */
+const COUNTERS = {
+  misses: 'tenant_pool_cache_misses_total',
+  evictions: 'tenant_pool_cache_evictions_total',
+  switches: 'tenant_db_connection_switches_total',
+  orgMisses: 'org_cache_misses_total',
+} as const;
+type Counters = Record<keyof typeof COUNTERS, number>;
 
 interface Tenant {
   id: number;
@@ -65,16 +92,31 @@ interface LoadSpec {
   url: string;
   tenants: Tenant[];
   seconds: number;
+  /** 'zipf': each request's tenant drawn afresh from Zipf(1.0) over `tenants`; 'each': every tenant once, in order. */
+  draw: 'zipf' | 'each';
+  seed: number;
 }
+type LoadResult = CannonResult & { distinct: number };
 
-/** The load thread: GET /messages over the tenants' sequence. */
-function loadThread(spec: LoadSpec): Promise<CannonResult> {
-  const requests: autocannon.Request[] = spec.tenants.map((t) => ({
+/** The load thread: GET /messages, each request's tenant drawn when the request is built. */
+async function loadThread(spec: LoadSpec): Promise<LoadResult> {
+  const { tenants } = spec;
+  const zipf = zipfSampler(tenants.length, 1.0, spec.seed);
+  let cursor = 0;
+  const pick = spec.draw === 'zipf' ? zipf : () => cursor++ % tenants.length;
+  const reached = new Set<number>();
+  const request: autocannon.Request = {
     method: 'GET',
     path: '/messages',
-    headers: { 'x-org-id': String(t.id), authorization: `Bearer ${t.apiKey}` },
-  }));
-  return runAutocannon({ url: spec.url, connections: CONNECTIONS, duration: spec.seconds, requests });
+    setupRequest(req) {
+      const t = tenants[pick()]!;
+      reached.add(t.id);
+      return { ...req, headers: { 'x-org-id': String(t.id), authorization: `Bearer ${t.apiKey}` } };
+    },
+  };
+  const limit = spec.draw === 'each' ? { amount: tenants.length } : { duration: spec.seconds };
+  const result = await runAutocannon({ url: spec.url, connections: CONNECTIONS, requests: [request], ...limit });
+  return { ...result, distinct: reached.size };
 }
 
 /** Runs bin/tenant with the run's environment; answers its exit code, stdout and the seconds it took. */
@@ -89,46 +131,116 @@ function tenantCli(args: string[], env: Record<string, string>): Promise<{ code:
   });
 }
 
+/** `src/main.ts --role api` as a process of its own (its RSS is its own); resolves with its URL once it listens. */
+async function startApiProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const prof = tunable('FLEET_CPU_PROF', DEFAULTS);
+  const args = ['--import', 'tsx', ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), 'src/main.ts', '--role', 'api'];
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`the API exited early with ${code}: ${out}`)));
+  });
+  child.stdout.resume();
+  return { child, url };
+}
+
+async function stopApiProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function readCounters(url: string, token: string): Promise<Counters> {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+  const text = await res.text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return Object.fromEntries(Object.entries(COUNTERS).map(([k, name]) => [k, value(name)])) as Counters;
+}
+
+async function rssOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
+}
+
+/** The pid of the database server when it runs on this machine (its pid file, as it states it), for its CPU time. */
+async function databasePid(root: Sequelize): Promise<number | undefined> {
+  const [row] = await root.query<{ f: string | null }>('SELECT @@pid_file AS f', { type: QueryTypes.SELECT });
+  const pid = Number((row?.f ? await readFile(row.f, 'utf8').catch(() => '') : '').trim());
+  return Number.isSafeInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
+}
+
 async function count(root: Sequelize, sql: string, replacements: Record<string, unknown> = {}): Promise<number> {
   const [r] = await root.query<Record<string, unknown>>(sql, { replacements, type: QueryTypes.SELECT });
   return Number(Object.values(r ?? {}).at(-1) ?? 0);
 }
 
+const stateFile = (run: string) => path.join(os.tmpdir(), `bench-fleet-${run}.json`);
+
 async function main(): Promise<void> {
   stopOnCtrlC();
-  const run = `fl${randomBytes(3).toString('hex')}`;
+  const reuse = tunable('FLEET_RUN', DEFAULTS);
+  const keep = flag('FLEET_KEEP');
+  const run = reuse ?? `fl${randomBytes(3).toString('hex')}`;
   const overrides = { RATE_LIMIT_POINTS: '100000000', AUTH_FAILURE_LIMIT: '100000000' };
   const config = loadRunConfig(run, overrides);
-  const cliEnv = { DB_NAME: config.db.name, TENANT_DB_PREFIX: config.tenant.dbPrefix, QUEUE_PREFIX: run, LOG_LEVEL: 'error', ...overrides };
+  const runEnv = { DB_NAME: config.db.name, TENANT_DB_PREFIX: config.tenant.dbPrefix, QUEUE_PREFIX: run, LOG_LEVEL: 'error', ...overrides };
   const deps = createDeps(config, { role: 'api' });
   const log = (line: string) => console.error(line);
   const root = createSequelize({ ...config.db, database: undefined, poolMax: 2 });
-  let api: Awaited<ReturnType<typeof startServer>> | undefined;
+  let api: { child: ChildProcess; url: string } | undefined;
   try {
-    await prepareRun(config, deps, true);
-    log(`creating ${TENANTS} tenants…`);
-    const createStarted = performance.now();
-    let made = 0;
-    const tenants: Tenant[] = await mapWithConcurrency(
-      Array.from({ length: TENANTS }, (_, i) => `${run}-${i + 1}`),
-      int('FLEET_CREATE_CONCURRENCY'),
-      async (name) => {
-        throwIfInterrupted();
-        const { org, apiKey } = await deps.orgs.create({ name, credits: 100 });
-        await root.query(
-          `INSERT INTO \`${org.dbName!}\`.messages (\`to\`, channel, body, cost, status) VALUES ('+15551234567', 'sms', 'a', 1, 'SENT'), ('+15551234567', 'sms', 'b', 1, 'SENT')`,
-        );
-        if (++made % 1000 === 0) log(`  ${made} tenants`);
-        return { id: org.id, apiKey: apiKey! };
-      },
-    );
-    const createSeconds = (performance.now() - createStarted) / 1000;
+    await prepareRun(config, deps, false);
+    let tenants: Tenant[] = [];
+    let createSeconds: number | undefined;
+    if (reuse && existsSync(stateFile(run))) tenants = JSON.parse(await readFile(stateFile(run), 'utf8')) as Tenant[];
+    if (tenants.length < TENANTS) {
+      log(`creating ${TENANTS - tenants.length} tenants…`);
+      const createStarted = performance.now();
+      let made = 0;
+      const more = await mapWithConcurrency(
+        Array.from({ length: TENANTS - tenants.length }, (_, i) => `${run}-${tenants.length + i + 1}`),
+        int('FLEET_CREATE_CONCURRENCY'),
+        async (name) => {
+          throwIfInterrupted();
+          const { org, apiKey } = await deps.orgs.create({ name, credits: 100 });
+          await root.query(
+            `INSERT INTO \`${org.dbName!}\`.messages (\`to\`, channel, body, cost, status) VALUES ('+15551234567', 'sms', 'a', 1, 'SENT'), ('+15551234567', 'sms', 'b', 1, 'SENT')`,
+          );
+          if (++made % 1000 === 0) log(`  ${made} tenants`);
+          return { id: org.id, apiKey: apiKey! };
+        },
+      );
+      createSeconds = (performance.now() - createStarted) / 1000;
+      tenants = [...tenants, ...more];
+      if (keep) await writeFile(stateFile(run), JSON.stringify(tenants), { mode: 0o600 });
+    }
+    tenants = tenants.slice(0, TENANTS);
+    await deps.close();
 
-    api = await startServer(deps, 0);
-    const zipf = zipfSequence(tenants.length, 2000).map((i) => tenants[i]!);
-    const distinct = new Set(zipf.map((t) => t.id)).size;
+    api = await startApiProcess(runEnv);
+    const { url } = api;
+    const pid = api.child.pid!;
+    const token = config.adminToken;
     const like = `${config.tenant.dbPrefix.replace(/_/g, '\\_')}%`;
-    const peak = { tenantConnections: 0, threadsConnected: 0 };
+    const peak = { tenantConnections: 0, threadsConnected: 0, rss: 0 };
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
@@ -137,84 +249,158 @@ async function main(): Promise<void> {
           await count(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER LIKE :like', { like }),
         );
         peak.threadsConnected = Math.max(peak.threadsConnected, await count(root, "SHOW GLOBAL STATUS LIKE 'Threads_connected'"));
+        peak.rss = Math.max(peak.rss, await rssOf(pid));
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    const results = new Map<string, CannonResult[]>();
-    const url = api.url;
-    for (const [name, sequence] of [
-      ['one', [tenants[0]!]],
-      ['fleet', zipf],
-      ['fleet', zipf],
-      ['one', [tenants[0]!]],
-    ] as const) {
+    const takePeak = () => {
+      const p = { ...peak };
+      Object.assign(peak, { tenantConnections: 0, threadsConnected: 0, rss: 0 });
+      return p;
+    };
+
+    const dbPid = await databasePid(root);
+    interface Measured {
+      result: LoadResult;
+      delta: Counters;
+      peak: typeof peak;
+      /** CPU seconds of the API process and of the database server (which other work on it shares) during the run. */
+      apiCpu: number;
+      dbCpu: number;
+    }
+    const measure = async (spec: Omit<LoadSpec, 'url'>): Promise<Measured> => {
+      const before = await readCounters(url, token);
+      takePeak();
+      const [api0, db0] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
+      const result = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, ...spec });
+      const [api1, db1] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
+      const after = await readCounters(url, token);
+      const delta = Object.fromEntries(Object.keys(COUNTERS).map((k) => [k, after[k as keyof Counters] - before[k as keyof Counters]]));
+      if ((result.statusCodes[200] ?? 0) !== result.responses)
+        throw new Error(`not every answer was 200: ${JSON.stringify(result.statusCodes)}`);
+      return { result, delta: delta as Counters, peak: takePeak(), apiCpu: api1 - api0, dbCpu: db1 - db0 };
+    };
+
+    const coldRss = await rssOf(pid);
+    log(`warm-up: one request for each of the ${tenants.length} tenants…`);
+    const warm = await measure({ tenants, seconds: 0, draw: 'each', seed: 1 });
+    const warmRss = await rssOf(pid);
+    log(
+      `  ${warm.result.distinct} tenants, ${(warm.result.responses / warm.result.seconds).toFixed(0)} req/s, RSS ${(warmRss / 2 ** 20).toFixed(0)} MiB`,
+    );
+
+    const results = new Map<string, Measured[]>();
+    let round = 0;
+    for (const name of Array.from({ length: ROUNDS }, () => ['one', 'fleet', 'fleet', 'one'] as const).flat()) {
       throwIfInterrupted();
-      await runLoadThread<LoadSpec, CannonResult>(import.meta.url, { url, tenants: [...sequence], seconds: 1 });
-      const r = await runLoadThread<LoadSpec, CannonResult>(import.meta.url, { url, tenants: [...sequence], seconds: SECONDS });
-      if ((r.statusCodes[200] ?? 0) !== r.responses) throw new Error(`${name}: not every answer was 200: ${JSON.stringify(r.statusCodes)}`);
-      log(`${name}: ${(r.responses / r.seconds).toFixed(0)} req/s`);
-      results.set(name, [...(results.get(name) ?? []), r]);
+      const set = name === 'one' ? [tenants[0]!] : tenants;
+      await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, tenants: set, seconds: 1, draw: 'zipf', seed: 1000 + round });
+      const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round });
+      log(
+        `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
+          `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
+          `API CPU ${((1e6 * m.apiCpu) / m.result.responses).toFixed(0)} µs/req, DB CPU ${((1e6 * m.dbCpu) / m.result.responses).toFixed(0)} µs/req, threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
+      );
+      results.set(name, [...(results.get(name) ?? []), m]);
     }
     sampling = false;
     await sampler;
-    const rss = process.memoryUsage().rss;
-    const stats = deps.tenantDbs.stats();
-    await api.stop(1000);
+    const finalRss = await rssOf(pid);
+    await stopApiProcess(api.child);
     api = undefined;
 
-    log('rolling the newest tenant migration back on every tenant, then migrating the fleet…');
-    const back = await tenantCli(
-      ['rollback', '--step', '1', '--force', '--concurrency', tunable('MIGRATE_CONCURRENCY', DEFAULTS), '--json'],
-      cliEnv,
-    );
-    if (back.code !== 0) throw new Error(`rollback exited ${back.code}`);
-    const migrate = await tenantCli(
-      ['migrate', '--concurrency', tunable('MIGRATE_CONCURRENCY', DEFAULTS), '--skip-failing', '--json'],
-      cliEnv,
-    );
-    // The result is the last line (one JSON line per event of the rollout comes first).
-    const summary = JSON.parse(migrate.stdout.trimEnd().split('\n').at(-1)!) as { results?: Array<{ result: string }> };
-    const ok = (summary.results ?? []).filter((t) => t.result === 'ok').length;
-    if (migrate.code !== 0 || ok !== TENANTS) throw new Error(`migrate exited ${migrate.code} with ${ok} of ${TENANTS} tenants ok`);
+    let migrateLine = '';
+    if (flag('FLEET_MIGRATE')) {
+      log('rolling the newest tenant migration back on every tenant, then migrating the fleet…');
+      const concurrency = tunable('MIGRATE_CONCURRENCY', DEFAULTS);
+      const back = await tenantCli(['rollback', '--step', '1', '--force', '--concurrency', concurrency, '--json'], runEnv);
+      if (back.code !== 0) throw new Error(`rollback exited ${back.code}`);
+      const migrate = await tenantCli(['migrate', '--concurrency', concurrency, '--skip-failing', '--json'], runEnv);
+      // The result is the last line (one JSON line per event of the rollout comes first).
+      const summary = JSON.parse(migrate.stdout.trimEnd().split('\n').at(-1)!) as { results?: Array<{ result: string }> };
+      const ok = (summary.results ?? []).filter((t) => t.result === 'ok').length;
+      if (migrate.code !== 0 || ok < TENANTS) throw new Error(`migrate exited ${migrate.code} with ${ok} of ${TENANTS} tenants ok`);
+      migrateLine =
+        `One migration over the fleet: \`bin/tenant rollback --step 1 --force\` took ${back.seconds.toFixed(0)} s, then ` +
+        `\`bin/tenant migrate --concurrency ${concurrency}\` applied it to ${ok} tenants in ${migrate.seconds.toFixed(0)} s.`;
+    }
 
-    const rate = (name: string) => results.get(name)!.reduce((s, r) => s + r.responses / r.seconds, 0) / results.get(name)!.length;
-    const worst = (name: string, k: 'p50' | 'p99') => Math.max(...results.get(name)!.map((r) => r[k]));
+    const all = (name: string) => results.get(name)!;
+    const rate = (name: string) => all(name).reduce((s, m) => s + m.result.responses / m.result.seconds, 0) / all(name).length;
+    const worst = (name: string, k: 'p50' | 'p99') => Math.max(...all(name).map((m) => m.result[k]));
+    const sum = (name: string, f: (m: Measured) => number) => all(name).reduce((s, m) => s + f(m), 0);
+    const max = (name: string, f: (m: Measured) => number) => Math.max(...all(name).map(f));
+    const row = (label: string, name: string) => [
+      label,
+      rate(name).toFixed(0),
+      formatMs(worst(name, 'p50')),
+      formatMs(worst(name, 'p99')),
+      `${(rate(name) / rate('one')).toFixed(2)}×`,
+      max(name, (m) => m.result.distinct),
+      sum(name, (m) => m.delta.misses),
+      sum(name, (m) => m.delta.evictions),
+      (sum(name, (m) => m.delta.switches) / sum(name, (m) => m.result.responses)).toFixed(2),
+      ((1e6 * sum(name, (m) => m.apiCpu)) / sum(name, (m) => m.result.responses)).toFixed(0),
+      dbPid ? ((1e6 * sum(name, (m) => m.dbCpu)) / sum(name, (m) => m.result.responses)).toFixed(0) : '',
+      max(name, (m) => m.peak.tenantConnections),
+      max(name, (m) => m.peak.threadsConnected),
+      (max(name, (m) => m.peak.rss) / 2 ** 20).toFixed(0),
+    ];
+    const settings = TENANT_SETTINGS.map((k) => `\`${k}=${process.env[k] ?? 'default'}\``).join(', ');
     const machine = await describeMachine(root);
     const lines = [
-      `Measured on ${new Date().toISOString().slice(0, 10)}: ${machine}.`,
+      `Measured on ${new Date().toISOString().slice(0, 10)}: ${machine}; load average ${os.loadavg()[0]!.toFixed(2)} at the end.`,
       `Command: \`${commandLine('bench:fleet', Object.keys(DEFAULTS))}\`.`,
-      `${TENANTS} tenants created through \`orgs.create\` (database, MySQL user, migrations, first key) in ${createSeconds.toFixed(0)} s ` +
-        `(${(TENANTS / createSeconds).toFixed(1)} tenants/s, ${tunable('FLEET_CREATE_CONCURRENCY', DEFAULTS)} at a time), 2 messages each. ` +
-        `${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one; the Zipf(1.0) sequence of 2,000 requests reaches ${distinct} tenants.`,
-      `Settings: \`TENANT_CACHE_MAX=${config.tenant.cacheMax}\`, \`TENANT_CONNECTIONS_MAX=${config.tenant.connectionsMax}\`, \`TENANT_POOL_MAX=${config.tenant.poolMax}\`.`,
+      `${TENANTS} tenants` +
+        (createSeconds === undefined
+          ? ' (kept from an earlier run), '
+          : ` created through \`orgs.create\` (database, MySQL user, migrations, first key) in ${createSeconds.toFixed(0)} s ` +
+            `(${((TENANTS - 0) / createSeconds).toFixed(1)} tenants/s, ${tunable('FLEET_CREATE_CONCURRENCY', DEFAULTS)} at a time), `) +
+        `2 messages each. The API is a process of its own (\`src/main.ts --role api\`); settings ${settings}. ` +
+        `Warm-up: one request for every tenant (${warm.result.distinct} tenants reached, ${warm.delta.misses} misses, API RSS ${(coldRss / 2 ** 20).toFixed(0)} MiB before it, ${(warmRss / 2 ** 20).toFixed(0)} MiB after it: ` +
+        `${((warmRss - coldRss) / 1024 / tenants.length).toFixed(1)} KiB per warm tenant). ` +
+        `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one (${ROUNDS} rounds); ` +
+        `in the fleet runs every request's tenant is drawn afresh from Zipf(1.0) over all ${TENANTS} tenants (seeded PRNG).`,
       '',
-      markdownTable(['scenario', 'req/s (mean of 2)', 'p50 (ms, worst run)', 'p99 (ms, worst run)', 'ratio'], 'lrrrr', [
-        ['GET /messages, 1 tenant', rate('one').toFixed(0), formatMs(worst('one', 'p50')), formatMs(worst('one', 'p99')), '1.00×'],
+      markdownTable(
         [
-          `GET /messages, ${TENANTS} tenants, Zipf(1.0)`,
-          rate('fleet').toFixed(0),
-          formatMs(worst('fleet', 'p50')),
-          formatMs(worst('fleet', 'p99')),
-          `${(rate('fleet') / rate('one')).toFixed(2)}×`,
+          'scenario',
+          `req/s (mean of ${2 * ROUNDS})`,
+          'p50 ms (worst)',
+          'p99 ms (worst)',
+          'ratio',
+          'tenants reached',
+          'instance misses',
+          'evictions',
+          'switches/request',
+          'API CPU µs/request',
+          'DB server CPU µs/request',
+          'peak tenant conns',
+          'peak Threads_connected',
+          'peak API RSS MiB',
         ],
-      ]),
+        'lrrrrrrrrrrrrr',
+        [row('GET /messages, 1 tenant', 'one'), row(`GET /messages, ${TENANTS} tenants, Zipf(1.0) per request`, 'fleet')],
+      ),
       '',
-      `Peak MySQL connections of tenant users (PROCESSLIST): ${peak.tenantConnections} (budget ${config.tenant.connectionsMax}); ` +
-        `peak \`Threads_connected\` of the whole server (SHOW STATUS; the shared-DB pool, this bench's sampler and anything else on it included): ${peak.threadsConnected}. ` +
-        `API process RSS after the traffic: ${(rss / 2 ** 20).toFixed(0)} MiB (the bench and load threads included); ` +
-        `instance cache: ${stats.misses} misses, ${stats.evictions} evictions; ${stats.switches} connection switches.`,
-      `One migration over the fleet: \`bin/tenant rollback --step 1 --force\` took ${back.seconds.toFixed(0)} s, then ` +
-        `\`bin/tenant migrate --concurrency ${tunable('MIGRATE_CONCURRENCY', DEFAULTS)}\` applied it to ${ok} of ${TENANTS} tenants in ` +
-        `${migrate.seconds.toFixed(0)} s (${(TENANTS / migrate.seconds).toFixed(0)} tenants/s, shared DB first, a rollout: a lock per tenant, ` +
-        `sessions reused per server; \`npm run bench:rollout\` has the rollout figures).`,
+      `Tenant connections budget: ${process.env.TENANT_CONNECTIONS_MAX ?? 'default'} per server and process (peak above counts the tenant users' sessions in PROCESSLIST); ` +
+        `CPU per request: the API process's own (/proc), and the database server's (shared with whatever else ran on it meanwhile: an upper bound). ` +
+        `\`Threads_connected\` counts the whole server (the API's shared-DB pool, this bench's sampler and anything else on it). ` +
+        `API RSS at the end: ${(finalRss / 2 ** 20).toFixed(0)} MiB.`,
+      ...(migrateLine ? [migrateLine] : []),
     ];
     console.log(lines.join('\n'));
     log(`wrote ${await writeDocSection('fleet', '## The fleet (10,000 tenants)', lines)}`);
   } finally {
-    await api?.stop(1000).catch(() => undefined);
+    if (api) await stopApiProcess(api.child).catch(() => undefined);
     await root.close();
-    log('cleaning up (dropping every database and user of the run)…');
-    await closeAndCleanUp(deps, config, run, log, true);
+    if (keep) {
+      await deps.close().catch(() => undefined);
+      log(`kept the run's tenants: FLEET_RUN=${run} FLEET_TENANTS=${TENANTS} reuses them (state in ${stateFile(run)})`);
+    } else {
+      log('cleaning up (dropping every database and user of the run)…');
+      await closeAndCleanUp(deps, config, run, log, true);
+    }
   }
 }
 

@@ -156,7 +156,7 @@ const schema = Joi.object({
   TENANT_USER_HOST: Joi.string()
     .pattern(/^[A-Za-z0-9.%_:-]{1,60}$/)
     .default('%'),
-  TENANT_CACHE_MAX: Joi.number().integer().min(1).max(100_000).default(2000),
+  TENANT_CACHE_MAX: Joi.number().integer().min(1).max(100_000).default(20_000),
   TENANT_POOL_MAX: Joi.number().integer().min(1).max(100).default(10),
   TENANT_CONNECTIONS_MAX: Joi.number().integer().min(1).max(1000).default(20),
   TENANT_IDLE_MS: Joi.number().integer().min(100).default(60000),

@@ -155,6 +155,31 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
     }
   });
 
+  it('a switch takes the idle session of the coldest tenant, not the least recently used one: a busy tenant keeps its session', async () => {
+    const deps = testDeps({ TENANT_CONNECTIONS_MAX: '2' }, { subscribe: false });
+    try {
+      const [hot, cold, next] = [
+        await provisionedOrg(deps, (await createTenant(admin)).id),
+        await provisionedOrg(deps, (await createTenant(admin)).id),
+        await provisionedOrg(deps, (await createTenant(admin)).id),
+      ];
+      const id = (org: ProvisionedOrg) => deps.tenantDbs.withTenant(org, (db) => one(db, 'SELECT CONNECTION_ID() AS id'));
+      // Two sessions, opened at once: the hot tenant's and the cold one's.
+      const [{ id: hotId }, { id: firstColdId }] = await Promise.all([id(hot), id(cold)]);
+      expect(firstColdId).to.not.equal(hotId);
+      for (let i = 0; i < 5; i++) expect((await id(hot)).id).to.equal(hotId);
+      // The cold tenant's session is now the most recently used: plain LRU would take the hot tenant's.
+      const coldId = (await id(cold)).id;
+      expect(coldId).to.equal(firstColdId);
+      const switches = deps.tenantDbs.stats().switches;
+      expect((await id(next)).id, "the cold tenant's session was switched").to.equal(coldId);
+      expect((await id(hot)).id, 'the hot tenant still has its own').to.equal(hotId);
+      expect(deps.tenantDbs.stats().switches - switches).to.equal(1);
+    } finally {
+      await deps.close();
+    }
+  });
+
   describe('the budget', () => {
     let api: TestApi;
     const tenants: { id: number; apiKey: string }[] = [];

@@ -135,7 +135,10 @@ export function createOrgRepository(db: Sequelize) {
       return rows.map((r) => ({ id: Number(r.id), status: r.status as OrgStatus }));
     },
     async get(id: number, transaction?: Transaction): Promise<OrgRecord | undefined> {
-      const [r] = await select('SELECT * FROM orgs WHERE id = :id', { id }, transaction);
+      // Outside a transaction (the org cache's loads, on a request's path): the lean path.
+      const [r] = transaction
+        ? await select('SELECT * FROM orgs WHERE id = :id', { id }, transaction)
+        : await selectRows<Row>(db, 'SELECT * FROM orgs WHERE id = ?', [id]);
       return r && toOrg(r);
     },
     /** The current balance, read fresh (not from any cache). */
@@ -172,7 +175,8 @@ export function createOrgRepository(db: Sequelize) {
       });
     },
     async findKey(prefix: string): Promise<ApiKeyRecord | undefined> {
-      const [r] = await select('SELECT * FROM api_keys WHERE prefix = :prefix', { prefix });
+      // The key cache's loads, on a request's path: the lean path.
+      const [r] = await selectRows<Row>(db, 'SELECT * FROM api_keys WHERE prefix = ?', [prefix]);
       return r && toKey(r);
     },
     async listKeys(orgId: number): Promise<ApiKeyRecord[]> {

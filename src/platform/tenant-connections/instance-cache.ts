@@ -44,7 +44,11 @@ interface Entry {
 
 export interface InstanceCacheOptions {
   maxOpen: number;
-  idleMs: number;
+  /**
+   * Entries unused this long are dropped; undefined: never for idleness (an instance that holds no connection costs
+   * only its memory, which `maxOpen` bounds, and dropping it would only make its tenant's next request a miss).
+   */
+  idleMs?: number;
   acquireTimeoutMs: number;
   /** How long a tenant whose DB could not be reached answers 503 at once before we try again. */
   retryAfterMs: number;
@@ -69,14 +73,18 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
     for (const w of [...waiters]) w();
   };
 
-  const sweeper = setInterval(
-    () => {
-      const cutoff = Date.now() - opts.idleMs;
-      for (const e of entries.values()) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
-    },
-    Math.min(opts.idleMs, 1000),
-  );
-  sweeper.unref();
+  const { idleMs } = opts;
+  const sweeper =
+    idleMs === undefined
+      ? undefined
+      : setInterval(
+          () => {
+            const cutoff = Date.now() - idleMs;
+            for (const e of entries.values()) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
+          },
+          Math.min(idleMs, 1000),
+        );
+  sweeper?.unref();
 
   /** Takes an entry out of the LRU; it keeps its slot (counted in `closing`) until its last lease ends and it is closed. */
   function retire(e: Entry, countEviction = true): void {

@@ -3,7 +3,8 @@
  * ProxySQL does it). At most `max` raw mysql2 connections are open, whatever the number of tenants; each is lent
  * authenticated as one tenant's own MySQL user with its database selected:
  *   1. an idle session of exactly these credentials: no I/O;
- *   2. else the least recently used idle session of another tenant, switched with COM_CHANGE_USER (+ session init);
+ *   2. else the idle session of the coldest other tenant (least requests lately, a decayed count; ties: least recently
+ *      used), switched with COM_CHANGE_USER (+ session init): under skewed traffic the busy tenants keep their sessions;
  *   3. else a new connection while fewer than `max` are open or opening;
  *   4. else the caller waits (FIFO, skipping tenants at their own cap) until `acquireTimeoutMs`.
  * Never a mysql2 Pool: `changeUser` on a pooled connection rewrites the pool's config (node-mysql2 #477, #1469).
@@ -148,6 +149,13 @@ interface Waiter {
   reject(err: Error): void;
 }
 
+/** Half-life of a tenant's heat (its decayed count of acquires), which picks the idle session a switch takes. */
+const HEAT_HALF_LIFE_MS = 2000;
+/** Heats closer than this count as equal (the least recently used session is taken). */
+const HEAT_TIE = 0.01;
+/** Tenants whose heat is remembered (most recently seen): a bound whatever the number of tenants. */
+const HEAT_MAX = 4096;
+
 const identityOf = (l: TenantLogin) => `${l.user}\u0000${l.database}\u0000${l.password}`;
 
 /** Same test as Sequelize's mysql ConnectionManager.validate(). */
@@ -174,6 +182,8 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   const idleByIdentity = new Map<string, Slot[]>(); // most recently released last
   const idleLru = new Set<Slot>(); // least recently released first: the victims of a switch
   const leasedByTenant = new Map<string, number>();
+  /** Each tenant's heat at `at` (most recently seen last): how many acquires it made lately. */
+  const heat = new Map<string, { value: number; at: number }>();
   const waiters: Waiter[] = [];
   const counters = { acquires: 0, sameTenantHits: 0, switches: 0, opens: 0, resets: 0, destroyed: 0, timeouts: 0, switchFailures: 0 };
   let opening = 0;
@@ -288,10 +298,37 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     if (list!.length === 0) idleByIdentity.delete(slot.identity);
   }
 
-  /** An idle session of this identity, or of anyone (least recently used) when identity is undefined. */
+  const heatOf = (key: string, now: number) => {
+    const h = heat.get(key);
+    return h ? h.value * 2 ** (-(now - h.at) / HEAT_HALF_LIFE_MS) : 0;
+  };
+  function warm(key: string): void {
+    const now = Date.now();
+    const value = heatOf(key, now) + 1;
+    heat.delete(key);
+    heat.set(key, { value, at: now });
+    if (heat.size > HEAT_MAX) heat.delete(heat.keys().next().value!);
+  }
+
+  /**
+   * The idle session a switch should take: its tenant's heat is the lowest (ties: least recently used). Heats within a
+   * hundredth of an acquire are ties: two tenants seen once a millisecond apart are equally cold.
+   */
+  function coldestIdle(): Slot | undefined {
+    const now = Date.now();
+    let best: Slot | undefined;
+    let bestHeat = Infinity;
+    for (const slot of idleLru) {
+      const h = heatOf(slot.login.key, now);
+      if (h < bestHeat - HEAT_TIE) [best, bestHeat] = [slot, h];
+    }
+    return best;
+  }
+
+  /** An idle session of this identity, or of anyone (the coldest tenant's) when identity is undefined. */
   function takeIdle(identity?: string): Slot | undefined {
     for (;;) {
-      const slot = identity === undefined ? idleLru.values().next().value : idleByIdentity.get(identity)?.at(-1);
+      const slot = identity === undefined ? coldestIdle() : idleByIdentity.get(identity)?.at(-1);
       if (!slot) return undefined;
       unpark(slot);
       if (!slot.dead && isUsable(slot.conn)) return slot;
@@ -540,6 +577,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       counters.acquires++;
       lastLogin = login;
       if (health.isDown()) return Promise.reject(downError());
+      warm(login.key);
       const identity = identityOf(login);
       // Fast path: nobody queued and an idle session of exactly this tenant: no I/O at all.
       if (waiters.length === 0 && underCap(login.key)) {
