@@ -97,6 +97,21 @@ describe('moving tenants between servers', function () {
     return { open, opened };
   }
 
+  /** Deps whose moves wait at their switch: `atSwitch` opens when one gets there, `release` lets it go on. */
+  function heldAtSwitch() {
+    const atSwitch = gate();
+    const release = gate();
+    const deps = testDeps(FAST, {
+      subscribe: false,
+      beforeMoveStep: async (step: MoveStep) => {
+        if (step !== 'SWITCH') return;
+        atSwitch.open();
+        await release.opened;
+      },
+    });
+    return { deps, atSwitch, release };
+  }
+
   /** Whether a session on a server runs a statement matching `like` (a command blocked on a lock). */
   async function running(server: 'default' | 'second', like: string): Promise<boolean> {
     const where = "FROM information_schema.PROCESSLIST WHERE INFO LIKE :like AND INFO NOT LIKE '%PROCESSLIST%'";
@@ -319,16 +334,7 @@ describe('moving tenants between servers', function () {
 
     it('move --abort racing a live move at its switch: abort stops the move (or finds it done), and the tenant keeps one complete copy', async () => {
       const t = await tenantWithMessages(api, 10);
-      const atSwitch = gate();
-      const release = gate();
-      const deps = testDeps(FAST, {
-        subscribe: false,
-        beforeMoveStep: async (step: MoveStep) => {
-          if (step !== 'SWITCH') return;
-          atSwitch.open();
-          await release.opened;
-        },
-      });
+      const { deps, atSwitch, release } = heldAtSwitch();
       // A reader on the target holds the new copy's marker table: a DROP of that copy waits until it lets go.
       const holder = await mysql.createConnection({ host: second.host, port: second.port, user: 'root' });
       try {
@@ -389,16 +395,7 @@ describe('moving tenants between servers', function () {
 
     it('dropping a tenant during a move (CLI drop while the move waits at its switch) leaves no database and no MySQL user on the target, and only the retained (locked) copy on the source', async () => {
       const t = await tenantWithMessages(api, 4);
-      const atSwitch = gate();
-      const release = gate();
-      const deps = testDeps(FAST, {
-        subscribe: false,
-        beforeMoveStep: async (step: MoveStep) => {
-          if (step !== 'SWITCH') return;
-          atSwitch.open();
-          await release.opened;
-        },
-      });
+      const { deps, atSwitch, release } = heldAtSwitch();
       try {
         const move = deps.mover.move(t.id, SECOND).catch((e: unknown) => e);
         await atSwitch.opened;

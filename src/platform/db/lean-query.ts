@@ -51,12 +51,13 @@ function statement(lease: Lease, sql: string, values: Values, opts: StatementOpt
 
 const poolOf = (db: Sequelize) => (db.connectionManager as unknown as { pool: Pool }).pool;
 
-async function run(db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
+/** Runs `fn` on one connection of the pool: released after, or destroyed if it was lost meanwhile. */
+async function withLease<T>(db: Sequelize, fn: (lease: Lease) => Promise<T>): Promise<T> {
   const pool = poolOf(db);
   const lease = await acquire(pool);
   let lost = false;
   try {
-    return await statement(lease, sql, values, opts);
+    return await fn(lease);
   } catch (err) {
     lost = err instanceof ConnectionError;
     throw err;
@@ -65,6 +66,9 @@ async function run(db: Sequelize, sql: string, values: Values, opts: StatementOp
     else pool.release(lease);
   }
 }
+
+const run = (db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> =>
+  withLease(db, (lease) => statement(lease, sql, values, opts));
 
 /** The statements of a transaction, on its one connection. */
 export interface TransactionStatements {
@@ -124,21 +128,12 @@ export async function write(db: Sequelize, sql: string, values: Values): Promise
  * change-capture.ts): there it says 0, and the value is read with `SELECT LAST_INSERT_ID()` on the same connection.
  */
 export async function writeSettingLastInsertId(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
-  const pool = poolOf(db);
-  const lease = await acquire(pool);
-  let lost = false;
-  try {
+  return withLease(db, async (lease) => {
     const result = okPacket(await statement(lease, sql, values));
     if (result.affectedRows > 0 && result.insertId === 0) {
       const [row] = (await statement(lease, 'SELECT LAST_INSERT_ID() AS id', [])) as { id: number }[];
       result.insertId = Number(row?.id ?? 0);
     }
     return result;
-  } catch (err) {
-    lost = err instanceof ConnectionError;
-    throw err;
-  } finally {
-    if (lost) void pool.destroy(lease);
-    else pool.release(lease);
-  }
+  });
 }
