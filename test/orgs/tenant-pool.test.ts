@@ -130,7 +130,7 @@ describe('the warm pool of tenants', function () {
   describe('two API processes', () => {
     let a: MainProcess;
     let b: MainProcess;
-    const env = { ...OWN, TENANT_WARM_POOL_SIZE: '24', TENANT_WARM_POOL_REFILL_MS: '200' };
+    const env = { ...OWN, TENANT_WARM_POOL_SIZE: '50', TENANT_WARM_POOL_REFILL_MS: '200' };
     before(async () => {
       [a, b] = await Promise.all([startMain(env, 'api'), startMain(env, 'api')]);
     });
@@ -145,15 +145,15 @@ describe('the warm pool of tenants', function () {
       );
     });
 
-    it('creating 80 tenants at once (40 through each, 4 at a time) while both refill: every create 201, no pooled tenant given twice, every key its own org’s', async () => {
-      await eventually(async () => (await pooledIds()).length >= 24, 120_000, 200);
+    it('creating 200 tenants at once (100 through each, 5 at a time) while both refill: every create 201, no pooled tenant given twice, every key its own org’s', async () => {
+      await eventually(async () => (await pooledIds()).length >= 50, 120_000, 200);
       const before = new Set((await orgRows()).map((o) => o.id));
       const created: { id: number; name: string; apiKey: string; via: string }[] = [];
       const statuses: number[] = [];
       await Promise.all(
         [a, b].flatMap((p, n) =>
-          Array.from({ length: 4 }, async (_, lane) => {
-            for (let i = 0; i < 10; i++) {
+          Array.from({ length: 5 }, async (_, lane) => {
+            for (let i = 0; i < 20; i++) {
               const name = uniqueName(`twice-${n}-${lane}`);
               const r = await request(p.url, 'POST', '/orgs', { admin: true, body: { name, credits: 3 } });
               statuses.push(r.status);
@@ -164,9 +164,9 @@ describe('the warm pool of tenants', function () {
       );
       expect([...new Set(statuses)]).to.deep.equal([201]);
       const ids = created.map((c) => c.id);
-      expect(new Set(ids).size, 'distinct orgs').to.equal(80);
+      expect(new Set(ids).size, 'distinct orgs').to.equal(200);
       const claimed = ids.filter((id) => before.has(id));
-      expect(claimed.length, `creates that claimed a tenant pooled before they began (${claimed.length})`).to.equal(24);
+      expect(claimed.length, `creates that claimed a tenant pooled before they began (${claimed.length})`).to.equal(50);
       const byId = new Map((await orgRows()).map((o) => [o.id, o]));
       const { marks } = await onServer();
       for (const c of created) {
@@ -180,7 +180,7 @@ describe('the warm pool of tenants', function () {
       );
       const keyCount = new Map(keys.map((k) => [Number(k.org_id), Number(k.n)]));
       for (const c of created) expect(keyCount.get(c.id), `keys of org ${c.id}`).to.equal(1);
-      for (const c of created.filter((_, i) => i % 10 === 0)) {
+      for (const c of created.filter((_, i) => i % 20 === 0)) {
         const me = await request(c.via, 'GET', '/org', { org: { id: c.id, apiKey: c.apiKey } });
         expect([me.status, me.body.org.name]).to.deep.equal([200, c.name]);
       }
