@@ -18,7 +18,7 @@ import { debitReference } from '../../src/messages/domain/deliver-message.js';
 import { startWorkers, type Workers } from '../../src/messages/entry-points/queue/workers.js';
 import { deliveryJobId, type DeliveryJob } from '../../src/platform/queue/queues.js';
 import { startLocalMariaDb, type LocalMariaDb } from '../../scripts/local-mariadb.js';
-import { RUN, createTenant, eventually, rows, startApi, testConfig, testDeps, uniqueName, type TestApi } from '../helpers.js';
+import { RUN, eventually, rows, startApi, testConfig, testDeps, uniqueName, type TestApi } from '../helpers.js';
 
 const COM_CHANGE_USER = 0x11;
 
@@ -114,7 +114,9 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
       const { org, apiKey } = await admin.orgs.create({ name: uniqueName('hung'), credits: 100, server: SERVER });
       onB.push({ id: org.id, apiKey: apiKey! });
     }
-    onA = await createTenant(admin);
+    // On the default server by name: placement alone would pick the least-loaded server, which is B after other suites.
+    const a = await admin.orgs.create({ name: uniqueName('not hung'), credits: 100, server: 'default' });
+    onA = { id: a.org.id, apiKey: a.apiKey! };
     provider = await startProvider();
     // One connection per server, so that a second tenant of B is served by switching the first one's session.
     env = {
