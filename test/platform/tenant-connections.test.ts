@@ -9,7 +9,7 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Deps } from '../../src/deps.js';
 import { LeaseRevokedError } from '../../src/platform/tenant-connections/sequelize-lease.js';
 import type { ProvisionedOrg } from '../../src/orgs/domain/org.js';
-import { RUN, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, testDeps, type TestApi } from '../helpers.js';
+import { RUN, cli, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, testDeps, type TestApi } from '../helpers.js';
 
 type Row = Record<string, unknown>;
 const select = (db: Sequelize, sql: string) => db.query<Row>(sql, { type: QueryTypes.SELECT });
@@ -78,7 +78,9 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         );
         expect(s.secret).to.equal(null);
         expect(s.mode).to.equal((await one(root, 'SELECT @@global.sql_mode AS m')).m);
-        expect(s.tz, 'the session init runs again after a switch').to.equal('+00:00');
+        // UTC again: from the session init, or from the server's own zone when the account needs no init.
+        expect(s.tz, "A's time zone does not follow the session").not.to.equal('+05:00');
+        expect((await one(db, 'SELECT TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), NOW()) AS utcOffset')).utcOffset).to.equal(0);
         expect(s.lockOwner).to.equal(null);
         expect(await db.query('EXECUTE a_stmt').catch(mysqlCode)).to.equal('ER_UNKNOWN_STMT_HANDLER');
       });
@@ -89,6 +91,45 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         const s = await run((db) => one(db, 'SELECT @@session.max_statement_time AS t'));
         expect(Number(s.t)).to.equal(10); // TENANT_STATEMENT_TIMEOUT_MS 10000
       }
+    });
+
+    it('a switch to an account that carries the statement limit sends no session init; an older account still gets it, until `accounts sync`', async function () {
+      this.timeout(30_000);
+      const c = await provisionedOrg(deps, (await createTenant(admin)).id);
+      const limitOf = async (user: string) =>
+        Number((await rows<{ t: number }>(root, 'SELECT max_statement_time AS t FROM mysql.user WHERE User = :user', { user }))[0]?.t);
+      expect(await limitOf(c.dbUser), 'made with the limit').to.equal(10);
+      await root.query(`ALTER USER '${c.dbUser}'@'%' WITH MAX_STATEMENT_TIME 0`); // as an older version made it
+      const onC = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(c, fn);
+      await onA((db) => one(db, 'SELECT 1'));
+      await onB((db) => one(db, 'SELECT 1')); // B's account has been read before: it needs no init
+      const before = deps.tenantDbs.stats();
+      for (const run of [onC, onB, onC, onB]) {
+        const s = await run((db) =>
+          one(db, 'SELECT @@session.max_statement_time AS t, TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), NOW()) AS utcOffset'),
+        );
+        expect(s).to.deep.equal({ t: 10, utcOffset: 0 });
+      }
+      const after = deps.tenantDbs.stats();
+      expect(after.switches - before.switches).to.equal(4);
+      expect(after.sessionInits - before.sessionInits, "C's two sessions only").to.equal(2);
+      expect(after.sessionInitsSkipped - before.sessionInitsSkipped, "B's two").to.equal(2);
+
+      // The default server only: other suites register servers that are gone by now.
+      const sync = await cli(['accounts', 'sync', '--server', 'default', '--json']);
+      expect(sync.code, sync.stderr).to.equal(0);
+      expect(sync.json.servers).to.have.length(1);
+      expect((sync.json.servers as unknown[])[0]).to.deep.include({
+        server: 'default',
+        limits: 'WITH MAX_STATEMENT_TIME 10',
+        failed: [],
+        error: null,
+      });
+      const unknown = await cli(['accounts', 'sync', '--server', 'nope', '--json']);
+      expect(unknown.code).to.equal(1);
+      expect(JSON.parse(unknown.stdout)).to.deep.equal({ error: { code: 'SERVER_NOT_FOUND', message: 'no server named "nope"' } });
+      expect((await cli(['accounts', 'check'])).code, 'usage').to.equal(2);
+      expect(await limitOf(c.dbUser)).to.equal(10);
     });
 
     it("a transaction left open is rolled back before anyone gets the session, even the same tenant: A's uncommitted row is gone", async () => {

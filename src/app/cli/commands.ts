@@ -17,7 +17,14 @@ export function buildCommands(deps: Deps): Commands {
     ...orgCommands({ orgs: deps.orgs, defaultCredits: config.defaultCredits, port: config.port }),
     // backup, restore, clone, export, undrop, purge
     ...lifecycleCommands({ backups: deps.backups, orgs: deps.orgs, defaultCredits: config.defaultCredits }),
-    ...fleetCommands({ migrations: deps.migrations, servers: deps.servers, mover: deps.mover, pool: deps.pool, readEnvSecret }),
+    ...fleetCommands({
+      migrations: deps.migrations,
+      servers: deps.servers,
+      mover: deps.mover,
+      pool: deps.pool,
+      accounts: deps.provisioner,
+      readEnvSecret,
+    }),
     // migrate (a fleet rollout), rollout status|pause|resume|retry, status (fleet summary or --tenant), doctor
     ...rolloutCommands({
       fleet: deps.fleet,

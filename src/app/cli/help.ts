@@ -140,6 +140,11 @@ export const HELP: Record<string, CommandHelp> = {
     what: 'the warm pool of tenants provisioned ahead (TENANT_WARM_POOL_SIZE per active server; API processes keep it topped up) so that create only claims one: status shows ready, being made and failed ones per server; fill tops it up now (e.g. right after a deploy)',
     examples: ['bin/tenant pool', 'bin/tenant pool fill --json'],
   },
+  accounts: {
+    usage: 'accounts sync [--server NAME] [--concurrency N]',
+    what: "gives every tenant's MySQL account the limits its sessions rely on (MariaDB: MAX_STATEMENT_TIME = TENANT_STATEMENT_TIMEOUT_MS), so that a connection switched to the tenant needs no session init: run it once after upgrading (tenants made by older versions) and after changing TENANT_STATEMENT_TIMEOUT_MS; idempotent, one ALTER USER per account",
+    examples: ['bin/tenant accounts sync', 'bin/tenant accounts sync --server default --concurrency 8 --json'],
+  },
   move: {
     usage: 'move <id> --to <server> | move <id> --abort',
     what: "move a tenant's database to another server while it keeps working: copy, catch up with its changes, pause its writes for the last ones only (about a second at most; reads go on), verify (counts and checksums), switch, drop the old copy. A failure leaves it on its old server, working. --abort stops a running move (or ends one a crash left)",

@@ -179,6 +179,16 @@ export function createOrgRepository(db: Sequelize) {
       const [r] = await selectRows<Row>(db, 'SELECT * FROM api_keys WHERE prefix = ?', [prefix]);
       return r && toKey(r);
     },
+    /** The key of this prefix with its org, in one read (a first request of a tenant the org cache has not seen lately). */
+    async findKeyWithOrg(prefix: string): Promise<{ key: ApiKeyRecord; org: OrgRecord } | undefined> {
+      const [r] = await selectRows<{ k: Row; o: Row }>(
+        db,
+        'SELECT k.*, o.* FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.prefix = ?',
+        [prefix],
+        { nestTables: true },
+      );
+      return r && { key: toKey(r.k), org: toOrg(r.o) };
+    },
     async listKeys(orgId: number): Promise<ApiKeyRecord[]> {
       return (await select('SELECT * FROM api_keys WHERE org_id = :orgId ORDER BY id', { orgId })).map(toKey);
     },

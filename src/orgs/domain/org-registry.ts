@@ -16,6 +16,11 @@ export interface OrgRegistryStats {
 export interface OrgRegistry {
   /** The org, from cache when fresh; undefined when it does not exist (cached too). */
   get(id: number): Promise<OrgRecord | undefined>;
+  /**
+   * The same, given the request's API key (not checked here): an org and key both uncached are read in one statement
+   * (the key joined with its org) and both cached, so verifyKey() then finds the key cached.
+   */
+  getWithKey(id: number, key: string | undefined): Promise<OrgRecord | undefined>;
   /** The unrevoked API key record matching `key` exactly, or undefined. */
   verifyKey(key: string): Promise<ApiKeyRecord | undefined>;
   /** Drops everything cached about the org (called on org events). */
@@ -30,11 +35,14 @@ const MAX_ENTRIES = 50_000;
 /** "Known not to exist" (negative caching): lru-cache holds objects only. */
 const MISSING = Object.freeze({ missing: true as const });
 type Cached<T> = T | typeof MISSING;
-/** lru-cache rejects a fetch whose entry was deleted meanwhile (an invalidation): such a fetch is simply made again. */
-const isDeletedWhileFetching = (err: unknown) => err instanceof Error && err.message === 'deleted';
+/**
+ * lru-cache rejects a fetch whose entry was deleted (an invalidation) or set (a joined read of org and key) meanwhile:
+ * such a fetch is simply made again (and then finds what was set).
+ */
+const isDeletedWhileFetching = (err: unknown) => err instanceof Error && (err.message === 'deleted' || err.message === 'replaced');
 
 export interface OrgRegistryDeps {
-  repo: Pick<OrgRepository, 'get' | 'findKey' | 'touchKey'>;
+  repo: Pick<OrgRepository, 'get' | 'findKey' | 'findKeyWithOrg' | 'touchKey'>;
   ttlMs: number;
   logger: Logger;
   /** Clock in ms (tests pass a fake one). */
@@ -96,8 +104,40 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
   const orgs = cache<number, OrgRecord>((id) => repo.get(id));
   const keys = cache<string, ApiKeyRecord>((prefix) => repo.findKey(prefix));
 
+  /**
+   * A tenant not seen lately (the long tail of a large fleet): its org and key in one read instead of two. Only when
+   * neither is cached; cached only if no invalidation ran meanwhile (as `fresh` does); the key's org answered only
+   * when it is the org asked for (else the org is read on its own, and 401/403 follow as usual).
+   */
+  const joinedReads = new Map<string, Promise<OrgRecord | null>>();
+  async function readWithKey(id: number, key: string | undefined): Promise<OrgRecord | null> {
+    const prefix = key === undefined ? undefined : API_KEY_PATTERN.exec(key)?.[1];
+    if (!prefix || ttlMs <= 0 || orgs.lru.has(id) || keys.lru.has(prefix)) return null;
+    // Concurrent first requests of one tenant share one read (a burst on a cold tenant).
+    let read = joinedReads.get(prefix);
+    if (!read) {
+      const startedAt = generation;
+      stats.misses++;
+      read = repo
+        .findKeyWithOrg(prefix)
+        .then((found) => {
+          if (startedAt !== generation) return null;
+          keys.lru.set(prefix, found?.key ?? MISSING);
+          if (found) orgs.lru.set(found.org.id, found.org);
+          return found?.org ?? null;
+        })
+        .finally(() => joinedReads.delete(prefix));
+      joinedReads.set(prefix, read);
+    }
+    const org = await read;
+    return org?.id === id ? org : null;
+  }
+
   return {
     get: (id) => orgs.get(id),
+    async getWithKey(id, key) {
+      return (await readWithKey(id, key)) ?? orgs.get(id);
+    },
     async verifyKey(key) {
       const m = API_KEY_PATTERN.exec(key);
       if (!m) return undefined;

@@ -11,11 +11,13 @@ import { LockTimeoutError, TENANT_MIGRATIONS_DIR, createMigrator, withLock, with
 import { AppError, conflict, describeError, isDuplicateKey, notFound } from '../../platform/lib/errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import { generateApiKey, randomPassword, type SecretBox } from '../../platform/lib/secrets.js';
-import { createSequelize } from '../../platform/db/sequelize.js';
+import { createSequelize, serverVersion } from '../../platform/db/sequelize.js';
+import { tenantAccountLimits } from '../../platform/tenant-connections/tenant-connections.js';
 import { quoteIdentifier } from '../../platform/db/identifiers.js';
+import { mapWithConcurrency } from '../../platform/lib/concurrency.js';
 import { tenantDbName, tenantDbUser } from './tenant-names.js';
 import { killSessionsOf } from './tenant-sessions.js';
-import { isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from './org.js';
+import { MIGRATABLE_STATUSES, isOperational, isProvisioned, provisioned, type OrgRecord, type ProvisionedOrg } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
 import type { SchemaVersions } from '../data-access/schema-versions.js';
 import type { ServerRegistry } from './server-registry.js';
@@ -64,6 +66,18 @@ export interface ProvisionResult {
   org: OrgRecord;
   /** The first API key, when this run created it (shown once). */
   apiKey?: string;
+}
+
+/** What `accounts sync` did on each server: accounts visited, the limits set (none on MySQL), and those that failed. */
+export interface AccountSyncResult {
+  servers: {
+    server: string;
+    accounts: number;
+    limits: string | null;
+    failed: { orgId: number; error: string }[];
+    /** The server could not be reached (nothing done there). */
+    error: string | null;
+  }[];
 }
 
 export interface ProvisionerDeps {
@@ -150,7 +164,9 @@ export function createProvisioner(deps: ProvisionerDeps) {
       try {
         await admin.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY :password`, { replacements: { password } });
         // Re-running after a crash must converge on the stored password and the exact grants.
-        await admin.query(`ALTER USER ${account} IDENTIFIED BY :password`, { replacements: { password } });
+        // The account carries its statement limit (MariaDB): its sessions, new or switched to it, need no init.
+        const limits = tenantAccountLimits(await serverVersion(admin), config.tenantStatementTimeoutMs);
+        await admin.query(`ALTER USER ${account} IDENTIFIED BY :password${limits}`, { replacements: { password } });
         // Exactly these grants, whatever the account had before (an older grant, a manual change).
         await admin.query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${account}`);
         await admin.query(`GRANT ${TENANT_PRIVILEGES} ON ${grantTarget(org.dbName)} TO ${account}`);
@@ -314,7 +330,48 @@ export function createProvisioner(deps: ProvisionerDeps) {
     return (await repo.get(orgId))!;
   }
 
+  /**
+   * Gives every tenant account the limits its sessions rely on (tenantAccountLimits): accounts made before they
+   * existed, or after TENANT_STATEMENT_TIMEOUT_MS changed. Idempotent, one ALTER USER per account (IF EXISTS: an
+   * account not made yet is made with them); `concurrency` at once per server.
+   */
+  async function syncAccounts(opts: { concurrency: number; server?: string }): Promise<AccountSyncResult> {
+    const all = await servers.list();
+    const chosen = opts.server === undefined ? all : all.filter((x) => x.name === opts.server);
+    if (chosen.length === 0) throw notFound('SERVER_NOT_FOUND', `no server named ${JSON.stringify(opts.server)}`);
+    const byServer = new Map<number, ProvisionedOrg[]>(chosen.map((x) => [x.id, []]));
+    for (let after = 0; ;) {
+      const page = await repo.list({ limit: 1000, after, statuses: [...MIGRATABLE_STATUSES, 'DELETED'] });
+      if (page.length === 0) break;
+      after = page.at(-1)!.id;
+      for (const org of page) if (isProvisioned(org) && !org.purgedAt) byServer.get(org.dbServerId)?.push(org);
+    }
+    // Servers side by side; a server that cannot be reached is reported, the others are still done.
+    const results = await Promise.all(
+      chosen.map(async ({ id, name }) => {
+        const orgs = byServer.get(id)!;
+        const failed: { orgId: number; error: string }[] = [];
+        try {
+          const admin = await servers.admin(id);
+          const limits = tenantAccountLimits(await serverVersion(admin), config.tenantStatementTimeoutMs);
+          if (limits)
+            await mapWithConcurrency(orgs, opts.concurrency, async (org) => {
+              const account = accountOf(admin, org.dbUser, config.tenant.userHost);
+              await admin.query(`ALTER USER IF EXISTS ${account}${limits}`).catch((err: unknown) => {
+                failed.push({ orgId: org.id, error: describeError(err) });
+              });
+            });
+          return { server: name, accounts: orgs.length, limits: limits.trim() || null, failed, error: null };
+        } catch (err) {
+          return { server: name, accounts: orgs.length, limits: null, failed, error: describeError(err) };
+        }
+      }),
+    );
+    return { servers: results };
+  }
+
   return {
+    syncAccounts,
     /** Registers a new org (PROVISIONING), grants its initial credits and provisions it. */
     async create(input: { name: string; credits: number; server?: string }): Promise<ProvisionResult> {
       let id: number;

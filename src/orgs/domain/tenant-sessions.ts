@@ -9,6 +9,7 @@
  * trip between the two (residual race, only on MySQL).
  */
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { serverVersion } from '../../platform/db/sequelize.js';
 
 export interface KillHooks {
   /** Test seam: called with the sessions listed as the tenant's, before any is killed (a session may change hands). */
@@ -24,8 +25,7 @@ export async function killSessionsOf(admin: Sequelize, user: string, hooks: Kill
     })
   ).map((s) => Number(s.id));
   await hooks.listed?.(listed);
-  const [version] = await admin.query<{ v: string }>('SELECT VERSION() AS v', { type: QueryTypes.SELECT });
-  if (/mariadb/i.test(version?.v ?? '')) {
+  if (/mariadb/i.test(await serverVersion(admin))) {
     await admin.query(`KILL CONNECTION USER ${admin.escape(user)}`);
     return listed.length;
   }

@@ -9,6 +9,8 @@ import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize, type Tr
 /** Per-statement mysql2 options (e.g. `dateStrings` to copy DATETIMEs exactly as stored). */
 export interface StatementOptions {
   dateStrings?: boolean;
+  /** Rows as `{ <table alias>: { column: value } }`: joined tables whose column names repeat. */
+  nestTables?: boolean;
   typeCast?: (field: unknown, next: () => unknown) => unknown;
 }
 

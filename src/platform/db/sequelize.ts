@@ -1,5 +1,5 @@
 /** One factory for every MySQL connection pool: the shared DB, each tenant DB, each server's admin link. */
-import { Sequelize } from 'sequelize';
+import { QueryTypes, Sequelize } from 'sequelize';
 
 export interface ConnectionOptions {
   host: string;
@@ -51,4 +51,10 @@ export function createSequelize(o: ConnectionOptions): Sequelize {
         ? {}
         : { afterConnect: (connection: unknown) => limitStatements(connection as RawConnection, o.statementTimeoutMs!) },
   });
+}
+
+/** The server's version string (MariaDB's says so). */
+export async function serverVersion(db: Sequelize): Promise<string> {
+  const [row] = await db.query<{ v: string }>('SELECT VERSION() AS v', { type: QueryTypes.SELECT });
+  return String(row?.v ?? '');
 }

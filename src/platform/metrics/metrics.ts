@@ -128,6 +128,18 @@ export function createMetrics(deps: {
   );
   counterFrom(
     registry,
+    'tenant_session_inits_total',
+    'Session inits run on a tenant connection just opened or switched (its account or the server does not set the session)',
+    () => pools.stats().sessionInits,
+  );
+  counterFrom(
+    registry,
+    'tenant_session_inits_skipped_total',
+    'Tenant connections opened or switched that needed no session init (the account sets the statement limit, the server runs in UTC)',
+    () => pools.stats().sessionInitsSkipped,
+  );
+  counterFrom(
+    registry,
     'tenant_db_connection_timeouts_total',
     'Waits for a tenant connection that ran past TENANT_ACQUIRE_TIMEOUT_MS',
     () => pools.stats().connectionTimeouts,

@@ -4,7 +4,8 @@
  * authenticated as one tenant's own MySQL user with its database selected:
  *   1. an idle session of exactly these credentials: no I/O;
  *   2. else the idle session of the coldest other tenant (least requests lately, a decayed count; ties: least recently
- *      used), switched with COM_CHANGE_USER (+ session init): under skewed traffic the busy tenants keep their sessions;
+ *      used), switched with COM_CHANGE_USER (+ the session init, unless the tenant's account and the server
+ *      already set it: `sessionCheck`): under skewed traffic the busy tenants keep their sessions;
  *   3. else a new connection while fewer than `max` are open or opening;
  *   4. else the caller waits (FIFO, skipping tenants at their own cap) until `acquireTimeoutMs`.
  * Never a mysql2 Pool: `changeUser` on a pooled connection rewrites the pool's config (node-mysql2 #477, #1469).
@@ -74,9 +75,21 @@ export interface ServerConnectionsOptions {
   connectionOptions: mysql.ConnectionOptions;
   /** SQL run on every new, switched or reset session (COM_CHANGE_USER resets session variables); from the server version. */
   sessionInit(serverVersion: string): string | undefined;
+  /**
+   * How to tell that a tenant's sessions need no init: its account and the server already set what the init sets
+   * (MariaDB applies a per-user MAX_STATEMENT_TIME at login and at COM_CHANGE_USER; a server running in UTC). Read once
+   * per login (the first session made or switched for it); when it holds, that login's sessions skip the init round trip.
+   */
+  sessionCheck?(serverVersion: string): SessionCheck | undefined;
   onEvent?(event: 'switch-failed' | 'dirty-release' | 'server-down' | 'server-up', detail: Record<string, unknown>): void;
   /** Opens a connection (mysql2's createConnection; the unit tests pass a fake). */
   connect?: (options: mysql.ConnectionOptions) => RawConnection;
+}
+
+/** A read of a fresh session's variables, and whether they already are what the session init would set. */
+export interface SessionCheck {
+  sql: string;
+  holds(row: Record<string, unknown>): boolean;
 }
 
 export interface ServerConnectionsStats {
@@ -93,6 +106,9 @@ export interface ServerConnectionsStats {
   destroyed: number;
   timeouts: number;
   switchFailures: number;
+  /** Session inits run, and sessions that needed none (their login's account already sets it). */
+  inits: number;
+  initsSkipped: number;
   /** Whether the server counts as down now; times it was marked down; probes made and failed. */
   down: boolean;
   downs: number;
@@ -176,6 +192,10 @@ const loginOptions = (l: TenantLogin) => ({ user: l.user, password: l.password, 
 
 const run = (conn: RawConnection, sql: string) =>
   new Promise<void>((resolve, reject) => conn.query(sql, (err) => (err ? reject(err) : resolve())));
+const firstRow = (conn: RawConnection, sql: string) =>
+  new Promise<Record<string, unknown>>((resolve, reject) =>
+    conn.query(sql, (err, rows) => (err ? reject(err) : resolve((rows as Record<string, unknown>[])[0] ?? {}))),
+  );
 
 export function createServerConnections(opts: ServerConnectionsOptions): ServerConnections {
   const slots = new Map<RawConnection, Slot>();
@@ -185,10 +205,43 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   /** Each tenant's heat at `at` (most recently seen last): how many acquires it made lately. */
   const heat = new Map<string, { value: number; at: number }>();
   const waiters: Waiter[] = [];
-  const counters = { acquires: 0, sameTenantHits: 0, switches: 0, opens: 0, resets: 0, destroyed: 0, timeouts: 0, switchFailures: 0 };
+  const counters = {
+    acquires: 0,
+    sameTenantHits: 0,
+    switches: 0,
+    opens: 0,
+    resets: 0,
+    destroyed: 0,
+    timeouts: 0,
+    switchFailures: 0,
+    inits: 0,
+    initsSkipped: 0,
+  };
   let opening = 0;
   let closed = false;
   let initSql: string | undefined;
+  let check: SessionCheck | undefined;
+  /**
+   * Per login (the object a tenant instance passes on every acquire, so this lives exactly as long as it): 'set' when
+   * its account and the server already set what the init sets, 'init' when each session needs the init.
+   */
+  const sessionState = new WeakMap<TenantLogin, 'set' | 'init'>();
+
+  /** Makes a session just logged in or switched as `login` what every tenant session must be (init, unless not needed). */
+  async function initialise(conn: RawConnection, login: TenantLogin): Promise<void> {
+    if (!initSql) return;
+    let state = sessionState.get(login);
+    if (state === undefined) {
+      state = check && check.holds(await firstRow(conn, check.sql)) ? 'set' : 'init';
+      sessionState.set(login, state);
+    }
+    if (state === 'set') {
+      counters.initsSkipped++;
+      return;
+    }
+    counters.inits++;
+    await run(conn, initSql);
+  }
   /** The login of the latest acquire: what a probe logs in as. */
   let lastLogin: TenantLogin | undefined;
   const health = createServerHealth({
@@ -394,7 +447,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   /** A session (re)initialised as `login`, then lent to the waiter; any failure destroys the connection. */
   function ready(slot: Slot, w: Waiter, step: Promise<void>): void {
     step
-      .then(() => (initSql ? run(slot.conn, initSql) : undefined))
+      .then(() => initialise(slot.conn, w.login))
       .then(
         () => {
           slot.identity = w.identity;
@@ -488,7 +541,11 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     conn.once('connect', (handshake: { serverVersion?: string }) => {
       conn.removeListener('error', failed);
       opening--;
-      initSql ??= opts.sessionInit(String(handshake?.serverVersion ?? ''));
+      if (initSql === undefined) {
+        const version = String(handshake?.serverVersion ?? '');
+        initSql = opts.sessionInit(version);
+        check = opts.sessionCheck?.(version);
+      }
       const slot: Slot = {
         conn,
         identity: '',
@@ -640,7 +697,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         slot.identity = '';
         slot.leased = true; // not lendable while it resets
         changeUser(slot, slot.login)
-          .then(() => (initSql ? run(conn, initSql) : undefined))
+          .then(() => initialise(conn, slot.login))
           .then(
             () => {
               slot.leased = false;

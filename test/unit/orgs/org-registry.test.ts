@@ -8,14 +8,17 @@ import { deferred, fakeOrg, flush, manualClock, silent } from '../fakes.js';
 function fakeRepo() {
   const orgs = new Map<number, OrgRecord>();
   const keys = new Map<string, ApiKeyRecord>();
-  const calls = { get: 0, findKey: 0, touchKey: 0 };
+  const calls = { get: 0, findKey: 0, findKeyWithOrg: 0, touchKey: 0 };
   let gate: Promise<void> | undefined;
+  let getOnly = false;
   return {
     orgs,
     keys,
     calls,
-    hold(p: Promise<void>) {
+    /** Loads wait for `p`: every load, or with getOnly the org reads by id only. */
+    hold(p: Promise<void>, opts: { getOnly?: boolean } = {}) {
       gate = p;
+      getOnly = opts.getOnly ?? false;
     },
     repo: {
       async get(id: number) {
@@ -26,6 +29,13 @@ function fakeRepo() {
       async findKey(prefix: string) {
         calls.findKey++;
         return keys.get(prefix);
+      },
+      async findKeyWithOrg(prefix: string) {
+        calls.findKeyWithOrg++;
+        if (gate && !getOnly) await gate;
+        const key = keys.get(prefix);
+        const org = key && orgs.get(key.orgId);
+        return key && org ? { key, org } : undefined;
       },
       async touchKey() {
         calls.touchKey++;
@@ -102,6 +112,79 @@ describe('org registry (unit)', () => {
     await r.get(1);
     await r.get(1);
     expect(f.calls.get).to.equal(2);
+  });
+
+  describe('getWithKey', () => {
+    it("reads an uncached org and its key in one statement; the key's check then costs nothing", async () => {
+      const f = fakeRepo();
+      const clock = manualClock();
+      f.orgs.set(1, fakeOrg(1));
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: clock.now });
+      expect((await r.getWithKey(1, key))?.id).to.equal(1);
+      expect((await r.verifyKey(key))?.orgId).to.equal(1);
+      expect(await r.getWithKey(1, key)).to.include({ id: 1 });
+      expect(f.calls).to.include({ findKeyWithOrg: 1, get: 0, findKey: 0 });
+      clock.advance(5001); // both expired: one joined read again
+      await r.getWithKey(1, key);
+      expect(f.calls).to.include({ findKeyWithOrg: 2, get: 0 });
+    });
+
+    it("answers the org asked for, never the key's own org: another org's key reads the org alone (403 follows)", async () => {
+      const f = fakeRepo();
+      f.orgs.set(1, fakeOrg(1));
+      f.orgs.set(2, fakeOrg(2));
+      const other = keyFor(2);
+      f.keys.set(other.record.prefix, other.record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      expect((await r.getWithKey(1, other.key))?.id).to.equal(1);
+      expect(f.calls).to.include({ findKeyWithOrg: 1, get: 1 });
+      expect((await r.verifyKey(other.key))?.orgId, 'the key was cached by the joined read').to.equal(2);
+      expect(f.calls.findKey).to.equal(0);
+    });
+
+    it('an unknown key, a malformed one or none: the org is read alone, and nothing about the key is trusted', async () => {
+      const f = fakeRepo();
+      f.orgs.set(1, fakeOrg(1));
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      expect((await r.getWithKey(1, keyFor(1).key))?.id).to.equal(1);
+      expect(await r.getWithKey(2, 'not-a-key')).to.equal(undefined);
+      expect((await r.getWithKey(1, undefined))?.id).to.equal(1);
+      expect(f.calls).to.include({ findKeyWithOrg: 1, get: 2 });
+    });
+
+    it('an org read in flight when a joined read caches the org ends with it, not with an error (a burst of first requests)', async () => {
+      const f = fakeRepo();
+      f.orgs.set(1, fakeOrg(1));
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      const gate = deferred<void>();
+      f.hold(gate.promise, { getOnly: true });
+      const plain = r.get(1); // e.g. a request without a key, or a worker
+      await flush();
+      expect((await r.getWithKey(1, key))?.id).to.equal(1);
+      gate.resolve();
+      expect((await plain)?.id).to.equal(1);
+    });
+
+    it('caches nothing read across an invalidation (the org changed meanwhile)', async () => {
+      const f = fakeRepo();
+      f.orgs.set(1, fakeOrg(1));
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      const gate = deferred<void>();
+      f.hold(gate.promise);
+      const loading = r.getWithKey(1, key);
+      await flush();
+      f.orgs.set(1, { ...fakeOrg(1), status: 'SUSPENDED' });
+      r.invalidate(1);
+      gate.resolve();
+      expect((await loading)?.status, 'read again after the invalidation').to.equal('SUSPENDED');
+      expect((await r.get(1))?.status).to.equal('SUSPENDED');
+    });
   });
 
   describe('verifyKey', () => {

@@ -20,6 +20,8 @@ const AUTOCOMMIT = 0x0002;
 /** A fake mysql2 connection: connects on the next tick, records what it is asked, answers OK packets. */
 class FakeConnection extends EventEmitter {
   static all: FakeConnection[] = [];
+  /** What `SELECT @@…` answers per user: the session variables its account gives it. */
+  static accounts: Record<string, Record<string, unknown>> = {};
   readonly log: string[] = [];
   readonly config: { charsetNumber: number; user: string };
   stream = { destroyed: false };
@@ -36,9 +38,12 @@ class FakeConnection extends EventEmitter {
     return this.config.user;
   }
   query(sql: string | { sql: string }, cb: (err: Error | null, result?: unknown) => void): void {
-    this.log.push(typeof sql === 'string' ? sql : sql.sql);
+    const text = typeof sql === 'string' ? sql : sql.sql;
+    this.log.push(text);
     const status = this.nextStatus;
-    process.nextTick(() => cb(null, { serverStatus: status }));
+    // A read of the session's variables answers what the account of the current user sets (FakeConnection.accounts).
+    const rows = text.startsWith('SELECT @@') ? [FakeConnection.accounts[this.config.user] ?? {}] : undefined;
+    process.nextTick(() => cb(null, rows ?? { serverStatus: status }));
   }
   execute(sql: string, _values: unknown[], cb: (err: Error | null, result?: unknown) => void): void {
     this.query(sql, cb);
@@ -75,7 +80,10 @@ function budget(over: Partial<ServerConnectionsOptions> = {}) {
 }
 
 describe('server connections (unit, fake mysql2)', () => {
-  beforeEach(() => (FakeConnection.all = []));
+  beforeEach(() => {
+    FakeConnection.all = [];
+    FakeConnection.accounts = {};
+  });
 
   it('opens a connection as the tenant and runs the session init chosen for the server version', async () => {
     const conns = budget();
@@ -107,6 +115,25 @@ describe('server connections (unit, fake mysql2)', () => {
     expect(c).to.equal(b);
     expect(fake(c).log.slice(-2)).to.deep.equal(['CHANGE_USER uc', 'SET time_zone = UTC, max_statement_time = 10']);
     expect(conns.stats()).to.include({ open: 2, opens: 2, switches: 1 });
+    await conns.close(0);
+  });
+
+  it('skips the session init for a login whose account already sets it (read once per login), never for one that does not', async () => {
+    const INIT = 'SET time_zone = UTC, max_statement_time = 10';
+    const CHECK = 'SELECT @@max_statement_time AS seconds';
+    FakeConnection.accounts = { ua: { seconds: 10 }, ub: { seconds: 0 } };
+    const conns = budget({ max: 1, sessionCheck: () => ({ sql: CHECK, holds: (row) => row.seconds === 10 }) });
+    const [a, b] = [login('a'), login('b')];
+    const c = fake(await conns.acquire(a));
+    expect(c.log).to.deep.equal([CHECK]); // a's account sets it: no init
+    conns.release(c as unknown as RawConnection);
+    for (const next of [b, a, b, a]) conns.release(await conns.acquire(next));
+    expect(c.log).to.deep.equal([CHECK, 'CHANGE_USER ub', CHECK, INIT, 'CHANGE_USER ua', 'CHANGE_USER ub', INIT, 'CHANGE_USER ua']);
+    expect(conns.stats()).to.include({ switches: 4, inits: 2, initsSkipped: 3 });
+    // A new login object (a rebuilt tenant instance: new credentials, say) is read again.
+    conns.release(await conns.acquire(b));
+    await conns.acquire({ ...a });
+    expect(c.log.slice(-2)).to.deep.equal(['CHANGE_USER ua', CHECK]);
     await conns.close(0);
   });
 

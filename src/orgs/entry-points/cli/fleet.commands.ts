@@ -1,4 +1,4 @@
-/** The fleet commands of bin/tenant: rollback (tenant migrations), servers and move (migrate, status: rollout.commands.ts). */
+/** The fleet commands of bin/tenant: rollback (tenant migrations), pool, accounts, servers and move (migrate, status: rollout.commands.ts). */
 import { intArg, parse, positiveInt, stringArg, UsageError } from '../../../platform/cli/args.js';
 import type { CommandResult, Commands } from '../../../platform/cli/command.js';
 import { table } from '../../../platform/cli/output.js';
@@ -7,6 +7,7 @@ import type { ServerRegistry } from '../../domain/server-registry.js';
 import type { TenantMigrationResult, TenantMigrations } from '../../domain/tenant-migrations.js';
 import type { TenantMover } from '../../domain/tenant-mover.js';
 import type { TenantPool } from '../../domain/tenant-pool.js';
+import type { Provisioner } from '../../domain/provisioner.js';
 
 /** What the fleet commands use. */
 export interface FleetCommandsDeps {
@@ -14,6 +15,7 @@ export interface FleetCommandsDeps {
   servers: ServerRegistry;
   mover: TenantMover;
   pool: Pick<TenantPool, 'size' | 'state' | 'refill'>;
+  accounts: Pick<Provisioner, 'syncAccounts'>;
   /** Reads a secret from the environment by name (`servers add --password-env VAR`). */
   readEnvSecret(variable: string): string | undefined;
 }
@@ -69,6 +71,29 @@ export function fleetCommands(s: FleetCommandsDeps): Commands {
           servers as unknown as Record<string, unknown>[],
           ['server', 'ready', 'making', 'failed'],
         )}`,
+      };
+    },
+
+    async accounts({ argv }) {
+      const { values, positionals } = parse(argv, { concurrency: { type: 'string' }, server: { type: 'string' } });
+      if (positionals.length !== 1 || positionals[0] !== 'sync')
+        throw new UsageError('usage: accounts sync [--server NAME] [--concurrency N]');
+      const concurrency = values.concurrency === undefined ? 4 : positiveInt(values.concurrency, '--concurrency');
+      const server = values.server === undefined ? undefined : stringArg(values.server, '--server', serverNameRule);
+      const { servers } = await s.accounts.syncAccounts({ concurrency, server });
+      const failed = servers.flatMap((x) => x.failed);
+      const unreachable = servers.filter((x) => x.error !== null);
+      const rows = servers.map((x) => ({
+        server: x.server,
+        accounts: x.accounts,
+        limits: x.error === null ? (x.limits ?? '(none: not MariaDB)') : '-',
+        failed: x.error === null ? x.failed.length : `unreachable: ${x.error}`,
+      }));
+      return {
+        json: { servers },
+        text: `${table(rows, ['server', 'accounts', 'limits', 'failed'])}${failed.map((f) => `\norg ${f.orgId}: ${f.error}`).join('')}`,
+        exitCode: failed.length || unreachable.length ? 1 : 0,
+        reason: `${failed.length} account(s) not changed, ${unreachable.length} server(s) unreachable`,
       };
     },
 

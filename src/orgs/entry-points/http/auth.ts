@@ -19,14 +19,15 @@ declare module '../../../platform/http/types.js' {
 
 const ORG_ID = /^[1-9][0-9]{0,9}$/;
 
+const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/;
+
 function bearer(ctx: AppContext): string | undefined {
   const header = ctx.get('Authorization');
   if (!header)
     throw Object.assign(unauthorized('AUTH_REQUIRED', 'an Authorization: Bearer header is required'), {
       headers: { 'WWW-Authenticate': 'Bearer' },
     });
-  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
-  return m?.[1];
+  return BEARER.exec(header)?.[1];
 }
 
 /** Requires `Authorization: Bearer <ADMIN_TOKEN>` (compared in constant time); failures count against the IP. */
@@ -73,7 +74,8 @@ export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
     const orgId = parseOrgId(ctx.get('X-Org-Id'));
     await limits.checkAuthFailures(ctx.ip);
-    const org = await registry.get(orgId);
+    // The key rides along (unchecked here): a tenant not cached lately has its org and key read in one statement.
+    const org = await registry.getWithKey(orgId, BEARER.exec(ctx.get('Authorization'))?.[1]);
     if (!org || org.status === 'DELETED') {
       await limits.recordAuthFailure(ctx.ip); // probing org ids counts like guessing keys
       throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
