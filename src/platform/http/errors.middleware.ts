@@ -117,7 +117,8 @@ export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'met
           ...fields,
           err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure,
         });
-      else logger.info('request', fields);
+      // Checked first: winston formats a line (context, timestamp) before its transport drops it for its level.
+      else if (logger.isLevelEnabled('info')) logger.info('request', fields);
     });
   };
 }
