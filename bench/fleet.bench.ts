@@ -347,6 +347,11 @@ async function main(): Promise<void> {
       (max(name, (m) => m.peak.rss) / 2 ** 20).toFixed(0),
     ];
     const settings = TENANT_SETTINGS.map((k) => `\`${k}=${process.env[k] ?? 'default'}\``).join(', ');
+    // The server's table caches decide whether a tenant's tables must be opened again (docs/operations.md: sizing).
+    const [caches] = await root.query<{ open: number; definitions: number }>(
+      'SELECT @@table_open_cache AS open, @@table_definition_cache AS definitions',
+      { type: QueryTypes.SELECT },
+    );
     const machine = await describeMachine(root);
     const lines = [
       `Measured on ${new Date().toISOString().slice(0, 10)}: ${machine}; load average ${os.loadavg()[0]!.toFixed(2)} at the end.`,
@@ -356,7 +361,8 @@ async function main(): Promise<void> {
           ? ' (kept from an earlier run), '
           : ` created through \`orgs.create\` (database, MySQL user, migrations, first key) in ${createSeconds.toFixed(0)} s ` +
             `(${((TENANTS - 0) / createSeconds).toFixed(1)} tenants/s, ${tunable('FLEET_CREATE_CONCURRENCY', DEFAULTS)} at a time), `) +
-        `2 messages each. The API is a process of its own (\`src/main.ts --role api\`); settings ${settings}. ` +
+        `2 messages each. The API is a process of its own (\`src/main.ts --role api\`); settings ${settings}; the database server's ` +
+        `\`table_open_cache\` ${caches?.open}, \`table_definition_cache\` ${caches?.definitions}. ` +
         `Warm-up: one request for every tenant (${warm.result.distinct} tenants reached, ${warm.delta.misses} misses, API RSS ${(coldRss / 2 ** 20).toFixed(0)} MiB before it, ${(warmRss / 2 ** 20).toFixed(0)} MiB after it: ` +
         `${((warmRss - coldRss) / 1024 / tenants.length).toFixed(1)} KiB per warm tenant). ` +
         `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one (${ROUNDS} rounds); ` +
