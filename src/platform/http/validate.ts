@@ -43,6 +43,25 @@ export function check<T>(schema: Joi.Schema<T>, value: unknown, part: Part): T {
 /** No query parameter at all: what a route that names no query schema takes (an unknown parameter is refused, as in bodies). */
 const NO_QUERY = Joi.object({});
 
+/** Query strings remembered per schema: a client repeats a handful of them (none, `?limit=50`…). */
+const QUERY_MEMO_MAX = 256;
+const queryMemos = new WeakMap<Joi.Schema, Map<string, unknown>>();
+
+/**
+ * A query's validation, remembered by its raw query string when it passed: validation is a pure function of that
+ * string (a query schema refers to nothing else), so the same string gives the same value, frozen and shared by the
+ * requests that send it. A failing query is validated every time (its error is the request's own).
+ */
+function checkQuery<T>(schema: Joi.Schema<T>, querystring: string, query: unknown): T {
+  let memo = queryMemos.get(schema);
+  if (!memo) queryMemos.set(schema, (memo = new Map<string, unknown>()));
+  if (memo.has(querystring)) return memo.get(querystring) as T;
+  const value = check(schema, query, 'query');
+  if (memo.size >= QUERY_MEMO_MAX) memo.delete(memo.keys().next().value!);
+  memo.set(querystring, Object.freeze(value));
+  return value;
+}
+
 /**
  * A route handler that receives the validated parts of the request. A route that names no query schema takes no query
  * parameter: `?anything=` is 400 VALIDATION_FAILED, as an unknown body field is (one rule for every API route).
@@ -55,8 +74,12 @@ export function validated<B = undefined, Q = undefined, P = undefined>(
     const sources: Record<Part, unknown> = { body: (ctx.request as { body?: unknown }).body, query: ctx.query, params: ctx.params ?? {} };
     const input: Record<Part, unknown> = { body: undefined, query: undefined, params: undefined };
     // In the order the route names them: the first part that fails is the one reported.
-    for (const part of Object.keys(schemas) as Part[]) input[part] = check(schemas[part] as Joi.Schema<unknown>, sources[part], part);
-    if (!schemas.query) check(NO_QUERY, sources.query, 'query');
+    for (const part of Object.keys(schemas) as Part[])
+      input[part] =
+        part === 'query'
+          ? checkQuery(schemas.query!, ctx.querystring, sources.query)
+          : check(schemas[part] as Joi.Schema<unknown>, sources[part], part);
+    if (!schemas.query) checkQuery(NO_QUERY, ctx.querystring, sources.query);
     await handler(ctx, input as Input<B, Q, P>);
   };
 }
