@@ -72,9 +72,10 @@ export function createMessageService(deps: {
   }
 
   async function send(org: ProvisionedOrg, db: Sequelize, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
-    const hash = requestHash(input);
+    // The request's fingerprint matters only to tell a replay of an Idempotency-Key from a different request.
+    const hash = idempotencyKey ? requestHash(input) : null;
     if (idempotencyKey) {
-      const earlier = await replay(org, db, idempotencyKey, hash);
+      const earlier = await replay(org, db, idempotencyKey, hash!);
       if (earlier) return earlier;
     }
     const cost = messageCost(input.channel, input.body);
@@ -93,7 +94,7 @@ export function createMessageService(deps: {
       message = await insertMessage(db, { ...input, cost, idempotencyKey: idempotencyKey ?? null, requestHash: hash });
     } catch (err) {
       // Two requests with one Idempotency-Key raced: the first one's row is the answer.
-      if (idempotencyKey && isDuplicateKey(err)) return (await replay(org, db, idempotencyKey, hash))!;
+      if (idempotencyKey && isDuplicateKey(err)) return (await replay(org, db, idempotencyKey, hash!))!;
       throw err;
     }
     try {
