@@ -115,6 +115,15 @@ describe('org registry (unit)', () => {
   });
 
   describe('getWithKey', () => {
+    /** Org 1 and its key in the fake repository, and a registry over it. */
+    function orgWithKey() {
+      const f = fakeRepo();
+      f.orgs.set(1, fakeOrg(1));
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      return { f, key, r: createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now }) };
+    }
+
     it("reads an uncached org and its key in one statement; the key's check then costs nothing", async () => {
       const f = fakeRepo();
       const clock = manualClock();
@@ -155,11 +164,7 @@ describe('org registry (unit)', () => {
     });
 
     it('an org read in flight when a joined read caches the org ends with it, not with an error (a burst of first requests)', async () => {
-      const f = fakeRepo();
-      f.orgs.set(1, fakeOrg(1));
-      const { key, record } = keyFor(1);
-      f.keys.set(record.prefix, record);
-      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      const { f, key, r } = orgWithKey();
       const gate = deferred<void>();
       f.hold(gate.promise, { getOnly: true });
       const plain = r.get(1); // e.g. a request without a key, or a worker
@@ -170,11 +175,7 @@ describe('org registry (unit)', () => {
     });
 
     it('caches nothing read across an invalidation (the org changed meanwhile)', async () => {
-      const f = fakeRepo();
-      f.orgs.set(1, fakeOrg(1));
-      const { key, record } = keyFor(1);
-      f.keys.set(record.prefix, record);
-      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      const { f, key, r } = orgWithKey();
       const gate = deferred<void>();
       f.hold(gate.promise);
       const loading = r.getWithKey(1, key);
