@@ -88,6 +88,24 @@ describe('the warm pool of tenants', function () {
       for (const o of (await orgRows()).filter((r) => r.status === 'POOLED')) expect(marks.get(o.db_name)).to.equal(o.uid);
     });
 
+    it('a refill of a full pool (every tick of a quiet process) makes nothing and opens no connection of its own for a lock', async () => {
+      const connections = async () =>
+        Number(
+          (
+            await rows<{ n: string }>(
+              root,
+              "SELECT VARIABLE_VALUE AS n FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'CONNECTIONS'",
+            )
+          )[0]!.n,
+        );
+      const before = await connections();
+      for (let i = 0; i < 5; i++) expect(await api.deps.pool.refill()).to.equal(0);
+      // Each round used to open a connection for its GET_LOCK; now it asks the shared pool first (a stray connection of
+      // the pool itself, or of anything else on the server, may still count).
+      expect((await connections()) - before).to.be.below(3);
+      expect(await pooledIds()).to.have.length(3);
+    });
+
     it('POST /orgs and `bin/tenant create` claim pooled tenants (oldest first) that work at once; a taken name claims nothing; an empty pool provisions inline', async () => {
       const pooled = await pooledIds();
       const name = uniqueName('claimed');

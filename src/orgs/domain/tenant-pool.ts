@@ -85,8 +85,21 @@ export function createTenantPool(deps: {
     await repo.deletePooled(id);
   }
 
+  /**
+   * Whether a round has anything to do: a pooled tenant that failed or stalled, or an active server short of `size`.
+   * Asked on the shared pool first, so that a full pool (the usual tick) costs no connection of its own and no lock.
+   */
+  async function hasWork(): Promise<boolean> {
+    const counts = await repo.pooledCounts();
+    if ([...counts.values()].some((c) => c.failed > 0)) return true;
+    const have = (id: number) => (counts.get(id)?.ready ?? 0) + (counts.get(id)?.making ?? 0);
+    if ((await servers.list()).some((x) => x.status === 'active' && have(x.id) < size)) return true;
+    return (await repo.stalledPooled(stalledSec)).length > 0;
+  }
+
   /** One refill round under a lock (one process at a time fills): drops failed ones, resumes stalled ones, tops up. */
   async function fillOnce(): Promise<number> {
+    if (!(await hasWork())) return 0;
     const lockDb = createSequelize({ ...config.db, database: config.db.name, poolMax: 1, connectTimeoutMs: 3000 });
     try {
       return await withLock(lockDb, `tenancy:warm-pool:${config.db.name}`, 0, async () => {
