@@ -81,7 +81,7 @@ describe('fleet rollouts while serving', function () {
       expect(s.json, 'the new tenant included').to.deep.include({ latest: NEXT_MIGRATION, versions: { [NEXT_MIGRATION]: 5 }, pending: 0 });
       const d = await cli(['doctor', '--json'], f.env);
       expectExit(d, 0);
-      expect(d.json).to.deep.equal({ checked: 5, drifted: [] });
+      expect(d.json).to.deep.include({ checked: 5, drifted: [] });
     });
   });
 

@@ -99,7 +99,12 @@ describe('fleet schema rollouts (bin/tenant migrate, rollout, status, doctor)', 
       expect(s.json).to.deep.include({ latest: NEXT_MIGRATION, versions: { [NEXT_MIGRATION]: 6 }, pending: 0, failed: 0 });
       const d = await cli(['doctor', '--json'], f.env);
       expectExit(d, 0);
-      expect(d.json).to.deep.equal({ checked: 6, drifted: [] });
+      expect(d.json).to.deep.include({ checked: 6, drifted: [] });
+      // Each server's table caches against its tenants' tables (advice, never drift): 6 tenants of 3 tables or more.
+      const [server] = d.json.servers as { tables: number; tableOpenCache: number; tableDefinitionCache: number; advice: string[] }[];
+      expect(server!.tables).to.be.at.least(18);
+      const small = server!.tableOpenCache < server!.tables || server!.tableDefinitionCache < server!.tables;
+      expect(server!.advice.length > 0, 'advice exactly when a cache is below the tables').to.equal(small);
     });
 
     it('a no-op migrate creates no rollout (the record says every tenant is at the latest, and their own tables agree): exit 0', async () => {

@@ -3,7 +3,7 @@
  * server (built, read and dropped here), with one information_schema read per server, not a connection per tenant.
  */
 import { createHash } from 'node:crypto';
-import { QueryTypes } from 'sequelize';
+import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Config } from '../../../config/config.js';
 import { describeError } from '../../platform/lib/errors.js';
 import type { MigrationSet } from '../../platform/db/migration-set.js';
@@ -25,6 +25,49 @@ import type { ServerRegistry } from './server-registry.js';
 export interface DriftReport {
   checked: number;
   drifted: { orgId: number | null; serverId: number; dbName: string; differences: string[] }[];
+  /** Each server's table caches against the tables its tenant databases hold (advice only: not drift). */
+  servers: ServerTables[];
+}
+
+/** What a server keeps open against what its tenants have; `advice` says what to change when it is too small. */
+export interface ServerTables {
+  serverId: number;
+  tables: number;
+  tableOpenCache: number;
+  tableDefinitionCache: number;
+  advice: string[];
+}
+
+/**
+ * Advice on a server's table caches: below the number of tenant tables, a request of a tenant not touched lately
+ * opens its tables again (docs/operations.md, a tenant server for thousands of tenants).
+ */
+export function tableCacheAdvice(t: Pick<ServerTables, 'tables' | 'tableOpenCache' | 'tableDefinitionCache'>): string[] {
+  const advice: string[] = [];
+  for (const [name, value] of [
+    ['table_open_cache', t.tableOpenCache],
+    ['table_definition_cache', t.tableDefinitionCache],
+  ] as const)
+    if (value < t.tables)
+      advice.push(
+        `${name} is ${value}, below the ${t.tables} tables of its tenant databases: tenants not used lately reopen their tables on every request; set it to at least ${t.tables}`,
+      );
+  return advice;
+}
+
+/** A server's table caches and the number of tables in the databases matching `like`. */
+async function readServerTables(admin: Sequelize, serverId: number, like: string): Promise<ServerTables> {
+  const [row] = await admin.query<{ open: number; definitions: number; tables: number }>(
+    `SELECT @@table_open_cache AS open, @@table_definition_cache AS definitions,
+       (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE :like AND TABLE_TYPE = 'BASE TABLE') AS tables`,
+    { replacements: { like }, type: QueryTypes.SELECT },
+  );
+  const t = {
+    tables: Number(row?.tables ?? 0),
+    tableOpenCache: Number(row?.open ?? 0),
+    tableDefinitionCache: Number(row?.definitions ?? 0),
+  };
+  return { serverId, ...t, advice: tableCacheAdvice(t) };
 }
 
 /** Items by their server id, in their order. */
@@ -129,7 +172,7 @@ export async function runDoctor(deps: {
   const { servers, versions, references, set } = deps;
   const tenants = await versions.tenants();
   const applied = await readFleetApplied(servers, tenants);
-  const report: DriftReport = { checked: tenants.length, drifted: [] };
+  const report: DriftReport = { checked: tenants.length, drifted: [], servers: [] };
   const byServer = groupByServer(tenants);
   await Promise.all(
     [...byServer].map(async ([serverId, list]) => {
@@ -142,7 +185,16 @@ export async function runDoctor(deps: {
         const tables = new Set<string>();
         for (const v of versionsHere)
           for (const t of (await references.shape(serverId, v).catch(() => new Map())).keys()) tables.add(t as string);
-        shapes = await readShapes(await servers.admin(serverId), likePrefix(commonPrefix(list.map((t) => t.dbName))), [...tables]);
+        const like = likePrefix(commonPrefix(list.map((t) => t.dbName)));
+        const admin = await servers.admin(serverId);
+        [shapes] = await Promise.all([
+          readShapes(admin, like, [...tables]),
+          // Advice only: a failure to read it never turns into drift.
+          readServerTables(admin, serverId, like).then(
+            (x) => void report.servers.push(x),
+            () => undefined,
+          ),
+        ]);
       } catch (err) {
         for (const t of list) report.drifted.push({ ...t, differences: [`server ${serverId} could not be read: ${describeError(err)}`] });
         return;
@@ -174,5 +226,6 @@ export async function runDoctor(deps: {
     }),
   );
   report.drifted.sort((x, y) => (x.orgId ?? 0) - (y.orgId ?? 0) || x.dbName.localeCompare(y.dbName));
+  report.servers.sort((x, y) => x.serverId - y.serverId);
   return report;
 }

@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import { createProgressBar, formatDuration } from '../../../src/platform/cli/progress-bar.js';
 import { planWaves } from '../../../src/orgs/domain/fleet-migrations.js';
+import { tableCacheAdvice } from '../../../src/orgs/domain/schema-doctor.js';
 import { commonPrefix, diffShapes, likePrefix, type SchemaShape } from '../../../src/orgs/domain/schema-shapes.js';
 
 const refs = (n: number, servers = 1) =>
@@ -110,5 +111,16 @@ describe('rollout plan and schema differences (unit)', () => {
       expect(formatDuration(75)).to.equal('1m15s');
       expect(formatDuration(3725)).to.equal('1h02m');
     });
+  });
+});
+
+describe('doctor: table cache advice (unit)', () => {
+  it('advises each cache below the tenant tables, and nothing when both hold them', () => {
+    expect(tableCacheAdvice({ tables: 30000, tableOpenCache: 40000, tableDefinitionCache: 30000 })).to.deep.equal([]);
+    expect(tableCacheAdvice({ tables: 30000, tableOpenCache: 2000, tableDefinitionCache: 400 })).to.deep.equal([
+      'table_open_cache is 2000, below the 30000 tables of its tenant databases: tenants not used lately reopen their tables on every request; set it to at least 30000',
+      'table_definition_cache is 400, below the 30000 tables of its tenant databases: tenants not used lately reopen their tables on every request; set it to at least 30000',
+    ]);
+    expect(tableCacheAdvice({ tables: 500, tableOpenCache: 2000, tableDefinitionCache: 400 })).to.have.length(1);
   });
 });

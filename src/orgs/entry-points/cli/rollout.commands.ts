@@ -218,15 +218,19 @@ export function rolloutCommands(s: RolloutCommandsDeps): Commands {
       if (positionals.length) throw new UsageError('usage: doctor');
       const report = await s.fleet.doctor();
       const n = report.drifted.length;
+      // Advice on each server's table caches, after the verdict: it never makes the exit code.
+      const advice = report.servers.flatMap((x) => x.advice.map((a) => `advice: server ${x.serverId}: ${a}`));
       return {
         json: report,
-        text: n
-          ? report.drifted
-              .map(
-                (d) => `org ${d.orgId ?? '-'} (${d.dbName} on server ${d.serverId}):\n${d.differences.map((x) => `  - ${x}`).join('\n')}`,
-              )
-              .join('\n') + `\n${n} of ${report.checked} tenant(s) drifted`
-          : `${report.checked} tenant(s) checked: every schema is what its version's migrations make`,
+        text:
+          (n
+            ? report.drifted
+                .map(
+                  (d) => `org ${d.orgId ?? '-'} (${d.dbName} on server ${d.serverId}):\n${d.differences.map((x) => `  - ${x}`).join('\n')}`,
+                )
+                .join('\n') + `\n${n} of ${report.checked} tenant(s) drifted`
+            : `${report.checked} tenant(s) checked: every schema is what its version's migrations make`) +
+          advice.map((a) => `\n${a}`).join(''),
         exitCode: n ? 1 : 0,
         reason: `${n} of ${report.checked} tenant(s) drifted from their version's schema (see the list on stdout)`,
       };
