@@ -13,6 +13,7 @@ import {
   commonPrefix,
   diffShapes,
   likePrefix,
+  listTables,
   readApplied,
   readShape,
   readShapes,
@@ -55,18 +56,13 @@ export function tableCacheAdvice(t: Pick<ServerTables, 'tables' | 'tableOpenCach
   return advice;
 }
 
-/** A server's table caches and the number of tables in the databases matching `like`. */
-async function readServerTables(admin: Sequelize, serverId: number, like: string): Promise<ServerTables> {
-  const [row] = await admin.query<{ open: number; definitions: number; tables: number }>(
-    `SELECT @@table_open_cache AS open, @@table_definition_cache AS definitions,
-       (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE :like AND TABLE_TYPE = 'BASE TABLE') AS tables`,
-    { replacements: { like }, type: QueryTypes.SELECT },
+/** A server's table caches against `tables`, the number of tables of its tenant databases. */
+async function readServerTables(admin: Sequelize, serverId: number, tables: number): Promise<ServerTables> {
+  const [row] = await admin.query<{ open: number; definitions: number }>(
+    'SELECT @@table_open_cache AS open, @@table_definition_cache AS definitions',
+    { type: QueryTypes.SELECT },
   );
-  const t = {
-    tables: Number(row?.tables ?? 0),
-    tableOpenCache: Number(row?.open ?? 0),
-    tableDefinitionCache: Number(row?.definitions ?? 0),
-  };
+  const t = { tables, tableOpenCache: Number(row?.open ?? 0), tableDefinitionCache: Number(row?.definitions ?? 0) };
   return { serverId, ...t, advice: tableCacheAdvice(t) };
 }
 
@@ -187,10 +183,12 @@ export async function runDoctor(deps: {
           for (const t of (await references.shape(serverId, v).catch(() => new Map())).keys()) tables.add(t as string);
         const like = likePrefix(commonPrefix(list.map((t) => t.dbName)));
         const admin = await servers.admin(serverId);
+        // One listing of the tenants' tables serves the shapes and the table-cache advice.
+        const listed = await listTables(admin, like);
         [shapes] = await Promise.all([
-          readShapes(admin, like, [...tables]),
+          readShapes(admin, like, [...tables], listed),
           // Advice only: a failure to read it never turns into drift.
-          readServerTables(admin, serverId, like).then(
+          readServerTables(admin, serverId, listed.length).then(
             (x) => void report.servers.push(x),
             () => undefined,
           ),

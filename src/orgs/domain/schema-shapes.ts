@@ -40,6 +40,20 @@ const tableOf = (shapes: Map<string, SchemaShape>, db: string, table: string): T
   return t;
 };
 
+/** A base table of a database matching a LIKE pattern: its database (`s`) and name (`t`). */
+export interface ListedTable {
+  s: string;
+  t: string;
+}
+
+/** Every base table of the databases matching `like`, from the data dictionary (no table is opened). */
+export function listTables(admin: Sequelize, like: string): Promise<ListedTable[]> {
+  return admin.query<ListedTable>(
+    "SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE :like AND TABLE_TYPE = 'BASE TABLE'",
+    { replacements: { like }, type: QueryTypes.SELECT },
+  );
+}
+
 /**
  * Reads the schemas of every database matching `like` (a LIKE pattern) on the server, whatever their number: the
  * list of tables (information_schema.TABLES, read from the data dictionary without opening a table), then the columns
@@ -47,12 +61,14 @@ const tableOf = (shapes: Map<string, SchemaShape>, db: string, table: string): T
  * given, MySQL opens only that table in each database), or of every table when `tables` is absent. A table outside
  * `tables` appears without columns or indexes (its presence is what matters). Databases with no table are absent.
  */
-export async function readShapes(admin: Sequelize, like: string, tables?: readonly string[]): Promise<Map<string, SchemaShape>> {
+export async function readShapes(
+  admin: Sequelize,
+  like: string,
+  tables?: readonly string[],
+  listed?: readonly ListedTable[],
+): Promise<Map<string, SchemaShape>> {
   const shapes = new Map<string, SchemaShape>();
-  const listed = await admin.query<{ s: string; t: string }>(
-    "SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE :like AND TABLE_TYPE = 'BASE TABLE'",
-    { replacements: { like }, type: QueryTypes.SELECT },
-  );
+  listed ??= await listTables(admin, like);
   // Every database is listed, even with only bookkeeping tables: "exists" and "has its tables" differ.
   for (const r of listed) {
     if (!shapes.has(r.s)) shapes.set(r.s, new Map<string, TableShape>());

@@ -33,13 +33,16 @@ export interface TenantConnections extends TenantInstanceCache {
   serverStats(): Map<number, ServerConnectionsStats>;
 }
 
+/** A statement timeout as the server takes it: whole milliseconds, at least 1 (init, account and check agree). */
+const wholeMs = (ms: number) => Math.max(1, Math.round(ms));
+
 /**
  * The session every tenant connection starts with, new or switched: UTC (Sequelize writes dates in UTC, and the
  * tables' CURRENT_TIMESTAMP defaults must agree), and the statement timeout: MariaDB's max_statement_time (seconds,
  * every statement) or MySQL's max_execution_time (milliseconds, SELECTs; writes are bounded by innodb_lock_wait_timeout).
  */
 export function tenantSessionInit(serverVersion: string, statementTimeoutMs: number): string {
-  const ms = Math.max(1, Math.round(statementTimeoutMs));
+  const ms = wholeMs(statementTimeoutMs);
   const limit = /mariadb/i.test(serverVersion) ? `max_statement_time = ${ms / 1000}` : `max_execution_time = ${ms}`;
   return `SET time_zone = '+00:00', ${limit}`;
 }
@@ -50,7 +53,7 @@ export function tenantSessionInit(serverVersion: string, statementTimeoutMs: num
  */
 export function tenantAccountLimits(serverVersion: string, statementTimeoutMs: number): string {
   if (!/mariadb/i.test(serverVersion)) return '';
-  return ` WITH MAX_STATEMENT_TIME ${Math.max(1, Math.round(statementTimeoutMs)) / 1000}`;
+  return ` WITH MAX_STATEMENT_TIME ${wholeMs(statementTimeoutMs) / 1000}`;
 }
 
 /** Session time zones that are UTC for good: `SYSTEM` only where the server's system zone is UTC (not 'GMT': London's winter name). */
@@ -63,7 +66,7 @@ const isUtc = (zone: unknown, systemZone: unknown) => zone === '+00:00' || zone 
  */
 export function tenantSessionCheck(serverVersion: string, statementTimeoutMs: number): SessionCheck | undefined {
   if (!/mariadb/i.test(serverVersion)) return undefined;
-  const seconds = Math.max(1, Math.round(statementTimeoutMs)) / 1000;
+  const seconds = wholeMs(statementTimeoutMs) / 1000;
   return {
     sql: 'SELECT @@max_statement_time AS seconds, @@time_zone AS zone, @@system_time_zone AS systemZone',
     holds: (row) => Math.abs(Number(row.seconds) - seconds) < 0.0005 && isUtc(row.zone, row.systemZone),
