@@ -139,9 +139,15 @@ describe('late acceptances with an idempotent provider: every accepted message e
 
   /**
    * A's worker sends and is frozen with the request in the provider's hands; B's worker takes the job over and resends;
-   * once B has been answered `other`, the provider accepts A's request and A's worker goes on.
+   * once B has been answered `other` (and `settled` holds, when given), the provider accepts A's request and A's worker
+   * goes on.
    */
-  async function overlap(t: { id: number; apiKey: string }, other: number, attempts: number): Promise<{ id: number; a: MainProcess }> {
+  async function overlap(
+    t: { id: number; apiKey: string; dbName: string },
+    other: number,
+    attempts: number,
+    settled?: (id: number) => Promise<boolean>,
+  ): Promise<{ id: number; a: MainProcess }> {
     provider.holdNext(other);
     const held = once(provider.events, 'held');
     const res = await api.request('POST', '/messages', { org: t, body: { to: '+15558880001', channel: 'sms', body: 'overlap' } });
@@ -160,9 +166,12 @@ describe('late acceptances with an idempotent provider: every accepted message e
     });
     await worker(workerEnv(attempts)); // B: its stalled-job check hands it the frozen run's job
     await bAnswered;
+    const id = res.body.message.id as number;
+    // B's answer is on the wire, not yet acted on: what the test describes happens only once B has acted.
+    if (settled) expect(await eventually(() => settled(id), 15_000, 20), 'B acted on its answer').to.equal(true);
     provider.releaseHeld();
     a.child.kill('SIGCONT');
-    return { id: res.body.message.id as number, a };
+    return { id, a };
   }
 
   it('B answered 409 "key in progress" postpones (not a rejection): the message ends SENT with A’s provider id, charged once, never refunded', async () => {
@@ -185,11 +194,14 @@ describe('late acceptances with an idempotent provider: every accepted message e
   it('B failed on its last attempt and refunded, then A’s acceptance arrives: the message ends SENT, charged again under its own reference', async () => {
     await apiWith(1);
     const t = await createTenant(api.deps, { credits: 5 });
-    const { id, a } = await overlap(t, 503, 1);
-    await a.lines.waitFor('delivery run superseded');
-    const status = async () =>
+    const status = async (id: number) =>
       (await rows<{ status: string }>(api.deps.sharedDb, `SELECT status FROM \`${t.dbName}\`.messages WHERE id = :id`, { id }))[0]!.status;
-    expect(await eventually(async () => (await status()) === 'SENT', 15_000, 50), 'the accepted message ends SENT').to.equal(true);
+    const refunded = async (id: number) =>
+      (await status(id)) === 'FAILED' &&
+      (await rows(api.deps.sharedDb, 'SELECT 1 FROM credit_ledger WHERE reference = :ref', { ref: refundReference(id) })).length === 1;
+    const { id, a } = await overlap(t, 503, 1, refunded);
+    await a.lines.waitFor('delivery run superseded');
+    expect(await eventually(async () => (await status(id)) === 'SENT', 15_000, 50), 'the accepted message ends SENT').to.equal(true);
     await expectAcceptedChargedOnce(t, 5);
     const refs = (
       await rows<{ reference: string }>(
