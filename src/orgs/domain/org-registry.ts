@@ -4,7 +4,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../../platform/lib/logger.js';
-import { API_KEY_PATTERN, safeEqual, sha256 } from '../../platform/lib/secrets.js';
+import { API_KEY_PATTERN, matchesHash } from '../../platform/lib/secrets.js';
 import type { ApiKeyRecord, OrgRecord } from './org.js';
 import type { OrgRepository } from '../data-access/org.repository.js';
 
@@ -142,7 +142,7 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
       const m = API_KEY_PATTERN.exec(key);
       if (!m) return undefined;
       const record = await keys.get(m[1]!);
-      if (!record || record.revokedAt || !safeEqual(record.keyHash, sha256(key))) return undefined;
+      if (!record || record.revokedAt || !matchesHash(key, record.keyHash)) return undefined;
       const at = now();
       const last = touched.get(record.id);
       if (last === undefined || at - last > TOUCH_EVERY_MS) {

@@ -41,6 +41,16 @@ export function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
+/**
+ * Whether `key` hashes to `hashHex` (a stored sha256 hex digest), compared in constant time: one hash of the key, where
+ * `safeEqual(hashHex, sha256(key))` takes three (the digests' lengths are fixed, so nothing leaks through them).
+ */
+export function matchesHash(key: string, hashHex: string): boolean {
+  const stored = Buffer.from(hashHex, 'hex');
+  const presented = createHash('sha256').update(key).digest();
+  return stored.length === presented.length && timingSafeEqual(stored, presented);
+}
+
 /** API keys look like `tk_<prefix>_<secret>`: a 12-char public prefix and 32 random bytes. */
 export const API_KEY_PATTERN = /^tk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 

@@ -2,16 +2,19 @@
 import Router from '@koa/router';
 import Joi from 'joi';
 import { notFound } from '../../../platform/lib/errors.js';
-import { messageCost, sendSchema } from '../../domain/channels/index.js';
+import { acceptSend, messageCost, sendSchema } from '../../domain/channels/index.js';
 import { MESSAGE_STATUSES } from '../../domain/message.js';
 import type { ListQuery, MessageService } from '../../domain/messages.service.js';
 import type { RateLimits } from '../../../platform/rate-limits/rate-limits.js';
 import { idempotencyKey } from '../../../platform/http/idempotency.js';
 import { pageLimitRule, setNextLink } from '../../../platform/http/pagination.js';
 import type { AppState } from '../../../platform/http/types.js';
-import { validated } from '../../../platform/http/validate.js';
+import { validated, withFastPath } from '../../../platform/http/validate.js';
 import { chargeOrg, orgRateLimit, requireTenant, type OrgRegistry } from '../../../orgs/index.js';
 import { acceptedView, messageView } from './message.views.js';
+
+/** `POST /messages` body: the common valid body without joi's object and `when`s, errors from the schema. */
+const sendBody = withFastPath(sendSchema, acceptSend);
 
 /** `GET /messages` query. */
 export const listSchema = Joi.object<ListQuery>({
@@ -37,7 +40,7 @@ export function messagesRouter({ registry, limits, messages }: MessagesRouterDep
   router.post(
     '/messages',
     tenant,
-    validated({ body: sendSchema }, async (ctx, { body }) => {
+    validated({ body: sendBody }, async (ctx, { body }) => {
       await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
       const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
       // A replay answers what the first request was answered: 202 and the message as accepted.
