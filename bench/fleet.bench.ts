@@ -9,6 +9,9 @@
  * in the order 1 2 2 1 (FLEET_ROUNDS times), each the mean of its runs. Reported per scenario: distinct tenants reached, instance-cache
  * misses and evictions, connection switches per request (deltas of the API's /metrics), peak tenant connections
  * (information_schema.PROCESSLIST), peak `Threads_connected` (SHOW STATUS), and the API process's peak RSS (/proc).
+ * Then the same two scenarios against the bare baseline, bench/bare-multiplexer.ts (bare Koa + mysql2 connections
+ * multiplexed over the same tenants' MySQL users with the API's switching policy and the same budget, nothing else), in
+ * the same order: its fleet-to-one ratio is what switching alone costs on this machine.
  * Then, with FLEET_MIGRATE=1, one migration over the whole fleet through the CLI.
  *
  *   npm run bench:fleet
@@ -23,7 +26,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -132,9 +135,16 @@ function tenantCli(args: string[], env: Record<string, string>): Promise<{ code:
 }
 
 /** `src/main.ts --role api` as a process of its own (its RSS is its own); resolves with its URL once it listens. */
-async function startApiProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+function startApiProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const prof = tunable('FLEET_CPU_PROF', DEFAULTS);
-  const args = ['--import', 'tsx', ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), 'src/main.ts', '--role', 'api'];
+  return startServerProcess(
+    ['--import', 'tsx', ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), 'src/main.ts', '--role', 'api'],
+    env,
+  );
+}
+
+/** A node process that prints `listening on <url>`; resolves with its URL once it does. */
+async function startServerProcess(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
@@ -147,7 +157,7 @@ async function startApiProcess(env: Record<string, string>): Promise<{ child: Ch
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) resolve(m[1]!);
     });
-    child.once('exit', (code) => reject(new Error(`the API exited early with ${code}: ${out}`)));
+    child.once('exit', (code) => reject(new Error(`${args.at(-1)} exited early with ${code}: ${out}`)));
   });
   child.stdout.resume();
   return { child, url };
@@ -166,6 +176,13 @@ async function readCounters(url: string, token: string): Promise<Counters> {
   const text = await res.text();
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   return Object.fromEntries(Object.entries(COUNTERS).map(([k, name]) => [k, value(name)])) as Counters;
+}
+
+/** The bare multiplexer's counters, in the API's terms (it has no instance or org cache). */
+async function readBareCounters(url: string): Promise<Counters> {
+  const res = await fetch(`${url}/stats`);
+  const stats = (await res.json()) as { switches: number };
+  return { misses: 0, evictions: 0, orgMisses: 0, switches: stats.switches };
 }
 
 async function rssOf(pid: number): Promise<number> {
@@ -206,6 +223,8 @@ async function main(): Promise<void> {
   const log = (line: string) => console.error(line);
   const root = createSequelize({ ...config.db, database: undefined, poolMax: 2 });
   let api: { child: ChildProcess; url: string } | undefined;
+  let bare: { child: ChildProcess; url: string } | undefined;
+  const bareFile = path.join(os.tmpdir(), `bench-fleet-${run}-logins.json`);
   try {
     await prepareRun(config, deps, false);
     let tenants: Tenant[] = [];
@@ -236,9 +255,9 @@ async function main(): Promise<void> {
     await deps.close();
 
     api = await startApiProcess(runEnv);
-    const { url } = api;
-    const pid = api.child.pid!;
     const token = config.adminToken;
+    /** The server under load: the API, then the bare multiplexer. */
+    let target = { url: api.url, pid: api.child.pid!, counters: (u: string) => readCounters(u, token) };
     const like = `${config.tenant.dbPrefix.replace(/_/g, '\\_')}%`;
     const peak = { tenantConnections: 0, threadsConnected: 0, rss: 0 };
     let sampling = true;
@@ -249,7 +268,7 @@ async function main(): Promise<void> {
           await count(root, 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER LIKE :like', { like }),
         );
         peak.threadsConnected = Math.max(peak.threadsConnected, await count(root, "SHOW GLOBAL STATUS LIKE 'Threads_connected'"));
-        peak.rss = Math.max(peak.rss, await rssOf(pid));
+        peak.rss = Math.max(peak.rss, await rssOf(target.pid));
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
@@ -269,45 +288,64 @@ async function main(): Promise<void> {
       dbCpu: number;
     }
     const measure = async (spec: Omit<LoadSpec, 'url'>): Promise<Measured> => {
-      const before = await readCounters(url, token);
+      const { url, pid } = target;
+      const before = await target.counters(url);
       takePeak();
       const [api0, db0] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
       const result = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, ...spec });
       const [api1, db1] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
-      const after = await readCounters(url, token);
+      const after = await target.counters(url);
       const delta = Object.fromEntries(Object.keys(COUNTERS).map((k) => [k, after[k as keyof Counters] - before[k as keyof Counters]]));
       if ((result.statusCodes[200] ?? 0) !== result.responses)
         throw new Error(`not every answer was 200: ${JSON.stringify(result.statusCodes)}`);
       return { result, delta: delta as Counters, peak: takePeak(), apiCpu: api1 - api0, dbCpu: db1 - db0 };
     };
 
-    const coldRss = await rssOf(pid);
+    const coldRss = await rssOf(target.pid);
     log(`warm-up: one request for each of the ${tenants.length} tenants…`);
     const warm = await measure({ tenants, seconds: 0, draw: 'each', seed: 1 });
-    const warmRss = await rssOf(pid);
+    const warmRss = await rssOf(target.pid);
     log(
       `  ${warm.result.distinct} tenants, ${(warm.result.responses / warm.result.seconds).toFixed(0)} req/s, RSS ${(warmRss / 2 ** 20).toFixed(0)} MiB`,
     );
 
     const results = new Map<string, Measured[]>();
     let round = 0;
-    for (const name of Array.from({ length: ROUNDS }, () => ['one', 'fleet', 'fleet', 'one'] as const).flat()) {
-      throwIfInterrupted();
-      const set = name === 'one' ? [tenants[0]!] : tenants;
-      await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, tenants: set, seconds: 1, draw: 'zipf', seed: 1000 + round });
-      const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round });
-      log(
-        `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
-          `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
-          `API CPU ${((1e6 * m.apiCpu) / m.result.responses).toFixed(0)} µs/req, DB CPU ${((1e6 * m.dbCpu) / m.result.responses).toFixed(0)} µs/req, threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
-      );
-      results.set(name, [...(results.get(name) ?? []), m]);
-    }
-    sampling = false;
-    await sampler;
-    const finalRss = await rssOf(pid);
+    /** FLEET_ROUNDS rounds of one, fleet, fleet, one against the target, recorded under the two names given. */
+    const rounds = async (one: string, fleet: string) => {
+      for (const name of Array.from({ length: ROUNDS }, () => [one, fleet, fleet, one]).flat()) {
+        throwIfInterrupted();
+        const set = name === one ? [tenants[0]!] : tenants;
+        const url = target.url;
+        await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, tenants: set, seconds: 1, draw: 'zipf', seed: 1000 + round });
+        const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round });
+        log(
+          `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
+            `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
+            `CPU ${((1e6 * m.apiCpu) / m.result.responses).toFixed(0)} µs/req, DB CPU ${((1e6 * m.dbCpu) / m.result.responses).toFixed(0)} µs/req, threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
+        );
+        results.set(name, [...(results.get(name) ?? []), m]);
+      }
+    };
+    await rounds('one', 'fleet');
+    const finalRss = await rssOf(target.pid);
     await stopApiProcess(api.child);
     api = undefined;
+
+    // The bare baseline over the same tenants, with the same connection budget.
+    const logins = await root.query<{ id: number; user: string; password: string; database: string }>(
+      `SELECT id, db_user AS user, db_password_enc AS password, db_name AS \`database\` FROM \`${config.db.name}\`.orgs WHERE db_user IS NOT NULL`,
+      { type: QueryTypes.SELECT },
+    );
+    for (const l of logins) l.password = deps.secrets.decrypt(l.password);
+    await writeFile(bareFile, JSON.stringify({ host: config.db.host, port: config.db.port, tenants: logins }), { mode: 0o600 });
+    bare = await startServerProcess(['--import', 'tsx', 'bench/bare-multiplexer.ts', bareFile, String(config.tenant.connectionsMax)], {});
+    target = { url: bare.url, pid: bare.child.pid!, counters: readBareCounters };
+    await rounds('bareOne', 'bareFleet');
+    sampling = false;
+    await sampler;
+    await stopApiProcess(bare.child);
+    bare = undefined;
 
     let migrateLine = '';
     if (flag('FLEET_MIGRATE')) {
@@ -330,12 +368,12 @@ async function main(): Promise<void> {
     const worst = (name: string, k: 'p50' | 'p99') => Math.max(...all(name).map((m) => m.result[k]));
     const sum = (name: string, f: (m: Measured) => number) => all(name).reduce((s, m) => s + f(m), 0);
     const max = (name: string, f: (m: Measured) => number) => Math.max(...all(name).map(f));
-    const row = (label: string, name: string) => [
+    const row = (label: string, name: string, base: string) => [
       label,
       rate(name).toFixed(0),
       formatMs(worst(name, 'p50')),
       formatMs(worst(name, 'p99')),
-      `${(rate(name) / rate('one')).toFixed(2)}×`,
+      `${(rate(name) / rate(base)).toFixed(2)}×`,
       max(name, (m) => m.result.distinct),
       sum(name, (m) => m.delta.misses),
       sum(name, (m) => m.delta.evictions),
@@ -366,7 +404,10 @@ async function main(): Promise<void> {
         `Warm-up: one request for every tenant (${warm.result.distinct} tenants reached, ${warm.delta.misses} misses, API RSS ${(coldRss / 2 ** 20).toFixed(0)} MiB before it, ${(warmRss / 2 ** 20).toFixed(0)} MiB after it: ` +
         `${((warmRss - coldRss) / 1024 / tenants.length).toFixed(1)} KiB per warm tenant). ` +
         `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one (${ROUNDS} rounds); ` +
-        `in the fleet runs every request's tenant is drawn afresh from Zipf(1.0) over all ${TENANTS} tenants (seeded PRNG).`,
+        `in the fleet runs every request's tenant is drawn afresh from Zipf(1.0) over all ${TENANTS} tenants (seeded PRNG). ` +
+        `Then the same against the bare multiplexer (\`bench/bare-multiplexer.ts\`, a process of its own: bare Koa and mysql2 ` +
+        `connections over the same tenants' MySQL users, the API's switching policy and budget of ${config.tenant.connectionsMax}, ` +
+        `and nothing else: no key, limit, deadline or session check); its ratio is what switching alone costs here.`,
       '',
       markdownTable(
         [
@@ -379,18 +420,23 @@ async function main(): Promise<void> {
           'instance misses',
           'evictions',
           'switches/request',
-          'API CPU µs/request',
+          'server process CPU µs/request',
           'DB server CPU µs/request',
           'peak tenant conns',
           'peak Threads_connected',
-          'peak API RSS MiB',
+          'peak server RSS MiB',
         ],
         'lrrrrrrrrrrrrr',
-        [row('GET /messages, 1 tenant', 'one'), row(`GET /messages, ${TENANTS} tenants, Zipf(1.0) per request`, 'fleet')],
+        [
+          row('API GET /messages, 1 tenant', 'one', 'one'),
+          row(`API GET /messages, ${TENANTS} tenants, Zipf(1.0) per request`, 'fleet', 'one'),
+          row('bare multiplexer, 1 tenant', 'bareOne', 'bareOne'),
+          row(`bare multiplexer, ${TENANTS} tenants, Zipf(1.0) per request`, 'bareFleet', 'bareOne'),
+        ],
       ),
       '',
       `Tenant connections budget: ${process.env.TENANT_CONNECTIONS_MAX ?? 'default'} per server and process (peak above counts the tenant users' sessions in PROCESSLIST); ` +
-        `CPU per request: the API process's own (/proc), and the database server's (shared with whatever else ran on it meanwhile: an upper bound). ` +
+        `CPU per request: the server process's own (/proc), and the database server's (shared with whatever else ran on it meanwhile: an upper bound). ` +
         `\`Threads_connected\` counts the whole server (the API's shared-DB pool, this bench's sampler and anything else on it). ` +
         `API RSS at the end: ${(finalRss / 2 ** 20).toFixed(0)} MiB.`,
       ...(migrateLine ? [migrateLine] : []),
@@ -399,6 +445,8 @@ async function main(): Promise<void> {
     log(`wrote ${await writeDocSection('fleet', '## The fleet (10,000 tenants)', lines)}`);
   } finally {
     if (api) await stopApiProcess(api.child).catch(() => undefined);
+    if (bare) await stopApiProcess(bare.child).catch(() => undefined);
+    await rm(bareFile, { force: true });
     await root.close();
     if (keep) {
       await deps.close().catch(() => undefined);
