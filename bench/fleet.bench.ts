@@ -10,7 +10,7 @@
  * misses and evictions, connection switches per request (deltas of the API's /metrics), peak tenant connections
  * (information_schema.PROCESSLIST), peak `Threads_connected` (SHOW STATUS), and the API process's peak RSS (/proc).
  * Then the same two scenarios against the bare baseline, bench/bare-multiplexer.ts (bare Koa + mysql2 connections
- * multiplexed over the same tenants' MySQL users with the API's switching policy and the same budget, nothing else), in
+ * multiplexed over the same tenants' MySQL users, the same budget, a plain LRU victim, nothing else), in
  * the same order: its fleet-to-one ratio is what switching alone costs on this machine.
  * Then, with FLEET_MIGRATE=1, one migration over the whole fleet through the CLI.
  *
@@ -406,7 +406,7 @@ async function main(): Promise<void> {
         `Then ${CONNECTIONS} connections, ${SECONDS} s per run after 1 s of warm-up, order one, fleet, fleet, one (${ROUNDS} rounds); ` +
         `in the fleet runs every request's tenant is drawn afresh from Zipf(1.0) over all ${TENANTS} tenants (seeded PRNG). ` +
         `Then the same against the bare multiplexer (\`bench/bare-multiplexer.ts\`, a process of its own: bare Koa and mysql2 ` +
-        `connections over the same tenants' MySQL users, the API's switching policy and budget of ${config.tenant.connectionsMax}, ` +
+        `connections over the same tenants' MySQL users, the same budget of ${config.tenant.connectionsMax}, the least recently used idle session switched, ` +
         `and nothing else: no key, limit, deadline or session check); its ratio is what switching alone costs here.`,
       '',
       markdownTable(

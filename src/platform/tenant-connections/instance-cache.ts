@@ -7,6 +7,7 @@
 import type { Sequelize } from 'sequelize';
 import { unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { RecencyMap } from '../lib/recency-map.js';
 import type { TenantDbRef } from './tenant-db-ref.js';
 
 export interface InstanceCacheStats {
@@ -62,7 +63,7 @@ const fingerprintOf = (t: TenantDbRef) => `${t.dbServerId}/${t.dbName}/${t.dbUse
 
 /** A bounded LRU of tenant instances, closed only once no lease holds them. */
 export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceCache {
-  const entries = new Map<number, Entry>(); // insertion order = LRU order (touched entries are re-inserted)
+  const entries = new RecencyMap<number, Entry>(); // least recently used first
   const failedUntil = new Map<number, number>();
   const waiters = new Set<() => void>();
   const stats = { hits: 0, misses: 0, evictions: 0, failures: 0 };
@@ -85,6 +86,12 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
           Math.min(idleMs, 1000),
         );
   sweeper?.unref();
+
+  /** The least recently used entry that no lease holds. */
+  function firstUnleased(): Entry | undefined {
+    for (const e of entries.values()) if (e.leases === 0) return e;
+    return undefined;
+  }
 
   /** Takes an entry out of the LRU; it keeps its slot (counted in `closing`) until its last lease ends and it is closed. */
   function retire(e: Entry, countEviction = true): void {
@@ -140,15 +147,14 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
       const existing = entries.get(org.id);
       if (existing && existing.fingerprint === fingerprintOf(org)) {
         stats.hits++;
-        entries.delete(org.id);
-        entries.set(org.id, existing);
+        entries.touch(org.id);
         existing.leases++;
         return existing;
       }
       if (existing) retire(existing);
       if (entries.size + closing < opts.maxOpen) return openEntry(org);
       // A pool already closing will free a slot that no waiter has claimed yet: wait for it rather than close another.
-      const victim = closing > waiters.size ? undefined : [...entries.values()].find((e) => e.leases === 0);
+      const victim = closing > waiters.size ? undefined : firstUnleased();
       if (victim) retire(victim);
       else await waitForSlot(deadline);
     }

@@ -27,6 +27,7 @@
 import { EventEmitter } from 'node:events';
 import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
+import { RecencyMap } from '../lib/recency-map.js';
 import { answerWithin, type InFlight } from './answer-deadline.js';
 import { createServerHealth } from './server-health.js';
 
@@ -203,7 +204,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   const idleLru = new Set<Slot>(); // least recently released first: the victims of a switch
   const leasedByTenant = new Map<string, number>();
   /** Each tenant's heat at `at` (most recently seen last): how many acquires it made lately. */
-  const heat = new Map<string, { value: number; at: number }>();
+  const heat = new RecencyMap<string, { value: number; at: number }>();
   const waiters: Waiter[] = [];
   const counters = {
     acquires: 0,
@@ -358,9 +359,8 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   function warm(key: string): void {
     const now = Date.now();
     const value = heatOf(key, now) + 1;
-    heat.delete(key);
     heat.set(key, { value, at: now });
-    if (heat.size > HEAT_MAX) heat.delete(heat.keys().next().value!);
+    if (heat.size > HEAT_MAX) heat.delete(heat.oldestKey()!);
   }
 
   /**
@@ -426,18 +426,21 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         w.resolve(same.conn);
         continue;
       }
+      // Room in the budget: a connection of its own, so that the idle sessions stay parked for their tenants (a
+      // larger budget then means fewer switches: docs/benchmarks.md, the fleet). At the budget: switch the coldest
+      // tenant's idle session.
+      if (slots.size + opening < opts.max) {
+        waiters.splice(i, 1);
+        w.serving = true;
+        open(w);
+        continue;
+      }
       const other = takeIdle();
       if (other) {
         waiters.splice(i, 1);
         w.serving = true;
         lend(other, w.login);
         switchTo(other, w);
-        continue;
-      }
-      if (slots.size + opening < opts.max) {
-        waiters.splice(i, 1);
-        w.serving = true;
-        open(w);
         continue;
       }
       return;

@@ -118,6 +118,21 @@ describe('server connections (unit, fake mysql2)', () => {
     await conns.close(0);
   });
 
+  it('with room in the budget, opens for a new tenant rather than switching an idle session parked for another', async () => {
+    const conns = budget({ max: 3 });
+    const a = await conns.acquire(login('a'));
+    conns.release(a);
+    const b = await conns.acquire(login('b'));
+    expect(b).to.not.equal(a);
+    conns.release(b);
+    expect(conns.stats()).to.include({ open: 2, opens: 2, switches: 0 });
+    // Both parked: each tenant finds its own again without a switch.
+    expect(await conns.acquire(login('a'))).to.equal(a);
+    expect(await conns.acquire(login('b'))).to.equal(b);
+    expect(conns.stats()).to.include({ sameTenantHits: 2, switches: 0 });
+    await conns.close(0);
+  });
+
   it('skips the session init for a login whose account already sets it (read once per login), never for one that does not', async () => {
     const INIT = 'SET time_zone = UTC, max_statement_time = 10';
     const CHECK = 'SELECT @@max_statement_time AS seconds';
