@@ -198,7 +198,12 @@ describe('late acceptances with an idempotent provider: every accepted message e
       (await rows<{ status: string }>(api.deps.sharedDb, `SELECT status FROM \`${t.dbName}\`.messages WHERE id = :id`, { id }))[0]!.status;
     const refunded = async (id: number) =>
       (await status(id)) === 'FAILED' &&
-      (await rows(api.deps.sharedDb, 'SELECT 1 FROM credit_ledger WHERE reference = :ref', { ref: refundReference(id) })).length === 1;
+      (
+        await rows(api.deps.sharedDb, 'SELECT 1 FROM credit_ledger WHERE org_id = :org AND reference = :ref', {
+          org: t.id,
+          ref: refundReference(id),
+        })
+      ).length === 1;
     const { id, a } = await overlap(t, 503, 1, refunded);
     await a.lines.waitFor('delivery run superseded');
     expect(await eventually(async () => (await status(id)) === 'SENT', 15_000, 50), 'the accepted message ends SENT').to.equal(true);
