@@ -4,10 +4,10 @@
  * out. An instance is closed only when no request holds a lease on it, so no query is cut off; concurrent first
  * requests for one tenant share one initialisation.
  */
+import { LRUCache } from 'lru-cache';
 import type { Sequelize } from 'sequelize';
 import { unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { RecencyMap } from '../lib/recency-map.js';
 import type { TenantDbRef } from './tenant-db-ref.js';
 
 export interface InstanceCacheStats {
@@ -63,7 +63,10 @@ const fingerprintOf = (t: TenantDbRef) => `${t.dbServerId}/${t.dbName}/${t.dbUse
 
 /** A bounded LRU of tenant instances, closed only once no lease holds them. */
 export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceCache {
-  const entries = new RecencyMap<number, Entry>(); // least recently used first
+  // lru-cache, not a Map re-ordered by delete-and-set: V8 keeps a deleted entry in the key's bucket chain until a rehash,
+  // so a hot tenant's lookups walked thousands of dead entries (24 µs per request at 10,000 tenants: bench:touch). Its
+  // bound is never reached (acquire keeps entries + closing under maxOpen): eviction is ours, leases first.
+  const entries = new LRUCache<number, Entry>({ max: opts.maxOpen });
   const failedUntil = new Map<number, number>();
   const waiters = new Set<() => void>();
   const stats = { hits: 0, misses: 0, evictions: 0, failures: 0 };
@@ -81,7 +84,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
       : setInterval(
           () => {
             const cutoff = Date.now() - idleMs;
-            for (const e of entries.values()) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
+            for (const e of [...entries.values()]) if (e.leases === 0 && e.lastUsed < cutoff) retire(e);
           },
           Math.min(idleMs, 1000),
         );
@@ -89,7 +92,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
 
   /** The least recently used entry that no lease holds. */
   function firstUnleased(): Entry | undefined {
-    for (const e of entries.values()) if (e.leases === 0) return e;
+    for (const e of entries.rvalues()) if (e?.leases === 0) return e;
     return undefined;
   }
 
@@ -97,7 +100,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   function retire(e: Entry, countEviction = true): void {
     if (e.retired) return;
     e.retired = true;
-    if (entries.get(e.orgId) === e) entries.delete(e.orgId);
+    if (entries.peek(e.orgId) === e) entries.delete(e.orgId);
     closing++;
     if (countEviction) stats.evictions++;
     if (e.leases === 0) shut(e);
@@ -144,10 +147,9 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
           throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', failed - Date.now());
         failedUntil.delete(org.id);
       }
-      const existing = entries.get(org.id);
+      const existing = entries.get(org.id); // now the most recently used
       if (existing && existing.fingerprint === fingerprintOf(org)) {
         stats.hits++;
-        entries.touch(org.id);
         existing.leases++;
         return existing;
       }
@@ -211,7 +213,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
       }
     },
     evict(orgId) {
-      const e = entries.get(orgId);
+      const e = entries.peek(orgId);
       if (e) retire(e);
       failedUntil.delete(orgId);
     },

@@ -25,9 +25,9 @@
  * waits on it) until a probe, every `retryAfterMs`, succeeds.
  */
 import { EventEmitter } from 'node:events';
+import { LRUCache } from 'lru-cache';
 import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
-import { RecencyMap } from '../lib/recency-map.js';
 import { answerWithin, type InFlight } from './answer-deadline.js';
 import { createServerHealth } from './server-health.js';
 
@@ -204,7 +204,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   const idleLru = new Set<Slot>(); // least recently released first: the victims of a switch
   const leasedByTenant = new Map<string, number>();
   /** Each tenant's heat at `at` (most recently seen last): how many acquires it made lately. */
-  const heat = new RecencyMap<string, { value: number; at: number }>();
+  const heat = new LRUCache<string, { value: number; at: number }>({ max: HEAT_MAX });
   const waiters: Waiter[] = [];
   const counters = {
     acquires: 0,
@@ -353,14 +353,13 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   }
 
   const heatOf = (key: string, now: number) => {
-    const h = heat.get(key);
+    const h = heat.peek(key);
     return h ? h.value * 2 ** (-(now - h.at) / HEAT_HALF_LIFE_MS) : 0;
   };
   function warm(key: string): void {
     const now = Date.now();
     const value = heatOf(key, now) + 1;
-    heat.set(key, { value, at: now });
-    if (heat.size > HEAT_MAX) heat.delete(heat.oldestKey()!);
+    heat.set(key, { value, at: now }); // the least recently seen tenant beyond HEAT_MAX is forgotten
   }
 
   /**
