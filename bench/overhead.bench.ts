@@ -78,13 +78,9 @@ const VARIANTS: readonly Variant[] = [
 
 /** The limiter's interface doing nothing: no Redis (the headers are still set from its constant answer). */
 const PASS_THROUGH: RateLimits = {
-  consumeOrg: async (_orgId, override, _cost) => ({
-    allowed: true,
-    limit: override ?? { points: 1, duration: 1 },
-    remaining: 1,
-    resetMs: 1000,
-  }),
-  checkAuthFailures: async () => {},
+  consumeOrg: async (orgId, override, cost) => PASS_THROUGH.spendOrg(orgId, override, cost)!,
+  spendOrg: (_orgId, override, _cost) => ({ allowed: true, limit: override ?? { points: 1, duration: 1 }, remaining: 1, resetMs: 1000 }),
+  checkAuthFailures: () => undefined,
   recordAuthFailure: async () => {},
 };
 

@@ -23,6 +23,13 @@ export interface OrgRegistry {
   getWithKey(id: number, key: string | undefined): Promise<OrgRecord | undefined>;
   /** The unrevoked API key record matching `key` exactly, or undefined. */
   verifyKey(key: string): Promise<ApiKeyRecord | undefined>;
+  /**
+   * The hot path's answers without a promise: the org when it is cached and fresh, and the key's record when it is
+   * cached, fresh and matches (what verifyKey would answer). Undefined means "ask the async method": not cached, known
+   * missing, or not valid; those answers (and their 401/403/404) always come from get/getWithKey/verifyKey.
+   */
+  peek(id: number): OrgRecord | undefined;
+  peekKey(key: string): ApiKeyRecord | undefined;
   /** Drops everything cached about the org (called on org events). */
   invalidate(orgId: number): void;
   stats(): OrgRegistryStats;
@@ -78,6 +85,14 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
     });
     return {
       lru,
+      /** The fresh cached value, counted as a hit; undefined when not cached or known missing. */
+      peek(key: K): T | undefined {
+        if (ttlMs <= 0) return undefined;
+        const value = lru.get(key);
+        if (value === undefined || value === MISSING) return undefined;
+        stats.hits++;
+        return value as T;
+      },
       async get(key: K): Promise<T | undefined> {
         const found = async (): Promise<Cached<T> | undefined> => {
           if (ttlMs <= 0) {
@@ -133,6 +148,18 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
     return org?.id === id ? org : null;
   }
 
+  /** The record if it exists, is not revoked and matches the key; its use is recorded at most once a minute. */
+  function accepted(key: string, record: ApiKeyRecord | undefined): ApiKeyRecord | undefined {
+    if (!record || record.revokedAt || !matchesHash(key, record.keyHash)) return undefined;
+    const at = now();
+    const last = touched.get(record.id);
+    if (last === undefined || at - last > TOUCH_EVERY_MS) {
+      touched.set(record.id, at);
+      repo.touchKey(record.id).catch((err: Error) => logger.warn('could not record api key use', { err: err.message }));
+    }
+    return record;
+  }
+
   return {
     get: (id) => orgs.get(id),
     async getWithKey(id, key) {
@@ -141,15 +168,12 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
     async verifyKey(key) {
       const m = API_KEY_PATTERN.exec(key);
       if (!m) return undefined;
-      const record = await keys.get(m[1]!);
-      if (!record || record.revokedAt || !matchesHash(key, record.keyHash)) return undefined;
-      const at = now();
-      const last = touched.get(record.id);
-      if (last === undefined || at - last > TOUCH_EVERY_MS) {
-        touched.set(record.id, at);
-        repo.touchKey(record.id).catch((err: Error) => logger.warn('could not record api key use', { err: err.message }));
-      }
-      return record;
+      return accepted(key, await keys.get(m[1]!));
+    },
+    peek: (id) => orgs.peek(id),
+    peekKey(key) {
+      const prefix = API_KEY_PATTERN.exec(key)?.[1];
+      return prefix === undefined ? undefined : accepted(key, keys.peek(prefix));
     },
     invalidate(orgId) {
       generation++;

@@ -45,8 +45,16 @@ export interface RateLimitOptions {
 export interface RateLimits {
   /** Charges `cost` to the org's window (its override, or the default limit). */
   consumeOrg(orgId: number, override: Limit | null, cost: number): Promise<OrgLimitResult>;
-  /** Refuses an IP that has failed authentication too often (429), before any key is checked. */
-  checkAuthFailures(ip: string): Promise<void>;
+  /**
+   * The same charge when this process's reserve of the org's window covers it (the hot path: no promise), else
+   * undefined and nothing charged: then consumeOrg.
+   */
+  spendOrg(orgId: number, override: Limit | null, cost: number): OrgLimitResult | undefined;
+  /**
+   * Refuses an IP that has failed authentication too often (429), before any key is checked. Nothing to wait for
+   * (undefined) unless this process saw the address fail lately.
+   */
+  checkAuthFailures(ip: string): Promise<void> | undefined;
   /** Counts one failed authentication for an IP. */
   recordAuthFailure(ip: string): Promise<void>;
 }
@@ -106,6 +114,23 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
   const reserves = new LRUCache<string, Reserve>({ max: 100_000 });
   const refills = new Map<string, Promise<unknown>>();
 
+  /** A request heavier than the whole window could never pass: it costs at most the window. */
+  const chargeOf = (limit: Limit, cost: number) => Math.min(limit.points, Math.max(1, cost));
+  const chunkOf = (limit: Limit) => Math.min(RESERVE_MAX, Math.floor(limit.points / RESERVE_DIVISOR));
+  const reserveKey = (orgId: number, limit: Limit) => `org:${orgId}:${limit.points}:${limit.duration}`;
+
+  /** `points` from this process's reserve of the org's window, if it holds them (and the window is whole-chunked). */
+  function spend(orgId: number, limit: Limit, points: number): OrgLimitResult | undefined {
+    const chunk = chunkOf(limit);
+    if (chunk < 2 || points > chunk) return undefined;
+    const r = reserves.get(reserveKey(orgId, limit));
+    if (!r) return undefined;
+    const at = now();
+    if (r.resetAt <= at || r.left < points) return undefined;
+    r.left -= points;
+    return { allowed: true, limit, remaining: r.sharedRemaining + r.left, resetMs: r.resetAt - at };
+  }
+
   /** Exactly `points` of the shared window, one round trip. */
   async function consumeShared(limiter: RateLimiterAbstract, key: string, limit: Limit, points: number): Promise<OrgLimitResult> {
     const result = (r: RateLimiterRes, allowed: boolean): OrgLimitResult => ({
@@ -123,10 +148,10 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
   }
 
   /** Takes a chunk of the window into this process's reserve (none when the window has no whole chunk left). */
-  async function reserve(limiter: RateLimiterAbstract, key: string, reserveKey: string, chunk: number): Promise<void> {
+  async function reserve(limiter: RateLimiterAbstract, key: string, cacheKey: string, chunk: number): Promise<void> {
     try {
       const r = await limiter.consume(key, chunk);
-      reserves.set(reserveKey, {
+      reserves.set(cacheKey, {
         left: chunk,
         sharedRemaining: Math.max(0, r.remainingPoints),
         resetAt: now() + r.msBeforeNext,
@@ -136,7 +161,7 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
       if (!(err instanceof RateLimiterRes)) throw err;
       // Not given back (a reward could land after the window reset and over-grant the next one): the rest of this
       // window is counted exactly, and refused, since the refused chunk stays counted.
-      reserves.set(reserveKey, {
+      reserves.set(cacheKey, {
         left: 0,
         sharedRemaining: Math.max(0, err.remainingPoints),
         resetAt: now() + err.msBeforeNext,
@@ -146,23 +171,20 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
   }
 
   return {
+    spendOrg(orgId, override, cost) {
+      const limit = override ?? o.defaults;
+      return spend(orgId, limit, chargeOf(limit, cost));
+    },
     async consumeOrg(orgId, override, cost) {
       const limit = override ?? o.defaults;
-      // A request heavier than the whole window could never pass: it costs at most the window.
-      const points = Math.min(limit.points, Math.max(1, cost));
+      const points = chargeOf(limit, cost);
       const limiter = forOrg(limit);
       const key = `org:${orgId}`;
-      const chunk = Math.min(RESERVE_MAX, Math.floor(limit.points / RESERVE_DIVISOR));
+      const chunk = chunkOf(limit);
       if (chunk < 2 || points > chunk) return consumeShared(limiter, key, limit, points);
-      const cacheKey = `${key}:${limit.points}:${limit.duration}`;
-      const spend = (): OrgLimitResult | undefined => {
-        const r = reserves.get(cacheKey);
-        if (!r || r.resetAt <= now() || r.left < points) return undefined;
-        r.left -= points;
-        return { allowed: true, limit, remaining: r.sharedRemaining + r.left, resetMs: r.resetAt - now() };
-      };
-      const local = spend();
+      const local = spend(orgId, limit, points);
       if (local) return local;
+      const cacheKey = reserveKey(orgId, limit);
       const current = reserves.get(cacheKey);
       if (current?.exact && current.resetAt > now()) return consumeShared(limiter, key, limit, points);
       // One refill at a time per org: concurrent requests wait for it instead of each reserving a chunk.
@@ -172,18 +194,22 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
         refills.set(cacheKey, refill);
       }
       await refill;
-      return spend() ?? consumeShared(limiter, key, limit, points);
+      return spend(orgId, limit, points) ?? consumeShared(limiter, key, limit, points);
     },
-    async checkAuthFailures(ip) {
+    checkAuthFailures(ip) {
       const until = suspects.get(ip);
-      if (until === undefined) return;
+      if (until === undefined) return undefined;
       if (until < now()) {
         suspects.delete(ip);
-        return;
+        return undefined;
       }
-      const r = await auth.get(`ip:${ip}`).catch(() => null);
-      if (r && r.consumedPoints >= o.authFailures.points)
-        throw rateLimited('too many failed authentications from this address', r.msBeforeNext);
+      return auth.get(`ip:${ip}`).then(
+        (r) => {
+          if (r && r.consumedPoints >= o.authFailures.points)
+            throw rateLimited('too many failed authentications from this address', r.msBeforeNext);
+        },
+        () => undefined,
+      );
     },
     async recordAuthFailure(ip) {
       suspects.delete(ip); // re-insert: the map stays ordered by last failure, oldest first out

@@ -233,6 +233,58 @@ describe('org registry (unit)', () => {
     });
   });
 
+  describe('peek and peekKey (the hot path without a promise)', () => {
+    it('answer only what is cached and fresh, and for a key only what verifyKey would accept', async () => {
+      const f = fakeRepo();
+      const clock = manualClock();
+      f.orgs.set(1, fakeOrg(1));
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: clock.now });
+      expect(r.peek(1), 'nothing read yet').to.equal(undefined);
+      expect(r.peekKey(key)).to.equal(undefined);
+      expect(f.calls.get + f.calls.findKey + f.calls.findKeyWithOrg, 'a peek never reads').to.equal(0);
+      await r.getWithKey(1, key);
+      expect(r.peek(1)?.id).to.equal(1);
+      expect(r.peekKey(key)?.id).to.equal(record.id);
+      expect(r.peekKey(`${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`), 'a wrong secret with a cached prefix').to.equal(undefined);
+      expect(r.peekKey('not-a-key')).to.equal(undefined);
+      expect(r.stats().hits).to.equal(3);
+      clock.advance(5001);
+      expect(r.peek(1), 'past the TTL').to.equal(undefined);
+      expect(r.peekKey(key)).to.equal(undefined);
+    });
+
+    it('answer nothing for an unknown org, a revoked key or after an invalidation (the async checks refuse them)', async () => {
+      const f = fakeRepo();
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, { ...record, revokedAt: new Date() });
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now });
+      expect(await r.get(404)).to.equal(undefined);
+      expect(r.peek(404), 'known missing is not an answer').to.equal(undefined);
+      expect(await r.verifyKey(key)).to.equal(undefined);
+      expect(r.peekKey(key), 'revoked').to.equal(undefined);
+      f.orgs.set(1, fakeOrg(1));
+      await r.get(1);
+      r.invalidate(1);
+      expect(r.peek(1)).to.equal(undefined);
+    });
+
+    it('record last use like verifyKey, at most once a minute per key', async () => {
+      const f = fakeRepo();
+      const clock = manualClock();
+      const { key, record } = keyFor(1);
+      f.keys.set(record.prefix, record);
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 600_000, logger: silent, now: clock.now });
+      await r.verifyKey(key);
+      for (let i = 0; i < 5; i++) expect(r.peekKey(key)?.id).to.equal(record.id);
+      expect(f.calls.touchKey).to.equal(1);
+      clock.advance(60_001);
+      r.peekKey(key);
+      expect(f.calls.touchKey).to.equal(2);
+    });
+  });
+
   it('answers a fresh read when every load is invalidated before it ends (a burst of org events), never an error', async () => {
     const f = fakeRepo();
     f.orgs.set(1, fakeOrg(1));

@@ -63,6 +63,27 @@ describe('rate limits (unit)', () => {
     expect(first, 'remaining counts the shared window and the reserve').to.deep.include({ allowed: true, remaining: 199 });
   });
 
+  it('spendOrg answers from the reserve without a promise, and nothing (charging nothing) when consumeOrg must decide', async () => {
+    const clock = manualClock();
+    const limits = createRateLimits({
+      defaults: { points: 200, duration: 60 },
+      authFailures: { points: 5, duration: 60 },
+      makeLimiter: memory,
+      now: clock.now,
+    });
+    expect(limits.spendOrg(1, null, 1), 'no reserve yet').to.equal(undefined);
+    expect(await limits.consumeOrg(1, null, 1)).to.deep.include({ allowed: true, remaining: 199 });
+    // The chunk is 200 / 20 = 10: 9 are left of it.
+    const spent = Array.from({ length: 9 }, () => limits.spendOrg(1, null, 1));
+    expect(spent.map((r) => r?.remaining)).to.deep.equal([198, 197, 196, 195, 194, 193, 192, 191, 190]);
+    expect(limits.spendOrg(1, null, 1), 'the chunk is used up').to.equal(undefined);
+    expect(await limits.consumeOrg(1, null, 1), 'the next chunk is taken by consumeOrg').to.deep.include({ allowed: true, remaining: 189 });
+    expect(limits.spendOrg(1, null, 20), 'heavier than a chunk').to.equal(undefined);
+    expect(limits.spendOrg(2, null, 1), "another org's window").to.equal(undefined);
+    clock.advance(60_001);
+    expect(limits.spendOrg(1, null, 1), 'the window reset').to.equal(undefined);
+  });
+
   it('counts small limits exactly, one store round trip per request', async () => {
     let calls = 0;
     const counting: LimiterFactory = (prefix, limit) => {
@@ -88,11 +109,11 @@ describe('rate limits (unit)', () => {
       makeLimiter: memory,
       now: clock.now,
     });
-    await limits.checkAuthFailures('10.0.0.1');
+    expect(limits.checkAuthFailures('10.0.0.1'), 'an address that never failed: nothing to wait for').to.equal(undefined);
     await limits.recordAuthFailure('10.0.0.1');
     await limits.checkAuthFailures('10.0.0.1');
     await limits.recordAuthFailure('10.0.0.1');
-    const err = (await limits.checkAuthFailures('10.0.0.1').catch((e: unknown) => e)) as AppError;
+    const err = (await limits.checkAuthFailures('10.0.0.1')?.catch((e: unknown) => e)) as AppError;
     expect(err).to.include({ status: 429, code: 'RATE_LIMITED' });
     expect(Number(err.headers!['Retry-After'])).to.be.within(1, 60);
     await limits.checkAuthFailures('10.0.0.2'); // another address is not affected

@@ -73,21 +73,31 @@ export function parseOrgId(raw: string | undefined): number {
 export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
   return async (ctx: AppContext, next: Next) => {
     const orgId = parseOrgId(ctx.get('X-Org-Id'));
-    await limits.checkAuthFailures(ctx.ip);
-    // The key rides along (unchecked here): a tenant not cached lately has its org and key read in one statement.
-    const org = await registry.getWithKey(orgId, BEARER.exec(ctx.get('Authorization'))?.[1]);
+    const suspect = limits.checkAuthFailures(ctx.ip);
+    if (suspect) await suspect;
+    const key = BEARER.exec(ctx.get('Authorization'))?.[1];
+    // Cached and fresh (the hot path): no promise. Otherwise the key rides along (unchecked here): a tenant not cached
+    // lately has its org and key read in one statement.
+    const org = registry.peek(orgId) ?? (await registry.getWithKey(orgId, key));
     if (!org || org.status === 'DELETED') {
       await limits.recordAuthFailure(ctx.ip); // probing org ids counts like guessing keys
       throw notFound('ORG_NOT_FOUND', `org ${orgId} does not exist`);
     }
-    const record = await counted(ctx, limits, async () => {
-      const key = bearer(ctx);
-      const found = key ? await registry.verifyKey(key) : undefined;
-      if (!found)
-        throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), { headers: { 'WWW-Authenticate': 'Bearer' } });
-      if (found.orgId !== org.id) throw forbidden('ORG_MISMATCH', 'the API key does not belong to this org');
-      return found;
-    });
+    const cached = key === undefined ? undefined : registry.peekKey(key);
+    // Every refusal (and its failure count) comes from the full check below.
+    const record =
+      cached?.orgId === org.id
+        ? cached
+        : await counted(ctx, limits, async () => {
+            const key = bearer(ctx);
+            const found = key ? await registry.verifyKey(key) : undefined;
+            if (!found)
+              throw Object.assign(unauthorized('INVALID_API_KEY', 'the API key is not valid'), {
+                headers: { 'WWW-Authenticate': 'Bearer' },
+              });
+            if (found.orgId !== org.id) throw forbidden('ORG_MISMATCH', 'the API key does not belong to this org');
+            return found;
+          });
     if (org.status === 'SUSPENDED') throw forbidden('ORG_SUSPENDED', 'this org is suspended');
     if (org.status !== 'ACTIVE' || !isProvisioned(org)) throw conflict('ORG_NOT_READY', `this org is ${org.status}`);
     ctx.state.org = org;

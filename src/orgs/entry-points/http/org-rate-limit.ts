@@ -20,7 +20,7 @@ function setHeaders(ctx: AppContext, r: OrgLimitResult): void {
 /** Charges `cost` to the request's org (after requireTenant), sets RateLimit-* headers, throws 429 when over. */
 export async function chargeOrg(ctx: AppContext, limits: RateLimits, cost: number): Promise<void> {
   const org = ctx.state.org!;
-  const r = await limits.consumeOrg(org.id, org.rateLimit, cost);
+  const r = limits.spendOrg(org.id, org.rateLimit, cost) ?? (await limits.consumeOrg(org.id, org.rateLimit, cost));
   setHeaders(ctx, r);
   if (!r.allowed) throw rateLimited(`rate limit of ${r.limit.points} per ${r.limit.duration}s reached for this org`, r.resetMs);
 }
