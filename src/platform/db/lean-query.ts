@@ -33,13 +33,8 @@ interface Pool {
   destroy(lease: Lease): unknown;
 }
 
-async function acquire(pool: Pool): Promise<Lease> {
-  try {
-    return await pool.acquire();
-  } catch (err) {
-    throw (err as Error).name === 'TimeoutError' ? new ConnectionAcquireTimeoutError(err as Error) : err;
-  }
-}
+/** sequelize-pool's timeout as Sequelize's own getConnection() reports it. */
+const acquireFailure = (err: unknown) => ((err as Error).name === 'TimeoutError' ? new ConnectionAcquireTimeoutError(err as Error) : err);
 
 /** One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream). */
 function statement(lease: Lease, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
@@ -56,7 +51,12 @@ const poolOf = (db: Sequelize) => (db.connectionManager as unknown as { pool: Po
 /** Runs `fn` on one connection of the pool: released after, or destroyed if it was lost meanwhile. */
 async function withLease<T>(db: Sequelize, fn: (lease: Lease) => Promise<T>): Promise<T> {
   const pool = poolOf(db);
-  const lease = await acquire(pool);
+  let lease: Lease;
+  try {
+    lease = await pool.acquire();
+  } catch (err) {
+    throw acquireFailure(err);
+  }
   let lost = false;
   try {
     return await fn(lease);

@@ -1,5 +1,5 @@
 /** Secrets at rest (AES-256-GCM), random credentials, API-key hashing and constant-time comparison. */
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export interface SecretBox {
   encrypt(plain: string): string;
@@ -47,7 +47,7 @@ export function safeEqual(a: string, b: string): boolean {
  */
 export function matchesHash(key: string, hashHex: string): boolean {
   const stored = Buffer.from(hashHex, 'hex');
-  const presented = createHash('sha256').update(key).digest();
+  const presented = hash('sha256', key, 'buffer'); // one-shot: no Hash object (Node >= 20.12)
   return stored.length === presented.length && timingSafeEqual(stored, presented);
 }
 

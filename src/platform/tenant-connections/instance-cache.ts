@@ -137,6 +137,16 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
     });
   }
 
+  /** The org's open entry, leased (a hit), when nothing stands in the way; else undefined: then acquire(). */
+  function hit(org: TenantDbRef): Entry | undefined {
+    if (closed || failedUntil.size > 0) return undefined;
+    const existing = entries.get(org.id); // now the most recently used
+    if (!existing || existing.fingerprint !== fingerprintOf(org)) return undefined;
+    stats.hits++;
+    existing.leases++;
+    return existing;
+  }
+
   async function acquire(org: TenantDbRef): Promise<Entry> {
     const deadline = Date.now() + opts.acquireTimeoutMs;
     for (;;) {
@@ -198,10 +208,11 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
 
   return {
     async withTenant(org, fn) {
-      const entry = await acquire(org);
+      // A hit on an instance already open (the hot path) waits for nothing.
+      const entry = hit(org) ?? (await acquire(org));
       let db: Sequelize;
       try {
-        db = await entry.ready;
+        db = entry.db ?? (await entry.ready);
       } catch (err) {
         release(entry);
         throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);

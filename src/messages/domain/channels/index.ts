@@ -48,9 +48,12 @@ export const sendSchema = Joi.object<SendInput>({
 }).required();
 
 /** What `sendSchema` applies to `to` and `body` once `channel` names a channel: the same rules, resolved once. */
-const FIELD_RULES = new Map(SPECS.map((c) => [c.name as string, { to: TO_RULE.concat(c.recipient), body: BODY_RULE.concat(c.body) }]));
-const SEND_KEYS = ['channel', 'to', 'body'];
 const ACCEPT = { abortEarly: true, convert: false } as const;
+// The preferences are the rules' own (joi merges options passed to validate() on every call; its own, once).
+const FIELD_RULES = new Map(
+  SPECS.map((c) => [c.name as string, { to: TO_RULE.concat(c.recipient).prefs(ACCEPT), body: BODY_RULE.concat(c.body).prefs(ACCEPT) }]),
+);
+const SEND_KEYS = ['channel', 'to', 'body'];
 
 /**
  * The common case of `sendSchema` without its object and `when`s (which cost a POST more than its INSERT, measured
@@ -66,6 +69,6 @@ export function acceptSend(value: unknown): SendInput | undefined {
   const { channel, to, body } = value as Record<string, unknown>;
   const rules = typeof channel === 'string' ? FIELD_RULES.get(channel) : undefined;
   if (!rules || typeof to !== 'string' || typeof body !== 'string') return undefined;
-  if (rules.to.validate(to, ACCEPT).error || rules.body.validate(body, ACCEPT).error) return undefined;
+  if (rules.to.validate(to).error || rules.body.validate(body).error) return undefined;
   return value as SendInput;
 }
