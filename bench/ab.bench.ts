@@ -16,12 +16,11 @@
  * brackets): FLEET_RUN [required], AB_SECONDS [5], AB_ROUNDS [4], AB_TENANT [2], AB_WARM [0: 1 sends one request for
  * every tenant to each process first], AB_ENV_B [extra variables for B only: `K=V,K2=V2`].
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { loadRunConfig, positiveInt, stopOnCtrlC, tunable, zipfSampler } from './bench-lib.js';
+import { cpuOf, loadRunConfig, positiveInt, startServerProcess, stopOnCtrlC, tunable, zipfSampler } from './bench-lib.js';
 
 const DEFAULTS = {
   FLEET_RUN: undefined,
@@ -46,31 +45,8 @@ interface Totals {
   dbCpu: number;
 }
 
-/** CPU seconds (user + system) a process has used so far (clock ticks of 1/100 s). */
-async function cpuOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
-}
-
-async function startApi(dir: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--role', 'api'], {
-    cwd: dir,
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`the API of ${dir} exited with ${code}: ${out}`)));
-  });
-  child.stdout.resume();
-  return { child, url };
-}
+/** `src/main.ts --role api` of the checkout in `dir`. */
+const startApi = (dir: string, env: NodeJS.ProcessEnv) => startServerProcess(['--import', 'tsx', 'src/main.ts', '--role', 'api'], env, dir);
 
 async function main(): Promise<void> {
   stopOnCtrlC();
@@ -93,8 +69,6 @@ async function main(): Promise<void> {
     TENANT_DB_PREFIX: config.tenant.dbPrefix,
     QUEUE_PREFIX: run,
     LOG_LEVEL: 'error',
-    PORT: '0',
-    HOST: '127.0.0.1',
   };
   const extraB = Object.fromEntries(
     tunable('AB_ENV_B', DEFAULTS)

@@ -2,6 +2,7 @@
  * What the benchmarks in bench/ share: the run's config, Ctrl-C handling, cleaning up after a run, the machine line,
  * the command line, the docs/benchmarks.md section, the Markdown table, and autocannon in a worker thread.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -332,4 +333,35 @@ export function zipfSampler(n: number, s = 1.0, seed = 42): () => number {
 export function zipfSequence(n: number, length: number, s = 1.0, seed = 42): number[] {
   const draw = zipfSampler(n, s, seed);
   return Array.from({ length }, draw);
+}
+
+/** A node process (`args` after node itself, run in `cwd`) that prints `listening on <url>`; resolves once it does. */
+export async function startServerProcess(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, {
+    cwd,
+    env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`${args.at(-1)} exited early with ${code}: ${out}`)));
+  });
+  child.stdout.resume();
+  return { child, url };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+export async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
 }

@@ -39,6 +39,7 @@ import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
   closeAndCleanUp,
   commandLine,
+  cpuOf,
   describeMachine,
   formatMs,
   loadRunConfig,
@@ -48,6 +49,7 @@ import {
   runAutocannon,
   runBenchFile,
   runLoadThread,
+  startServerProcess,
   stopOnCtrlC,
   throwIfInterrupted,
   tunable,
@@ -140,27 +142,8 @@ function startApiProcess(env: Record<string, string>): Promise<{ child: ChildPro
   return startServerProcess(
     ['--import', 'tsx', ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), 'src/main.ts', '--role', 'api'],
     env,
+    ROOT,
   );
-}
-
-/** A node process that prints `listening on <url>`; resolves with its URL once it does. */
-async function startServerProcess(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`${args.at(-1)} exited early with ${code}: ${out}`)));
-  });
-  child.stdout.resume();
-  return { child, url };
 }
 
 async function stopApiProcess(child: ChildProcess): Promise<void> {
@@ -188,13 +171,6 @@ async function readBareCounters(url: string): Promise<Counters> {
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
-async function cpuOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
 }
 
 /** The pid of the database server when it runs on this machine (its pid file, as it states it), for its CPU time. */
@@ -339,7 +315,11 @@ async function main(): Promise<void> {
     );
     for (const l of logins) l.password = deps.secrets.decrypt(l.password);
     await writeFile(bareFile, JSON.stringify({ host: config.db.host, port: config.db.port, tenants: logins }), { mode: 0o600 });
-    bare = await startServerProcess(['--import', 'tsx', 'bench/bare-multiplexer.ts', bareFile, String(config.tenant.connectionsMax)], {});
+    bare = await startServerProcess(
+      ['--import', 'tsx', 'bench/bare-multiplexer.ts', bareFile, String(config.tenant.connectionsMax)],
+      {},
+      ROOT,
+    );
     target = { url: bare.url, pid: bare.child.pid!, counters: readBareCounters };
     await rounds('bareOne', 'bareFleet');
     sampling = false;

@@ -59,6 +59,15 @@ function keyFor(orgId: number, id = 1) {
   return { key: k.key, record };
 }
 
+/** Org 1 and its key in the fake repository, and a registry over it (TTL 5 s) on the given clock. */
+function orgWithKey(clock = manualClock()) {
+  const f = fakeRepo();
+  f.orgs.set(1, fakeOrg(1));
+  const { key, record } = keyFor(1);
+  f.keys.set(record.prefix, record);
+  return { f, key, record, clock, r: createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: clock.now }) };
+}
+
 describe('org registry (unit)', () => {
   it('serves an org from cache within the TTL and reads it again after', async () => {
     const f = fakeRepo();
@@ -115,15 +124,6 @@ describe('org registry (unit)', () => {
   });
 
   describe('getWithKey', () => {
-    /** Org 1 and its key in the fake repository, and a registry over it. */
-    function orgWithKey() {
-      const f = fakeRepo();
-      f.orgs.set(1, fakeOrg(1));
-      const { key, record } = keyFor(1);
-      f.keys.set(record.prefix, record);
-      return { f, key, r: createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: manualClock().now }) };
-    }
-
     it("reads an uncached org and its key in one statement; the key's check then costs nothing", async () => {
       const f = fakeRepo();
       const clock = manualClock();
@@ -235,12 +235,7 @@ describe('org registry (unit)', () => {
 
   describe('peek and peekKey (the hot path without a promise)', () => {
     it('answer only what is cached and fresh, and for a key only what verifyKey would accept', async () => {
-      const f = fakeRepo();
-      const clock = manualClock();
-      f.orgs.set(1, fakeOrg(1));
-      const { key, record } = keyFor(1);
-      f.keys.set(record.prefix, record);
-      const r = createOrgRegistry({ repo: f.repo, ttlMs: 5000, logger: silent, now: clock.now });
+      const { f, key, record, clock, r } = orgWithKey();
       expect(r.peek(1), 'nothing read yet').to.equal(undefined);
       expect(r.peekKey(key)).to.equal(undefined);
       expect(f.calls.get + f.calls.findKey + f.calls.findKeyWithOrg, 'a peek never reads').to.equal(0);
