@@ -145,7 +145,13 @@ describe('tenant databases on two MySQL servers', function () {
       const err = await running;
       await second.start();
       root2 = await mysql.createConnection({ host: second.host, port: second.port, user: 'root' });
-      expect(err).to.include({ name: 'SequelizeConnectionError' });
+      // The socket's close (a connection error), or, where the server was found down first (its probe refused while
+      // the event loop was busy), the server's own 503 TENANT_DB_UNAVAILABLE: never an error that reads as a bug.
+      const asCode = (err as { code?: unknown }).code;
+      expect(
+        (err as Error).name === 'SequelizeConnectionError' || asCode === 'TENANT_DB_UNAVAILABLE',
+        `${(err as Error).name} ${String(asCode)}`,
+      ).to.equal(true);
       expect(isInfrastructureError(err)).to.equal(true);
       expect(toHttpError(err)).to.include({ status: 503 });
     });
