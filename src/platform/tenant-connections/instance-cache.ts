@@ -137,15 +137,17 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
     });
   }
 
-  /** The org's open entry, leased (a hit), when nothing stands in the way; else undefined: then acquire(). */
-  function hit(org: TenantDbRef): Entry | undefined {
-    if (closed || failedUntil.size > 0) return undefined;
+  /** The org's entry for its current identity, leased (a hit); undefined if there is none. */
+  function reuse(org: TenantDbRef): Entry | undefined {
     const existing = entries.get(org.id); // now the most recently used
     if (!existing || existing.fingerprint !== fingerprintOf(org)) return undefined;
     stats.hits++;
     existing.leases++;
     return existing;
   }
+
+  /** A hit when nothing stands in the way (shutdown, a tenant failing lately); else undefined: then acquire(). */
+  const hit = (org: TenantDbRef) => (closed || failedUntil.size > 0 ? undefined : reuse(org));
 
   async function acquire(org: TenantDbRef): Promise<Entry> {
     const deadline = Date.now() + opts.acquireTimeoutMs;
@@ -157,13 +159,10 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
           throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', failed - Date.now());
         failedUntil.delete(org.id);
       }
-      const existing = entries.get(org.id); // now the most recently used
-      if (existing && existing.fingerprint === fingerprintOf(org)) {
-        stats.hits++;
-        existing.leases++;
-        return existing;
-      }
-      if (existing) retire(existing);
+      const reused = reuse(org);
+      if (reused) return reused;
+      const stale = entries.peek(org.id); // another identity's (a rotated password, a move)
+      if (stale) retire(stale);
       if (entries.size + closing < opts.maxOpen) return openEntry(org);
       // A pool already closing will free a slot that no waiter has claimed yet: wait for it rather than close another.
       const victim = closing > waiters.size ? undefined : firstUnleased();
