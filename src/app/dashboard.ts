@@ -45,11 +45,7 @@ export function dashboard(deps: DashboardDeps) {
     options: { uiConfig: { boardTitle: 'Queues' } },
   });
   const board = serverAdapter.registerPlugin();
-  return async (ctx: AppContext, next: Next) => {
-    if (ctx.path !== DASHBOARD_PATH && !ctx.path.startsWith(`${DASHBOARD_PATH}/`)) {
-      await next();
-      return;
-    }
+  const guarded = async (ctx: AppContext, next: Next) => {
     await deps.limits.checkAuthFailures(ctx.ip);
     const authorization = ctx.get('Authorization') || undefined;
     if (!isDashboardAdmin(authorization, deps.adminToken)) {
@@ -72,4 +68,7 @@ export function dashboard(deps: DashboardDeps) {
     }
     await board(ctx, next);
   };
+  // Every other request passes straight on (no promise of its own: this runs before every API request).
+  return (ctx: AppContext, next: Next) =>
+    ctx.path === DASHBOARD_PATH || ctx.path.startsWith(`${DASHBOARD_PATH}/`) ? guarded(ctx, next) : next();
 }

@@ -29,6 +29,8 @@ interface Lease {
  */
 interface Pool {
   acquire(): Promise<Lease>;
+  /** A tenant's lease when a session of its own is idle (sequelize-lease.ts), synchronously; undefined otherwise. */
+  tryAcquire?(): Lease | undefined;
   release(lease: Lease): void;
   destroy(lease: Lease): unknown;
 }
@@ -48,25 +50,34 @@ function statement(lease: Lease, sql: string, values: Values, opts: StatementOpt
 
 const poolOf = (db: Sequelize) => (db.connectionManager as unknown as { pool: Pool }).pool;
 
-/** Runs `fn` on one connection of the pool: released after, or destroyed if it was lost meanwhile. */
-async function withLease<T>(db: Sequelize, fn: (lease: Lease) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on one connection of the pool: released after, or destroyed if it was lost meanwhile. A tenant's idle
+ * session is taken without waiting (no promise of the lease's own: the hot path's statement is the only one).
+ */
+function withLease<T>(db: Sequelize, fn: (lease: Lease) => Promise<T>): Promise<T> {
   const pool = poolOf(db);
-  let lease: Lease;
-  try {
-    lease = await pool.acquire();
-  } catch (err) {
-    throw acquireFailure(err);
-  }
-  let lost = false;
-  try {
-    return await fn(lease);
-  } catch (err) {
-    lost = err instanceof ConnectionError;
-    throw err;
-  } finally {
-    if (lost) void pool.destroy(lease);
-    else pool.release(lease);
-  }
+  const lease = pool.tryAcquire?.();
+  if (lease) return runOn(pool, lease, fn);
+  return pool.acquire().then(
+    (acquired) => runOn(pool, acquired, fn),
+    (err: unknown) => {
+      throw acquireFailure(err);
+    },
+  );
+}
+
+function runOn<T>(pool: Pool, lease: Lease, fn: (lease: Lease) => Promise<T>): Promise<T> {
+  return fn(lease).then(
+    (value) => {
+      pool.release(lease);
+      return value;
+    },
+    (err: unknown) => {
+      if (err instanceof ConnectionError) void pool.destroy(lease);
+      else pool.release(lease);
+      throw err;
+    },
+  );
 }
 
 const run = (db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> =>

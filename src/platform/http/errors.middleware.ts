@@ -70,14 +70,15 @@ export function toHttpError(err: unknown): {
 
 /** First middleware: sets up the request context, catches everything, logs one access line and one timing per request. */
 export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'method' | 'route' | 'status'>) {
-  return async (ctx: AppContext, next: Next) => {
+  // Not async itself: the context's own async function is the request's only promise here.
+  return (ctx: AppContext, next: Next) => {
     const incoming = ctx.get('X-Request-Id');
     const requestId = SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
     const started = performance.now();
     const logContext: { requestId: string; orgId?: number } = { requestId };
-    await runWithContext(logContext, async () => {
+    return runWithContext(logContext, async () => {
       let failure: unknown;
       try {
         await next();

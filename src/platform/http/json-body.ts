@@ -6,12 +6,8 @@ import type { AppContext } from './types.js';
 
 /** Parses JSON bodies of POST/PUT/PATCH into ctx.request.body ({} when there is no body). */
 export function jsonBody(limit: string) {
-  return async (ctx: AppContext, next: Next) => {
-    if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) {
-      await next();
-      return;
-    }
-    const type = ctx.request.is('application/json', 'application/*+json');
+  const read = async (ctx: AppContext, next: Next) => {
+    const type = mediaType(ctx);
     if (type === null) {
       (ctx.request as { body?: unknown }).body = {};
       await next();
@@ -39,6 +35,26 @@ export function jsonBody(limit: string) {
     (ctx.request as { body?: unknown }).body = body;
     await next();
   };
+  // Requests without a body pass straight on (no promise of its own: this runs before every API request).
+  return (ctx: AppContext, next: Next) => (BODY_METHODS.has(ctx.method) ? read(ctx, next) : next());
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+const LENGTH = /^[0-9]{1,15}$/;
+
+/**
+ * The JSON media type the body has, false for another one, null without a body (koa's `request.is`). The usual exact
+ * `application/json` with a Content-Length is answered without parsing the header (type-is costs microseconds a request).
+ */
+function mediaType(ctx: AppContext): string | false | null {
+  const { headers } = ctx.req;
+  if (
+    headers['content-type'] === 'application/json' &&
+    headers['transfer-encoding'] === undefined &&
+    LENGTH.test(headers['content-length'] ?? '')
+  )
+    return 'application/json';
+  return ctx.request.is('application/json', 'application/*+json');
 }
 
 const LONE_SURROGATE = /\p{Surrogate}/u;

@@ -85,7 +85,8 @@ export function validated<B = undefined, Q = undefined, P = undefined>(
   schemas: Schemas<B, Q, P>,
   handler: (ctx: AppContext, input: Input<B, Q, P>) => Promise<void> | void,
 ) {
-  return async (ctx: AppContext) => {
+  // Not async itself (a thrown validation error reaches Koa all the same): the handler's promise is the only one.
+  return (ctx: AppContext): Promise<void> | void => {
     const sources: Record<Part, unknown> = { body: (ctx.request as { body?: unknown }).body, query: ctx.query, params: ctx.params ?? {} };
     const input: Record<Part, unknown> = { body: undefined, query: undefined, params: undefined };
     // In the order the route names them: the first part that fails is the one reported.
@@ -95,6 +96,6 @@ export function validated<B = undefined, Q = undefined, P = undefined>(
           ? checkQuery(schemas.query!, ctx.querystring, sources.query)
           : check(schemas[part] as Joi.Schema<unknown>, sources[part], part);
     if (!schemas.query) checkQuery(NO_QUERY, ctx.querystring, sources.query);
-    await handler(ctx, input as Input<B, Q, P>);
+    return handler(ctx, input as Input<B, Q, P>);
   };
 }

@@ -205,22 +205,46 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
     wake();
   }
 
+  /** A miss, or a hit whose instance is still opening: waits for the instance, then runs the work. */
+  async function withTenantSlow<T>(org: TenantDbRef, fn: (db: Sequelize) => Promise<T>, hitEntry: Entry | undefined): Promise<T> {
+    const entry = hitEntry ?? (await acquire(org));
+    let db: Sequelize;
+    try {
+      db = entry.db ?? (await entry.ready);
+    } catch (err) {
+      release(entry);
+      throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);
+    }
+    return runIn(entry, db, fn);
+  }
+
+  /** Runs the work on the entry's instance; the entry's lease is given back when it settles (or throws at once). */
+  function runIn<T>(entry: Entry, db: Sequelize, fn: (db: Sequelize) => Promise<T>): Promise<T> {
+    let work: Promise<T>;
+    try {
+      work = fn(db);
+    } catch (err: unknown) {
+      release(entry);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return work.then(
+      (value) => {
+        release(entry);
+        return value;
+      },
+      (err: Error) => {
+        release(entry);
+        throw err;
+      },
+    );
+  }
+
   return {
-    async withTenant(org, fn) {
-      // A hit on an instance already open (the hot path) waits for nothing.
-      const entry = hit(org) ?? (await acquire(org));
-      let db: Sequelize;
-      try {
-        db = entry.db ?? (await entry.ready);
-      } catch (err) {
-        release(entry);
-        throw unavailable('TENANT_DB_UNAVAILABLE', 'the organisation database is unavailable', opts.retryAfterMs, err);
-      }
-      try {
-        return await fn(db);
-      } finally {
-        release(entry);
-      }
+    withTenant(org, fn) {
+      // A hit on an instance already open (the hot path) waits for nothing: the work's promise is the only one.
+      const entry = hit(org);
+      if (entry?.db) return runIn(entry, entry.db, fn);
+      return withTenantSlow(org, fn, entry);
     },
     evict(orgId) {
       const e = entries.peek(orgId);

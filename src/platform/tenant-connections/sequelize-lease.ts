@@ -80,15 +80,24 @@ export function leaseThrough(sequelize: Sequelize, connections: ServerConnection
     settle();
   };
 
+  const lendRaw = (raw: RawConnection) => {
+    const handle = new LeaseHandle(raw, login.key);
+    lent.add(handle);
+    return handle;
+  };
+
   cm.pool = {
+    /** acquire() when an idle session of this tenant is at hand (lean-query's hot path): no promise, else undefined. */
+    tryAcquire(): LeaseHandle | undefined {
+      if (draining) return undefined;
+      const raw = connections.tryAcquire(login);
+      return raw ? lendRaw(raw) : undefined;
+    },
     async acquire(): Promise<LeaseHandle> {
       if (draining) throw unavailable('TENANT_DB_UNAVAILABLE', 'this tenant instance was closed; try again', 1000);
       pending++;
       try {
-        const raw = await connections.acquire(login);
-        const handle = new LeaseHandle(raw, login.key);
-        lent.add(handle);
-        return handle;
+        return lendRaw(await connections.acquire(login));
       } catch (err) {
         // Every connection of the server's budget stayed busy: 503 TENANT_CAPACITY, like a full instance cache.
         if (err instanceof ConnectionBudgetTimeoutError)

@@ -120,6 +120,11 @@ export interface ServerConnectionsStats {
 export interface ServerConnections {
   /** A connection authenticated as `login`; give it back with release() or destroy(). */
   acquire(login: TenantLogin): Promise<RawConnection>;
+  /**
+   * acquire()'s fast path, synchronous: an idle session of exactly this tenant when nobody queues and the tenant is
+   * under its cap, else undefined (then acquire(), which may queue or switch).
+   */
+  tryAcquire(login: TenantLogin): RawConnection | undefined;
   release(conn: RawConnection): void;
   /** Closes a lent connection whose state is unknown (after an error). */
   destroy(conn: RawConnection): void;
@@ -630,7 +635,27 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     });
   }
 
+  /** Nobody queued and an idle session of exactly this tenant: lent at once, no I/O at all. */
+  function lendIdle(login: TenantLogin, identity: string): RawConnection | undefined {
+    if (waiters.length > 0 || !underCap(login.key)) return undefined;
+    const slot = takeIdle(identity);
+    if (!slot) return undefined;
+    counters.sameTenantHits++;
+    lend(slot, login);
+    return slot.conn;
+  }
+
   const api: ServerConnections = {
+    tryAcquire(login) {
+      if (closed || health.isDown()) return undefined;
+      const conn = lendIdle(login, identityOf(login));
+      if (!conn) return undefined;
+      counters.acquires++;
+      lastLogin = login;
+      warm(login.key);
+      return conn;
+    },
+
     acquire(login) {
       if (closed) return Promise.reject(shuttingDown('tenant connections are closing'));
       counters.acquires++;
@@ -638,15 +663,8 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       if (health.isDown()) return Promise.reject(downError());
       warm(login.key);
       const identity = identityOf(login);
-      // Fast path: nobody queued and an idle session of exactly this tenant: no I/O at all.
-      if (waiters.length === 0 && underCap(login.key)) {
-        const slot = takeIdle(identity);
-        if (slot) {
-          counters.sameTenantHits++;
-          lend(slot, login);
-          return Promise.resolve(slot.conn);
-        }
-      }
+      const idle = lendIdle(login, identity);
+      if (idle) return Promise.resolve(idle);
       return new Promise<RawConnection>((resolve, reject) => {
         // The deadline covers the queue AND the switch or open serving it: a session ready after its caller gave up
         // is given back, not lost.

@@ -152,6 +152,27 @@ describe('server connections (unit, fake mysql2)', () => {
     await conns.close(0);
   });
 
+  it("tryAcquire lends only an idle session of the tenant's own, and only when nobody queues and the tenant is under its cap", async () => {
+    const conns = budget({ max: 2, perTenantMax: 1 });
+    expect(conns.tryAcquire(login('a')), 'nothing open yet: acquire() opens').to.equal(undefined);
+    const a = await conns.acquire(login('a'));
+    conns.release(a);
+    expect(conns.tryAcquire(login('b')), "another tenant's idle session is a switch: acquire() does it").to.equal(undefined);
+    const again = conns.tryAcquire(login('a'));
+    expect(again).to.equal(a);
+    expect(fake(a).log).to.have.length(1); // the init of the open only: no I/O
+    expect(conns.tryAcquire(login('a')), 'at its cap of one').to.equal(undefined);
+    const b = await conns.acquire(login('b'));
+    const queued = conns.acquire(login('c'));
+    conns.release(again!);
+    expect(conns.tryAcquire(login('a')), 'the released session went to the queued tenant').to.equal(undefined);
+    conns.release(await queued);
+    conns.release(b);
+    expect(conns.stats()).to.include({ sameTenantHits: 1, leased: 0 });
+    await conns.close(0);
+    expect(conns.tryAcquire(login('b')), 'closed').to.equal(undefined);
+  });
+
   it('never opens more than max: the next caller waits in FIFO order for a release', async () => {
     const conns = budget({ max: 1 });
     const held = await conns.acquire(login('a'));

@@ -41,7 +41,8 @@ export function messagesRouter({ registry, limits, messages }: MessagesRouterDep
     '/messages',
     tenant,
     validated({ body: sendBody }, async (ctx, { body }) => {
-      await chargeOrg(ctx, limits, messageCost(body.channel, body.body));
+      const charging = chargeOrg(ctx, limits, messageCost(body.channel, body.body));
+      if (charging) await charging;
       const { message, replayed } = await messages.send(ctx.state.org!, body, idempotencyKey(ctx));
       // A replay answers what the first request was answered: 202 and the message as accepted.
       ctx.status = 202;

@@ -71,13 +71,18 @@ export function parseOrgId(raw: string | undefined): number {
  * ready; 404, 401 and 403 count as failures of the address. Nothing of another org is read.
  */
 export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
-  return async (ctx: AppContext, next: Next) => {
-    const orgId = parseOrgId(ctx.get('X-Org-Id'));
-    const suspect = limits.checkAuthFailures(ctx.ip);
+  const admit = (ctx: AppContext, org: ProvisionedOrg, record: ApiKeyRecord, next: Next) => {
+    ctx.state.org = org;
+    ctx.state.apiKey = record;
+    const logContext = currentContext();
+    if (logContext) logContext.orgId = org.id;
+    return next();
+  };
+
+  const check = async (ctx: AppContext, next: Next, orgId: number, suspect: Promise<void> | undefined) => {
     if (suspect) await suspect;
     const key = BEARER.exec(ctx.get('Authorization'))?.[1];
-    // Cached and fresh (the hot path): no promise. Otherwise the key rides along (unchecked here): a tenant not cached
-    // lately has its org and key read in one statement.
+    // The key rides along (unchecked here): a tenant not cached lately has its org and key read in one statement.
     const org = registry.peek(orgId) ?? (await registry.getWithKey(orgId, key));
     if (!org || org.status === 'DELETED') {
       await limits.recordAuthFailure(ctx.ip); // probing org ids counts like guessing keys
@@ -100,10 +105,22 @@ export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
           });
     if (org.status === 'SUSPENDED') throw forbidden('ORG_SUSPENDED', 'this org is suspended');
     if (org.status !== 'ACTIVE' || !isProvisioned(org)) throw conflict('ORG_NOT_READY', `this org is ${org.status}`);
-    ctx.state.org = org;
-    ctx.state.apiKey = record;
-    const logContext = currentContext();
-    if (logContext) logContext.orgId = org.id;
-    await next();
+    await admit(ctx, org, record, next);
+  };
+
+  return (ctx: AppContext, next: Next) => {
+    const orgId = parseOrgId(ctx.get('X-Org-Id'));
+    const suspect = limits.checkAuthFailures(ctx.ip);
+    // The hot path: an address that never failed, its org and key cached, fresh and matching, the org usable: nothing
+    // to wait for, no promise of its own. Anything else (every refusal included) takes the full check.
+    if (!suspect) {
+      const org = registry.peek(orgId);
+      if (org?.status === 'ACTIVE' && isProvisioned(org)) {
+        const key = BEARER.exec(ctx.get('Authorization'))?.[1];
+        const cached = key === undefined ? undefined : registry.peekKey(key);
+        if (cached?.orgId === org.id) return admit(ctx, org, cached, next);
+      }
+    }
+    return check(ctx, next, orgId, suspect);
   };
 }

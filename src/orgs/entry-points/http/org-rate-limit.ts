@@ -17,18 +17,27 @@ function setHeaders(ctx: AppContext, r: OrgLimitResult): void {
   ctx.set('RateLimit-Reset', String(reset));
 }
 
-/** Charges `cost` to the request's org (after requireTenant), sets RateLimit-* headers, throws 429 when over. */
-export async function chargeOrg(ctx: AppContext, limits: RateLimits, cost: number): Promise<void> {
+/**
+ * Charges `cost` to the request's org (after requireTenant), sets RateLimit-* headers, throws 429 when over. Answered
+ * at once (undefined) while this process holds a reserve of the org's window; a promise when Redis has to be asked.
+ */
+export function chargeOrg(ctx: AppContext, limits: RateLimits, cost: number): Promise<void> | undefined {
   const org = ctx.state.org!;
-  const r = limits.spendOrg(org.id, org.rateLimit, cost) ?? (await limits.consumeOrg(org.id, org.rateLimit, cost));
+  const spent = limits.spendOrg(org.id, org.rateLimit, cost);
+  if (spent) return settle(ctx, spent);
+  return limits.consumeOrg(org.id, org.rateLimit, cost).then((r) => settle(ctx, r));
+}
+
+function settle(ctx: AppContext, r: OrgLimitResult): undefined {
   setHeaders(ctx, r);
   if (!r.allowed) throw rateLimited(`rate limit of ${r.limit.points} per ${r.limit.duration}s reached for this org`, r.resetMs);
+  return undefined;
 }
 
 /** Middleware: every request costs one point of its org's window. */
 export function orgRateLimit(limits: RateLimits) {
-  return async (ctx: AppContext, next: Next) => {
-    await chargeOrg(ctx, limits, 1);
-    await next();
+  return (ctx: AppContext, next: Next) => {
+    const charging = chargeOrg(ctx, limits, 1);
+    return charging ? charging.then(() => next()) : next();
   };
 }
