@@ -4,7 +4,7 @@
  * corrections, operators' counts (the reconciler's cross-tenant reads are in reconciler-scan.ts). Plain rows, not model instances, through the lean path.
  */
 import type { Sequelize } from 'sequelize';
-import { insertRow, selectRows, write } from '../../platform/db/lean-query.js';
+import { insertRow, selectRows, utcDateTime, write } from '../../platform/db/lean-query.js';
 import type { MessageRecord, MessageStatus } from '../domain/message.js';
 
 const COLUMNS =
@@ -41,11 +41,12 @@ export async function insertMessage(
   m: Pick<MessageRecord, 'to' | 'channel' | 'body' | 'cost' | 'idempotencyKey' | 'requestHash'>,
 ): Promise<MessageRecord> {
   const now = new Date();
+  const stamp = utcDateTime(now);
   const id = await insertRow(
     db,
     'INSERT INTO messages (`to`, channel, body, status, cost, attempts, idempotency_key, request_hash, created_at, updated_at) ' +
       "VALUES (?, ?, ?, 'QUEUED', ?, 0, ?, ?, ?, ?)",
-    [m.to, m.channel, m.body, m.cost, m.idempotencyKey, m.requestHash, now, now],
+    [m.to, m.channel, m.body, m.cost, m.idempotencyKey, m.requestHash, stamp, stamp],
   );
   return {
     id,
