@@ -38,8 +38,16 @@ interface Pool {
 /** sequelize-pool's timeout as Sequelize's own getConnection() reports it. */
 const acquireFailure = (err: unknown) => ((err as Error).name === 'TimeoutError' ? new ConnectionAcquireTimeoutError(err as Error) : err);
 
-/** One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream). */
-function statement(lease: Lease, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> {
+/**
+ * One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream).
+ * `preparedWhenRepeated` (server-connections.ts): prepared on a tenant session that already ran it since its last switch.
+ */
+function statement(
+  lease: Lease,
+  sql: string,
+  values: Values,
+  opts: StatementOptions & { preparedWhenRepeated?: boolean } = {},
+): Promise<unknown> {
   return new Promise((resolve, reject) =>
     lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values) }, (err, result) => {
       if (!err) resolve(result);
@@ -80,8 +88,12 @@ function runOn<T>(pool: Pool, lease: Lease, fn: (lease: Lease) => Promise<T>): P
   );
 }
 
-const run = (db: Sequelize, sql: string, values: Values, opts: StatementOptions = {}): Promise<unknown> =>
-  withLease(db, (lease) => statement(lease, sql, values, opts));
+const run = (
+  db: Sequelize,
+  sql: string,
+  values: Values,
+  opts: StatementOptions & { preparedWhenRepeated?: boolean } = {},
+): Promise<unknown> => withLease(db, (lease) => statement(lease, sql, values, opts));
 
 /** The statements of a transaction, on its one connection. */
 export interface TransactionStatements {
@@ -124,9 +136,16 @@ export const AS_STORED: StatementOptions = { dateStrings: true, typeCast: (_fiel
  */
 export const utcDateTime = (d: Date): string => d.toISOString().slice(0, 23).replace('T', ' ');
 
-/** Runs an INSERT and answers the id it generated. */
+const PREPARED_WHEN_REPEATED = { preparedWhenRepeated: true } as const;
+
+/**
+ * Runs an INSERT and answers the id it generated: prepared on a tenant session that ran it before since its last switch
+ * (its server's parse and mysql2's escaping skipped), as text otherwise. An undefined value is NULL either way (mysql2's
+ * execute() would refuse it).
+ */
 export async function insertRow(db: Sequelize, sql: string, values: unknown[]): Promise<number> {
-  const result = (await run(db, sql, values)) as { insertId: number };
+  const bound = values.includes(undefined) ? values.map((v) => v ?? null) : values;
+  const result = (await run(db, sql, bound, PREPARED_WHEN_REPEATED)) as { insertId: number };
   return Number(result.insertId);
 }
 

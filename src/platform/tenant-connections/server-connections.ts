@@ -156,7 +156,24 @@ interface Slot {
   charsetNumber: number;
   /** Commands sent and not answered yet: failed at once when the server goes down. */
   inFlight: InFlight;
+  /**
+   * Statements marked `preparedWhenRepeated` this session ran as text since its login was last set: the next run of one
+   * is prepared (mysql2 keeps it until the next COM_CHANGE_USER, which forgets every prepared statement).
+   */
+  textRuns: Set<string>;
 }
+
+/**
+ * A statement's option (lean-query's INSERTs): run it as a prepared statement on a session that already ran it since its
+ * login was set, as text otherwise. A prepared INSERT skips the server's parse and mysql2's escaping (15 % less database
+ * CPU per POST /messages on one tenant), but right after a switch preparing would cost a round trip more than it saves.
+ */
+export interface PreparedWhenRepeated {
+  sql: string;
+  preparedWhenRepeated?: boolean;
+}
+/** How many such statements a session remembers (mysql2 keeps maxPreparedStatements: 16 on tenant connections). */
+const TEXT_RUNS_MAX = 16;
 
 interface Waiter {
   login: TenantLogin;
@@ -497,6 +514,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   const changeUser = (slot: Slot, login: TenantLogin) =>
     new Promise<void>((resolve, reject) => {
       (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
+      slot.textRuns.clear();
       const ms = opts.answerTimeoutMs;
       const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
       slot.conn.changeUser(
@@ -563,6 +581,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         lastUsed: Date.now(),
         charsetNumber: (conn.config as { charsetNumber: number }).charsetNumber,
         inFlight: new Set(),
+        textRuns: new Set(),
       };
       slots.set(conn, slot);
       watch(slot);
@@ -587,9 +606,9 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         if (!err && typeof status === 'number') slot.serverStatus = status;
         return (cb as Callback)(err, result, ...rest);
       };
-    for (const method of ['query', 'execute'] as const) {
+    const wrap = (method: 'query' | 'execute') => {
       const original = (conn[method] as (...a: unknown[]) => unknown).bind(conn);
-      (conn as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      return (...args: unknown[]) => {
         const last = args.length - 1;
         if (typeof args[last] === 'function') {
           // Given up (its server went down, a deadline passed) while lent: a later statement (a transaction's next one)
@@ -599,7 +618,21 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         }
         return original(...args);
       };
-    }
+    };
+    const query = wrap('query');
+    const execute = wrap('execute');
+    Object.assign(conn, {
+      execute,
+      query(...args: unknown[]) {
+        const options = args[0] as PreparedWhenRepeated | string;
+        if (typeof options === 'object' && options.preparedWhenRepeated === true) {
+          if (slot.textRuns.has(options.sql)) return execute(...args);
+          if (slot.textRuns.size >= TEXT_RUNS_MAX) slot.textRuns.clear();
+          slot.textRuns.add(options.sql);
+        }
+        return query(...args);
+      },
+    });
   }
 
   function refuse(cb: (err: Error) => void): EventEmitter {

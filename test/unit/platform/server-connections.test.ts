@@ -45,8 +45,11 @@ class FakeConnection extends EventEmitter {
     const rows = text.startsWith('SELECT @@') ? [FakeConnection.accounts[this.config.user] ?? {}] : undefined;
     process.nextTick(() => cb(null, rows ?? { serverStatus: status }));
   }
-  execute(sql: string, _values: unknown[], cb: (err: Error | null, result?: unknown) => void): void {
-    this.query(sql, cb);
+  /** A prepared statement: logged as `EXECUTE <sql>`. */
+  execute(sql: string | { sql: string }, cb: (err: Error | null, result?: unknown) => void): void {
+    this.log.push(`EXECUTE ${typeof sql === 'string' ? sql : sql.sql}`);
+    const status = this.nextStatus;
+    process.nextTick(() => cb(null, { serverStatus: status }));
   }
   changeUser(o: { user: string }, cb: (err: Error | null) => void): void {
     this.log.push(`CHANGE_USER ${o.user}`);
@@ -171,6 +174,37 @@ describe('server connections (unit, fake mysql2)', () => {
     expect(conns.stats()).to.include({ sameTenantHits: 1, leased: 0 });
     await conns.close(0);
     expect(conns.tryAcquire(login('b')), 'closed').to.equal(undefined);
+  });
+
+  it('runs a preparedWhenRepeated statement as text on its first run since the login was set, prepared after, as text again after a switch', async () => {
+    const conns = budget({ max: 1 });
+    const run = (c: RawConnection, sql: string) =>
+      new Promise((resolve, reject) =>
+        (c.query as unknown as (o: object, cb: (e: Error | null) => void) => void)({ sql, values: [], preparedWhenRepeated: true }, (e) =>
+          e ? reject(e) : resolve(undefined),
+        ),
+      );
+    const insert = 'INSERT INTO messages (body) VALUES (?)';
+    const a = await conns.acquire(login('a'));
+    await run(a, insert);
+    await run(a, insert);
+    await run(a, 'INSERT INTO other (x) VALUES (?)');
+    conns.release(a);
+    const b = await conns.acquire(login('b')); // the same connection, switched
+    expect(b).to.equal(a);
+    await run(b, insert);
+    await run(b, insert);
+    conns.release(b);
+    expect(fake(a).log.slice(1)).to.deep.equal([
+      insert,
+      `EXECUTE ${insert}`,
+      'INSERT INTO other (x) VALUES (?)',
+      'CHANGE_USER ub',
+      'SET time_zone = UTC, max_statement_time = 10',
+      insert,
+      `EXECUTE ${insert}`,
+    ]);
+    await conns.close(0);
   });
 
   it('never opens more than max: the next caller waits in FIFO order for a release', async () => {
