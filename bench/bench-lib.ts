@@ -359,9 +359,27 @@ export async function startServerProcess(
   return { child, url };
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
-export async function cpuOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s); with `tid`, one of its
+ * threads only (the main thread's id is the process's).
+ */
+export async function cpuOf(pid: number, tid?: number): Promise<number> {
+  const stat = await readFile(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
 }
+
+/** The database server's process id when it runs on this machine (its pid file readable), else undefined. */
+export async function databasePid(root: Sequelize): Promise<number | undefined> {
+  const [row] = await root.query<{ f: string | null }>('SELECT @@pid_file AS f', { type: QueryTypes.SELECT });
+  const pid = Number((row?.f ? await readFile(row.f, 'utf8').catch(() => '') : '').trim());
+  return localPid(pid);
+}
+
+/** The Redis server's process id when it runs on this machine, else undefined. */
+export async function redisPid(redis: Redis): Promise<number | undefined> {
+  const info = await redis.info('server');
+  return localPid(Number(/^process_id:(\d+)/m.exec(info)?.[1]));
+}
+
+const localPid = (pid: number) => (Number.isSafeInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined);

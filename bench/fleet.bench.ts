@@ -40,6 +40,7 @@ import {
   closeAndCleanUp,
   commandLine,
   cpuOf,
+  databasePid,
   describeMachine,
   formatMs,
   loadRunConfig,
@@ -174,12 +175,6 @@ async function rssOf(pid: number): Promise<number> {
 }
 
 /** The pid of the database server when it runs on this machine (its pid file, as it states it), for its CPU time. */
-async function databasePid(root: Sequelize): Promise<number | undefined> {
-  const [row] = await root.query<{ f: string | null }>('SELECT @@pid_file AS f', { type: QueryTypes.SELECT });
-  const pid = Number((row?.f ? await readFile(row.f, 'utf8').catch(() => '') : '').trim());
-  return Number.isSafeInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
-}
-
 async function count(root: Sequelize, sql: string, replacements: Record<string, unknown> = {}): Promise<number> {
   const [r] = await root.query<Record<string, unknown>>(sql, { replacements, type: QueryTypes.SELECT });
   return Number(Object.values(r ?? {}).at(-1) ?? 0);

@@ -9,8 +9,9 @@
  *      seed; the API runs with its default TENANT_CACHE_MAX and TENANT_CONNECTIONS_MAX;
  *   4. bare POST: Koa + JSON body + the same INSERT + a BullMQ add with a derived job id;
  *   5. API POST /messages, 1 tenant (no worker: only acceptance is measured).
- * Each GET variant runs twice in the order 1 2 3 3 2 1 (then 4 5 5 4) and reports the mean of its runs. Peak MySQL
- * connections of the tenant users (information_schema.PROCESSLIST, sampled) and the process RSS are reported too.
+ * Each GET variant runs twice in the order 1 2 3 3 2 1 (then 4 5 5 4) and reports the mean of its runs, with the CPU
+ * per request of the serving thread, of MariaDB and of Redis (/proc), and the ratio those give. Peak MySQL connections
+ * of the tenant users (information_schema.PROCESSLIST, sampled) and the process RSS are reported too.
  *
  *   npm run bench:routing
  *
@@ -32,12 +33,15 @@ import { createSequelize } from '../src/platform/db/sequelize.js';
 import {
   closeAndCleanUp,
   commandLine,
+  cpuOf,
+  databasePid,
   describeMachine,
   formatMs,
   loadRunConfig,
   markdownTable,
   positiveInt,
   prepareRun,
+  redisPid,
   runAutocannon,
   runBenchFile,
   runLoadThread,
@@ -191,12 +195,31 @@ async function main(): Promise<void> {
     })();
 
     const results = new Map<string, CannonResult[]>();
+    // CPU per request of this process's main thread (the API or the bare server, whichever is loaded: autocannon has a
+    // thread of its own), of the database server and of Redis: on a shared 2-core machine these move far less from run
+    // to run than requests per second do.
+    const dbPid = await databasePid(root);
+    const redisInfo = new Redis(config.redisUrl);
+    const cachePid = await redisPid(redisInfo).finally(() => redisInfo.disconnect());
+    const cpuNow = async () => ({
+      main: await cpuOf(process.pid, process.pid),
+      servers: (dbPid ? await cpuOf(dbPid) : 0) + (cachePid ? await cpuOf(cachePid) : 0),
+    });
+    const costs = new Map<string, { responses: number; main: number; servers: number }>();
     const record = async (name: string, spec: Omit<LoadSpec, 'seconds'>) => {
       throwIfInterrupted();
       if (ONLY && (!ONLY.includes(name) || results.has(name))) return;
       // A short warm-up of the same traffic, not measured.
       await runLoadThread<LoadSpec, CannonResult>(import.meta.url, { ...spec, seconds: 1 });
+      const before = await cpuNow();
       const r = await thread(spec);
+      const after = await cpuNow();
+      const cost = costs.get(name) ?? { responses: 0, main: 0, servers: 0 };
+      costs.set(name, {
+        responses: cost.responses + r.responses,
+        main: cost.main + after.main - before.main,
+        servers: cost.servers + after.servers - before.servers,
+      });
       const ok = (r.statusCodes[spec.method === 'GET' ? 200 : 202] ?? 0) / r.responses;
       if (ok < 1) throw new Error(`${name}: only ${(ok * 100).toFixed(1)} % of answers were right: ${JSON.stringify(r.statusCodes)}`);
       log(`${name}: ${(r.responses / r.seconds).toFixed(0)} req/s`);
@@ -224,20 +247,38 @@ async function main(): Promise<void> {
     };
     const p = (name: string, key: 'p50' | 'p99') => Math.max(...results.get(name)!.map((r) => r[key]));
     const stats = deps.tenantDbs.stats();
+    const perRequest = (name: string, key: 'main' | 'servers') => (1e6 * costs.get(name)![key]) / costs.get(name)!.responses;
+    const total = (name: string) => perRequest(name, 'main') + perRequest(name, 'servers');
     const row = (label: string, name: string, base: string, baseLabel: string) => [
       label,
       rate(name).toFixed(0),
       formatMs(p(name, 'p50')),
       formatMs(p(name, 'p99')),
       `${(rate(name) / rate(base)).toFixed(2)}× ${baseLabel}`,
+      perRequest(name, 'main').toFixed(0),
+      dbPid && cachePid ? perRequest(name, 'servers').toFixed(0) : 'n/a',
+      dbPid && cachePid ? `${(total(base) / total(name)).toFixed(2)}×` : 'n/a',
     ];
-    const table = markdownTable(['scenario', 'req/s (mean of 2)', 'p50 (ms, worst run)', 'p99 (ms, worst run)', 'ratio'], 'lrrrl', [
-      row('bare Koa + mysql2 pool, GET (same SELECT)', 'bareGet', 'bareGet', 'bare GET'),
-      row('API GET /messages, 1 tenant', 'apiGet1', 'bareGet', 'bare GET'),
-      row(`API GET /messages, ${TENANTS} tenants, Zipf(1.0)`, 'apiGetZipf', 'apiGet1', 'API 1 tenant'),
-      row('bare Koa + mysql2 INSERT + BullMQ add, POST', 'barePost', 'barePost', 'bare POST'),
-      row('API POST /messages, 1 tenant', 'apiPost1', 'barePost', 'bare POST'),
-    ]);
+    const table = markdownTable(
+      [
+        'scenario',
+        'req/s (mean of 2)',
+        'p50 (ms, worst run)',
+        'p99 (ms, worst run)',
+        'ratio',
+        'server CPU µs/req',
+        'MariaDB + Redis CPU µs/req',
+        'CPU ratio',
+      ],
+      'lrrrlrrr',
+      [
+        row('bare Koa + mysql2 pool, GET (same SELECT)', 'bareGet', 'bareGet', 'bare GET'),
+        row('API GET /messages, 1 tenant', 'apiGet1', 'bareGet', 'bare GET'),
+        row(`API GET /messages, ${TENANTS} tenants, Zipf(1.0)`, 'apiGetZipf', 'apiGet1', 'API 1 tenant'),
+        row('bare Koa + mysql2 INSERT + BullMQ add, POST', 'barePost', 'barePost', 'bare POST'),
+        row('API POST /messages, 1 tenant', 'apiPost1', 'barePost', 'bare POST'),
+      ],
+    );
     const machine = await describeMachine(root);
     const lines = [
       `Measured on ${new Date().toISOString().slice(0, 10)}: ${machine}.`,
@@ -247,6 +288,10 @@ async function main(): Promise<void> {
       '',
       table,
       '',
+      'Server CPU: the main thread of the process serving the scenario (the API, or the bare server), per request; ' +
+        "MariaDB + Redis: both servers' processes (shared with anything else running meanwhile). CPU ratio: the baseline's " +
+        "CPU per request (server + MariaDB + Redis) over the scenario's, the ratio requests per second would have with " +
+        'the load generator aside, and far steadier from run to run on a shared machine.',
       `Peak MySQL connections of tenant users during the whole run: ${peak} (budget ${config.tenant.connectionsMax}); ` +
         `switches ${stats.switches}, instance cache misses ${stats.misses}, evictions ${stats.evictions}; ` +
         `process RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB (API, bench and load threads together).`,
