@@ -185,4 +185,25 @@ describe('statement timeouts and lock waits are the infrastructure’s, not the 
     expect(await rows(root, `SELECT id FROM \`${t.dbName}\`.messages`)).to.deep.equal([]);
     expect(await api.deps.repo.balance(t.id)).to.equal(5);
   });
+
+  it('the same when the INSERT is a prepared statement (the session ran it before): 503 DB_BUSY, and the session serves on', async () => {
+    const t = await createTenant(api.deps, { credits: 5 });
+    const post = (body: string) => api.request('POST', '/messages', { org: t, body: { to: '+15557770004', channel: 'sms', body } });
+    // One request at a time: the tenant's one session serves them all, as text first, then prepared (preparedWhenRepeated).
+    const executes = async () => Number((await rows<{ Value: string }>(root, "SHOW GLOBAL STATUS LIKE 'Com_stmt_execute'"))[0]!.Value);
+    expect((await post('first, as text')).status).to.equal(202);
+    const before = await executes();
+    expect((await post('second, prepared')).status).to.equal(202);
+    expect(await executes(), 'the second INSERT ran as a prepared statement').to.be.greaterThan(before);
+    const [first] = await rows<{ id: number }>(root, `SELECT MAX(id) AS id FROM \`${t.dbName}\`.messages`);
+    const lock = await lockRows(t.dbName, 'id >= ?', [0]);
+    try {
+      const res = await post('busy');
+      expect([res.status, res.body.error?.code, res.headers.get('retry-after')]).to.deep.equal([503, 'DB_BUSY', '1']);
+    } finally {
+      await lock.release();
+    }
+    expect((await rows<{ id: number }>(root, `SELECT MAX(id) AS id FROM \`${t.dbName}\`.messages`))[0]!.id).to.equal(first!.id);
+    expect((await post('after')).status, 'the session was not lost').to.equal(202);
+  });
 });
