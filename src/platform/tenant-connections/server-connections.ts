@@ -30,6 +30,7 @@ import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
 import { answerWithin, type InFlight } from './answer-deadline.js';
 import { createServerHealth } from './server-health.js';
+import { switchUser } from './switch-user.js';
 
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
@@ -517,8 +518,10 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       slot.textRuns.clear();
       const ms = opts.answerTimeoutMs;
       const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
-      slot.conn.changeUser(
-        { user: login.user, password: login.password, database: login.database },
+      switchUser(
+        slot.conn,
+        login,
+        slot.charsetNumber,
         ms === undefined
           ? answered
           : answerWithin(answered, slot.inFlight, {

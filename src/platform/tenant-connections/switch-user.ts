@@ -1,0 +1,161 @@
+/**
+ * COM_CHANGE_USER for a tenant switch, as mysql2's `changeUser` does it minus what a switch does not need on the hot
+ * path. MariaDB answers every COM_CHANGE_USER with an auth switch carrying a fresh scramble (replay protection), so a
+ * switch is two round trips whatever the client does; mysql2 then `require()`s its auth-switch module again (through
+ * the module loader, and tsx's resolver when the process runs under tsx: about 30 µs per switch here), builds an auth
+ * plugin closure, answers through a promise, and hashes the password three times per token, twice.
+ *
+ * Here the login's password hashes (SHA-1 and SHA-1 of that: what `mysql_native_password` derives every token from)
+ * are computed once per login and kept as long as the login object lives (a WeakMap), so the token of the auth switch
+ * costs one SHA-1 and is written synchronously. Anything else the server asks (another plugin, more data, a second
+ * factor) goes through mysql2's own handling, unchanged. Connections without mysql2's command queue (the unit tests'
+ * fakes) use their `changeUser`.
+ */
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type mysql from 'mysql2';
+
+const require = createRequire(import.meta.url);
+
+interface MysqlPacket {
+  buffer: Buffer;
+  offset: number;
+  end: number;
+  peekByte(): number;
+}
+interface Mysql2Connection {
+  config: { clientFlags: number; charsetNumber: number };
+  writePacket(packet: unknown): void;
+  addCommand(command: unknown): unknown;
+  _handshakePacket?: unknown;
+}
+type HandshakeStep = (this: SwitchUser, packet: MysqlPacket, connection: Mysql2Connection) => unknown;
+interface ChangeUserCommand {
+  authenticationFactor: number;
+  start(packet: MysqlPacket, connection: Mysql2Connection): unknown;
+  handshakeResult(packet: MysqlPacket, connection: Mysql2Connection): unknown;
+  onResult?: (err: (Error & { fatal?: boolean }) | null) => void;
+}
+interface ChangeUserClass {
+  new (options: Record<string, unknown>, callback: (err: (Error & { fatal?: boolean }) | null) => void): ChangeUserCommand;
+  prototype: ChangeUserCommand;
+}
+interface Packets {
+  AuthSwitchResponse: new (data: Buffer) => { toPacket(): unknown };
+}
+
+// mysql2's own classes, from its files (its package exports only the entry points; the version is pinned by
+// package-lock.json, the behaviour by test/platform/tenant-connections.test.ts on the real server).
+const mysql2Dir = path.dirname(require.resolve('mysql2/package.json'));
+const ChangeUser = require(path.join(mysql2Dir, 'lib/commands/change_user.js')) as ChangeUserClass;
+const packets = require(path.join(mysql2Dir, 'lib/packets/index.js')) as Packets;
+
+const AUTH_SWITCH_REQUEST = 0xfe;
+const NATIVE_PASSWORD = 'mysql_native_password';
+const SCRAMBLE_LENGTH = 20;
+
+/** What mysql_native_password derives every token from: SHA-1 of the password, and SHA-1 of that. */
+interface PasswordHashes {
+  stage1: Buffer;
+  stage2: Buffer;
+}
+
+const sha1 = (...parts: Buffer[]) => {
+  const h = createHash('sha1');
+  for (const p of parts) h.update(p);
+  return h.digest();
+};
+
+/** The mysql_native_password token for `scramble`: SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))). */
+export function nativePasswordToken(hashes: PasswordHashes, scramble: Buffer): Buffer {
+  const mask = sha1(scramble.subarray(0, SCRAMBLE_LENGTH), hashes.stage2);
+  const token = Buffer.allocUnsafe(mask.length);
+  for (let i = 0; i < mask.length; i++) token[i] = mask[i]! ^ hashes.stage1[i]!;
+  return token;
+}
+
+export function passwordHashes(password: string): PasswordHashes {
+  const stage1 = sha1(Buffer.from(password, 'utf8'));
+  return { stage1, stage2: sha1(stage1) };
+}
+
+// Called with the command as `this`, as mysql2 calls it.
+// eslint-disable-next-line @typescript-eslint/unbound-method
+const generic = ChangeUser.prototype.handshakeResult;
+
+/** mysql2's ChangeUser, answering a mysql_native_password auth switch itself (one SHA-1, no promise, no require). */
+class SwitchUser extends ChangeUser {
+  constructor(
+    options: Record<string, unknown>,
+    readonly hashes: PasswordHashes,
+    callback: (err: (Error & { fatal?: boolean }) | null) => void,
+  ) {
+    super(options, callback);
+  }
+
+  /** mysql2's start (the COM_CHANGE_USER packet), then the server's answers come to fastStep. */
+  override start(packet: MysqlPacket, connection: Mysql2Connection): unknown {
+    super.start(packet, connection);
+    return fastStep;
+  }
+}
+
+/** The plugin name and data of an AuthSwitchRequest (0xfe, name NUL-terminated, data), read without moving the packet. */
+function authSwitchRequest(packet: MysqlPacket): { pluginName: string; pluginData: Buffer } | undefined {
+  const { buffer, offset, end } = packet;
+  const nul = buffer.indexOf(0, offset + 1);
+  if (nul < 0 || nul >= end) return undefined;
+  return { pluginName: buffer.toString('latin1', offset + 1, nul), pluginData: buffer.subarray(nul + 1, end) };
+}
+
+const fastStep: HandshakeStep = function (this: SwitchUser, packet, connection) {
+  // A second factor (MySQL 8's MFA), another plugin, OK and ERR packets: mysql2's own handling.
+  const request = packet.peekByte() === AUTH_SWITCH_REQUEST && this.authenticationFactor === 0 ? authSwitchRequest(packet) : undefined;
+  if (request?.pluginName !== NATIVE_PASSWORD || request.pluginData.length < SCRAMBLE_LENGTH) return generic.call(this, packet, connection);
+  connection.writePacket(new packets.AuthSwitchResponse(nativePasswordToken(this.hashes, request.pluginData)).toPacket());
+  return fastStep;
+};
+
+/** Per login object, its password's hashes (recomputed if the password on it changes). */
+const hashesOf = new WeakMap<object, { password: string; hashes: PasswordHashes }>();
+
+export interface SwitchLogin {
+  user: string;
+  password: string;
+  database: string;
+}
+
+/**
+ * Sends COM_CHANGE_USER as `login` with the handshake's character set `charsetNumber`; `done` gets mysql2's answer
+ * (an error is fatal: MariaDB keeps the previous user's session after a failed change). `login` should be an object
+ * that lives as long as the tenant's credentials (its hashes are kept with it).
+ */
+export function switchUser(conn: mysql.Connection, login: SwitchLogin, charsetNumber: number, done: (err: Error | null) => void): void {
+  const c = conn as unknown as Mysql2Connection;
+  if (typeof c.addCommand !== 'function' || c._handshakePacket === undefined) {
+    conn.changeUser({ user: login.user, password: login.password, database: login.database }, (err) => done(err ?? null));
+    return;
+  }
+  let cached = hashesOf.get(login);
+  if (cached?.password !== login.password) hashesOf.set(login, (cached = { password: login.password, hashes: passwordHashes(login.password) }));
+  const { hashes } = cached;
+  c.addCommand(
+    new SwitchUser(
+      {
+        user: login.user,
+        password: login.password,
+        // The first token (on the handshake's scramble, which MariaDB does not use) from the cached SHA-1: 2 hashes, not 3.
+        passwordSha1: hashes.stage1,
+        database: login.database,
+        charsetNumber,
+        currentConfig: c.config,
+      },
+      hashes,
+      (err) => {
+        if (err) err.fatal = true;
+        done(err);
+      },
+    ),
+  );
+}
