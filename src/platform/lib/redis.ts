@@ -25,7 +25,8 @@ export interface RedisTarget {
 export type RedisRole = 'command' | 'producer' | 'blocking';
 
 const OPTIONS: Record<RedisRole, RedisOptions> = {
-  command: { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000 },
+  // Auto-pipelined: commands issued in one tick leave in one write (rate-limits.ts sends its refills together).
+  command: { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 1000, enableAutoPipelining: true },
   producer: { enableOfflineQueue: false, maxRetriesPerRequest: null, connectTimeout: 1000 },
   blocking: { maxRetriesPerRequest: null, connectTimeout: 1000 },
 };
@@ -43,7 +44,12 @@ const CLUSTER: ClusterOptions = {
   retryDelayOnClusterDown: 300,
 };
 const CLUSTER_OPTIONS: Record<RedisRole, ClusterOptions> = {
-  command: { ...CLUSTER, enableOfflineQueue: false, redisOptions: { connectTimeout: 1000, maxRetriesPerRequest: 1 } },
+  command: {
+    ...CLUSTER,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    redisOptions: { connectTimeout: 1000, maxRetriesPerRequest: 1 },
+  },
   producer: { ...CLUSTER, enableOfflineQueue: false, redisOptions: { connectTimeout: 1000 } },
   blocking: { ...CLUSTER, redisOptions: { connectTimeout: 1000, maxRetriesPerRequest: null } },
 };
