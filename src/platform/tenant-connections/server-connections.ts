@@ -28,7 +28,7 @@ import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
-import { answerWithin, type InFlight } from './answer-deadline.js';
+import { answerWithin, type AnswerDeadline, type InFlight } from './answer-deadline.js';
 import { createServerHealth } from './server-health.js';
 import { switchUser } from './switch-user.js';
 
@@ -162,6 +162,8 @@ interface Slot {
    * is prepared (mysql2 keeps it until the next COM_CHANGE_USER, which forgets every prepared statement).
    */
   textRuns: Set<string>;
+  /** The bound on each statement's answer (statementDeadlineMs), made once for the connection. */
+  statementDeadline?: AnswerDeadline;
 }
 
 /**
@@ -586,6 +588,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         inFlight: new Set(),
         textRuns: new Set(),
       };
+      slot.statementDeadline = statementDeadline(slot);
       slots.set(conn, slot);
       watch(slot);
       ready(slot, w, Promise.resolve());
@@ -648,9 +651,14 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
 
   /** A statement's answer, awaited at most statementDeadlineMs; unanswered for probeAfterMs, the server is probed. */
   function bounded(slot: Slot, cb: (err: unknown, ...rest: unknown[]) => unknown) {
+    return slot.statementDeadline ? answerWithin(cb, slot.inFlight, slot.statementDeadline) : cb;
+  }
+
+  /** The bound on each statement of this connection (made once per connection, not per statement). */
+  function statementDeadline(slot: Slot): AnswerDeadline | undefined {
     const ms = opts.statementDeadlineMs;
-    if (ms === undefined) return cb;
-    return answerWithin(cb, slot.inFlight, {
+    if (ms === undefined) return undefined;
+    return {
       ms,
       stallMs: opts.probeAfterMs,
       onStall: () => health.suspect(),
@@ -668,7 +676,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         );
       },
       abandon: () => abandon(slot),
-    });
+    };
   }
 
   /** Nobody queued and an idle session of exactly this tenant: lent at once, no I/O at all. */

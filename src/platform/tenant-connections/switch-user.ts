@@ -3,15 +3,15 @@
  * path. MariaDB answers every COM_CHANGE_USER with an auth switch carrying a fresh scramble (replay protection), so a
  * switch is two round trips whatever the client does; mysql2 then `require()`s its auth-switch module again (through
  * the module loader, and tsx's resolver when the process runs under tsx: about 30 µs per switch here), builds an auth
- * plugin closure, answers through a promise, and hashes the password three times per token, twice.
+ * plugin closure, answers through a promise, and hashes the password three times per token, for two tokens.
  *
  * Here the login's password hashes (SHA-1 and SHA-1 of that: what `mysql_native_password` derives every token from)
- * are computed once per login and kept as long as the login object lives (a WeakMap), so the token of the auth switch
- * costs one SHA-1 and is written synchronously. Anything else the server asks (another plugin, more data, a second
+ * are computed once per login and kept as long as the login object lives (a WeakMap), so each token costs one SHA-1,
+ * and the auth switch is answered synchronously. Anything else the server asks (another plugin, more data, a second
  * factor) goes through mysql2's own handling, unchanged. Connections without mysql2's command queue (the unit tests'
  * fakes) use their `changeUser`.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type mysql from 'mysql2';
@@ -26,9 +26,19 @@ interface MysqlPacket {
 }
 interface Mysql2Connection {
   config: { clientFlags: number; charsetNumber: number };
+  serverCapabilityFlags: number;
+  clientEncoding: string | undefined;
+  _statements: { clear(): void };
   writePacket(packet: unknown): void;
   addCommand(command: unknown): unknown;
-  _handshakePacket?: unknown;
+  _handshakePacket?: { authPluginData1: Buffer; authPluginData2: Buffer };
+}
+interface SwitchOptions {
+  user: string;
+  password: string;
+  database: string;
+  charsetNumber: number;
+  currentConfig: object;
 }
 type HandshakeStep = (this: SwitchUser, packet: MysqlPacket, connection: Mysql2Connection) => unknown;
 interface ChangeUserCommand {
@@ -42,6 +52,7 @@ interface ChangeUserClass {
   prototype: ChangeUserCommand;
 }
 interface Packets {
+  ChangeUser: { prototype: object };
   AuthSwitchResponse: new (data: Buffer) => { toPacket(): unknown };
 }
 
@@ -50,6 +61,8 @@ interface Packets {
 const mysql2Dir = path.dirname(require.resolve('mysql2/package.json'));
 const ChangeUser = require(path.join(mysql2Dir, 'lib/commands/change_user.js')) as ChangeUserClass;
 const packets = require(path.join(mysql2Dir, 'lib/packets/index.js')) as Packets;
+const charsetEncodings = require(path.join(mysql2Dir, 'lib/constants/charset_encodings.js')) as Record<number, string | undefined>;
+const { MULTI_FACTOR_AUTHENTICATION } = require(path.join(mysql2Dir, 'lib/constants/client.js')) as { MULTI_FACTOR_AUTHENTICATION: number };
 
 const AUTH_SWITCH_REQUEST = 0xfe;
 const NATIVE_PASSWORD = 'mysql_native_password';
@@ -61,15 +74,11 @@ interface PasswordHashes {
   stage2: Buffer;
 }
 
-const sha1 = (...parts: Buffer[]) => {
-  const h = createHash('sha1');
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
+const sha1 = (data: Buffer) => hash('sha1', data, 'buffer');
 
 /** The mysql_native_password token for `scramble`: SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))). */
 export function nativePasswordToken(hashes: PasswordHashes, scramble: Buffer): Buffer {
-  const mask = sha1(scramble.subarray(0, SCRAMBLE_LENGTH), hashes.stage2);
+  const mask = sha1(Buffer.concat([scramble.subarray(0, SCRAMBLE_LENGTH), hashes.stage2]));
   const token = Buffer.allocUnsafe(mask.length);
   for (let i = 0; i < mask.length; i++) token[i] = mask[i]! ^ hashes.stage1[i]!;
   return token;
@@ -87,16 +96,38 @@ const generic = ChangeUser.prototype.handshakeResult;
 /** mysql2's ChangeUser, answering a mysql_native_password auth switch itself (one SHA-1, no promise, no require). */
 class SwitchUser extends ChangeUser {
   constructor(
-    options: Record<string, unknown>,
+    readonly options: SwitchOptions,
     readonly hashes: PasswordHashes,
     callback: (err: (Error & { fatal?: boolean }) | null) => void,
   ) {
-    super(options, callback);
+    super(options as unknown as Record<string, unknown>, callback);
   }
 
-  /** mysql2's start (the COM_CHANGE_USER packet), then the server's answers come to fastStep. */
-  override start(packet: MysqlPacket, connection: Mysql2Connection): unknown {
-    super.start(packet, connection);
+  /**
+   * mysql2's start (ChangeUser.start), with the packet's token computed from the cached hashes (one SHA-1 instead of
+   * three: the token on the handshake's scramble, which a MySQL server checks and MariaDB replaces by an auth switch);
+   * the server's answers then come to fastStep.
+   */
+  override start(_packet: MysqlPacket, connection: Mysql2Connection): unknown {
+    const o = this.options;
+    const { authPluginData1, authPluginData2 } = connection._handshakePacket!;
+    const packet = Object.assign(Object.create(packets.ChangeUser.prototype) as { toPacket(): unknown }, {
+      flags: connection.config.clientFlags,
+      user: o.user,
+      database: o.database,
+      password: o.password,
+      authPluginData1,
+      authPluginData2,
+      connectAttributes: {},
+      authToken: nativePasswordToken(this.hashes, Buffer.concat([authPluginData1, authPluginData2])),
+      charsetNumber: o.charsetNumber,
+    });
+    Object.assign(o.currentConfig, { user: o.user, password: o.password, database: o.database, charsetNumber: o.charsetNumber });
+    connection.clientEncoding = charsetEncodings[o.charsetNumber];
+    // mysql2's cache of prepared statements: the server forgets them all at COM_CHANGE_USER.
+    connection._statements.clear();
+    connection.writePacket(packet.toPacket());
+    if (connection.serverCapabilityFlags & MULTI_FACTOR_AUTHENTICATION) this.authenticationFactor = 1;
     return fastStep;
   }
 }
@@ -142,15 +173,7 @@ export function switchUser(conn: mysql.Connection, login: SwitchLogin, charsetNu
   const { hashes } = cached;
   c.addCommand(
     new SwitchUser(
-      {
-        user: login.user,
-        password: login.password,
-        // The first token (on the handshake's scramble, which MariaDB does not use) from the cached SHA-1: 2 hashes, not 3.
-        passwordSha1: hashes.stage1,
-        database: login.database,
-        charsetNumber,
-        currentConfig: c.config,
-      },
+      { user: login.user, password: login.password, database: login.database, charsetNumber, currentConfig: c.config },
       hashes,
       (err) => {
         if (err) err.fatal = true;
