@@ -679,6 +679,54 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     };
   }
 
+  /**
+   * An acquire waiting in the queue. Its deadline covers the queue AND the switch or open serving it: a session ready
+   * after its caller gave up is given back, not lost. (A class: made on every acquire that switches or waits, and
+   * methods cost nothing per instance.)
+   */
+  class QueuedAcquire implements Waiter {
+    settled = false;
+    serving = false;
+    retried?: boolean;
+    readonly timer: NodeJS.Timeout;
+
+    constructor(
+      readonly login: TenantLogin,
+      readonly identity: string,
+      private readonly answer: (conn: RawConnection) => void,
+      private readonly fail: (err: Error) => void,
+    ) {
+      this.timer = setTimeout(acquireTimedOut, opts.acquireTimeoutMs, this);
+    }
+
+    resolve(conn: RawConnection): void {
+      clearTimeout(this.timer);
+      if (this.settled) return api.release(conn);
+      this.settled = true;
+      this.answer(conn);
+    }
+
+    reject(err: Error): void {
+      clearTimeout(this.timer);
+      if (this.settled) return;
+      this.settled = true;
+      this.fail(err);
+    }
+
+    timedOut(): void {
+      if (this.settled) return;
+      this.settled = true;
+      if (!this.serving) waiters.splice(waiters.indexOf(this), 1);
+      counters.timeouts++;
+      this.fail(
+        new ConnectionBudgetTimeoutError(
+          `no connection to ${opts.host}:${opts.port} within ${opts.acquireTimeoutMs} ms (tenant ${this.login.key})`,
+        ),
+      );
+    }
+  }
+  const acquireTimedOut = (w: QueuedAcquire) => w.timedOut();
+
   /** Nobody queued and an idle session of exactly this tenant: lent at once, no I/O at all. */
   function lendIdle(login: TenantLogin, identity: string): RawConnection | undefined {
     if (waiters.length > 0 || !underCap(login.key)) return undefined;
@@ -710,38 +758,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       const idle = lendIdle(login, identity);
       if (idle) return Promise.resolve(idle);
       return new Promise<RawConnection>((resolve, reject) => {
-        // The deadline covers the queue AND the switch or open serving it: a session ready after its caller gave up
-        // is given back, not lost.
-        const w: Waiter = {
-          login,
-          identity,
-          settled: false,
-          serving: false,
-          resolve: (conn) => {
-            clearTimeout(w.timer);
-            if (w.settled) return api.release(conn);
-            w.settled = true;
-            resolve(conn);
-          },
-          reject: (err) => {
-            clearTimeout(w.timer);
-            if (w.settled) return;
-            w.settled = true;
-            reject(err);
-          },
-          timer: setTimeout(() => {
-            if (w.settled) return;
-            w.settled = true;
-            if (!w.serving) waiters.splice(waiters.indexOf(w), 1);
-            counters.timeouts++;
-            reject(
-              new ConnectionBudgetTimeoutError(
-                `no connection to ${opts.host}:${opts.port} within ${opts.acquireTimeoutMs} ms (tenant ${login.key})`,
-              ),
-            );
-          }, opts.acquireTimeoutMs),
-        };
-        waiters.push(w);
+        waiters.push(new QueuedAcquire(login, identity, resolve, reject));
         pump();
       });
     },
