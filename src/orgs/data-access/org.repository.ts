@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { selectRows } from '../../platform/db/lean-query.js';
+import { batchedLoader } from '../../platform/lib/batch.js';
 import type { ApiKeyRecord, OrgRecord, OrgStatus } from '../domain/org.js';
 
 type Row = Record<string, unknown>;
@@ -179,16 +180,20 @@ export function createOrgRepository(db: Sequelize) {
       const [r] = await selectRows<Row>(db, 'SELECT * FROM api_keys WHERE prefix = ?', [prefix]);
       return r && toKey(r);
     },
-    /** The key of this prefix with its org, in one read (a first request of a tenant the org cache has not seen lately). */
-    async findKeyWithOrg(prefix: string): Promise<{ key: ApiKeyRecord; org: OrgRecord } | undefined> {
-      const [r] = await selectRows<{ k: Row; o: Row }>(
+    /**
+     * The key of this prefix with its org, in one read (a first request of a tenant the org cache has not seen lately).
+     * Such reads asked for within one batch of ready sockets are one statement (a large fleet's long tail).
+     */
+    findKeyWithOrg: batchedLoader(async (prefixes: string[]): Promise<({ key: ApiKeyRecord; org: OrgRecord } | undefined)[]> => {
+      const rows = await selectRows<{ k: Row; o: Row }>(
         db,
-        'SELECT k.*, o.* FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.prefix = ?',
-        [prefix],
+        `SELECT k.*, o.* FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.prefix IN (${prefixes.map(() => '?').join(', ')})`,
+        prefixes,
         { nestTables: true },
       );
-      return r && { key: toKey(r.k), org: toOrg(r.o) };
-    },
+      const found = new Map(rows.map((r) => [String(r.k.prefix), { key: toKey(r.k), org: toOrg(r.o) }]));
+      return prefixes.map((prefix) => found.get(prefix));
+    }),
     async listKeys(orgId: number): Promise<ApiKeyRecord[]> {
       return (await select('SELECT * FROM api_keys WHERE org_id = :orgId ORDER BY id', { orgId })).map(toKey);
     },

@@ -18,6 +18,7 @@ import type { RedisClient } from '../lib/redis.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { LRUCache } from 'lru-cache';
 import { AppError } from '../lib/errors.js';
+import { createNextTurn } from '../lib/batch.js';
 
 export interface Limit {
   points: number;
@@ -120,23 +121,11 @@ export function createRateLimits(o: RateLimitOptions): RateLimits {
   const reserveKey = (orgId: number, limit: Limit) => `org:${orgId}:${limit.points}:${limit.duration}`;
 
   /**
-   * Refills asked for while the process handles one batch of ready sockets are sent together, once that batch is done
-   * (setImmediate): on the auto-pipelined command client (lib/redis.ts) that is one write and one read for all of them.
-   * A large fleet's traffic is mostly orgs without a reserve in the current window (the first request of each, every
-   * window): one round trip per batch instead of one per org.
+   * Refills asked for within one batch of ready sockets are sent together (lib/batch.ts): on the auto-pipelined command
+   * client (lib/redis.ts) that is one write and one read for all of them. A large fleet's traffic is mostly orgs without
+   * a reserve in the current window (the first request of each, every window).
    */
-  let batch: (() => void)[] = [];
-  function together<T>(send: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (batch.length === 0) setImmediate(sendBatch);
-      batch.push(() => void send().then(resolve, reject));
-    });
-  }
-  function sendBatch(): void {
-    const sends = batch;
-    batch = [];
-    for (const send of sends) send();
-  }
+  const together = createNextTurn();
 
   /** `points` from this process's reserve of the org's window, if it holds them (and the window is whole-chunked). */
   function spend(orgId: number, limit: Limit, points: number): OrgLimitResult | undefined {
