@@ -72,12 +72,17 @@ const SCRAMBLE_LENGTH = 20;
 interface PasswordHashes {
   stage1: Buffer;
   stage2: Buffer;
+  empty: boolean;
 }
 
 const sha1 = (data: Buffer) => hash('sha1', data, 'buffer');
 
-/** The mysql_native_password token for `scramble`: SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))). */
+/**
+ * The mysql_native_password token for `scramble`: SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))); empty for
+ * an empty password (as mysql2 sends it).
+ */
 export function nativePasswordToken(hashes: PasswordHashes, scramble: Buffer): Buffer {
+  if (hashes.empty) return Buffer.alloc(0);
   const mask = sha1(Buffer.concat([scramble.subarray(0, SCRAMBLE_LENGTH), hashes.stage2]));
   const token = Buffer.allocUnsafe(mask.length);
   for (let i = 0; i < mask.length; i++) token[i] = mask[i]! ^ hashes.stage1[i]!;
@@ -86,7 +91,7 @@ export function nativePasswordToken(hashes: PasswordHashes, scramble: Buffer): B
 
 export function passwordHashes(password: string): PasswordHashes {
   const stage1 = sha1(Buffer.from(password, 'utf8'));
-  return { stage1, stage2: sha1(stage1) };
+  return { stage1, stage2: sha1(stage1), empty: password === '' };
 }
 
 // Called with the command as `this`, as mysql2 calls it.
@@ -169,7 +174,8 @@ export function switchUser(conn: mysql.Connection, login: SwitchLogin, charsetNu
     return;
   }
   let cached = hashesOf.get(login);
-  if (cached?.password !== login.password) hashesOf.set(login, (cached = { password: login.password, hashes: passwordHashes(login.password) }));
+  if (cached?.password !== login.password)
+    hashesOf.set(login, (cached = { password: login.password, hashes: passwordHashes(login.password) }));
   const { hashes } = cached;
   c.addCommand(
     new SwitchUser(

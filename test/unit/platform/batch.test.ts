@@ -24,7 +24,13 @@ describe('batch: work of one batch of I/O callbacks done together', () => {
     }, 2);
     const answers = await Promise.allSettled([load(1), load(2), load(3), load(4), load(5)]);
     expect(loads).to.deep.equal([[1, 2], [3, 4], [5]]);
-    expect(answers.map((a) => (a.status === 'fulfilled' ? a.value : (a.reason as Error).message))).to.deep.equal([10, 20, 'boom', 'boom', 50]);
+    expect(answers.map((a) => (a.status === 'fulfilled' ? a.value : (a.reason as Error).message))).to.deep.equal([
+      10,
+      20,
+      'boom',
+      'boom',
+      50,
+    ]);
   });
 
   it('createNextTurn: sends asked for in one turn start together, in order, after the current callbacks', async () => {
