@@ -72,6 +72,7 @@ const SCRAMBLE_LENGTH = 20;
 interface PasswordHashes {
   stage1: Buffer;
   stage2: Buffer;
+  /** The password is empty: the token is empty too (mysql2 sends none). */
   empty: boolean;
 }
 
