@@ -162,8 +162,9 @@ interface Slot {
    * is prepared (mysql2 keeps it until the next COM_CHANGE_USER, which forgets every prepared statement).
    */
   textRuns: Set<string>;
-  /** The bound on each statement's answer (statementDeadlineMs), made once for the connection. */
+  /** The bounds on each statement's answer (statementDeadlineMs) and each switch's (answerTimeoutMs), made once. */
   statementDeadline?: AnswerDeadline;
+  switchDeadline?: AnswerDeadline;
 }
 
 /**
@@ -518,26 +519,26 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     new Promise<void>((resolve, reject) => {
       (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
       slot.textRuns.clear();
-      const ms = opts.answerTimeoutMs;
       const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
-      switchUser(
-        slot.conn,
-        login,
-        slot.charsetNumber,
-        ms === undefined
-          ? answered
-          : answerWithin(answered, slot.inFlight, {
-              ms,
-              // A live server answers COM_CHANGE_USER at once: no answer means it is hung.
-              expired() {
-                const err = timedOut('COM_CHANGE_USER', ms);
-                health.markDown(err);
-                return err;
-              },
-              abandon: () => abandon(slot),
-            }),
-      );
+      const deadline = slot.switchDeadline;
+      switchUser(slot.conn, login, slot.charsetNumber, deadline ? answerWithin(answered, slot.inFlight, deadline) : answered);
     });
+
+  /** The bound on each COM_CHANGE_USER of this connection (made once per connection, not per switch). */
+  function switchDeadline(slot: Slot): AnswerDeadline | undefined {
+    const ms = opts.answerTimeoutMs;
+    if (ms === undefined) return undefined;
+    return {
+      ms,
+      // A live server answers COM_CHANGE_USER at once: no answer means it is hung.
+      expired() {
+        const err = timedOut('COM_CHANGE_USER', ms);
+        health.markDown(err);
+        return err;
+      },
+      abandon: () => abandon(slot),
+    };
+  }
 
   function switchTo(slot: Slot, w: Waiter): void {
     counters.switches++;
@@ -589,6 +590,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         textRuns: new Set(),
       };
       slot.statementDeadline = statementDeadline(slot);
+      slot.switchDeadline = switchDeadline(slot);
       slots.set(conn, slot);
       watch(slot);
       ready(slot, w, Promise.resolve());
