@@ -17,7 +17,8 @@
  *   npm run bench:fleet
  *   FLEET_TENANTS=1000 FLEET_KEEP=1 npm run bench:fleet       # keeps the tenants; prints FLEET_RUN=<run> to reuse them
  *   FLEET_RUN=fl1a2b3c FLEET_TENANTS=1000 npm run bench:fleet  # reuses them (FLEET_KEEP=1 again keeps them once more)
- *   FLEET_CPU_PROF=/tmp/prof npm run bench:fleet               # the API runs with --cpu-prof into that directory
+ *   FLEET_CPU_PROF=/tmp/prof npm run bench:fleet               # the API runs with --cpu-prof into that directory;
+ *   node --import tsx bench/profile-windows.ts /tmp/prof 40 one fleet   # then: its CPU per request in each run, and the difference
  *
  * Tunables (defaults in brackets): FLEET_TENANTS [10000], BENCH_CONNECTIONS [20], BENCH_SECONDS [6],
  * FLEET_CREATE_CONCURRENCY [8], FLEET_ROUNDS [2], FLEET_MIGRATE [0], MIGRATE_CONCURRENCY [8], FLEET_KEEP [0], FLEET_RUN [new run].
@@ -34,6 +35,7 @@ import { fileURLToPath } from 'node:url';
 import type autocannon from 'autocannon';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { createDeps } from '../src/deps.js';
+import type { ProfileWindow } from './profile-windows.js';
 import { createSequelize } from '../src/platform/db/sequelize.js';
 import { mapWithConcurrency } from '../src/platform/lib/concurrency.js';
 import {
@@ -141,7 +143,14 @@ function tenantCli(args: string[], env: Record<string, string>): Promise<{ code:
 function startApiProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const prof = tunable('FLEET_CPU_PROF', DEFAULTS);
   return startServerProcess(
-    ['--import', 'tsx', ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), 'src/main.ts', '--role', 'api'],
+    [
+      '--import',
+      'tsx',
+      ...(prof ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', prof] : []),
+      'src/main.ts',
+      '--role',
+      'api',
+    ],
     env,
     ROOT,
   );
@@ -258,12 +267,17 @@ async function main(): Promise<void> {
       apiCpu: number;
       dbCpu: number;
     }
-    const measure = async (spec: Omit<LoadSpec, 'url'>): Promise<Measured> => {
+    /** With FLEET_CPU_PROF, each run's window on the profile's clock, for `bench/profile-windows.ts`. */
+    const windows: ProfileWindow[] = [];
+    const micros = () => Number(process.hrtime.bigint() / 1000n);
+    const measure = async (spec: Omit<LoadSpec, 'url'>, name = 'warm-up'): Promise<Measured> => {
       const { url, pid } = target;
       const before = await target.counters(url);
       takePeak();
       const [api0, db0] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
+      const start = micros();
       const result = await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, ...spec });
+      windows.push({ name, start, end: micros(), responses: result.responses });
       const [api1, db1] = [await cpuOf(pid), dbPid ? await cpuOf(dbPid) : 0];
       const after = await target.counters(url);
       const delta = Object.fromEntries(Object.keys(COUNTERS).map((k) => [k, after[k as keyof Counters] - before[k as keyof Counters]]));
@@ -289,7 +303,7 @@ async function main(): Promise<void> {
         const set = name === one ? [tenants[0]!] : tenants;
         const url = target.url;
         await runLoadThread<LoadSpec, LoadResult>(import.meta.url, { url, tenants: set, seconds: 1, draw: 'zipf', seed: 1000 + round });
-        const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round });
+        const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round }, name);
         log(
           `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
             `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
@@ -302,6 +316,8 @@ async function main(): Promise<void> {
     const finalRss = await rssOf(target.pid);
     await stopApiProcess(api.child);
     api = undefined;
+    const prof = tunable('FLEET_CPU_PROF', DEFAULTS);
+    if (prof) await writeFile(path.join(prof, 'windows.json'), JSON.stringify(windows));
 
     // The bare baseline over the same tenants, with the same connection budget.
     const logins = await root.query<{ id: number; user: string; password: string; database: string }>(

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Deps } from '../../src/deps.js';
+import { selectRows, write } from '../../src/platform/db/lean-query.js';
 import { LeaseRevokedError } from '../../src/platform/tenant-connections/sequelize-lease.js';
 import type { ProvisionedOrg } from '../../src/orgs/domain/org.js';
 import { RUN, cli, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, testDeps, type TestApi } from '../helpers.js';
@@ -170,6 +171,42 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         async () => (await rows(root, 'SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :id', { id: before.id })).length === 0,
       );
       expect(gone, "A's session is closed after the failed COM_CHANGE_USER").to.equal(true);
+      expect(await onA((db) => one(db, 'SELECT DATABASE() AS db'))).to.deep.equal({ db: a.dbName });
+    });
+
+    it("a read that leaves with the switch's last packet is answered as C; when the switch fails, neither it nor a write queued behind it is answered or run as A", async () => {
+      const c = await provisionedOrg(deps, (await createTenant(admin)).id);
+      const onC = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(c, fn);
+      const whoAmI = (db: Sequelize) => selectRows<Row>(db, 'SELECT DATABASE() AS db, CURRENT_USER() AS user', []);
+      const countA = async () => (await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${a.dbName}\`.messages`))[0]!.n;
+      await onC(whoAmI); // C's first session is checked (its account carries the statement limit): no pipelining yet
+      await onA((db) => one(db, 'SELECT 1'));
+      const pipelined = () => deps.tenantDbs.stats().switchesPipelined;
+      const before = pipelined();
+      const [asC] = await onC(whoAmI);
+      expect(asC!.db).to.equal(c.dbName);
+      expect(asC!.user).to.match(new RegExp(`^${c.dbUser}@`));
+      expect(pipelined() - before, 'the read left with the switch').to.equal(1);
+
+      await onA((db) => one(db, 'SELECT 1'));
+      await root.query(`ALTER USER '${c.dbUser}'@'%' IDENTIFIED BY 'not-the-stored-one'`);
+      // Sent with the answer to the auth switch, the read runs as A (MariaDB keeps A's session after a failed change):
+      // its answer would be A's database. It is never read.
+      const read = await onC(whoAmI).catch((e: unknown) => e);
+      expect(read, 'no rows, an error').to.be.instanceOf(Error);
+      expect(pipelined() - before).to.equal(2);
+
+      const written = countA();
+      await onA((db) => one(db, 'SELECT 1'));
+      const insert = await onC((db) =>
+        write(
+          db,
+          "INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000001', 'sms', 'queued behind a failed switch', 1)",
+          [],
+        ),
+      ).catch((e: unknown) => e);
+      expect(insert, 'the write queued behind the failed switch fails').to.be.instanceOf(Error);
+      expect(await countA(), "and never ran in A's database").to.equal(await written);
       expect(await onA((db) => one(db, 'SELECT DATABASE() AS db'))).to.deep.equal({ db: a.dbName });
     });
   });

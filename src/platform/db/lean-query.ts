@@ -39,15 +39,14 @@ interface Pool {
 const acquireFailure = (err: unknown) => ((err as Error).name === 'TimeoutError' ? new ConnectionAcquireTimeoutError(err as Error) : err);
 
 /**
- * One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream).
- * `preparedWhenRepeated` (server-connections.ts): prepared on a tenant session that already ran it since its last switch.
+ * What a statement tells the tenant connections (server-connections.ts): `preparedWhenRepeated`, prepared on a tenant
+ * session that already ran it since its last switch; `readOnly`, it writes nothing, so it may leave with the last packet
+ * of the session's switch.
  */
-function statement(
-  lease: Lease,
-  sql: string,
-  values: Values,
-  opts: StatementOptions & { preparedWhenRepeated?: boolean } = {},
-): Promise<unknown> {
+type RunOptions = StatementOptions & { preparedWhenRepeated?: boolean; readOnly?: boolean };
+
+/** One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream). */
+function statement(lease: Lease, sql: string, values: Values, opts: RunOptions = {}): Promise<unknown> {
   return new Promise((resolve, reject) =>
     lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values) }, (err, result) => {
       if (!err) resolve(result);
@@ -88,12 +87,10 @@ function runOn<T>(pool: Pool, lease: Lease, fn: (lease: Lease) => Promise<T>): P
   );
 }
 
-const run = (
-  db: Sequelize,
-  sql: string,
-  values: Values,
-  opts: StatementOptions & { preparedWhenRepeated?: boolean } = {},
-): Promise<unknown> => withLease(db, (lease) => statement(lease, sql, values, opts));
+const run = (db: Sequelize, sql: string, values: Values, opts: RunOptions = {}): Promise<unknown> =>
+  withLease(db, (lease) => statement(lease, sql, values, opts));
+
+const READ_ONLY = { readOnly: true } as const;
 
 /** The statements of a transaction, on its one connection. */
 export interface TransactionStatements {
@@ -118,7 +115,7 @@ const okPacket = (r: unknown): WriteResult => {
 
 /** Runs a SELECT and answers its rows as plain objects. */
 export function selectRows<T>(db: Sequelize, sql: string, values: Values, opts?: StatementOptions): Promise<T[]> {
-  return run(db, sql, values, opts) as Promise<T[]>;
+  return run(db, sql, values, opts ? { ...opts, readOnly: true } : READ_ONLY) as Promise<T[]>;
 }
 
 /** Runs a CALL and answers the rows of the procedure's first result set. */

@@ -128,6 +128,12 @@ export function createMetrics(deps: {
   );
   counterFrom(
     registry,
+    'tenant_db_connection_switches_pipelined_total',
+    "Switches whose session's first statement (a read) left in one write with the switch's last packet (no round trip of its own)",
+    () => pools.stats().switchesPipelined,
+  );
+  counterFrom(
+    registry,
     'tenant_session_inits_total',
     'Session inits run on a tenant connection just opened or switched (its account or the server does not set the session)',
     () => pools.stats().sessionInits,

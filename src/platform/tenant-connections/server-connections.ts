@@ -30,7 +30,7 @@ import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
 import { answerWithin, type AnswerDeadline, type InFlight } from './answer-deadline.js';
 import { createServerHealth } from './server-health.js';
-import { switchUser } from './switch-user.js';
+import { switchUser, type AnswerHolder, type HeldAnswer } from './switch-user.js';
 
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
@@ -108,6 +108,8 @@ export interface ServerConnectionsStats {
   destroyed: number;
   timeouts: number;
   switchFailures: number;
+  /** Switches whose session's first statement (one that writes nothing) left in one write with the switch's answer. */
+  pipelined: number;
   /** Session inits run, and sessions that needed none (their login's account already sets it). */
   inits: number;
   initsSkipped: number;
@@ -165,6 +167,11 @@ interface Slot {
   /** The bounds on each statement's answer (statementDeadlineMs) and each switch's (answerTimeoutMs), made once. */
   statementDeadline?: AnswerDeadline;
   switchDeadline?: AnswerDeadline;
+  /**
+   * A switch's answer to MariaDB's auth switch, not written yet: the session was lent before the switch's OK, and the
+   * answer leaves with its first statement (or alone, if none comes before the next turn of the event loop).
+   */
+  held?: HeldAnswer;
 }
 
 /**
@@ -175,6 +182,12 @@ interface Slot {
 export interface PreparedWhenRepeated {
   sql: string;
   preparedWhenRepeated?: boolean;
+  /**
+   * The statement writes nothing (lean-query's selects): on a session lent before its switch was confirmed, it may be
+   * sent with the switch's last packet. Should the switch fail, MariaDB runs it as the previous tenant (it can read only
+   * what that tenant may read) and its answer is never read: the connection fails first (switch-user.ts).
+   */
+  readOnly?: boolean;
 }
 /** How many such statements a session remembers (mysql2 keeps maxPreparedStatements: 16 on tenant connections). */
 const TEXT_RUNS_MAX = 16;
@@ -241,6 +254,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     destroyed: 0,
     timeouts: 0,
     switchFailures: 0,
+    pipelined: 0,
     inits: 0,
     initsSkipped: 0,
   };
@@ -430,6 +444,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     if (!slots.delete(slot.conn)) return;
     unpark(slot);
     slot.dead = true;
+    slot.held = undefined;
     counters.destroyed++;
     // destroy(), not end(): end() would queue COM_QUIT behind a command that may hang.
     slot.conn.destroy();
@@ -472,18 +487,28 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     }
   }
 
-  /** A session (re)initialised as `login`, then lent to the waiter; any failure destroys the connection. */
-  function ready(slot: Slot, w: Waiter, step: Promise<void>): void {
+  /**
+   * A session (re)initialised as `login`, then lent to the waiter; any failure destroys the connection. A session lent
+   * `early` (at the auth switch) is its holder's by now: a failure reaches the holder through its statement.
+   */
+  function ready(slot: Slot, w: Waiter, step: Promise<void>, early?: EarlyLend): void {
     step
-      .then(() => initialise(slot.conn, w.login))
+      .then(() => (early?.lent ? undefined : initialise(slot.conn, w.login)))
       .then(
         () => {
+          if (early?.lent) return;
           slot.identity = w.identity;
           slot.serverStatus = undefined;
           if (closed) throw shuttingDown('tenant connections are closing');
           w.resolve(slot.conn);
         },
         (err: Error) => {
+          if (early?.lent) {
+            if (CONNECTION_LOST.has(String(codeOf(err)))) health.suspect();
+            slot.dead = true;
+            if (!slot.leased) kill(slot);
+            return;
+          }
           unlend(slot, w.login.key);
           kill(slot);
           if (!retryAfterLostConnection(w, err)) w.reject(failure(err));
@@ -515,14 +540,48 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
    * COM_CHANGE_USER with the handshake's character set: mysql2 tracks `SET NAMES` into its config and would otherwise
    * hand the next tenant that charset. On failure MariaDB keeps the previous user's session: the caller destroys it.
    */
-  const changeUser = (slot: Slot, login: TenantLogin) =>
+  const changeUser = (slot: Slot, login: TenantLogin, holder?: AnswerHolder) =>
     new Promise<void>((resolve, reject) => {
       (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
       slot.textRuns.clear();
       const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
       const deadline = slot.switchDeadline;
-      switchUser(slot.conn, login, slot.charsetNumber, deadline ? answerWithin(answered, slot.inFlight, deadline) : answered);
+      switchUser(slot.conn, login, slot.charsetNumber, deadline ? answerWithin(answered, slot.inFlight, deadline) : answered, holder);
     });
+
+  /**
+   * A switch whose session is lent as soon as MariaDB's auth switch is answered, before its OK: for a login whose
+   * sessions need no init. The answer is held (Slot.held) so that it leaves in one write with the session's first
+   * statement; whatever the holder sends queues behind the switch, and fails with it (switch-user.ts).
+   */
+  class EarlyLend implements AnswerHolder {
+    lent = false;
+
+    constructor(
+      private readonly slot: Slot,
+      private readonly w: Waiter,
+    ) {}
+
+    hold(answer: HeldAnswer): void {
+      const { slot, w } = this;
+      if (closed || w.settled) return answer.send(); // lent (or given back) at the OK, as without a holder
+      this.lent = true;
+      slot.held = answer;
+      slot.identity = w.identity;
+      slot.serverStatus = undefined;
+      if (initSql) counters.initsSkipped++;
+      setImmediate(sendHeld, slot);
+      w.resolve(slot.conn);
+    }
+  }
+
+  /** Writes a held answer still waiting for the session's first statement. */
+  function sendHeld(slot: Slot): void {
+    const held = slot.held;
+    if (held === undefined) return;
+    slot.held = undefined;
+    held.send();
+  }
 
   /** The bound on each COM_CHANGE_USER of this connection (made once per connection, not per switch). */
   function switchDeadline(slot: Slot): AnswerDeadline | undefined {
@@ -544,14 +603,16 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     counters.switches++;
     const from = slot.identity;
     slot.identity = '';
+    const early = !initSql || sessionState.get(w.login) === 'set' ? new EarlyLend(slot, w) : undefined;
     ready(
       slot,
       w,
-      changeUser(slot, w.login).catch((err: Error & { code?: string }) => {
+      changeUser(slot, w.login, early).catch((err: Error & { code?: string }) => {
         counters.switchFailures++;
         opts.onEvent?.('switch-failed', { from: from.split('\u0000')[0], to: w.login.user, code: err.code });
         throw err;
       }),
+      early,
     );
   }
 
@@ -628,11 +689,26 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       };
     };
     const query = wrap('query');
-    const execute = wrap('execute');
+    const wrappedExecute = wrap('execute');
+    const execute = (...args: unknown[]) => {
+      sendHeld(slot);
+      return wrappedExecute(...args);
+    };
     Object.assign(conn, {
       execute,
       query(...args: unknown[]) {
         const options = args[0] as PreparedWhenRepeated | string;
+        const held = slot.held;
+        if (held !== undefined) {
+          // The session's first statement since its switch: one that writes nothing leaves with the switch's answer.
+          slot.held = undefined;
+          if (typeof options === 'object' && options.readOnly === true) {
+            const command = query(...args);
+            if (held.sendWith(command)) counters.pipelined++;
+            return command;
+          }
+          held.send();
+        }
         if (typeof options === 'object' && options.preparedWhenRepeated === true) {
           if (slot.textRuns.has(options.sql)) return execute(...args);
           if (slot.textRuns.size >= TEXT_RUNS_MAX) slot.textRuns.clear();
@@ -768,6 +844,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     release(conn) {
       const slot = slots.get(conn);
       if (!slot?.leased) return; // unknown or given back twice: ignore
+      sendHeld(slot); // given back before any statement: the switch completes
       unlend(slot, slot.login.key);
       slot.lastUsed = Date.now();
       if (slot.dead || slot.retire || closed || !isUsable(conn)) {

@@ -24,14 +24,34 @@ interface MysqlPacket {
   end: number;
   peekByte(): number;
 }
+interface CommandQueue {
+  length: number;
+  shift(): unknown;
+  push(command: unknown): void;
+  unshift(command: unknown): void;
+}
 interface Mysql2Connection {
-  config: { clientFlags: number; charsetNumber: number };
+  config: { clientFlags: number; charsetNumber: number; compress?: boolean };
   serverCapabilityFlags: number;
   clientEncoding: string | undefined;
+  sequenceId: number;
+  stream: { cork(): void; uncork(): void; destroy(): void };
   _statements: { clear(): void };
+  _command: unknown;
+  _commands: CommandQueue;
+  _paused: boolean;
+  _closing: boolean;
   writePacket(packet: unknown): void;
   addCommand(command: unknown): unknown;
   _handshakePacket?: { authPluginData1: Buffer; authPluginData2: Buffer };
+}
+/** A mysql2 command (Query) as the connection runs it: `next` is its state, null until it starts. */
+interface QueuedCommand {
+  next: ((packet: unknown, connection: Mysql2Connection) => unknown) | null;
+  start(packet: unknown, connection: Mysql2Connection): unknown;
+  onResult?: (err: Error) => void;
+  /** The state its early start left it in (sendWith). */
+  pipelinedState?: unknown;
 }
 interface SwitchOptions {
   user: string;
@@ -101,9 +121,13 @@ const generic = ChangeUser.prototype.handshakeResult;
 
 /** mysql2's ChangeUser, answering a mysql_native_password auth switch itself (one SHA-1, no promise, no require). */
 class SwitchUser extends ChangeUser {
+  /** The answer to the auth switch was handed to the holder (statements may be queued, or sent, behind it). */
+  held = false;
+
   constructor(
     readonly options: SwitchOptions,
     readonly hashes: PasswordHashes,
+    readonly holder: AnswerHolder | undefined,
     callback: (err: (Error & { fatal?: boolean }) | null) => void,
   ) {
     super(options as unknown as Record<string, unknown>, callback);
@@ -150,9 +174,108 @@ const fastStep: HandshakeStep = function (this: SwitchUser, packet, connection) 
   // A second factor (MySQL 8's MFA), another plugin, OK and ERR packets: mysql2's own handling.
   const request = packet.peekByte() === AUTH_SWITCH_REQUEST && this.authenticationFactor === 0 ? authSwitchRequest(packet) : undefined;
   if (request?.pluginName !== NATIVE_PASSWORD || request.pluginData.length < SCRAMBLE_LENGTH) return generic.call(this, packet, connection);
-  connection.writePacket(new packets.AuthSwitchResponse(nativePasswordToken(this.hashes, request.pluginData)).toPacket());
+  const answer = new packets.AuthSwitchResponse(nativePasswordToken(this.hashes, request.pluginData)).toPacket();
+  if (this.holder === undefined) {
+    connection.writePacket(answer);
+  } else {
+    this.held = true;
+    this.holder.hold(new Held(connection, answer));
+  }
   return fastStep;
 };
+
+/**
+ * The answer to MariaDB's auth switch, held back so that it can leave in one write with the session's first statement:
+ * a switch then costs one round trip more than a statement on a session already serving the tenant, not two.
+ */
+/** Takes the answer to the auth switch instead of its being written (switchUser). */
+export interface AnswerHolder {
+  hold(answer: HeldAnswer): void;
+}
+
+export interface HeldAnswer {
+  /** Writes the answer alone; what is queued behind the switch runs once the server confirms it. */
+  send(): void;
+  /**
+   * Writes the answer and `command` (a text query just queued on the connection, the only one behind the switch) in one
+   * write, without waiting for the switch's OK. For a statement that writes nothing: should the switch fail, MariaDB
+   * keeps the previous user's session and runs the statement as that user, and its answer is never read (the
+   * connection has failed first, see failQueued). Anything else is sent as send() would. Answers whether the command
+   * left with the answer.
+   */
+  sendWith(command: unknown): boolean;
+}
+
+class Held implements HeldAnswer {
+  private sent = false;
+
+  constructor(
+    private readonly connection: Mysql2Connection,
+    private readonly answer: unknown,
+  ) {}
+
+  send(): void {
+    if (this.sent) return;
+    this.sent = true;
+    this.connection.writePacket(this.answer);
+  }
+
+  sendWith(command: unknown): boolean {
+    const c = this.connection;
+    const cmd = command as QueuedCommand;
+    if (this.sent || c.config.compress === true || typeof cmd.start !== 'function' || cmd.next !== null || !onlyQueued(c, cmd)) {
+      this.send();
+      return false;
+    }
+    this.sent = true;
+    c.stream.cork();
+    c.writePacket(this.answer);
+    // The query is packet 0 of its own command; the switch's OK still comes with the switch's sequence number.
+    const sequenceId = c.sequenceId;
+    c.sequenceId = 0;
+    cmd.pipelinedState = cmd.start(undefined, c);
+    c.sequenceId = sequenceId;
+    cmd.next = resumePipelined;
+    c.stream.uncork();
+    return true;
+  }
+}
+
+/** Whether `cmd` is the one command queued behind the current one. */
+function onlyQueued(c: Mysql2Connection, cmd: QueuedCommand): boolean {
+  if (c._commands.length !== 1) return false;
+  const first = c._commands.shift();
+  c._commands.unshift(first);
+  return first === cmd;
+}
+
+/**
+ * A command started early (sendWith) when its turn comes: mysql2 resets the sequence to 0 and runs its state with no
+ * packet; its answer starts at 1, after the query it already sent.
+ */
+function resumePipelined(this: QueuedCommand, _packet: unknown, connection: Mysql2Connection): unknown {
+  connection.sequenceId = 1;
+  return this.pipelinedState;
+}
+
+/**
+ * A switch that was answered through a holder failed: MariaDB kept the previous user's session, so nothing queued behind
+ * it may start and no answer to a statement sent with it may be read. Called while mysql2 handles the switch's error
+ * packet: the queue is emptied (mysql2 then has no next command to start), the connection reads no packet any more
+ * (paused: not even the rest of this chunk) and is closed, and each queued command gets the switch's error.
+ */
+function failQueued(c: Mysql2Connection, err: Error): void {
+  const queued: QueuedCommand[] = [];
+  while (c._commands.length > 0) queued.push(c._commands.shift() as QueuedCommand);
+  c._paused = true;
+  c._closing = true; // mysql2 notifies nobody when the socket closes: the queued commands are told below
+  c.stream.destroy();
+  process.nextTick(notifyFailed, queued, err);
+}
+
+function notifyFailed(queued: readonly QueuedCommand[], err: Error): void {
+  for (const cmd of queued) cmd.onResult?.(err);
+}
 
 /** Per login object, its password's hashes (recomputed if the password on it changes). */
 const hashesOf = new WeakMap<object, { password: string; hashes: PasswordHashes }>();
@@ -166,9 +289,18 @@ export interface SwitchLogin {
 /**
  * Sends COM_CHANGE_USER as `login` with the handshake's character set `charsetNumber`; `done` gets mysql2's answer
  * (an error is fatal: MariaDB keeps the previous user's session after a failed change). `login` should be an object
- * that lives as long as the tenant's credentials (its hashes are kept with it).
+ * that lives as long as the tenant's credentials (its hashes are kept with it). With a `holder`, the answer to MariaDB's
+ * auth switch is handed to it instead of written (see HeldAnswer); it must be sent (with the session's first
+ * statement, or alone), else the switch never completes. The holder is not called when the server asks anything else
+ * (the answers are then written as usual, and `done` alone tells when the switch is over).
  */
-export function switchUser(conn: mysql.Connection, login: SwitchLogin, charsetNumber: number, done: (err: Error | null) => void): void {
+export function switchUser(
+  conn: mysql.Connection,
+  login: SwitchLogin,
+  charsetNumber: number,
+  done: (err: Error | null) => void,
+  holder?: AnswerHolder,
+): void {
   const c = conn as unknown as Mysql2Connection;
   if (typeof c.addCommand !== 'function' || c._handshakePacket === undefined) {
     conn.changeUser({ user: login.user, password: login.password, database: login.database }, (err) => done(err ?? null));
@@ -178,14 +310,17 @@ export function switchUser(conn: mysql.Connection, login: SwitchLogin, charsetNu
   if (cached?.password !== login.password)
     hashesOf.set(login, (cached = { password: login.password, hashes: passwordHashes(login.password) }));
   const { hashes } = cached;
-  c.addCommand(
-    new SwitchUser(
-      { user: login.user, password: login.password, database: login.database, charsetNumber, currentConfig: c.config },
-      hashes,
-      (err) => {
-        if (err) err.fatal = true;
-        done(err);
-      },
-    ),
+  const command: SwitchUser = new SwitchUser(
+    { user: login.user, password: login.password, database: login.database, charsetNumber, currentConfig: c.config },
+    hashes,
+    holder,
+    (err) => {
+      if (err) {
+        err.fatal = true;
+        if (command.held) failQueued(c, err);
+      }
+      done(err);
+    },
   );
+  c.addCommand(command);
 }

@@ -25,6 +25,8 @@ export interface TenantConnectionsStats extends InstanceCacheStats {
   /** Session inits run, and sessions opened or switched that needed none. */
   sessionInits: number;
   sessionInitsSkipped: number;
+  /** Switches whose session's first statement (a read) left in one write with the switch's last packet. */
+  switchesPipelined: number;
 }
 
 export interface TenantConnections extends TenantInstanceCache {
@@ -193,6 +195,7 @@ export function createTenantConnections(deps: {
         connectionTimeouts: 0,
         sessionInits: 0,
         sessionInitsSkipped: 0,
+        switchesPipelined: 0,
       };
       for (const c of ready.values()) {
         const cs = c.stats();
@@ -203,6 +206,7 @@ export function createTenantConnections(deps: {
         s.connectionTimeouts += cs.timeouts;
         s.sessionInits += cs.inits;
         s.sessionInitsSkipped += cs.initsSkipped;
+        s.switchesPipelined += cs.pipelined;
       }
       return s;
     },
