@@ -649,6 +649,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         charsetNumber: (conn.config as { charsetNumber: number }).charsetNumber,
         inFlight: new Set(),
         textRuns: new Set(),
+        held: undefined,
       };
       slot.statementDeadline = statementDeadline(slot);
       slot.switchDeadline = switchDeadline(slot);
