@@ -440,6 +440,12 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     dec(key);
   }
 
+  /** A connection that cannot serve again: destroyed now if idle, else when its holder gives it back. */
+  function markDead(slot: Slot): void {
+    slot.dead = true;
+    if (!slot.leased) kill(slot);
+  }
+
   function kill(slot: Slot): void {
     if (!slots.delete(slot.conn)) return;
     unpark(slot);
@@ -505,8 +511,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         (err: Error) => {
           if (early?.lent) {
             if (CONNECTION_LOST.has(String(codeOf(err)))) health.suspect();
-            slot.dead = true;
-            if (!slot.leased) kill(slot);
+            markDead(slot);
             return;
           }
           unlend(slot, w.login.key);
@@ -662,10 +667,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   /** Errors and ends mark a connection dead; every OK packet's serverStatus tells whether a transaction is open. */
   function watch(slot: Slot): void {
     const { conn } = slot;
-    const dead = () => {
-      slot.dead = true;
-      if (!slot.leased) kill(slot);
-    };
+    const dead = () => markDead(slot);
     conn.on('error', dead); // also keeps an unhandled 'error' event from crashing the process
     conn.on('end', dead);
     type Callback = (err: unknown, result: unknown, ...rest: unknown[]) => unknown;

@@ -37,7 +37,6 @@ interface Mysql2Connection {
   sequenceId: number;
   stream: { cork(): void; uncork(): void; destroy(): void };
   _statements: { clear(): void };
-  _command: unknown;
   _commands: CommandQueue;
   _paused: boolean;
   _closing: boolean;
