@@ -6,7 +6,9 @@
  *   tenant, and a COM_CHANGE_USER switching a session to another tenant — then the server counts as down: the next
  *   requests are answered from memory, the other server's tenants are served, and once thawed a probe brings it back;
  * - one ECONNRESET while switching one connection is that connection's failure: the request is served on a new one,
- *   the requests queued behind it too, and the server is not marked down.
+ *   the requests queued behind it too, and the server is not marked down;
+ * - one connection that hangs right after the server's auth-switch request (the read sent with the switch's answer,
+ *   server-connections.ts EarlyLend) ends in 503 too, bounded, and a probe brings the server back.
  * One second server for the whole file; it is always thawed in `after`, even when a test failed while it was frozen.
  */
 import http from 'node:http';
@@ -22,18 +24,31 @@ import { RUN, eventually, rows, startApi, testConfig, testDeps, uniqueName, type
 
 const COM_CHANGE_USER = 0x11;
 
-/** A TCP relay to a MySQL server that, when armed, resets (RST) the client connection sending the next COM_CHANGE_USER. */
+/**
+ * A TCP relay to a MySQL server that, when armed, resets (RST) the client connection sending the next COM_CHANGE_USER,
+ * or lets the next COM_CHANGE_USER through with the server's auth-switch request and then hangs that connection
+ * (nothing more passes either way: the server seen from the client froze right after asking for the switch's answer).
+ */
 async function startResettingRelay(port: number) {
-  let armed = false;
+  let armed: 'reset' | 'hang' | undefined;
   let resets = 0;
+  let hangs = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(port, '127.0.0.1');
     sockets.add(client).add(upstream);
+    let hang: 'after-reply' | 'hung' | undefined;
     client.on('data', (chunk: Buffer) => {
+      if (hang === 'hung') return;
       // A command packet: 3-byte length, sequence id 0, then the command byte.
       if (armed && chunk.length > 4 && chunk[3] === 0 && chunk[4] === COM_CHANGE_USER) {
-        armed = false;
+        if (armed === 'hang') {
+          armed = undefined;
+          hang = 'after-reply';
+          upstream.write(chunk);
+          return;
+        }
+        armed = undefined;
         resets++;
         upstream.destroy();
         client.resetAndDestroy();
@@ -41,7 +56,14 @@ async function startResettingRelay(port: number) {
       }
       upstream.write(chunk);
     });
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    upstream.on('data', (chunk: Buffer) => {
+      if (hang === 'hung') return;
+      if (hang === 'after-reply') {
+        hang = 'hung';
+        hangs++;
+      }
+      client.write(chunk);
+    });
     const close = () => {
       client.destroy();
       upstream.destroy();
@@ -54,8 +76,10 @@ async function startResettingRelay(port: number) {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
-    armResetOnNextSwitch: () => (armed = true),
+    armResetOnNextSwitch: () => (armed = 'reset'),
+    armHangAfterNextAuthSwitch: () => (armed = 'hang'),
     resets: () => resets,
+    hangs: () => hangs,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
@@ -190,6 +214,21 @@ describe('a hung tenant server (SIGSTOP) and one reset connection', function () 
       const next = await get(onB[0]!);
       expect([next.status, next.body.error?.code]).to.deep.equal([503, 'TENANT_DB_UNAVAILABLE']);
     });
+  });
+
+  it("hung right after the auth switch: the read sent with the switch's answer is bounded too (503), the connection given up; a probe brings the server back", async () => {
+    const [t, other] = [onB[3]!, onB[0]!];
+    await eventually(async () => (await get(t)).status === 200, 20_000, 100); // t's session checked: its next switch pipelines
+    expect((await get(other)).status).to.equal(200); // the one connection to B is now other's, idle
+    const pipelined = api.deps.tenantDbs.stats().switchesPipelined;
+    relay.armHangAfterNextAuthSwitch();
+    const hung = await get(t);
+    expect([hung.status, hung.body.error?.code]).to.deep.equal([503, 'TENANT_DB_UNAVAILABLE']);
+    expect(relay.hangs(), 'the connection hung after the auth switch').to.equal(1);
+    expect(api.deps.tenantDbs.stats().switchesPipelined - pipelined, 'the read had left with the answer').to.equal(1);
+    expect(serverStats(), 'the hung connection was given up, not left lent').to.include({ leased: 0 });
+    expect(await eventually(async () => (await get(t)).status === 200, 20_000, 100), 'served again on a new connection').to.equal(true);
+    expect(serverStats().down).to.equal(false);
   });
 
   it('one ECONNRESET while switching one connection fails neither that request nor those queued behind it, and the server is not marked down', async () => {
