@@ -22,7 +22,8 @@ describe('message state machine (fenced writes on the tenant DB)', () => {
   });
   after(() => deps.close());
 
-  const withDb = async <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(await provisionedOrg(deps, orgId), fn);
+  const withDb = async <T>(fn: (db: Sequelize) => Promise<T>) =>
+    deps.tenantDbs.withTenant(await provisionedOrg(deps, orgId), (db) => fn(db.sequelize));
   const insert = (db: Sequelize) =>
     db
       .query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550001111', 'sms', 'x', 1)")

@@ -146,7 +146,7 @@ describe('tenant routing and auth', () => {
     it('lists messages newest first from the tenant DB, with a cursor, and 404s unknown ids', async () => {
       await api.deps.tenantDbs.withTenant(await provisionedOrg(api.deps, a.id), async (db) => {
         for (let i = 0; i < 3; i++)
-          await db.query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000000', 'sms', :body, 1)", {
+          await db.sequelize.query("INSERT INTO messages (`to`, channel, body, cost) VALUES ('+15550000000', 'sms', :body, 1)", {
             replacements: { body: `m${i}` },
           });
       });

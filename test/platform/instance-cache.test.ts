@@ -93,7 +93,7 @@ describe('tenant pool cache', () => {
         const runA = deps.tenantDbs.withTenant(orgA, async (db) => {
           events.push('A started');
           await holdA;
-          const [[row]] = (await db.query('SELECT 1 AS one')) as [Array<{ one: number }>, unknown];
+          const [[row]] = (await db.sequelize.query('SELECT 1 AS one')) as [Array<{ one: number }>, unknown];
           events.push('A queried');
           return row?.one;
         });
@@ -165,7 +165,7 @@ describe('tenant pool cache', () => {
       try {
         const t = await createTenant(admin);
         const org = await provisionedOrg(deps, t.id);
-        await deps.tenantDbs.withTenant(org, (db) => db.query('SELECT 1'));
+        await deps.tenantDbs.withTenant(org, (db) => db.sequelize.query('SELECT 1'));
         expect(deps.tenantDbs.stats()).to.include({ open: 1, misses: 1 });
         const user = org.dbUser;
         expect(
@@ -179,7 +179,7 @@ describe('tenant pool cache', () => {
           ),
         ).to.equal(true);
         expect(deps.tenantDbs.stats()).to.include({ open: 1, evictions: 0 });
-        await deps.tenantDbs.withTenant(org, (db) => db.query('SELECT 1'));
+        await deps.tenantDbs.withTenant(org, (db) => db.sequelize.query('SELECT 1'));
         expect(deps.tenantDbs.stats()).to.include({ open: 1, misses: 1, hits: 1 });
       } finally {
         await deps.close();

@@ -39,8 +39,8 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
       [a, b] = [await provisionedOrg(deps, (await createTenant(admin)).id), await provisionedOrg(deps, (await createTenant(admin)).id)];
     });
     after(async () => deps.close());
-    const onA = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(a, fn);
-    const onB = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(b, fn);
+    const onA = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(a, (db) => fn(db.sequelize));
+    const onB = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(b, (db) => fn(db.sequelize));
 
     it("after the switch the session is B's: same connection id, B's user and database, and A's tables refuse it", async () => {
       const fromA = await onA((db) => one(db, 'SELECT CONNECTION_ID() AS id, CURRENT_USER() AS user, DATABASE() AS db'));
@@ -101,7 +101,7 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         Number((await rows<{ t: number }>(root, 'SELECT max_statement_time AS t FROM mysql.user WHERE User = :user', { user }))[0]?.t);
       expect(await limitOf(c.dbUser), 'made with the limit').to.equal(10);
       await root.query(`ALTER USER '${c.dbUser}'@'%' WITH MAX_STATEMENT_TIME 0`); // as an older version made it
-      const onC = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(c, fn);
+      const onC = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(c, (db) => fn(db.sequelize));
       await onA((db) => one(db, 'SELECT 1'));
       await onB((db) => one(db, 'SELECT 1')); // B's account has been read before: it needs no init
       const before = deps.tenantDbs.stats();
@@ -176,7 +176,7 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
 
     it("a read that leaves with the switch's last packet is answered as C; when the switch fails, neither it nor a write queued behind it is answered or run as A", async () => {
       const c = await provisionedOrg(deps, (await createTenant(admin)).id);
-      const onC = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(c, fn);
+      const onC = <T>(fn: (db: Sequelize) => Promise<T>) => deps.tenantDbs.withTenant(c, (db) => fn(db.sequelize));
       const whoAmI = (db: Sequelize) => selectRows<Row>(db, 'SELECT DATABASE() AS db, CURRENT_USER() AS user', []);
       const countA = async () => (await rows<{ n: number }>(root, `SELECT COUNT(*) AS n FROM \`${a.dbName}\`.messages`))[0]!.n;
       await onC(whoAmI); // C's first session is checked (its account carries the statement limit): no pipelining yet
@@ -218,16 +218,16 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         await provisionedOrg(deps, (await createTenant(admin)).id),
         await provisionedOrg(deps, (await createTenant(admin)).id),
       ];
-      await deps.tenantDbs.withTenant(b, (db) => db.query('SELECT 1')); // B's instance exists: only the connection is missing
+      await deps.tenantDbs.withTenant(b, (db) => db.sequelize.query('SELECT 1')); // B's instance exists: only the connection is missing
       let release!: () => void;
-      const held = deps.tenantDbs.withTenant(a, (db) => db.transaction(() => new Promise<void>((r) => (release = r))));
+      const held = deps.tenantDbs.withTenant(a, (db) => db.sequelize.transaction(() => new Promise<void>((r) => (release = r))));
       await eventually(async () => deps.tenantDbs.stats().connectionsInUse === 1);
-      const err = await deps.tenantDbs.withTenant(b, (db) => db.query('SELECT 1')).catch((e: unknown) => e);
+      const err = await deps.tenantDbs.withTenant(b, (db) => db.sequelize.query('SELECT 1')).catch((e: unknown) => e);
       expect(err).to.include({ status: 503, code: 'TENANT_CAPACITY' });
       expect(deps.tenantDbs.stats().connectionTimeouts).to.equal(1);
       release();
       await held;
-      expect(await deps.tenantDbs.withTenant(b, (db) => one(db, 'SELECT 1 AS ok'))).to.deep.equal({ ok: 1 });
+      expect(await deps.tenantDbs.withTenant(b, (db) => one(db.sequelize, 'SELECT 1 AS ok'))).to.deep.equal({ ok: 1 });
     } finally {
       await deps.close();
     }
@@ -241,7 +241,7 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         await provisionedOrg(deps, (await createTenant(admin)).id),
         await provisionedOrg(deps, (await createTenant(admin)).id),
       ];
-      const id = (org: ProvisionedOrg) => deps.tenantDbs.withTenant(org, (db) => one(db, 'SELECT CONNECTION_ID() AS id'));
+      const id = (org: ProvisionedOrg) => deps.tenantDbs.withTenant(org, (db) => one(db.sequelize, 'SELECT CONNECTION_ID() AS id'));
       // Two sessions, opened at once: the hot tenant's and the cold one's.
       const [{ id: hotId }, { id: firstColdId }] = await Promise.all([id(hot), id(cold)]);
       expect(firstColdId).to.not.equal(hotId);

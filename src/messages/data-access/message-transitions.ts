@@ -13,8 +13,7 @@
  * same round trip), and every later write of that run names it. SENT is never left; FAILED only for SENT, and only
  * with the provider's id on the row (the provider accepted it: late-acceptance.ts).
  */
-import type { Sequelize } from 'sequelize';
-import { selectRows, write, writeSettingLastInsertId } from '../../platform/db/lean-query.js';
+import { selectRows, write, writeSettingLastInsertId, type LeanDb } from '../../platform/db/lean-query.js';
 import type { Channel } from '../domain/channels/index.js';
 import type { MessageStatus } from '../domain/message.js';
 
@@ -34,7 +33,7 @@ const OPEN = "('QUEUED', 'SENDING')";
 const TEXT_MAX = 1000;
 
 /** Reads the message (or undefined). */
-export async function readMessage(db: Sequelize, id: number): Promise<MessageState | undefined> {
+export async function readMessage(db: LeanDb, id: number): Promise<MessageState | undefined> {
   const [r] = await selectRows<Record<string, unknown>>(
     db,
     'SELECT id, status, cost, attempts, `to`, channel, body, provider_message_id FROM messages WHERE id = ?',
@@ -54,7 +53,7 @@ export async function readMessage(db: Sequelize, id: number): Promise<MessageSta
 }
 
 /** QUEUED or SENDING → SENDING with a new attempt number, which fences this run's later writes; undefined if final. */
-export async function claim(db: Sequelize, id: number): Promise<number | undefined> {
+export async function claim(db: LeanDb, id: number): Promise<number | undefined> {
   const r = await writeSettingLastInsertId(
     db,
     `UPDATE messages SET status = 'SENDING', attempts = LAST_INSERT_ID(attempts + 1), updated_at = CURRENT_TIMESTAMP(3)
@@ -65,7 +64,7 @@ export async function claim(db: Sequelize, id: number): Promise<number | undefin
 }
 
 /** SENDING(attempt) → SENT; false when another run holds the message now (or it is final). */
-export async function markSent(db: Sequelize, id: number, attempt: number, providerMessageId: string): Promise<boolean> {
+export async function markSent(db: LeanDb, id: number, attempt: number, providerMessageId: string): Promise<boolean> {
   const r = await write(
     db,
     `UPDATE messages SET status = 'SENT', provider_message_id = :providerMessageId, sent_at = CURRENT_TIMESTAMP(3),
@@ -77,7 +76,7 @@ export async function markSent(db: Sequelize, id: number, attempt: number, provi
 }
 
 /** SENDING(attempt) → QUEUED after a transient failure, to be retried; false when the run lost the fence. */
-export async function requeue(db: Sequelize, id: number, attempt: number, code: string, text: string): Promise<boolean> {
+export async function requeue(db: LeanDb, id: number, attempt: number, code: string, text: string): Promise<boolean> {
   const r = await write(
     db,
     `UPDATE messages SET status = 'QUEUED', error_code = :code, error_text = :text, updated_at = CURRENT_TIMESTAMP(3)
@@ -93,7 +92,7 @@ export async function requeue(db: Sequelize, id: number, attempt: number, code: 
  * when the row carries a provider id: the provider accepted the message (an overlapping run's send), so it is not failed.
  */
 export async function markFailed(
-  db: Sequelize,
+  db: LeanDb,
   id: number,
   fence: { attempt: number } | { seen: number; onlyQueued?: boolean },
   code: string,
@@ -115,7 +114,7 @@ export async function markFailed(
  * SENT without sending again, and a FAILED one is turned SENT and charged (late-acceptance.ts, also by the
  * reconciler: updated_at moves, so its sweep of recent FAILED rows sees it).
  */
-export async function recordLateAcceptance(db: Sequelize, id: number, providerMessageId: string): Promise<void> {
+export async function recordLateAcceptance(db: LeanDb, id: number, providerMessageId: string): Promise<void> {
   await write(
     db,
     `UPDATE messages SET provider_message_id = :providerMessageId, updated_at = CURRENT_TIMESTAMP(3)
@@ -128,7 +127,7 @@ export async function recordLateAcceptance(db: Sequelize, id: number, providerMe
  * FAILED → SENT, for a message the provider accepted after it was failed (its id is on the row): the one way out of
  * FAILED. False when it is not FAILED (SENT already: a second settlement changes nothing).
  */
-export async function markSentAfterFailure(db: Sequelize, id: number): Promise<boolean> {
+export async function markSentAfterFailure(db: LeanDb, id: number): Promise<boolean> {
   const r = await write(
     db,
     `UPDATE messages SET status = 'SENT', sent_at = CURRENT_TIMESTAMP(3), error_code = NULL, error_text = NULL,

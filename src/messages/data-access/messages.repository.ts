@@ -3,8 +3,7 @@
  * reads (newest first, keyset cursor on id, served by the (status, id) index and the PK), the insert, the send's own
  * corrections, operators' counts (the reconciler's cross-tenant reads are in reconciler-scan.ts). Plain rows, not model instances, through the lean path.
  */
-import type { Sequelize } from 'sequelize';
-import { insertRow, selectRows, utcDateTime, write } from '../../platform/db/lean-query.js';
+import { insertRow, selectRows, utcDateTime, write, type LeanDb } from '../../platform/db/lean-query.js';
 import type { MessageRecord, MessageStatus } from '../domain/message.js';
 
 const COLUMNS =
@@ -13,7 +12,7 @@ const COLUMNS =
   'created_at AS createdAt, updated_at AS updatedAt, sent_at AS sentAt';
 
 /** Lists messages newest first: `limit` rows with id < `before`, optionally of one status. */
-export function listMessages(db: Sequelize, opts: { limit: number; before?: number; status?: MessageStatus }): Promise<MessageRecord[]> {
+export function listMessages(db: LeanDb, opts: { limit: number; before?: number; status?: MessageStatus }): Promise<MessageRecord[]> {
   const where: string[] = [];
   const values: unknown[] = [];
   if (opts.before !== undefined) {
@@ -30,14 +29,14 @@ export function listMessages(db: Sequelize, opts: { limit: number; before?: numb
 }
 
 /** One message by id, or null. */
-export async function findMessage(db: Sequelize, id: number): Promise<MessageRecord | null> {
+export async function findMessage(db: LeanDb, id: number): Promise<MessageRecord | null> {
   const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE id = ?`, [id]);
   return row ?? null;
 }
 
 /** Stores a new QUEUED message and answers it as stored (timestamps set here, as a model's create would). */
 export async function insertMessage(
-  db: Sequelize,
+  db: LeanDb,
   m: Pick<MessageRecord, 'to' | 'channel' | 'body' | 'cost' | 'idempotencyKey' | 'requestHash'>,
 ): Promise<MessageRecord> {
   const now = new Date();
@@ -63,13 +62,13 @@ export async function insertMessage(
 }
 
 /** The message an Idempotency-Key made, or null (the key column is binary: compared exactly). */
-export async function findMessageByKey(db: Sequelize, key: string): Promise<MessageRecord | null> {
+export async function findMessageByKey(db: LeanDb, key: string): Promise<MessageRecord | null> {
   const [row] = await selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE idempotency_key = ?`, [key]);
   return row ?? null;
 }
 
 /** Forgets an expired Idempotency-Key (takes it off its message), so the same key makes a new message. */
-export async function forgetIdempotencyKey(db: Sequelize, id: number, key: string): Promise<void> {
+export async function forgetIdempotencyKey(db: LeanDb, id: number, key: string): Promise<void> {
   await write(db, 'UPDATE messages SET idempotency_key = NULL WHERE id = :id AND idempotency_key = :key', { id, key });
 }
 
@@ -77,7 +76,7 @@ export async function forgetIdempotencyKey(db: Sequelize, id: number, key: strin
  * A message whose job could not be enqueued: FAILED ENQUEUE_FAILED with its Idempotency-Key freed, so the same request
  * can be retried. Fenced on QUEUED with no attempt: false when a worker already has it (the add landed after all).
  */
-export async function markNotAccepted(db: Sequelize, id: number): Promise<boolean> {
+export async function markNotAccepted(db: LeanDb, id: number): Promise<boolean> {
   const r = await write(
     db,
     `UPDATE messages SET status = 'FAILED', error_code = 'ENQUEUE_FAILED', error_text = 'the delivery queue was unavailable',
@@ -88,7 +87,7 @@ export async function markNotAccepted(db: Sequelize, id: number): Promise<boolea
 }
 
 /** Messages QUEUED and SENDING now (served by the (status, updated_at) index). */
-export async function countOpen(db: Sequelize): Promise<{ queued: number; sending: number }> {
+export async function countOpen(db: LeanDb): Promise<{ queued: number; sending: number }> {
   const rows = await selectRows<{ status: string; n: number }>(
     db,
     "SELECT status, COUNT(*) AS n FROM messages WHERE status IN ('QUEUED', 'SENDING') GROUP BY status",
@@ -102,7 +101,7 @@ export async function countOpen(db: Sequelize): Promise<{ queued: number; sendin
  * A clone's copy of its source's messages (on the clone's new database, before the switch): the messages the source had
  * not finished sending are the source's to send, never the clone's — marked FAILED, `CLONED_UNSENT`.
  */
-export async function markClonedUnsent(db: Sequelize, sourceOrgId: number): Promise<number> {
+export async function markClonedUnsent(db: LeanDb, sourceOrgId: number): Promise<number> {
   const r = await write(
     db,
     `UPDATE messages SET status = 'FAILED', error_code = 'CLONED_UNSENT', error_text = ?, updated_at = CURRENT_TIMESTAMP(3)
@@ -113,6 +112,6 @@ export async function markClonedUnsent(db: Sequelize, sourceOrgId: number): Prom
 }
 
 /** Messages with ids after `afterId`, oldest first (an export's pages, on the primary key). */
-export function messagesAfter(db: Sequelize, afterId: number, limit: number): Promise<MessageRecord[]> {
+export function messagesAfter(db: LeanDb, afterId: number, limit: number): Promise<MessageRecord[]> {
   return selectRows<MessageRecord>(db, `SELECT ${COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?`, [afterId, limit]);
 }

@@ -15,7 +15,6 @@
  * provider answering "a request with this key is in progress" (409) postpones the run (DeliveryInProgress), without
  * using up an attempt. Knows nothing of BullMQ: src/messages/entry-points/queue/delivery.processor.ts adapts it.
  */
-import type { Sequelize } from 'sequelize';
 import { InProgressGatewayError, PermanentGatewayError, type Gateway } from '../gateway/gateway.js';
 import { isInfrastructureError } from '../../platform/lib/infrastructure-errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
@@ -23,6 +22,7 @@ import type { Metrics } from '../../platform/metrics/metrics.js';
 import { type Ledger, type OrgRepository, type ProvisionedOrg, isProvisioned, type TenantDbs } from '../../orgs/index.js';
 import { settleLateAcceptance } from './late-acceptance.js';
 import { debitReference, refundReference } from './ledger-references.js';
+import type { LeanDb } from '../../platform/db/lean-query.js';
 import {
   claim,
   markFailed,
@@ -129,7 +129,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
   }
 
   /** The message is final: finish what a crash between its final write and what follows may have skipped. */
-  async function finishFinal(org: ProvisionedOrg, db: Sequelize, m: MessageState): Promise<DeliveryOutcome> {
+  async function finishFinal(org: ProvisionedOrg, db: LeanDb, m: MessageState): Promise<DeliveryOutcome> {
     if (m.status === 'FAILED' && m.providerMessageId !== null) {
       // The provider accepted it after it was failed: SENT and charged once (late-acceptance.ts).
       await settleLateAcceptance(deps, db, org.id, m);
@@ -145,7 +145,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
    * The provider accepted this run's send, but the run lost its fence: the provider's id goes on the row (the evidence),
    * and a message failed meanwhile by the run that took over is turned SENT and charged once.
    */
-  async function lateAcceptance(org: ProvisionedOrg, db: Sequelize, id: number, providerMessageId: string): Promise<DeliveryOutcome> {
+  async function lateAcceptance(org: ProvisionedOrg, db: LeanDb, id: number, providerMessageId: string): Promise<DeliveryOutcome> {
     const outcome = superseded('sent');
     await recordLateAcceptance(db, id, providerMessageId);
     const now = await readMessage(db, id);
@@ -159,7 +159,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
    * A FAILED write of the run holding `attempt` missed: if what stopped it is the provider's id on the row (another run's
    * send was accepted meanwhile), the message is SENT under this run's fence; otherwise another run holds it.
    */
-  async function sentByAnotherSend(org: ProvisionedOrg, db: Sequelize, id: number, attempt: number): Promise<DeliveryOutcome> {
+  async function sentByAnotherSend(org: ProvisionedOrg, db: LeanDb, id: number, attempt: number): Promise<DeliveryOutcome> {
     const now = await readMessage(db, id);
     if (now?.status === 'SENDING' && now.attempts === attempt && now.providerMessageId !== null) {
       if (await markSent(db, id, attempt, now.providerMessageId)) {
@@ -171,7 +171,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
     return superseded('fail');
   }
 
-  async function run(org: ProvisionedOrg, db: Sequelize, input: DeliveryInput): Promise<DeliveryOutcome> {
+  async function run(org: ProvisionedOrg, db: LeanDb, input: DeliveryInput): Promise<DeliveryOutcome> {
     const { messageId } = input;
     const m = await readMessage(db, messageId);
     if (!m) return 'gone';
@@ -246,7 +246,7 @@ export function createDeliverMessage(deps: DeliveryDeps) {
    * An error that is neither the gateway's nor the infrastructure's (bad data, a bug) fails the message with
    * DELIVERY_ERROR, refunded, rather than retrying it for ever.
    */
-  async function failOnOwnError(org: ProvisionedOrg, db: Sequelize, input: DeliveryInput, err: unknown): Promise<never> {
+  async function failOnOwnError(org: ProvisionedOrg, db: LeanDb, input: DeliveryInput, err: unknown): Promise<never> {
     const text = `${(err as Error).name ?? 'Error'}: ${(err as Error).message ?? String(err)}`;
     logger.error('delivery failed on an error of its own', { err: text });
     const m = await readMessage(db, input.messageId);

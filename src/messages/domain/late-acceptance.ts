@@ -14,12 +14,12 @@
  * If the balance cannot cover the late debit (the refunded credit was spent meanwhile), the balance never goes below
  * zero: the message still ends SENT (it was delivered), uncharged, with an ALERT line and a metric.
  */
-import type { Sequelize } from 'sequelize';
 import type { Ledger } from '../../orgs/index.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { Metrics } from '../../platform/metrics/metrics.js';
 import { debitReference, lateDebitReference, refundReference } from './ledger-references.js';
 import { markSentAfterFailure } from '../data-access/message-transitions.js';
+import type { LeanDb } from '../../platform/db/lean-query.js';
 
 export interface LateAcceptanceDeps {
   ledger: Ledger;
@@ -47,7 +47,7 @@ export async function chargeAcceptedMessage(deps: LateAcceptanceDeps, orgId: num
  */
 export async function settleLateAcceptance(
   deps: LateAcceptanceDeps,
-  db: Sequelize,
+  db: LeanDb,
   orgId: number,
   message: { id: number; cost: number },
 ): Promise<boolean> {

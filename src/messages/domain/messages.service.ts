@@ -4,7 +4,6 @@
  */
 import { createHash } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { Sequelize } from 'sequelize';
 import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../../platform/lib/errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { FairShare } from '../../platform/queue/fair-share.js';
@@ -20,6 +19,7 @@ import {
   markNotAccepted,
 } from '../data-access/messages.repository.js';
 import type { OrgRepository, ProvisionedOrg, TenantDbs } from '../../orgs/index.js';
+import type { LeanDb } from '../../platform/db/lean-query.js';
 
 export interface SendResult {
   message: MessageRecord;
@@ -52,7 +52,7 @@ export function createMessageService(deps: {
   const { tenantDbs } = deps;
   const now = deps.now ?? Date.now;
 
-  async function replay(org: ProvisionedOrg, db: Sequelize, key: string, hash: string): Promise<SendResult | undefined> {
+  async function replay(org: ProvisionedOrg, db: LeanDb, key: string, hash: string): Promise<SendResult | undefined> {
     const existing = await findMessageByKey(db, key);
     if (!existing) return undefined;
     if (existing.createdAt.getTime() < now() - deps.idempotencyTtlMs) {
@@ -71,7 +71,7 @@ export function createMessageService(deps: {
     return { message: existing, replayed: true };
   }
 
-  async function send(org: ProvisionedOrg, db: Sequelize, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
+  async function send(org: ProvisionedOrg, db: LeanDb, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
     // The request's fingerprint matters only to tell a replay of an Idempotency-Key from a different request.
     const hash = idempotencyKey ? requestHash(input) : null;
     if (idempotencyKey) {

@@ -1,16 +1,16 @@
 /**
- * Orgs' tenant databases: an org's Sequelize instance leased for one unit of work (a request, a job), over the
+ * Orgs' tenant databases: an org's database (its TenantDb) leased for one unit of work (a request, a job), over the
  * platform's tenant connections. The org rules that decide whether its database may be used live here, not there.
  */
-import type { Sequelize } from 'sequelize';
 import { unavailable } from '../../platform/lib/errors.js';
 import { isWritesPaused } from '../../platform/lib/infrastructure-errors.js';
+import type { TenantDb } from '../../platform/tenant-connections/sequelize-lease.js';
 import type { TenantConnections } from '../../platform/tenant-connections/tenant-connections.js';
 import type { ProvisionedOrg } from './org.js';
 
 export interface TenantDbs extends Omit<TenantConnections, 'withTenant'> {
   /** Runs fn with the org's database leased; a write refused by a move's final pause is 503 TENANT_MOVING. */
-  withTenant<T>(org: ProvisionedOrg, fn: (db: Sequelize) => Promise<T>): Promise<T>;
+  withTenant<T>(org: ProvisionedOrg, fn: (db: TenantDb) => Promise<T>): Promise<T>;
 }
 
 /** Wraps the process's tenant connections for orgs. */

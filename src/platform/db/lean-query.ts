@@ -4,7 +4,7 @@
  * hooks, retries, model instances, result formatting), which cost more than the statement itself on a warm
  * connection (docs/benchmarks.md, tenant routing). Values are `?` placeholders escaped by mysql2, never interpolated.
  */
-import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize, type Transaction } from 'sequelize';
+import { ConnectionAcquireTimeoutError, ConnectionError, type Transaction } from 'sequelize';
 
 /** Per-statement mysql2 options (e.g. `dateStrings` to copy DATETIMEs exactly as stored). */
 export interface StatementOptions {
@@ -55,13 +55,21 @@ function statement(lease: Lease, sql: string, values: Values, opts: RunOptions =
   );
 }
 
-const poolOf = (db: Sequelize) => (db.connectionManager as unknown as { pool: Pool }).pool;
+/**
+ * What statements run on: a Sequelize instance (the shared DB), or a tenant's database (`TenantDb`, which has no
+ * Sequelize instance until something asks for one): both keep their pool at `connectionManager.pool`.
+ */
+export interface LeanDb {
+  readonly connectionManager: object;
+}
+
+const poolOf = (db: LeanDb) => (db.connectionManager as { pool: Pool }).pool;
 
 /**
  * Runs `fn` on one connection of the pool: released after, or destroyed if it was lost meanwhile. A tenant's idle
  * session is taken without waiting (no promise of the lease's own: the hot path's statement is the only one).
  */
-function withLease<T>(db: Sequelize, fn: (lease: Lease) => Promise<T>): Promise<T> {
+function withLease<T>(db: LeanDb, fn: (lease: Lease) => Promise<T>): Promise<T> {
   const pool = poolOf(db);
   const lease = pool.tryAcquire?.();
   if (lease) return runOn(pool, lease, fn);
@@ -87,7 +95,7 @@ function runOn<T>(pool: Pool, lease: Lease, fn: (lease: Lease) => Promise<T>): P
   );
 }
 
-const run = (db: Sequelize, sql: string, values: Values, opts: RunOptions = {}): Promise<unknown> =>
+const run = (db: LeanDb, sql: string, values: Values, opts: RunOptions = {}): Promise<unknown> =>
   withLease(db, (lease) => statement(lease, sql, values, opts));
 
 const READ_ONLY = { readOnly: true } as const;
@@ -114,12 +122,12 @@ const okPacket = (r: unknown): WriteResult => {
 };
 
 /** Runs a SELECT and answers its rows as plain objects. */
-export function selectRows<T>(db: Sequelize, sql: string, values: Values, opts?: StatementOptions): Promise<T[]> {
+export function selectRows<T>(db: LeanDb, sql: string, values: Values, opts?: StatementOptions): Promise<T[]> {
   return run(db, sql, values, opts ? { ...opts, readOnly: true } : READ_ONLY) as Promise<T[]>;
 }
 
 /** Runs a CALL and answers the rows of the procedure's first result set. */
-export async function callRows<T>(db: Sequelize, sql: string, values: Values): Promise<T[]> {
+export async function callRows<T>(db: LeanDb, sql: string, values: Values): Promise<T[]> {
   const [rows] = (await run(db, sql, values)) as [T[], unknown];
   return rows;
 }
@@ -140,7 +148,7 @@ const PREPARED_WHEN_REPEATED = { preparedWhenRepeated: true } as const;
  * (its server's parse and mysql2's escaping skipped), as text otherwise. An undefined value is NULL either way (mysql2's
  * execute() would refuse it).
  */
-export async function insertRow(db: Sequelize, sql: string, values: unknown[]): Promise<number> {
+export async function insertRow(db: LeanDb, sql: string, values: unknown[]): Promise<number> {
   const bound = values.includes(undefined) ? values.map((v) => v ?? null) : values;
   const result = (await run(db, sql, bound, PREPARED_WHEN_REPEATED)) as { insertId: number };
   return Number(result.insertId);
@@ -153,7 +161,7 @@ export interface WriteResult {
 }
 
 /** Runs an UPDATE, INSERT or DELETE and answers its OK packet. */
-export async function write(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
+export async function write(db: LeanDb, sql: string, values: Values): Promise<WriteResult> {
   return okPacket(await run(db, sql, values));
 }
 
@@ -162,7 +170,7 @@ export async function write(db: Sequelize, sql: string, values: Values): Promise
  * carries it, except on MariaDB when the table has triggers (an online move's change capture, src/tenant-db/
  * change-capture.ts): there it says 0, and the value is read with `SELECT LAST_INSERT_ID()` on the same connection.
  */
-export async function writeSettingLastInsertId(db: Sequelize, sql: string, values: Values): Promise<WriteResult> {
+export async function writeSettingLastInsertId(db: LeanDb, sql: string, values: Values): Promise<WriteResult> {
   return withLease(db, async (lease) => {
     const result = okPacket(await statement(lease, sql, values));
     if (result.affectedRows > 0 && result.insertId === 0) {

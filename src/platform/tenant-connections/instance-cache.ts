@@ -1,11 +1,10 @@
 /**
- * The tenant instance cache: one Sequelize instance per tenant DB (a cheap entry that holds no connection of its own:
+ * The tenant instance cache: one instance per tenant DB (a cheap entry, a TenantDb, that holds no connection of its own:
  * it leases sessions from its server's connection budget), at most `maxOpen` of them at once, least-recently-used first
  * out. An instance is closed only when no request holds a lease on it, so no query is cut off; concurrent first
  * requests for one tenant share one initialisation.
  */
 import { LRUCache } from 'lru-cache';
-import type { Sequelize } from 'sequelize';
 import { unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { TenantDbRef } from './tenant-db-ref.js';
@@ -20,9 +19,14 @@ export interface InstanceCacheStats {
   failures: number;
 }
 
-export interface TenantInstanceCache {
+/** What the cache keeps per tenant: anything it can close once no lease holds it. */
+export interface Closable {
+  close(): Promise<void>;
+}
+
+export interface TenantInstanceCache<D extends Closable> {
   /** Runs fn with the tenant's pool leased; the pool stays open until fn settles. */
-  withTenant<T>(tenant: TenantDbRef, fn: (db: Sequelize) => Promise<T>): Promise<T>;
+  withTenant<T>(tenant: TenantDbRef, fn: (db: D) => Promise<T>): Promise<T>;
   /** Closes the org's pool (once its leases are released), e.g. after its credentials changed. */
   evict(orgId: number): void;
   stats(): InstanceCacheStats;
@@ -30,12 +34,12 @@ export interface TenantInstanceCache {
   close(deadlineMs?: number): Promise<void>;
 }
 
-interface Entry {
+interface Entry<D> {
   orgId: number;
   fingerprint: string;
-  ready: Promise<Sequelize>;
+  ready: Promise<D>;
   /** Set once ready resolves. */
-  db?: Sequelize;
+  db?: D;
   leases: number;
   lastUsed: number;
   retired: boolean;
@@ -43,7 +47,7 @@ interface Entry {
   shut: boolean;
 }
 
-export interface InstanceCacheOptions {
+export interface InstanceCacheOptions<D extends Closable> {
   maxOpen: number;
   /**
    * Entries unused this long are dropped; undefined: never for idleness (an instance that holds no connection costs
@@ -54,7 +58,7 @@ export interface InstanceCacheOptions {
   /** How long a tenant whose DB could not be reached answers 503 at once before we try again. */
   retryAfterMs: number;
   /** Opens (and checks) a pool for the org; its pool max is the per-tenant connection bound. */
-  open(tenant: TenantDbRef): Promise<Sequelize>;
+  open(tenant: TenantDbRef): Promise<D>;
   logger: Logger;
 }
 
@@ -62,11 +66,11 @@ export interface InstanceCacheOptions {
 const fingerprintOf = (t: TenantDbRef) => `${t.dbServerId}/${t.dbName}/${t.dbUser}/${t.dbPasswordEnc}`;
 
 /** A bounded LRU of tenant instances, closed only once no lease holds them. */
-export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceCache {
+export function createInstanceCache<D extends Closable>(opts: InstanceCacheOptions<D>): TenantInstanceCache<D> {
   // lru-cache, not a Map re-ordered by delete-and-set: V8 keeps a deleted entry in the key's bucket chain until a rehash,
   // so a hot tenant's lookups walked thousands of dead entries (24 µs per request at 10,000 tenants: bench:touch). Its
   // bound is never reached (acquire keeps entries + closing under maxOpen): eviction is ours, leases first.
-  const entries = new LRUCache<number, Entry>({ max: opts.maxOpen });
+  const entries = new LRUCache<number, Entry<D>>({ max: opts.maxOpen });
   const failedUntil = new Map<number, number>();
   const waiters = new Set<() => void>();
   const stats = { hits: 0, misses: 0, evictions: 0, failures: 0 };
@@ -91,13 +95,13 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   sweeper?.unref();
 
   /** The least recently used entry that no lease holds. */
-  function firstUnleased(): Entry | undefined {
+  function firstUnleased(): Entry<D> | undefined {
     for (const e of entries.rvalues()) if (e?.leases === 0) return e;
     return undefined;
   }
 
   /** Takes an entry out of the LRU; it keeps its slot (counted in `closing`) until its last lease ends and it is closed. */
-  function retire(e: Entry, countEviction = true): void {
+  function retire(e: Entry<D>, countEviction = true): void {
     if (e.retired) return;
     e.retired = true;
     if (entries.peek(e.orgId) === e) entries.delete(e.orgId);
@@ -107,7 +111,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   }
 
   /** Closes the entry's pool, once (a forced close at shutdown may come before its last lease ends). */
-  function shut(e: Entry): void {
+  function shut(e: Entry<D>): void {
     if (e.shut) return;
     e.shut = true;
     e.ready
@@ -138,7 +142,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   }
 
   /** The org's entry for its current identity, leased (a hit); undefined if there is none. */
-  function reuse(org: TenantDbRef): Entry | undefined {
+  function reuse(org: TenantDbRef): Entry<D> | undefined {
     const existing = entries.get(org.id); // now the most recently used
     if (!existing || existing.fingerprint !== fingerprintOf(org)) return undefined;
     stats.hits++;
@@ -149,7 +153,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   /** A hit when nothing stands in the way (shutdown, a tenant failing lately); else undefined: then acquire(). */
   const hit = (org: TenantDbRef) => (closed || failedUntil.size > 0 ? undefined : reuse(org));
 
-  async function acquire(org: TenantDbRef): Promise<Entry> {
+  async function acquire(org: TenantDbRef): Promise<Entry<D>> {
     const deadline = Date.now() + opts.acquireTimeoutMs;
     for (;;) {
       if (closed) throw unavailable('SHUTTING_DOWN', 'the server is shutting down', 1000);
@@ -171,9 +175,9 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
     }
   }
 
-  function openEntry(org: TenantDbRef): Entry {
+  function openEntry(org: TenantDbRef): Entry<D> {
     stats.misses++;
-    const entry: Entry = {
+    const entry: Entry<D> = {
       orgId: org.id,
       fingerprint: fingerprintOf(org),
       ready: opts.open(org),
@@ -197,7 +201,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
     return entry;
   }
 
-  function release(e: Entry): void {
+  function release(e: Entry<D>): void {
     e.leases--;
     e.lastUsed = Date.now();
     if (e.leases > 0) return;
@@ -206,9 +210,9 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   }
 
   /** A miss, or a hit whose instance is still opening: waits for the instance, then runs the work. */
-  async function withTenantSlow<T>(org: TenantDbRef, fn: (db: Sequelize) => Promise<T>, hitEntry: Entry | undefined): Promise<T> {
+  async function withTenantSlow<T>(org: TenantDbRef, fn: (db: D) => Promise<T>, hitEntry: Entry<D> | undefined): Promise<T> {
     const entry = hitEntry ?? (await acquire(org));
-    let db: Sequelize;
+    let db: D;
     try {
       db = entry.db ?? (await entry.ready);
     } catch (err) {
@@ -219,7 +223,7 @@ export function createInstanceCache(opts: InstanceCacheOptions): TenantInstanceC
   }
 
   /** Runs the work on the entry's instance; the entry's lease is given back when it settles (or throws at once). */
-  function runIn<T>(entry: Entry, db: Sequelize, fn: (db: Sequelize) => Promise<T>): Promise<T> {
+  function runIn<T>(entry: Entry<D>, db: D, fn: (db: D) => Promise<T>): Promise<T> {
     let work: Promise<T>;
     try {
       work = fn(db);

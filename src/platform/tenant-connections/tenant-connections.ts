@@ -1,6 +1,7 @@
 /**
  * The tenant connections of a process. Tenants and connections are separate budgets: each tenant DB has its own
- * Sequelize instance (a cheap, long-lived cache entry, TENANT_CACHE_MAX of them), and every instance of one MySQL
+ * instance (a TenantDb: a small, long-lived cache entry, TENANT_CACHE_MAX of them, whose Sequelize instance is built
+ * only if something asks for it), and every instance of one MySQL
  * server leases its sessions from that server's shared connections (TENANT_CONNECTIONS_MAX per process), switched to
  * the tenant's own MySQL user with COM_CHANGE_USER. A tenant never holds more than TENANT_POOL_MAX of them at once.
  */
@@ -10,7 +11,7 @@ import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
 import { createInstanceCache, type InstanceCacheStats, type TenantInstanceCache } from './instance-cache.js';
-import { leaseThrough } from './sequelize-lease.js';
+import { TenantDb } from './sequelize-lease.js';
 import { createServerConnections, type ServerConnections, type ServerConnectionsStats, type SessionCheck } from './server-connections.js';
 import type { ServerEndpoint } from './tenant-db-ref.js';
 
@@ -29,7 +30,7 @@ export interface TenantConnectionsStats extends InstanceCacheStats {
   switchesPipelined: number;
 }
 
-export interface TenantConnections extends TenantInstanceCache {
+export interface TenantConnections extends TenantInstanceCache<TenantDb> {
   stats(): TenantConnectionsStats;
   /** The connection budget of each server this process has reached, by server id. */
   serverStats(): Map<number, ServerConnectionsStats>;
@@ -154,23 +155,15 @@ export function createTenantConnections(deps: {
     logger,
     async open(org) {
       const connections = await connectionsOf(org.dbServerId);
-      const db = createSequelize({ host: '', port: 0, user: org.dbUser, password: '', database: org.dbName, poolMax: t.poolMax });
-      leaseThrough(db, connections, {
-        key: String(org.id),
-        user: org.dbUser,
-        password: secrets.decrypt(org.dbPasswordEnc),
-        database: org.dbName,
-      });
-      try {
-        // A wrong password or a server down shows here, once, not on every request: a session as the tenant is had
-        // (switched or opened) and given back idle, so the request that follows takes it without a switch. No statement
-        // is sent (Sequelize's authenticate() cost a SELECT and, on a busy budget, a second switch per miss).
-        const cm = db.connectionManager as unknown as { getConnection(): Promise<unknown>; releaseConnection(c: unknown): void };
-        cm.releaseConnection(await cm.getConnection());
-      } catch (err) {
-        await db.close().catch(() => undefined);
-        throw err;
-      }
+      const login = { key: String(org.id), user: org.dbUser, password: secrets.decrypt(org.dbPasswordEnc), database: org.dbName };
+      const db = new TenantDb(connections, login, () =>
+        createSequelize({ host: '', port: 0, user: org.dbUser, password: '', database: org.dbName, poolMax: t.poolMax }),
+      );
+      // A wrong password or a server down shows here, once, not on every request: a session as the tenant is had
+      // (switched or opened) and given back idle, so the request that follows takes it without a switch. No statement
+      // is sent (a SELECT cost, on a busy budget, a second switch per miss).
+      const { pool } = db.connectionManager;
+      pool.release(await pool.acquire());
       return db;
     },
   });

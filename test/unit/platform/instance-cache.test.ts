@@ -1,8 +1,7 @@
 /** The tenant pool cache's rules, with a fake `open` (no database): bound, LRU, leases, single flight, failures. */
 import { expect } from 'chai';
-import type { Sequelize } from 'sequelize';
 import type { AppError } from '../../../src/platform/lib/errors.js';
-import { createInstanceCache, type InstanceCacheOptions } from '../../../src/platform/tenant-connections/instance-cache.js';
+import { createInstanceCache, type Closable, type InstanceCacheOptions } from '../../../src/platform/tenant-connections/instance-cache.js';
 import { deferred, fakeOrg, flush, silent } from '../fakes.js';
 
 interface FakePool {
@@ -10,7 +9,7 @@ interface FakePool {
   closed: boolean;
 }
 
-function harness(over: Partial<InstanceCacheOptions> = {}) {
+function harness(over: Partial<InstanceCacheOptions<Closable>> = {}) {
   const opened: FakePool[] = [];
   let failNext: Error | undefined;
   const cache = createInstanceCache({
@@ -27,7 +26,7 @@ function harness(over: Partial<InstanceCacheOptions> = {}) {
       }
       const pool: FakePool = { orgId: org.id, closed: false };
       opened.push(pool);
-      return { close: async () => void (pool.closed = true) } as unknown as Sequelize;
+      return { close: async () => void (pool.closed = true) };
     },
     ...over,
   });
