@@ -45,6 +45,8 @@ export interface Config {
     readonly retryAfterMs: number;
     /** A tenant statement unanswered this long makes the process probe its server (TENANT_PROBE_AFTER_MS). */
     readonly probeAfterMs: number;
+    /** At the connection budget, how long a tenant waits for its own lent session before another's is switched (TENANT_SWITCH_WAIT_MS). */
+    readonly switchWaitMs: number;
   };
   /**
    * The warm pool (src/orgs/domain/tenant-pool.ts): tenants provisioned ahead per active server (TENANT_WARM_POOL_SIZE,
@@ -164,6 +166,7 @@ const schema = Joi.object({
   TENANT_ACQUIRE_TIMEOUT_MS: Joi.number().integer().min(100).default(5000),
   TENANT_RETRY_AFTER_MS: Joi.number().integer().min(0).default(2000),
   TENANT_PROBE_AFTER_MS: Joi.number().integer().min(50).default(1000),
+  TENANT_SWITCH_WAIT_MS: Joi.number().integer().min(0).max(1000).default(10),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
   TENANT_WARM_POOL_SIZE: Joi.number().integer().min(0).max(1000).default(10),
   TENANT_WARM_POOL_REFILL_MS: Joi.number().integer().min(100).default(2000),
@@ -301,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       acquireTimeoutMs: v.TENANT_ACQUIRE_TIMEOUT_MS,
       retryAfterMs: v.TENANT_RETRY_AFTER_MS,
       probeAfterMs: v.TENANT_PROBE_AFTER_MS,
+      switchWaitMs: v.TENANT_SWITCH_WAIT_MS,
     },
     warmPool: { size: v.TENANT_WARM_POOL_SIZE, refillMs: v.TENANT_WARM_POOL_REFILL_MS },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,

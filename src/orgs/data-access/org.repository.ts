@@ -1,7 +1,7 @@
 /** Data access for orgs and API keys in the shared DB. Plain objects in, plain objects out. */
 import { randomUUID } from 'node:crypto';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import { selectRows } from '../../platform/db/lean-query.js';
+import { selectRows, write } from '../../platform/db/lean-query.js';
 import { batchedLoader } from '../../platform/lib/batch.js';
 import type { ApiKeyRecord, OrgRecord, OrgStatus } from '../domain/org.js';
 
@@ -209,9 +209,14 @@ export function createOrgRepository(db: Sequelize) {
       );
       return (meta as { affectedRows?: number }).affectedRows === 1;
     },
-    async touchKey(id: number): Promise<void> {
-      await db.query('UPDATE api_keys SET last_used_at = CURRENT_TIMESTAMP(3) WHERE id = :id', { replacements: { id } });
-    },
+    /**
+     * Records a key's use now. The uses recorded while the process handles one batch of ready sockets go in one
+     * statement (a fleet's keys are each recorded once a minute: 10,000 keys would be 166 commits a second apart).
+     */
+    touchKey: batchedLoader(async (ids: number[]): Promise<void[]> => {
+      await write(db, `UPDATE api_keys SET last_used_at = CURRENT_TIMESTAMP(3) WHERE id IN (${ids.map(() => '?').join(', ')})`, ids);
+      return ids.map(() => undefined);
+    }),
   };
 }
 

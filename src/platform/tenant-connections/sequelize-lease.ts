@@ -1,6 +1,7 @@
 /**
- * Routes one tenant's Sequelize (v6, mysql dialect) instance through its server's shared connections: the instance
- * owns no connection; each query leases a session authenticated as the tenant from `ServerConnections`.
+ * A tenant's database over its server's shared connections (`TenantDb`): it owns no connection; each statement leases a
+ * session authenticated as the tenant from `ServerConnections` through the tenant's `LeasePool`, which lean-query uses
+ * directly, and which the tenant's Sequelize (v6, mysql dialect) instance, built on first use, uses as its pool.
  *
  * Sequelize internals relied on (re-check on any Sequelize 6.x upgrade; test/platform/tenant-connections.test.ts covers them):
  * - `sequelize.connectionManager.pool` is replaced. getConnection() calls `pool.acquire()`, releaseConnection()

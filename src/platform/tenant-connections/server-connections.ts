@@ -3,11 +3,13 @@
  * ProxySQL does it). At most `max` raw mysql2 connections are open, whatever the number of tenants; each is lent
  * authenticated as one tenant's own MySQL user with its database selected:
  *   1. an idle session of exactly these credentials: no I/O;
- *   2. else the idle session of the coldest other tenant (least requests lately, a decayed count; ties: least recently
+ *   2. else a new connection while fewer than `max` are open or opening (the idle sessions stay parked for their tenants);
+ *   3. else, when a session of this tenant is lent, a wait of up to `switchWaitMs` for it to come back (a switch costs
+ *      about as much CPU as the request);
+ *   4. else the idle session of the coldest other tenant (least requests lately, a decayed count; ties: least recently
  *      used), switched with COM_CHANGE_USER (+ the session init, unless the tenant's account and the server
  *      already set it: `sessionCheck`): under skewed traffic the busy tenants keep their sessions;
- *   3. else a new connection while fewer than `max` are open or opening;
- *   4. else the caller waits (FIFO, skipping tenants at their own cap) until `acquireTimeoutMs`.
+ *   5. else the caller waits (FIFO, skipping tenants at their own cap) until `acquireTimeoutMs`.
  * Never a mysql2 Pool: `changeUser` on a pooled connection rewrites the pool's config (node-mysql2 #477, #1469).
  *
  * Safety rules (proved on MariaDB 10.11, docs/design/connection-multiplexing.md):
@@ -60,6 +62,11 @@ export interface ServerConnectionsOptions {
   perTenantMax: number;
   /** How long acquire() may wait, queueing and switching included. */
   acquireTimeoutMs: number;
+  /**
+   * At the budget, a tenant whose own session is lent waits this long for it to come back before another tenant's
+   * idle session is switched for it (TENANT_SWITCH_WAIT_MS; 0: switch at once).
+   */
+  switchWaitMs?: number;
   /** Idle connections older than this are closed (keep below the server's wait_timeout). */
   idleMs: number;
   /**
@@ -201,6 +208,8 @@ interface Waiter {
   /** Already put back in the queue once after its connection died under it. */
   retried?: boolean;
   timer: NodeJS.Timeout;
+  /** When it was queued (performance.now()). */
+  since: number;
   resolve(conn: RawConnection): void;
   reject(err: Error): void;
 }
@@ -368,6 +377,9 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   );
   reaper.unref();
 
+  const switchWaitMs = opts.switchWaitMs ?? 0;
+  let repump: NodeJS.Timeout | undefined;
+
   const underCap = (key: string) => (leasedByTenant.get(key) ?? 0) < opts.perTenantMax;
   const inc = (key: string) => leasedByTenant.set(key, (leasedByTenant.get(key) ?? 0) + 1);
   function dec(key: string): void {
@@ -456,6 +468,22 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     slot.conn.destroy();
   }
 
+  /**
+   * Whether a waiter leaves the idle sessions of others alone for now: its tenant has a session lent (back within a
+   * statement under load), and it has waited less than `switchWaitMs`. A switch costs the API and the database about
+   * as much CPU as the request itself; a short wait costs latency only. Pumped again when the wait is over.
+   */
+  function waitsForOwn(w: Waiter): boolean {
+    if (switchWaitMs <= 0 || !leasedByTenant.has(w.login.key)) return false;
+    const left = w.since + switchWaitMs - performance.now();
+    if (left <= 0) return false;
+    repump ??= setTimeout(() => {
+      repump = undefined;
+      pump();
+    }, Math.ceil(left));
+    return true;
+  }
+
   /** Serves queued waiters in FIFO order while connections can be had. */
   function pump(): void {
     for (let i = 0; i < waiters.length;) {
@@ -479,6 +507,10 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         waiters.splice(i, 1);
         w.serving = true;
         open(w);
+        continue;
+      }
+      if (waitsForOwn(w)) {
+        i++;
         continue;
       }
       const other = takeIdle();
@@ -770,6 +802,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     serving = false;
     retried?: boolean;
     readonly timer: NodeJS.Timeout;
+    readonly since = performance.now();
 
     constructor(
       readonly login: TenantLogin,
@@ -914,6 +947,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     async close(graceMs = 5000) {
       closed = true;
       clearInterval(reaper);
+      clearTimeout(repump);
       health.close();
       for (const w of waiters.splice(0)) w.reject(shuttingDown('tenant connections are closing'));
       for (const slot of [...idleLru]) kill(slot);

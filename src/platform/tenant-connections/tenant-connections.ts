@@ -113,6 +113,7 @@ export function createTenantConnections(deps: {
           max: t.connectionsMax,
           perTenantMax: t.poolMax,
           acquireTimeoutMs: t.acquireTimeoutMs,
+          switchWaitMs: t.switchWaitMs,
           idleMs: t.idleMs,
           // What Sequelize's mysql dialect would use, plus -IGNORE_SPACE: MariaDB applies that handshake flag to a new
           // session's sql_mode but not after COM_CHANGE_USER, so sessions would differ by how they were made.

@@ -121,6 +121,37 @@ describe('server connections (unit, fake mysql2)', () => {
     await conns.close(0);
   });
 
+  it("at the budget, a tenant whose own session is lent waits for it (switchWaitMs) rather than switching another tenant's idle one", async () => {
+    const conns = budget({ max: 2, switchWaitMs: 60_000 });
+    const a1 = await conns.acquire(login('a'));
+    const b = await conns.acquire(login('b'));
+    conns.release(b); // b's session parked; a's lent
+    let served: RawConnection | undefined;
+    const second = conns.acquire(login('a')).then((c) => (served = c));
+    await new Promise((r) => setImmediate(r));
+    expect(served, 'queued: no switch of b').to.equal(undefined);
+    expect(conns.stats()).to.include({ switches: 0, waiting: 1 });
+    conns.release(a1);
+    expect(await second).to.equal(a1);
+    expect(conns.stats()).to.include({ switches: 0, sameTenantHits: 1 });
+    expect(await conns.acquire(login('b')), "b's session stayed parked for b").to.equal(b);
+    await conns.close(0);
+  });
+
+  it("switches another tenant's idle session once the wait for its own is over, and at once without switchWaitMs", async () => {
+    for (const switchWaitMs of [30, 0]) {
+      const conns = budget({ max: 2, switchWaitMs });
+      const a1 = await conns.acquire(login('a'));
+      const b = await conns.acquire(login('b'));
+      conns.release(b);
+      expect(await conns.acquire(login('a'))).to.equal(b);
+      expect(fake(b).log).to.include('CHANGE_USER ua');
+      expect(conns.stats()).to.include({ switches: 1 });
+      conns.release(a1);
+      await conns.close(0);
+    }
+  });
+
   it('with room in the budget, opens for a new tenant rather than switching an idle session parked for another', async () => {
     const conns = budget({ max: 3 });
     const a = await conns.acquire(login('a'));
