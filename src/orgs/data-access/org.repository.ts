@@ -211,7 +211,7 @@ export function createOrgRepository(db: Sequelize) {
     },
     /**
      * Records a key's use now. The uses recorded while the process handles one batch of ready sockets go in one
-     * statement (a fleet's keys are each recorded once a minute: 10,000 keys would be 166 commits a second apart).
+     * statement (each key is recorded once a minute: one statement each would be 166 commits a second for 10,000 keys).
      */
     touchKey: batchedLoader(async (ids: number[]): Promise<void[]> => {
       await write(db, `UPDATE api_keys SET last_used_at = CURRENT_TIMESTAMP(3) WHERE id IN (${ids.map(() => '?').join(', ')})`, ids);

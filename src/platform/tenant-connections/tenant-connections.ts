@@ -12,7 +12,13 @@ import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
 import { createInstanceCache, type InstanceCacheStats, type TenantInstanceCache } from './instance-cache.js';
 import { TenantDb } from './sequelize-lease.js';
-import { createServerConnections, type ServerConnections, type ServerConnectionsStats, type SessionCheck } from './server-connections.js';
+import {
+  createServerConnections,
+  type ServerConnections,
+  type ServerConnectionsStats,
+  type SessionCheck,
+  type TenantLogin,
+} from './server-connections.js';
 import type { ServerEndpoint } from './tenant-db-ref.js';
 
 /** What the pools report: the instance cache, and the physical connections of every server summed up. */
@@ -147,6 +153,10 @@ export function createTenantConnections(deps: {
     return p;
   }
 
+  /** A tenant's Sequelize instance, for the few callers that ask for one (its password is the lease's, not its own). */
+  const sequelizeFor = (login: TenantLogin) =>
+    createSequelize({ host: '', port: 0, user: login.user, password: '', database: login.database, poolMax: t.poolMax });
+
   const cache = createInstanceCache({
     maxOpen: t.cacheMax,
     // No idle expiry: an instance holds no connection (its sessions idle out in the server's connections, TENANT_IDLE_MS),
@@ -157,9 +167,7 @@ export function createTenantConnections(deps: {
     async open(org) {
       const connections = await connectionsOf(org.dbServerId);
       const login = { key: String(org.id), user: org.dbUser, password: secrets.decrypt(org.dbPasswordEnc), database: org.dbName };
-      const db = new TenantDb(connections, login, () =>
-        createSequelize({ host: '', port: 0, user: org.dbUser, password: '', database: org.dbName, poolMax: t.poolMax }),
-      );
+      const db = new TenantDb(connections, login, sequelizeFor);
       // A wrong password or a server down shows here, once, not on every request: a session as the tenant is had
       // (switched or opened) and given back idle, so the request that follows takes it without a switch. No statement
       // is sent (a SELECT cost, on a busy budget, a second switch per miss).
