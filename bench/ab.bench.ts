@@ -1,6 +1,6 @@
 /**
  * Two builds side by side: an API process from each checkout (`src/main.ts --role api`, the same environment), over
- * the tenants a `bench:fleet` run kept, loaded in turn (A B, then B A…) by autocannon with 20 connections. Reported per
+ * the tenants a `bench:fleet` run kept, loaded in turn (A B, then B A…) by autocannon with 20 connections (AB_CONNECTIONS). Reported per
  * run and in total: requests per second, and the CPU each API process and the database server used per request (from
  * /proc), which on a shared 2-core machine moves far less than requests per second do: a 5 % change shows in CPU per
  * request where one run's req/s spread hides it (an A/A run of one build against itself agrees within about 1 %).
@@ -13,7 +13,8 @@
  * Scenarios: `get` (GET /messages of the run's third tenant, or AB_TENANT's), `post` (POST /messages of the second; it
  * adds rows and queued jobs to that tenant: delete them before a `bench:fleet` run), `fleet` (GET /messages, each
  * request's tenant drawn from Zipf(1.0) over all of them), or AB_PHASES=get,fleet to alternate. Tunables (defaults in
- * brackets): FLEET_RUN [required], AB_SECONDS [5], AB_ROUNDS [4], AB_TENANT [2], AB_WARM [0: 1 sends one request for
+ * brackets): FLEET_RUN [required], AB_CONNECTIONS [20: autocannon's, at the API's default budget of tenant
+ * connections; more queue for them], AB_SECONDS [5], AB_ROUNDS [4], AB_TENANT [2], AB_WARM [0: 1 sends one request for
  * every tenant to each process first], AB_ENV_B [extra variables for B only: `K=V,K2=V2`].
  */
 import { readFile } from 'node:fs/promises';
@@ -30,6 +31,7 @@ const DEFAULTS = {
   AB_WARM: '0',
   AB_ENV_B: '',
   AB_PHASES: '',
+  AB_CONNECTIONS: '20',
 } as const;
 type Scenario = 'get' | 'post' | 'fleet';
 const SCENARIOS: readonly string[] = ['get', 'post', 'fleet'];
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
       opts.each ? tenants[next++ % tenants.length]! : tenants[scenario === 'fleet' ? pick() : scenario === 'post' ? 1 : getTenant]!;
     const result = await autocannon({
       url,
-      connections: 20,
+      connections: positiveInt(tunable('AB_CONNECTIONS', DEFAULTS), 'AB_CONNECTIONS'),
       duration: opts.seconds,
       requests: [
         {

@@ -88,6 +88,7 @@ const COUNTERS = {
   misses: 'tenant_pool_cache_misses_total',
   evictions: 'tenant_pool_cache_evictions_total',
   switches: 'tenant_db_connection_switches_total',
+  behind: 'tenant_db_connection_switches_behind_total',
   orgMisses: 'org_cache_misses_total',
 } as const;
 type Counters = Record<keyof typeof COUNTERS, number>;
@@ -175,7 +176,7 @@ async function readCounters(url: string, token: string): Promise<Counters> {
 async function readBareCounters(url: string): Promise<Counters> {
   const res = await fetch(`${url}/stats`);
   const stats = (await res.json()) as { switches: number };
-  return { misses: 0, evictions: 0, orgMisses: 0, switches: stats.switches };
+  return { misses: 0, evictions: 0, orgMisses: 0, switches: stats.switches, behind: 0 };
 }
 
 async function rssOf(pid: number): Promise<number> {
@@ -306,7 +307,7 @@ async function main(): Promise<void> {
         const m = await measure({ tenants: set, seconds: SECONDS, draw: 'zipf', seed: ++round }, name);
         log(
           `${name}: ${(m.result.responses / m.result.seconds).toFixed(0)} req/s, p99 ${formatMs(m.result.p99)} ms, ${m.result.distinct} tenants, ` +
-            `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request, ` +
+            `${m.delta.misses} misses, ${m.delta.orgMisses} org-cache misses, ${m.delta.evictions} evictions, ${(m.delta.switches / m.result.responses).toFixed(2)} switches/request (${(m.delta.behind / m.result.responses).toFixed(2)} behind a statement), ` +
             `CPU ${((1e6 * m.apiCpu) / m.result.responses).toFixed(0)} µs/req, DB CPU ${((1e6 * m.dbCpu) / m.result.responses).toFixed(0)} µs/req, threads ${m.peak.threadsConnected}, RSS ${(m.peak.rss / 2 ** 20).toFixed(0)} MiB (load ${os.loadavg()[0]!.toFixed(2)})`,
         );
         results.set(name, [...(results.get(name) ?? []), m]);
@@ -368,7 +369,7 @@ async function main(): Promise<void> {
       max(name, (m) => m.result.distinct),
       sum(name, (m) => m.delta.misses),
       sum(name, (m) => m.delta.evictions),
-      (sum(name, (m) => m.delta.switches) / sum(name, (m) => m.result.responses)).toFixed(2),
+      `${(sum(name, (m) => m.delta.switches) / sum(name, (m) => m.result.responses)).toFixed(2)} (${(sum(name, (m) => m.delta.behind) / sum(name, (m) => m.result.responses)).toFixed(2)})`,
       ((1e6 * sum(name, (m) => m.apiCpu)) / sum(name, (m) => m.result.responses)).toFixed(0),
       dbPid ? ((1e6 * sum(name, (m) => m.dbCpu)) / sum(name, (m) => m.result.responses)).toFixed(0) : '',
       max(name, (m) => m.peak.tenantConnections),
@@ -410,7 +411,7 @@ async function main(): Promise<void> {
           'tenants reached',
           'instance misses',
           'evictions',
-          'switches/request',
+          'switches/request (behind a statement)',
           'server process CPU µs/request',
           'DB server CPU µs/request',
           'peak tenant conns',

@@ -211,6 +211,124 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
     });
   });
 
+  describe("a switch sent in one write with the holder's last statement, while another tenant waits (one connection)", () => {
+    let deps: Deps;
+    let a: ProvisionedOrg;
+    before(async function () {
+      this.timeout(60_000);
+      deps = testDeps({ TENANT_CONNECTIONS_MAX: '1', TENANT_SWITCH_WAIT_MS: '0' }, { subscribe: false });
+      a = await provisionedOrg(deps, (await createTenant(admin)).id);
+    });
+    after(async () => deps.close());
+    const whoAmI = (org: ProvisionedOrg, sql = '') =>
+      deps.tenantDbs.withTenant(org, (db) =>
+        selectRows<Row>(db, `SELECT CONNECTION_ID() AS id, DATABASE() AS db, CURRENT_USER() AS user${sql}`, []),
+      );
+    const behind = () => deps.tenantDbs.stats().switchesBehind;
+    /**
+     * A holds the only connection (a transaction) while A's next read, then `other`'s, queue; the transaction ends: A's
+     * read gets A's session back, and `other`'s switch leaves with it. Answers both, and the switches sent behind.
+     */
+    async function queuedBehindA<T>(other: () => Promise<T>, aSql = '') {
+      let end!: () => void;
+      const held = deps.tenantDbs.withTenant(a, (db) => db.sequelize.transaction(() => new Promise<void>((r) => (end = r))));
+      await eventually(async () => deps.tenantDbs.stats().connectionsInUse === 1);
+      const before = behind();
+      const fromA = whoAmI(a, aSql);
+      await eventually(async () => deps.tenantDbs.stats().connectionWaits === 1);
+      const fromOther = other().then(
+        (value) => ({ value }),
+        (err: unknown) => ({ err }),
+      );
+      await eventually(async () => deps.tenantDbs.stats().connectionWaits === 2);
+      end();
+      await held;
+      const [asA, next] = await Promise.all([
+        fromA.then(
+          (r) => r[0]!,
+          (err: unknown) => err,
+        ),
+        fromOther,
+      ]);
+      return { asA, next, behind: behind() - before };
+    }
+
+    it("each answer is its own tenant's, on the same connection; B's session is B's alone (a new login, then a known one)", async function () {
+      this.timeout(20_000);
+      const b = await provisionedOrg(deps, (await createTenant(admin)).id);
+      const { id } = (await whoAmI(a))[0]!;
+      for (const round of ['first switch to B (its session is checked)', 'B known (answer held for its read)']) {
+        const { asA, next, behind: sent } = await queuedBehindA(() => whoAmI(b));
+        expect(sent, round).to.equal(1);
+        expect(asA, round).to.include({ id, db: a.dbName });
+        expect((asA as Row).user).to.match(new RegExp(`^${a.dbUser}@`));
+        const [asB] = (next as { value: Row[] }).value;
+        expect(asB, round).to.include({ id, db: b.dbName });
+        expect(asB!.user).to.match(new RegExp(`^${b.dbUser}@`));
+      }
+      // The session switched behind A's read is B's: A's data refuses it.
+      const { next } = await queuedBehindA(() =>
+        deps.tenantDbs.withTenant(b, (db) => selectRows<Row>(db, `SELECT COUNT(*) AS n FROM \`${a.dbName}\`.messages`, [])),
+      );
+      expect(mysqlCode((next as { err: unknown }).err)).to.be.oneOf(['ER_TABLEACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR']);
+      expect(deps.tenantDbs.stats().connectionsInUse).to.equal(0);
+    });
+
+    it("a switch that fails behind A's read: A's answer is still A's, the other tenant gets 503 and the connection is closed", async function () {
+      this.timeout(20_000);
+      const victim = await provisionedOrg(deps, (await createTenant(admin)).id);
+      const { id } = (await whoAmI(a))[0]!;
+      await root.query(`ALTER USER '${victim.dbUser}'@'%' IDENTIFIED BY 'not-the-stored-one'`);
+      const { asA, next, behind: sent } = await queuedBehindA(() => whoAmI(victim));
+      expect(sent).to.equal(1);
+      expect(asA).to.include({ id, db: a.dbName });
+      expect((next as { err: unknown }).err).to.include({ status: 503, code: 'TENANT_DB_UNAVAILABLE' });
+      const gone = await eventually(
+        async () => (await rows(root, 'SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :id', { id })).length === 0,
+      );
+      expect(gone, 'the connection that stayed logged in as A is closed').to.equal(true);
+      expect(deps.tenantDbs.stats().connectionsInUse).to.equal(0);
+      expect((await whoAmI(a))[0]).to.include({ db: a.dbName });
+    });
+
+    it("the connection dies under A's read: A's read fails, the waiting tenant is served on a new connection", async function () {
+      this.timeout(20_000);
+      const b = await provisionedOrg(deps, (await createTenant(admin)).id);
+      await whoAmI(b);
+      const { id } = (await whoAmI(a))[0]!;
+      const killed = queuedBehindA(() => whoAmI(b), ', SLEEP(2) AS slept');
+      await eventually(
+        async () =>
+          (await rows(root, "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :id AND INFO LIKE 'SELECT CONNECTION_ID()%'", { id }))
+            .length > 0,
+      );
+      await root.query(`KILL CONNECTION ${Number(id)}`);
+      const { asA, next, behind: sent } = await killed;
+      expect(sent).to.equal(1);
+      expect(asA).to.be.instanceOf(Error);
+      const [asB] = (next as { value: Row[] }).value;
+      expect(asB!.db).to.equal(b.dbName);
+      expect(asB!.id).to.not.equal(id);
+      expect(deps.tenantDbs.stats().connectionsInUse).to.equal(0);
+    });
+
+    it("after its last statement a lease refuses any other: nothing can follow it into the next tenant's session", async () => {
+      const err = await deps.tenantDbs.withTenant(a, async (db) => {
+        const { pool } = db.connectionManager;
+        const lease = await pool.acquire();
+        try {
+          await new Promise<void>((resolve, reject) =>
+            lease.query({ sql: 'SELECT 1', lastOnLease: true }, (e: Error | null) => (e ? reject(e) : resolve())),
+          );
+          return await new Promise<Error | null>((resolve) => lease.query({ sql: 'SELECT 2' }, resolve));
+        } finally {
+          pool.release(lease);
+        }
+      });
+      expect(err).to.be.instanceOf(LeaseRevokedError);
+    });
+  });
+
   it('when every connection of the budget stays busy past TENANT_ACQUIRE_TIMEOUT_MS, another tenant gets 503 TENANT_CAPACITY', async () => {
     const deps = testDeps({ TENANT_CONNECTIONS_MAX: '1', TENANT_ACQUIRE_TIMEOUT_MS: '300' }, { subscribe: false });
     try {

@@ -19,7 +19,7 @@ export type Values = unknown[] | Record<string, unknown>;
 
 interface Lease {
   query(
-    options: { sql: string; values: Values; namedPlaceholders?: boolean } & StatementOptions,
+    options: { sql: string; values: Values; namedPlaceholders?: boolean; lastOnLease?: boolean } & StatementOptions,
     cb: (err: Error | null, result?: unknown) => void,
   ): unknown;
 }
@@ -45,10 +45,13 @@ const acquireFailure = (err: unknown) => ((err as Error).name === 'TimeoutError'
  */
 type RunOptions = StatementOptions & { preparedWhenRepeated?: boolean; readOnly?: boolean };
 
-/** One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream). */
-function statement(lease: Lease, sql: string, values: Values, opts: RunOptions = {}): Promise<unknown> {
+/**
+ * One statement on a leased connection; a connection lost mid-statement is the database's outage (503 upstream).
+ * `lastOnLease`: the lease ends with this statement's answer (a tenant's session may switch to another tenant behind it).
+ */
+function statement(lease: Lease, sql: string, values: Values, opts: RunOptions = {}, lastOnLease = false): Promise<unknown> {
   return new Promise((resolve, reject) =>
-    lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values) }, (err, result) => {
+    lease.query({ ...opts, sql, values, namedPlaceholders: !Array.isArray(values), lastOnLease }, (err, result) => {
       if (!err) resolve(result);
       else reject((err as { fatal?: boolean }).fatal === true ? new ConnectionError(err) : err);
     }),
@@ -95,8 +98,9 @@ function runOn<T>(pool: Pool, lease: Lease, fn: (lease: Lease) => Promise<T>): P
   );
 }
 
+/** One statement on a lease of its own: the lease ends with its answer. */
 const run = (db: LeanDb, sql: string, values: Values, opts: RunOptions = {}): Promise<unknown> =>
-  withLease(db, (lease) => statement(lease, sql, values, opts));
+  withLease(db, (lease) => statement(lease, sql, values, opts, true));
 
 const READ_ONLY = { readOnly: true } as const;
 

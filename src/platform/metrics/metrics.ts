@@ -134,6 +134,12 @@ export function createMetrics(deps: {
   );
   counterFrom(
     registry,
+    'tenant_db_connection_switches_behind_total',
+    "Switches that left in one write with the previous tenant's last statement on the session, while another tenant waited for a connection (no write of their own)",
+    () => pools.stats().switchesBehind,
+  );
+  counterFrom(
+    registry,
     'tenant_session_inits_total',
     'Session inits run on a tenant connection just opened or switched (its account or the server does not set the session)',
     () => pools.stats().sessionInits,

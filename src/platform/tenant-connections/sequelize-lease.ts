@@ -29,6 +29,11 @@ export class LeaseRevokedError extends Error {
 export class LeaseHandle {
   /** Set by Sequelize's Transaction while it holds the connection. */
   uuid: string | undefined;
+  /**
+   * A statement marked `lastOnLease` was sent: the session may already be switching to another tenant behind it, so
+   * anything more on this lease is refused.
+   */
+  private spent = false;
   constructor(
     private raw: RawConnection | undefined,
     private readonly tenant: string,
@@ -40,10 +45,12 @@ export class LeaseHandle {
     return raw;
   }
   query(...args: unknown[]): unknown {
-    return this.raw ? (this.raw.query as (...a: unknown[]) => unknown)(...args) : this.refuse(args);
+    if (!this.raw || this.spent) return this.refuse(args);
+    if ((args[0] as { lastOnLease?: unknown } | null)?.lastOnLease === true) this.spent = true;
+    return (this.raw.query as (...a: unknown[]) => unknown)(...args);
   }
   execute(...args: unknown[]): unknown {
-    return this.raw ? (this.raw.execute as (...a: unknown[]) => unknown)(...args) : this.refuse(args);
+    return this.raw && !this.spent ? (this.raw.execute as (...a: unknown[]) => unknown)(...args) : this.refuse(args);
   }
   private refuse(args: unknown[]): EventEmitter {
     const cb = args.at(-1);

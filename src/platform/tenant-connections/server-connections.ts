@@ -32,7 +32,7 @@ import mysql from 'mysql2';
 import { shuttingDown, unavailable } from '../lib/errors.js';
 import { answerWithin, type AnswerDeadline, type InFlight } from './answer-deadline.js';
 import { createServerHealth } from './server-health.js';
-import { switchUser, type AnswerHolder, type HeldAnswer } from './switch-user.js';
+import { canSwitchBehind, switchUser, type AnswerHolder, type HeldAnswer } from './switch-user.js';
 
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
@@ -117,6 +117,11 @@ export interface ServerConnectionsStats {
   switchFailures: number;
   /** Switches whose session's first statement (one that writes nothing) left in one write with the switch's answer. */
   pipelined: number;
+  /**
+   * Switches sent in one write with the previous tenant's last statement on the session, while a request of another
+   * tenant waited for a connection (`lastOnLease`): the switch's first round trip rides on that statement's.
+   */
+  behind: number;
   /** Session inits run, and sessions that needed none (their login's account already sets it). */
   inits: number;
   initsSkipped: number;
@@ -179,6 +184,8 @@ interface Slot {
    * answer leaves with its first statement (or alone, if none comes before the next turn of the event loop).
    */
   held?: HeldAnswer;
+  /** A switch to a waiting tenant sent behind the last statement of the tenant still holding the session. */
+  handoff?: Handoff;
 }
 
 /**
@@ -195,6 +202,12 @@ export interface PreparedWhenRepeated {
    * what that tenant may read) and its answer is never read: the connection fails first (switch-user.ts).
    */
   readOnly?: boolean;
+  /**
+   * The lease ends when this statement is answered: nothing else is sent on it (lean-query's one-statement leases; the
+   * lease handle refuses anything after it). While another tenant waits for a connection, its switch may then leave in
+   * the same write as this statement.
+   */
+  lastOnLease?: boolean;
 }
 /** How many such statements a session remembers (mysql2 keeps maxPreparedStatements: 16 on tenant connections). */
 const TEXT_RUNS_MAX = 16;
@@ -246,6 +259,39 @@ const firstRow = (conn: RawConnection, sql: string) =>
     conn.query(sql, (err, rows) => (err ? reject(err) : resolve((rows as Record<string, unknown>[])[0] ?? {}))),
   );
 
+/**
+ * A switch sent behind the last statement of the tenant holding a session (`lastOnLease`), for the waiter that would
+ * have switched the next session given back. The session stays its holder's until the holder gives it back (release
+ * or destroy); only then is it the waiter's, and only then is it lent to the waiter, even when MariaDB's answer to the
+ * switch came first: one connection is never in two leases.
+ */
+class Handoff {
+  /** 'sent': the holder has the session; 'handed': the waiter has it (or will, when the switch is done); 'cancelled'. */
+  state: 'sent' | 'handed' | 'cancelled' = 'sent';
+  /** The switch got far enough to lend the session (auth switch held, or OK and init) while the holder still had it. */
+  lendable = false;
+  /** The waiter's tenant was evicted meanwhile: its session closes when given back. */
+  retire = false;
+  /** The switch's callback: bounded by answerTimeoutMs from the hand-over (the statement before it has its own bound). */
+  private answer: (err: unknown) => unknown = () => undefined;
+  private answered = false;
+  readonly finish = (err: Error | null): void => {
+    this.answered = true;
+    this.answer(err);
+  };
+
+  constructor(readonly w: Waiter) {}
+
+  listen(answer: (err: unknown) => unknown): void {
+    this.answer = answer;
+  }
+
+  /** Starts the switch's deadline, unless it has been answered already. */
+  arm(inFlight: InFlight, deadline: AnswerDeadline | undefined): void {
+    if (!this.answered && deadline) this.answer = answerWithin(this.answer, inFlight, deadline);
+  }
+}
+
 export function createServerConnections(opts: ServerConnectionsOptions): ServerConnections {
   const slots = new Map<RawConnection, Slot>();
   const idleByIdentity = new Map<string, Slot[]>(); // most recently released last
@@ -264,6 +310,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     timeouts: 0,
     switchFailures: 0,
     pipelined: 0,
+    behind: 0,
     inits: 0,
     initsSkipped: 0,
   };
@@ -529,18 +576,22 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
    * A session (re)initialised as `login`, then lent to the waiter; any failure destroys the connection. A session lent
    * `early` (at the auth switch) is its holder's by now: a failure reaches the holder through its statement.
    */
-  function ready(slot: Slot, w: Waiter, step: Promise<void>, early?: EarlyLend): void {
+  function ready(slot: Slot, w: Waiter, step: Promise<void>, early?: EarlyLend, h?: Handoff): void {
     step
-      .then(() => (early?.lent ? undefined : initialise(slot.conn, w.login)))
+      .then(() => (early?.lent || h?.state === 'cancelled' ? undefined : initialise(slot.conn, w.login)))
       .then(
         () => {
-          if (early?.lent) return;
+          if (early?.lent || h?.state === 'cancelled') return;
           slot.identity = w.identity;
           slot.serverStatus = undefined;
           if (closed) throw shuttingDown('tenant connections are closing');
-          w.resolve(slot.conn);
+          if (h?.state === 'sent')
+            h.lendable = true; // lent when its holder gives it back
+          else w.resolve(slot.conn);
         },
         (err: Error) => {
+          if (h?.state === 'cancelled') return;
+          if (h?.state === 'sent') return switchBehindFailed(slot, h, err);
           if (early?.lent) {
             if (CONNECTION_LOST.has(String(codeOf(err)))) health.suspect();
             markDead(slot);
@@ -553,10 +604,115 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
         },
       )
       .catch((err: Error) => {
+        if (h?.state === 'cancelled') return;
+        if (h?.state === 'sent') return switchBehindFailed(slot, h, err);
         unlend(slot, w.login.key);
         kill(slot);
         w.reject(err);
       });
+  }
+
+  /**
+   * A switch sent behind a statement failed before the statement's holder gave the session back: the holder keeps it
+   * (dead: closed when given back), the waiter is served again or fails as after any failed switch.
+   */
+  function switchBehindFailed(slot: Slot, h: Handoff, err: Error): void {
+    dropHandoff(slot, h);
+    if (CONNECTION_LOST.has(String(codeOf(err)))) health.suspect();
+    markDead(slot);
+    if (!retryAfterLostConnection(h.w, err)) h.w.reject(failure(err));
+    pump();
+  }
+
+  /** The handoff is over for its waiter: no longer counted as its tenant's, no longer the slot's. */
+  function dropHandoff(slot: Slot, h: Handoff): void {
+    h.state = 'cancelled';
+    if (slot.handoff === h) slot.handoff = undefined;
+    dec(h.w.login.key);
+  }
+
+  /** The connection of a handoff cannot serve (its holder lost it): the waiter goes back to the head of the queue. */
+  function cancelHandoff(slot: Slot, h: Handoff): void {
+    dropHandoff(slot, h);
+    const w = h.w;
+    if (w.settled) return;
+    if (closed) return w.reject(shuttingDown('tenant connections are closing'));
+    if (health.isDown()) return w.reject(downError());
+    w.serving = false;
+    waiters.unshift(w);
+  }
+
+  /**
+   * The holder of a session with a handoff gave it back: the session is now the waiter's, lent to it at once when its
+   * switch got that far (else when it does, in ready()). Not parked, so nobody else can take it meanwhile.
+   */
+  function handOver(slot: Slot, h: Handoff): void {
+    slot.handoff = undefined;
+    dec(slot.login.key);
+    if (slot.dead || closed || !isUsable(slot.conn)) {
+      cancelHandoff(slot, h);
+      slot.leased = false;
+      kill(slot);
+      pump();
+      return;
+    }
+    h.state = 'handed';
+    slot.login = h.w.login;
+    slot.retire = h.retire;
+    slot.lastUsed = Date.now();
+    h.arm(slot.inFlight, slot.switchDeadline);
+    if (!h.lendable) return;
+    if (slot.held !== undefined) setImmediate(sendHeld, slot);
+    h.w.resolve(slot.conn);
+  }
+
+  /**
+   * The first waiter that the session being given back after its statement would switch to (pump()'s choice, made one
+   * round trip early), taken out of the queue; undefined when the holder's own tenant is first in line (no switch) or
+   * none would switch.
+   */
+  function nextToSwitch(slot: Slot): Waiter | undefined {
+    for (let i = 0; i < waiters.length; i++) {
+      const w = waiters[i]!;
+      if (!underCap(w.login.key)) continue;
+      if (w.identity === slot.identity) return undefined;
+      if (waitsForOwn(w)) continue;
+      waiters.splice(i, 1);
+      return w;
+    }
+    return undefined;
+  }
+
+  /**
+   * At the budget, with requests of other tenants waiting: the switch the session would get when `statement` (its
+   * holder's last) is answered leaves now, in the same write (the caller corks the socket). The statement's answer and
+   * the server's auth switch then come together, and the switch costs one round trip of its own instead of two.
+   */
+  function switchBehind(slot: Slot, statement: unknown): void {
+    if (closed || slot.dead || slot.handoff || slots.size + opening < opts.max || health.isDown()) return;
+    if (!canSwitchBehind(slot.conn, statement)) return;
+    const w = nextToSwitch(slot);
+    if (!w) return;
+    const h = new Handoff(w);
+    slot.handoff = h;
+    w.serving = true;
+    inc(w.login.key);
+    counters.switches++;
+    counters.behind++;
+    const from = slot.identity;
+    slot.identity = '';
+    const early = !initSql || sessionState.get(w.login) === 'set' ? new EarlyLend(slot, w, h) : undefined;
+    ready(
+      slot,
+      w,
+      changeUser(slot, w.login, early, h, statement).catch((err: Error & { code?: string }) => {
+        counters.switchFailures++;
+        opts.onEvent?.('switch-failed', { from: from.split('\u0000')[0], to: w.login.user, code: err.code });
+        throw err;
+      }),
+      early,
+      h,
+    );
   }
 
   /**
@@ -577,11 +733,16 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
    * COM_CHANGE_USER with the handshake's character set: mysql2 tracks `SET NAMES` into its config and would otherwise
    * hand the next tenant that charset. On failure MariaDB keeps the previous user's session: the caller destroys it.
    */
-  const changeUser = (slot: Slot, login: TenantLogin, holder?: AnswerHolder) =>
+  const changeUser = (slot: Slot, login: TenantLogin, holder?: AnswerHolder, h?: Handoff, behind?: unknown) =>
     new Promise<void>((resolve, reject) => {
       (slot.conn.config as { charsetNumber: number }).charsetNumber = slot.charsetNumber;
       slot.textRuns.clear();
       const answered = (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('COM_CHANGE_USER failed')) : resolve());
+      if (h) {
+        h.listen(answered);
+        switchUser(slot.conn, login, slot.charsetNumber, h.finish, holder, behind);
+        return;
+      }
       const deadline = slot.switchDeadline;
       switchUser(slot.conn, login, slot.charsetNumber, deadline ? answerWithin(answered, slot.inFlight, deadline) : answered, holder);
     });
@@ -597,16 +758,21 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     constructor(
       private readonly slot: Slot,
       private readonly w: Waiter,
+      private readonly h?: Handoff,
     ) {}
 
     hold(answer: HeldAnswer): void {
-      const { slot, w } = this;
-      if (closed || w.settled) return answer.send(); // lent (or given back) at the OK, as without a holder
+      const { slot, w, h } = this;
+      if (closed || w.settled || h?.state === 'cancelled') return answer.send(); // lent (or given back) at the OK, as without a holder
       this.lent = true;
       slot.held = answer;
       slot.identity = w.identity;
       slot.serverStatus = undefined;
       if (initSql) counters.initsSkipped++;
+      if (h?.state === 'sent') {
+        h.lendable = true; // lent, and the answer sent, when its holder gives it back
+        return;
+      }
       setImmediate(sendHeld, slot);
       w.resolve(slot.conn);
     }
@@ -729,29 +895,41 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       sendHeld(slot);
       return wrappedExecute(...args);
     };
-    Object.assign(conn, {
-      execute,
-      query(...args: unknown[]) {
-        const options = args[0] as PreparedWhenRepeated | string;
-        const held = slot.held;
-        if (held !== undefined) {
-          // The session's first statement since its switch: one that writes nothing leaves with the switch's answer.
-          slot.held = undefined;
-          if (typeof options === 'object' && options.readOnly === true) {
-            const command = query(...args);
-            if (held.sendWith(command)) counters.pipelined++;
-            return command;
-          }
-          held.send();
+    /** Sends a statement, with a switch behind it when it is its lease's last and another tenant waits. */
+    const send = (...args: unknown[]) => {
+      const options = args[0] as PreparedWhenRepeated | string;
+      if (typeof options !== 'object' || options.lastOnLease !== true || waiters.length === 0 || slot.handoff) return sendOne(...args);
+      const stream = conn.stream as unknown as { cork(): void; uncork(): void };
+      stream.cork();
+      try {
+        const command = sendOne(...args);
+        switchBehind(slot, command);
+        return command;
+      } finally {
+        stream.uncork();
+      }
+    };
+    const sendOne = (...args: unknown[]) => {
+      const options = args[0] as PreparedWhenRepeated | string;
+      const held = slot.held;
+      if (held !== undefined) {
+        // The session's first statement since its switch: one that writes nothing leaves with the switch's answer.
+        slot.held = undefined;
+        if (typeof options === 'object' && options.readOnly === true) {
+          const command = query(...args);
+          if (held.sendWith(command)) counters.pipelined++;
+          return command;
         }
-        if (typeof options === 'object' && options.preparedWhenRepeated === true) {
-          if (slot.textRuns.has(options.sql)) return execute(...args);
-          if (slot.textRuns.size >= TEXT_RUNS_MAX) slot.textRuns.clear();
-          slot.textRuns.add(options.sql);
-        }
-        return query(...args);
-      },
-    });
+        held.send();
+      }
+      if (typeof options === 'object' && options.preparedWhenRepeated === true) {
+        if (slot.textRuns.has(options.sql)) return execute(...args);
+        if (slot.textRuns.size >= TEXT_RUNS_MAX) slot.textRuns.clear();
+        slot.textRuns.add(options.sql);
+      }
+      return query(...args);
+    };
+    Object.assign(conn, { execute, query: send });
   }
 
   function refuse(cb: (err: Error) => void): EventEmitter {
@@ -880,6 +1058,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     release(conn) {
       const slot = slots.get(conn);
       if (!slot?.leased) return; // unknown or given back twice: ignore
+      if (slot.handoff) return handOver(slot, slot.handoff);
       sendHeld(slot); // given back before any statement: the switch completes
       unlend(slot, slot.login.key);
       slot.lastUsed = Date.now();
@@ -915,6 +1094,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     destroy(conn) {
       const slot = slots.get(conn);
       if (!slot) return;
+      if (slot.handoff) cancelHandoff(slot, slot.handoff);
       if (slot.leased) unlend(slot, slot.login.key);
       kill(slot);
       pump();
@@ -922,6 +1102,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
 
     evictTenant(key) {
       for (const slot of [...slots.values()]) {
+        if (slot.handoff?.w.login.key === key) slot.handoff.retire = true;
         if (slot.login.key !== key) continue;
         if (slot.leased) slot.retire = true;
         else kill(slot);

@@ -82,6 +82,7 @@ const ChangeUser = require(path.join(mysql2Dir, 'lib/commands/change_user.js')) 
 const packets = require(path.join(mysql2Dir, 'lib/packets/index.js')) as Packets;
 const charsetEncodings = require(path.join(mysql2Dir, 'lib/constants/charset_encodings.js')) as Record<number, string | undefined>;
 const { MULTI_FACTOR_AUTHENTICATION } = require(path.join(mysql2Dir, 'lib/constants/client.js')) as { MULTI_FACTOR_AUTHENTICATION: number };
+const Query = require(path.join(mysql2Dir, 'lib/commands/query.js')) as abstract new (...args: never[]) => object;
 
 const AUTH_SWITCH_REQUEST = 0xfe;
 const NATIVE_PASSWORD = 'mysql_native_password';
@@ -235,11 +236,7 @@ class Held implements HeldAnswer {
     c.stream.cork();
     c.writePacket(this.answer);
     // The query is packet 0 of its own command; the switch's OK still comes with the switch's sequence number.
-    const sequenceId = c.sequenceId;
-    c.sequenceId = 0;
-    cmd.pipelinedState = cmd.start(undefined, c);
-    c.sequenceId = sequenceId;
-    cmd.next = resumePipelined;
+    startEarly(c, cmd);
     c.stream.uncork();
     return true;
   }
@@ -251,6 +248,20 @@ function onlyQueued(c: Mysql2Connection, cmd: QueuedCommand): boolean {
   const first = c._commands.shift();
   c._commands.unshift(first);
   return first === cmd;
+}
+
+/**
+ * Whether a switch can be sent right behind `statement` (see switchUser's `behind`): a text query (never a prepared
+ * statement: the switch forgets them, and mysql2 may queue its execution after the prepare's answer), the connection's
+ * last command, already written: running now, or started early with a switch's answer (HeldAnswer.sendWith).
+ */
+export function canSwitchBehind(conn: mysql.Connection, statement: unknown): boolean {
+  const c = conn as unknown as Mysql2Connection & { _command?: unknown };
+  if (typeof c.addCommand !== 'function' || c._handshakePacket === undefined || c.config.compress === true) return false;
+  if (!(statement instanceof Query)) return false;
+  const cmd = statement as QueuedCommand;
+  if (c._command === cmd) return c._commands.length === 0 && cmd.next !== null;
+  return cmd.next === resumePipelined && onlyQueued(c, cmd);
 }
 
 /**
@@ -297,6 +308,12 @@ export interface SwitchLogin {
  * auth switch is handed to it instead of written (see HeldAnswer); it must be sent (with the session's first
  * statement, or alone), else the switch never completes. The holder is not called when the server asks anything else
  * (the answers are then written as usual, and `done` alone tells when the switch is over).
+ *
+ * With `behind` (a statement canSwitchBehind() accepted, the previous tenant's last on this session), COM_CHANGE_USER
+ * is written at once, in the same write as that statement when the caller corks the socket, instead of after its
+ * answer: MariaDB runs the statement, answers it, then answers the switch, so the switch's first round trip rides on
+ * the statement's. Nothing may be queued on the connection between the two (the statement's lease has ended for its
+ * caller: anything sent later runs as `login`).
  */
 export function switchUser(
   conn: mysql.Connection,
@@ -304,6 +321,7 @@ export function switchUser(
   charsetNumber: number,
   done: (err: Error | null) => void,
   holder?: AnswerHolder,
+  behind?: unknown,
 ): void {
   const c = conn as unknown as Mysql2Connection;
   if (typeof c.addCommand !== 'function' || c._handshakePacket === undefined) {
@@ -327,4 +345,17 @@ export function switchUser(
     },
   );
   c.addCommand(command);
+  if (behind !== undefined) startEarly(c, command as unknown as QueuedCommand);
+}
+
+/**
+ * Writes a command queued behind the running one now (its first packet is packet 0 of its own exchange); when its turn
+ * comes, mysql2 resumes it in the state its start left it in, expecting the server's answer at sequence 1.
+ */
+function startEarly(c: Mysql2Connection, cmd: QueuedCommand): void {
+  const sequenceId = c.sequenceId;
+  c.sequenceId = 0;
+  cmd.pipelinedState = cmd.start(undefined, c);
+  c.sequenceId = sequenceId;
+  cmd.next = resumePipelined;
 }

@@ -34,6 +34,8 @@ export interface TenantConnectionsStats extends InstanceCacheStats {
   sessionInitsSkipped: number;
   /** Switches whose session's first statement (a read) left in one write with the switch's last packet. */
   switchesPipelined: number;
+  /** Switches that left in one write with the previous tenant's last statement on the session (another tenant waited). */
+  switchesBehind: number;
 }
 
 export interface TenantConnections extends TenantInstanceCache<TenantDb> {
@@ -198,6 +200,7 @@ export function createTenantConnections(deps: {
         sessionInits: 0,
         sessionInitsSkipped: 0,
         switchesPipelined: 0,
+        switchesBehind: 0,
       };
       for (const c of ready.values()) {
         const cs = c.stats();
@@ -209,6 +212,7 @@ export function createTenantConnections(deps: {
         s.sessionInits += cs.inits;
         s.sessionInitsSkipped += cs.initsSkipped;
         s.switchesPipelined += cs.pipelined;
+        s.switchesBehind += cs.behind;
       }
       return s;
     },
