@@ -54,6 +54,8 @@ export interface Config {
    */
   readonly warmPool: { readonly size: number; readonly refillMs: number };
   readonly orgCacheTtlMs: number;
+  /** How long a cached org or key read while the change feed was live stays (ORG_CACHE_MAX_AGE_MS). */
+  readonly orgCacheMaxAgeMs: number;
   /** BACKUP_DIR: where `bin/tenant backup` writes (absolute; default `./backups`). */
   readonly backupDir: string;
   /** TENANT_RETENTION_DAYS: how long a dropped tenant's database and user are kept (locked) before the purge. */
@@ -168,6 +170,7 @@ const schema = Joi.object({
   TENANT_PROBE_AFTER_MS: Joi.number().integer().min(50).default(1000),
   TENANT_SWITCH_WAIT_MS: Joi.number().integer().min(0).max(1000).default(10),
   ORG_CACHE_TTL_MS: Joi.number().integer().min(0).default(5000),
+  ORG_CACHE_MAX_AGE_MS: Joi.number().integer().min(0).default(60_000),
   TENANT_WARM_POOL_SIZE: Joi.number().integer().min(0).max(1000).default(10),
   TENANT_WARM_POOL_REFILL_MS: Joi.number().integer().min(100).default(2000),
   DEFAULT_SERVER_CAPACITY: Joi.number().integer().min(1).max(10_000_000).default(10_000),
@@ -308,6 +311,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     warmPool: { size: v.TENANT_WARM_POOL_SIZE, refillMs: v.TENANT_WARM_POOL_REFILL_MS },
     orgCacheTtlMs: v.ORG_CACHE_TTL_MS,
+    orgCacheMaxAgeMs: v.ORG_CACHE_MAX_AGE_MS,
     backupDir: resolvePath(v.BACKUP_DIR as string),
     retentionDays: v.TENANT_RETENTION_DAYS,
     defaultServerCapacity: v.DEFAULT_SERVER_CAPACITY,

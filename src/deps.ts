@@ -111,8 +111,23 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const repo = createOrgRepository(sharedDb);
   const ledger = createLedger(sharedDb);
   const servers = createServerRegistry({ sharedDb, secrets, config, logger });
-  const events = createOrgEvents({ redis: config, prefix: config.queuePrefix, logger, subscribe: opts.subscribe });
-  const registry = createOrgRegistry({ repo, ttlMs: config.orgCacheTtlMs, logger });
+  const events = createOrgEvents({
+    redis: config,
+    prefix: config.queuePrefix,
+    logger,
+    subscribe: opts.subscribe,
+    // A change missed by a lost feed must not outlive ORG_CACHE_TTL_MS: lost within half of it, checked 4 times per TTL.
+    heartbeatMs: Math.min(1000, Math.max(25, config.orgCacheTtlMs / 4)),
+    lostAfterMs: Math.max(50, config.orgCacheTtlMs / 2),
+  });
+  const registry = createOrgRegistry({
+    repo,
+    ttlMs: config.orgCacheTtlMs,
+    maxAgeMs: config.orgCacheMaxAgeMs,
+    feedLive: () => events.live(),
+    logger,
+  });
+  events.onLost(() => registry.invalidateAll());
   const tenantDbs = createTenantDbs(createTenantConnections({ config, endpoint: (id) => servers.endpoint(id), secrets, logger }));
   events.onChange(({ orgId, reason }) => {
     registry.invalidate(orgId);
@@ -188,6 +203,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const metrics = createMetrics({
     tenantConnections: tenantDbs,
     orgCache: registry,
+    orgFeed: events,
     queues: queueMetrics ? [deliveryQueue, webhookQueue] : [],
     orgPermits: queueMetrics
       ? [

@@ -74,3 +74,24 @@ export async function killHard(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
   await gone;
 }
+
+/** A throwaway redis-server on `port` (nothing on disk), in the foreground so that a test can stop or freeze it. */
+export async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('Ready to accept connections')) resolve();
+    });
+    child.once('exit', () => reject(new Error('redis-server exited')));
+  });
+  return child;
+}
+
+export async function stopRedis(child: ChildProcess): Promise<void> {
+  const gone = exited(child);
+  child.kill('SIGCONT');
+  child.kill('SIGTERM');
+  await gone;
+}

@@ -2,6 +2,13 @@
  * Cross-process invalidation: "org N changed" published on Redis so every API and worker drops its cached copy.
  * On Redis Cluster it is sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7): the channel lives in the prefix's slot, so
  * its messages stay on that shard instead of being broadcast over the whole cluster bus.
+ *
+ * The feed is "live" while changes are known to reach this process: subscribed, and the subscriber's connection
+ * answered a PING sent less than `lostAfterMs` ago. Redis answers a connection's commands in order and pushes a
+ * channel's messages on it as they are published, so a PONG proves that every change published before its PING has
+ * arrived. Pinged every `heartbeatMs`; when the connection closes or a PONG is overdue, the feed is lost (a change may
+ * have been missed) and `onLost` handlers run: caches that keep entries past ORG_CACHE_TTL_MS on the strength of the
+ * feed drop them. Not on Redis Cluster (a sharded subscriber has no connection of its own to ping): never live there.
  */
 import { createRedis, isCluster, type RedisClient, type RedisTarget } from '../../platform/lib/redis.js';
 import type { Logger } from '../../platform/lib/logger.js';
@@ -13,26 +20,63 @@ export interface OrgChange {
 }
 
 export interface OrgEvents {
-  /** Publishes a change; never throws (caches also expire by TTL if Redis is unreachable). */
-  publish(change: OrgChange): Promise<void>;
+  /**
+   * Publishes a change; never throws. True when Redis took it (every live subscriber gets it); false when it could not
+   * be published: other processes then see the change only when their cached entry expires (ORG_CACHE_MAX_AGE_MS).
+   */
+  publish(change: OrgChange): Promise<boolean>;
   /** Registers a handler, called for changes from any process, this one included. */
   onChange(handler: (change: OrgChange) => void): void;
+  /** Whether every change published up to `lostAfterMs` ago is known to have reached this process. */
+  live(): boolean;
+  /** Registers a handler called when the feed stops being live (a change may have been missed). */
+  onLost(handler: () => void): void;
   /** Resolves true once the subscription is active, false if it is not within timeoutMs (Redis unreachable). */
   ready(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
+export interface OrgEventsOptions {
+  redis: RedisTarget;
+  prefix: string;
+  logger: Logger;
+  subscribe?: boolean;
+  /** How often the subscriber's connection is pinged (default 1000 ms). */
+  heartbeatMs?: number;
+  /** The feed is lost when the last answered PING was sent longer ago than this (default 2500 ms). */
+  lostAfterMs?: number;
+  /** Clock in ms (performance.now()). */
+  now?: () => number;
+}
+
 /** Creates the pub/sub pair on `<prefix>:tenancy:org-changed`. */
-export function createOrgEvents(opts: { redis: RedisTarget; prefix: string; logger: Logger; subscribe?: boolean }): OrgEvents {
+export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
   const sharded = isCluster(opts.redis);
   const channel = `${opts.prefix}:tenancy:org-changed`;
   const handlers: ((c: OrgChange) => void)[] = [];
+  const lostHandlers: (() => void)[] = [];
   const publisher = createRedis(opts.redis, 'command', { lazyConnect: true });
   publisher.on('error', () => undefined);
   const emit = (c: OrgChange) => handlers.forEach((h) => h(c));
+  const now = opts.now ?? (() => performance.now());
+  const heartbeatMs = opts.heartbeatMs ?? 1000;
+  const lostAfterMs = opts.lostAfterMs ?? 2500;
 
   let subscriber: RedisClient | undefined;
   let subscribed: Promise<boolean> = Promise.resolve(true);
+  /** When the PING last answered on the current connection was sent; undefined: not live. */
+  let confirmedAt: number | undefined;
+  /** Bumped when the subscriber's connection closes: an answer to a PING sent before proves nothing after. */
+  let connection = 0;
+  let heartbeat: NodeJS.Timeout | undefined;
+
+  function lost(why: string): void {
+    if (confirmedAt === undefined) return;
+    confirmedAt = undefined;
+    opts.logger.warn('org events: the change feed is lost; cached orgs and keys are dropped and read again', { why });
+    lostHandlers.forEach((h) => h());
+  }
+
   if (opts.subscribe !== false) {
     const sub = createRedis(opts.redis, 'blocking', sharded ? { shardedSubscribers: true } : {});
     subscriber = sub;
@@ -53,6 +97,31 @@ export function createOrgEvents(opts: { redis: RedisTarget; prefix: string; logg
         return false;
       },
     );
+    if (!sharded) {
+      sub.on('close', () => {
+        connection++;
+        lost('the subscriber connection closed');
+      });
+      const ping = () => {
+        if (confirmedAt !== undefined && now() - confirmedAt > lostAfterMs) lost('no answer to the subscriber heartbeat');
+        // Only on a ready connection: ioredis resubscribes before it is ready, so the PONG comes after the SUBSCRIBE's.
+        if (sub.status !== 'ready') return;
+        const sentAt = now();
+        const on = connection;
+        sub.ping().then(
+          () => {
+            if (on === connection && (confirmedAt === undefined || sentAt > confirmedAt)) confirmedAt = sentAt;
+          },
+          () => undefined,
+        );
+      };
+      void subscribed.then((ok) => {
+        if (!ok) return;
+        ping();
+        heartbeat = setInterval(ping, heartbeatMs);
+        heartbeat.unref();
+      });
+    }
   }
 
   return {
@@ -61,15 +130,26 @@ export function createOrgEvents(opts: { redis: RedisTarget; prefix: string; logg
       try {
         if (publisher.status === 'wait') await publisher.connect();
         await (sharded ? publisher.spublish(channel, JSON.stringify(change)) : publisher.publish(channel, JSON.stringify(change)));
+        return true;
       } catch (err) {
-        opts.logger.warn('org events: publish failed; other processes rely on TTL', { orgId: change.orgId, err: (err as Error).message });
+        opts.logger.warn('org events: publish failed; other processes see the change when their cached entry expires', {
+          orgId: change.orgId,
+          err: (err as Error).message,
+        });
+        return false;
       }
     },
     onChange(handler) {
       handlers.push(handler);
     },
+    live: () => confirmedAt !== undefined && now() - confirmedAt <= lostAfterMs,
+    onLost(handler) {
+      lostHandlers.push(handler);
+    },
     ready: (timeoutMs = 2000) => withTimeout(subscribed, timeoutMs).catch(() => false),
     close() {
+      clearInterval(heartbeat);
+      confirmedAt = undefined;
       publisher.disconnect();
       subscriber?.disconnect();
       return Promise.resolve();

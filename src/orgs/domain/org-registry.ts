@@ -1,6 +1,9 @@
 /**
- * Cached org and API-key lookups for the hot path (lru-cache): short TTL, bounded size, negative caching, single
- * flight, and explicit invalidation on org events.
+ * Cached org and API-key lookups for the hot path (lru-cache): bounded size, negative caching, single flight, and
+ * explicit invalidation on org events. An entry lives ORG_CACHE_TTL_MS, or ORG_CACHE_MAX_AGE_MS when it was read while
+ * the change feed was live from the start of its read to its end (org-events.ts: every change since reaches this
+ * process, or the feed is declared lost and such entries are dropped at once): a large fleet's long tail is then read
+ * once a minute instead of once every five seconds, and a change still takes effect at once.
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../../platform/lib/logger.js';
@@ -32,6 +35,8 @@ export interface OrgRegistry {
   peekKey(key: string): ApiKeyRecord | undefined;
   /** Drops everything cached about the org (called on org events). */
   invalidate(orgId: number): void;
+  /** Drops everything (the change feed was lost: a change may have been missed). */
+  invalidateAll(): void;
   stats(): OrgRegistryStats;
 }
 
@@ -51,6 +56,10 @@ const isDeletedWhileFetching = (err: unknown) => err instanceof Error && (err.me
 export interface OrgRegistryDeps {
   repo: Pick<OrgRepository, 'get' | 'findKey' | 'findKeyWithOrg' | 'touchKey'>;
   ttlMs: number;
+  /** How long an entry read while the change feed was live stays (ORG_CACHE_MAX_AGE_MS; at most ttlMs: no longer). */
+  maxAgeMs?: number;
+  /** Whether the change feed is live now (OrgEvents.live); without it every entry lives ttlMs. */
+  feedLive?: () => boolean;
   logger: Logger;
   /** Clock in ms (tests pass a fake one). */
   now?: () => number;
@@ -59,6 +68,10 @@ export interface OrgRegistryDeps {
 export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
   const { repo, ttlMs, logger } = deps;
   const now = deps.now ?? (() => performance.now());
+  const longTtl = Math.max(ttlMs, deps.maxAgeMs ?? 0);
+  const feedLive = longTtl > ttlMs ? (deps.feedLive ?? (() => false)) : () => false;
+  /** The TTL of an entry whose read started with the feed live (`startedLive`) and ends now. */
+  const ttlFor = (startedLive: boolean) => (startedLive && feedLive() ? longTtl : Math.max(1, ttlMs));
   const stats: OrgRegistryStats = { hits: 0, misses: 0 };
   // Bumped by invalidate(): a load that started before an invalidation reads again, so it never caches a stale row.
   let generation = 0;
@@ -78,9 +91,13 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
       perf: { now },
       ttlResolution: 0, // ask the clock on every read: it is cheap, and tests move it by hand
       // Concurrent misses of one key share one load.
-      fetchMethod: (key) => {
+      fetchMethod: (key, _stale, { options }) => {
         stats.misses++;
-        return fresh(key);
+        const startedLive = feedLive();
+        return fresh(key).then((value) => {
+          options.ttl = ttlFor(startedLive);
+          return value;
+        });
       },
     });
     return {
@@ -132,13 +149,15 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
     let read = joinedReads.get(prefix);
     if (!read) {
       const startedAt = generation;
+      const startedLive = feedLive();
       stats.misses++;
       read = repo
         .findKeyWithOrg(prefix)
         .then((found) => {
           if (startedAt !== generation) return null;
-          keys.lru.set(prefix, found?.key ?? MISSING);
-          if (found) orgs.lru.set(found.org.id, found.org);
+          const ttl = ttlFor(startedLive);
+          keys.lru.set(prefix, found?.key ?? MISSING, { ttl });
+          if (found) orgs.lru.set(found.org.id, found.org, { ttl });
           return found?.org ?? null;
         })
         .finally(() => joinedReads.delete(prefix));
@@ -180,6 +199,11 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
       orgs.lru.delete(orgId);
       for (const [prefix, entry] of keys.lru.entries())
         if (entry === MISSING || (entry as ApiKeyRecord).orgId === orgId) keys.lru.delete(prefix);
+    },
+    invalidateAll() {
+      generation++;
+      orgs.lru.clear();
+      keys.lru.clear();
     },
     stats: () => ({ ...stats }),
   };

@@ -401,8 +401,10 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
       } finally {
         await Promise.allSettled([dest?.close(), fenceDb?.close()]);
       }
-      await events.publish({ orgId, reason: 'restored' });
-      const oldCopyDropped = await dropOldCopy(current, opts.graceMs ?? graceMs).catch((err: unknown) => {
+      // Unpublished, the change reaches other processes only as their cached entry expires: the old copy waits for that.
+      const published = await events.publish({ orgId, reason: 'restored' });
+      const grace = opts.graceMs ?? (published ? graceMs : Math.max(graceMs, config.orgCacheMaxAgeMs + 1000));
+      const oldCopyDropped = await dropOldCopy(current, grace).catch((err: unknown) => {
         logger.warn('restore: switched, but the old copy could not be dropped', { orgId, db: current.dbName, err: describeError(err) });
         return false;
       });

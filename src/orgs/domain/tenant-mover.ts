@@ -504,9 +504,11 @@ export function createTenantMover(deps: TenantMoverDeps) {
     } finally {
       await Promise.allSettled([from.close(), fenceConn.close(), dest?.close()]);
     }
-    await events.publish({ orgId, reason: 'moved' });
+    // Unpublished, the change reaches other processes only as their cached entry expires: the old copy waits for that.
+    const published = await events.publish({ orgId, reason: 'moved' });
     logger.info('tenant moved', { orgId, from: source.name, to: target.name, writePauseMs, copyMs, changesApplied });
-    const oldCopyDropped = await step('CLEANUP', orgId, () => dropOldCopy(p, graceMs)).catch((err: unknown) => {
+    const grace = published ? graceMs : Math.max(graceMs, config.orgCacheMaxAgeMs + 1000);
+    const oldCopyDropped = await step('CLEANUP', orgId, () => dropOldCopy(p, grace)).catch((err: unknown) => {
       logger.warn('move: switched, but the old copy could not be dropped; bin/tenant move <id> --abort retries', {
         orgId,
         err: describeError(err),

@@ -54,6 +54,8 @@ export function createMetrics(deps: {
   tenantConnections: { stats(): TenantConnectionsStats };
   /** The org and API-key cache's counters. */
   orgCache: { stats(): { hits: number; misses: number } };
+  /** The org change feed (org-events.ts): whether it is live now. */
+  orgFeed?: { live(): boolean };
   queues: Queue[];
   /** Per-org permits of each queue, for the busiest-org gauges (reported where the queue gauges are). */
   orgPermits?: { queue: string; permits: OrgPermits }[];
@@ -167,6 +169,16 @@ export function createMetrics(deps: {
   counterFrom(registry, 'tenant_pool_failures_total', 'Tenant DB pools that could not connect', () => pools.stats().failures);
   counterFrom(registry, 'org_cache_hits_total', 'Org and API-key cache hits', () => orgCache.stats().hits);
   counterFrom(registry, 'org_cache_misses_total', 'Org and API-key cache misses', () => orgCache.stats().misses);
+  const { orgFeed } = deps;
+  if (orgFeed)
+    new Gauge({
+      name: 'org_change_feed_live',
+      help: '1 while the org change feed is live (cached orgs and keys then stay ORG_CACHE_MAX_AGE_MS), 0 otherwise',
+      registers: [registry],
+      collect() {
+        this.set(orgFeed.live() ? 1 : 0);
+      },
+    });
   // With no queues (QUEUE_METRICS off for this process) the series is not registered at all, rather than left empty.
   new Gauge({
     name: 'queue_jobs',

@@ -114,6 +114,87 @@ describe('org registry (unit)', () => {
     expect((await r.get(1))?.status).to.equal('SUSPENDED');
   });
 
+  describe('with the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
+    function withFeed(live: boolean) {
+      const f = fakeRepo();
+      f.orgs.set(1, fakeOrg(1));
+      f.orgs.set(2, fakeOrg(2));
+      const { key, record } = keyFor(2);
+      f.keys.set(record.prefix, record);
+      const clock = manualClock();
+      const feed = { live };
+      const r = createOrgRegistry({
+        repo: f.repo,
+        ttlMs: 5000,
+        maxAgeMs: 60_000,
+        feedLive: () => feed.live,
+        logger: silent,
+        now: clock.now,
+      });
+      return { f, r, clock, feed, key };
+    }
+
+    it('an org and a key read while the feed was live stay ORG_CACHE_MAX_AGE_MS, not ORG_CACHE_TTL_MS', async () => {
+      const { f, r, clock, key } = withFeed(true);
+      await r.get(1);
+      await r.getWithKey(2, key); // the joined read of an org and its key
+      clock.advance(59_000);
+      expect(r.peek(1)?.id).to.equal(1);
+      expect(r.peek(2)?.id).to.equal(2);
+      expect(r.peekKey(key)?.orgId).to.equal(2);
+      expect(f.calls).to.include({ get: 1, findKeyWithOrg: 1, findKey: 0 });
+      clock.advance(1001);
+      expect(r.peek(1)).to.equal(undefined);
+      expect(r.peekKey(key)).to.equal(undefined);
+    });
+
+    it('read while the feed was not live, or while it went live only during the read: ORG_CACHE_TTL_MS', async () => {
+      const { f, r, clock, feed } = withFeed(false);
+      await r.get(1);
+      const gate = deferred();
+      f.hold(gate.promise);
+      const loading = r.get(2);
+      await flush();
+      feed.live = true; // changes made before now may have been missed: the row read may be one of them
+      gate.resolve();
+      await loading;
+      clock.advance(5001);
+      expect(r.peek(1)).to.equal(undefined);
+      expect(r.peek(2)).to.equal(undefined);
+    });
+
+    it('a read during which the feed was lost gets ORG_CACHE_TTL_MS', async () => {
+      const { f, r, clock, feed } = withFeed(true);
+      const gate = deferred();
+      f.hold(gate.promise);
+      const loading = r.get(1);
+      await flush();
+      feed.live = false;
+      gate.resolve();
+      await loading;
+      clock.advance(5001);
+      expect(r.peek(1)).to.equal(undefined);
+    });
+
+    it('invalidateAll (the feed lost) drops every org and key, and a read in flight reads again', async () => {
+      const { f, r, key } = withFeed(true);
+      await r.get(1);
+      await r.getWithKey(2, key);
+      const gate = deferred();
+      f.hold(gate.promise, { getOnly: true });
+      f.orgs.set(3, fakeOrg(3, { status: 'ACTIVE' }));
+      const loading = r.get(3);
+      await flush();
+      f.orgs.set(3, fakeOrg(3, { status: 'SUSPENDED' }));
+      r.invalidateAll();
+      gate.resolve();
+      expect((await loading)?.status).to.equal('SUSPENDED');
+      expect(r.peek(1)).to.equal(undefined);
+      expect(r.peek(2)).to.equal(undefined);
+      expect(r.peekKey(key)).to.equal(undefined);
+    });
+  });
+
   it('with ORG_CACHE_TTL_MS=0 every lookup reads the database', async () => {
     const f = fakeRepo();
     f.orgs.set(1, fakeOrg(1));

@@ -1,0 +1,80 @@
+/**
+ * The org cache over the change feed (src/orgs/domain/org-events.ts, org-registry.ts): while the subscriber's
+ * connection answers its heartbeat, a cached org and key stay ORG_CACHE_MAX_AGE_MS and a change made by another
+ * process takes effect at once; when the connection is cut or Redis stops answering, the feed is lost within
+ * ORG_CACHE_TTL_MS / 2 and whatever was kept past the TTL is read again. A Redis server of the test's own, real faults
+ * (CLIENT KILL of the subscriber, the server frozen with SIGSTOP).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { freePort } from '../../scripts/free-port.js';
+import { cli, createTenant, eventually, startApi, type TestApi } from '../helpers.js';
+import { startRedis, stopRedis } from '../processes.js';
+
+/** ORG_CACHE_TTL_MS=200: the subscriber is pinged every 50 ms, and the feed is lost 100 ms after its last answer. */
+const TTL_MS = 200;
+const olderThanTtl = () => new Promise((r) => setTimeout(r, 3 * TTL_MS));
+
+describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
+  let redis: ChildProcess;
+  let url: string;
+  let api: TestApi;
+  let admin: Redis;
+  before(async () => {
+    const port = await freePort();
+    redis = await startRedis(port);
+    url = `redis://127.0.0.1:${port}`;
+    api = await startApi({ REDIS_URL: url, ORG_CACHE_TTL_MS: String(TTL_MS) });
+    admin = new Redis(url, { lazyConnect: true });
+    await admin.connect();
+    expect(await eventually(async () => api.deps.events.live())).to.equal(true);
+  });
+  after(async () => {
+    admin.disconnect();
+    await api.stop();
+    await stopRedis(redis);
+  });
+
+  /** A tenant whose org and key this process has cached longer than ORG_CACHE_TTL_MS ago. */
+  async function cachedPastTtl() {
+    const t = await createTenant(api.deps);
+    expect((await api.request('GET', '/org', { org: t })).status).to.equal(200);
+    await olderThanTtl();
+    expect(api.deps.registry.peek(t.id)?.id).to.equal(t.id);
+    return t;
+  }
+
+  it('keeps an org and its key past ORG_CACHE_TTL_MS while the feed is live; a key revoked by another process is refused at once', async () => {
+    const t = await cachedPastTtl();
+    const misses = api.deps.registry.stats().misses;
+    expect((await api.request('GET', '/org', { org: t })).status).to.equal(200);
+    expect(api.deps.registry.stats().misses, 'served from the cache').to.equal(misses);
+    const revoked = await cli(['keys', 'revoke', String(t.id), t.apiKey.split('_')[1]!], { REDIS_URL: url });
+    expect(revoked.code, revoked.stderr).to.equal(0);
+    expect(await eventually(async () => (await api.request('GET', '/org', { org: t })).status === 401, 1000, 10)).to.equal(true);
+  });
+
+  it('the subscriber connection cut (CLIENT KILL): the feed is lost, what was kept past the TTL is read again, and the feed comes back', async () => {
+    const t = await cachedPastTtl();
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    expect(await eventually(async () => api.deps.registry.peek(t.id) === undefined, 1000, 5)).to.equal(true);
+    const misses = api.deps.registry.stats().misses;
+    expect((await api.request('GET', '/org', { org: t })).status).to.equal(200);
+    expect(api.deps.registry.stats().misses).to.be.greaterThan(misses);
+    expect(await eventually(async () => api.deps.events.live())).to.equal(true);
+  });
+
+  it('Redis frozen (SIGSTOP): the feed is lost and the cache drops what it kept longer than ORG_CACHE_TTL_MS; live again once it answers', async () => {
+    const t = await cachedPastTtl();
+    redis.kill('SIGSTOP');
+    try {
+      expect(await eventually(async () => api.deps.registry.peek(t.id) === undefined, 1000, 5)).to.equal(true);
+      expect(api.deps.events.live()).to.equal(false);
+    } finally {
+      redis.kill('SIGCONT');
+    }
+    expect(await eventually(async () => api.deps.events.live(), 3000)).to.equal(true);
+    expect((await api.request('GET', '/org', { org: t })).status).to.equal(200);
+  });
+});
