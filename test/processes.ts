@@ -81,7 +81,7 @@ export async function startRedis(port: number): Promise<ChildProcess> {
     stdio: ['ignore', 'pipe', 'ignore'],
   });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       if (d.toString().includes('Ready to accept connections')) resolve();
     });
     child.once('exit', () => reject(new Error('redis-server exited')));
