@@ -82,7 +82,14 @@ const SECONDS = int('BENCH_SECONDS');
 const ROUNDS = int('FLEET_ROUNDS');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Settings the API process gets from the environment when set (else its defaults), stated in the report. */
-const TENANT_SETTINGS = ['TENANT_CACHE_MAX', 'TENANT_CONNECTIONS_MAX', 'TENANT_POOL_MAX', 'ORG_CACHE_TTL_MS'] as const;
+const TENANT_SETTINGS = [
+  'TENANT_CACHE_MAX',
+  'TENANT_CONNECTIONS_MAX',
+  'TENANT_POOL_MAX',
+  'TENANT_SWITCH_WAIT_MS',
+  'ORG_CACHE_TTL_MS',
+  'ORG_CACHE_MAX_AGE_MS',
+] as const;
 /** The API's own /metrics counters read around each run. */
 const COUNTERS = {
   misses: 'tenant_pool_cache_misses_total',
