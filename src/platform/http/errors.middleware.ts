@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import type { Next } from 'koa';
 import { databaseErrorKind } from '../lib/database-errors.js';
 import { AppError } from '../lib/errors.js';
-import { runWithContext } from '../lib/context.js';
 import { isDatabaseUnavailable } from '../lib/infrastructure-errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Histogram } from 'prom-client';
@@ -68,58 +67,66 @@ export function toHttpError(err: unknown): {
   return { status: 500, code: 'INTERNAL_ERROR', message: 'internal error' };
 }
 
-/** First middleware: sets up the request context, catches everything, logs one access line and one timing per request. */
+/**
+ * First middleware: gives the request its id and log fields (`ctx.state.log`), catches everything, logs one access line
+ * and one timing per request.
+ */
 export function errorsAndAccessLog(logger: Logger, httpDuration?: Histogram<'method' | 'route' | 'status'>) {
-  // Not async itself: the context's own async function is the request's only promise here.
-  return (ctx: AppContext, next: Next) => {
+  return async (ctx: AppContext, next: Next) => {
     const incoming = ctx.get('X-Request-Id');
     const requestId = SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
     const started = performance.now();
     const logContext: { requestId: string; orgId?: number } = { requestId };
-    return runWithContext(logContext, async () => {
-      let failure: unknown;
-      try {
-        await next();
-        if (ctx.status === 404 && ctx.body === undefined) {
-          throw new AppError({ code: 'NOT_FOUND', status: 404, message: `no route for ${ctx.method} ${ctx.path}` });
-        }
-        // The router answered 405 or 501 itself, with `Allow` naming the methods the path has (RFC 9110 §15.5.6).
-        if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined) {
-          const allow = ctx.response.get('Allow');
-          throw new AppError({
-            code: ctx.status === 405 ? 'METHOD_NOT_ALLOWED' : 'NOT_IMPLEMENTED',
-            status: ctx.status,
-            message:
-              ctx.status === 405 ? `${ctx.method} is not allowed on ${ctx.path}; allowed: ${allow}` : 'this HTTP method is not supported',
-            headers: { Allow: allow },
-          });
-        }
-      } catch (err) {
-        failure = err;
-        const h = toHttpError(err);
-        ctx.status = h.status;
-        ctx.set(h.headers ?? {});
-        ctx.body = {
-          success: false,
-          error: { code: h.code, message: h.message, ...(h.details === undefined ? {} : { details: h.details }) },
-          requestId,
-        };
+    ctx.state.log = logContext;
+    let failure: unknown;
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new AppError({ code: 'NOT_FOUND', status: 404, message: `no route for ${ctx.method} ${ctx.path}` });
       }
-      const ms = performance.now() - started;
-      const fields = { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, orgId: logContext.orgId };
-      // Label by route template, never by raw path: ids in paths would explode the series count.
-      const route =
-        (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');
-      httpDuration?.observe({ method: ctx.method, route, status: String(ctx.status) }, ms / 1000);
-      if (ctx.status >= 500)
-        logger.error('request failed', {
-          ...fields,
-          err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure,
+      // The router answered 405 or 501 itself, with `Allow` naming the methods the path has (RFC 9110 §15.5.6).
+      if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined) {
+        const allow = ctx.response.get('Allow');
+        throw new AppError({
+          code: ctx.status === 405 ? 'METHOD_NOT_ALLOWED' : 'NOT_IMPLEMENTED',
+          status: ctx.status,
+          message:
+            ctx.status === 405 ? `${ctx.method} is not allowed on ${ctx.path}; allowed: ${allow}` : 'this HTTP method is not supported',
+          headers: { Allow: allow },
         });
-      // Checked first: winston formats a line (context, timestamp) before its transport drops it for its level.
-      else if (logger.isLevelEnabled('info')) logger.info('request', fields);
-    });
+      }
+    } catch (err) {
+      failure = err;
+      const h = toHttpError(err);
+      ctx.status = h.status;
+      ctx.set(h.headers ?? {});
+      ctx.body = {
+        success: false,
+        error: { code: h.code, message: h.message, ...(h.details === undefined ? {} : { details: h.details }) },
+        requestId,
+      };
+    }
+    const ms = performance.now() - started;
+    const fields = {
+      requestId,
+      method: ctx.method,
+      path: ctx.path,
+      status: ctx.status,
+      ms: Math.round(ms * 10) / 10,
+      orgId: logContext.orgId,
+    };
+    // Label by route template, never by raw path: ids in paths would explode the series count.
+    const route =
+      (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');
+    httpDuration?.observe({ method: ctx.method, route, status: String(ctx.status) }, ms / 1000);
+    if (ctx.status >= 500)
+      logger.error('request failed', {
+        ...fields,
+        err: failure instanceof Error ? { name: failure.name, message: failure.message, stack: failure.stack } : failure,
+      });
+    // Checked first: winston formats a line (context, timestamp) before its transport drops it for its level.
+    else if (logger.isLevelEnabled('info')) logger.info('request', fields);
   };
 }

@@ -1,7 +1,6 @@
 /** Admin and tenant authentication for the Koa edge. */
 import type { Next } from 'koa';
 import { AppError, badRequest, conflict, forbidden, notFound, unauthorized } from '../../../platform/lib/errors.js';
-import { currentContext } from '../../../platform/lib/context.js';
 import { safeEqual } from '../../../platform/lib/secrets.js';
 import type { OrgRegistry } from '../../domain/org-registry.js';
 import { isProvisioned, type ApiKeyRecord, type ProvisionedOrg } from '../../domain/org.js';
@@ -74,8 +73,7 @@ export function requireTenant(registry: OrgRegistry, limits: RateLimits) {
   const admit = (ctx: AppContext, org: ProvisionedOrg, record: ApiKeyRecord, next: Next) => {
     ctx.state.org = org;
     ctx.state.apiKey = record;
-    const logContext = currentContext();
-    if (logContext) logContext.orgId = org.id;
+    if (ctx.state.log) ctx.state.log.orgId = org.id;
     return next();
   };
 
