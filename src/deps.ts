@@ -119,11 +119,13 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     // A change missed by a lost feed must not outlive ORG_CACHE_TTL_MS: lost within half of it, checked 4 times per TTL.
     heartbeatMs: Math.min(1000, Math.max(25, config.orgCacheTtlMs / 4)),
     lostAfterMs: Math.max(50, config.orgCacheTtlMs / 2),
+    republishForMs: config.orgCacheMaxAgeMs,
   });
   const registry = createOrgRegistry({
     repo,
     ttlMs: config.orgCacheTtlMs,
-    maxAgeMs: config.orgCacheMaxAgeMs,
+    // Below 100 ms the heartbeat cannot tell a lost feed within the TTL: entries then live the TTL only.
+    maxAgeMs: config.orgCacheTtlMs >= 100 ? config.orgCacheMaxAgeMs : 0,
     feedLive: () => events.live(),
     logger,
   });

@@ -45,6 +45,8 @@ export interface OrgEventsOptions {
   heartbeatMs?: number;
   /** The feed is lost when the last answered PING was sent longer ago than this (default 2500 ms). */
   lostAfterMs?: number;
+  /** A change that could not be published is tried again every second for this long (ORG_CACHE_MAX_AGE_MS). */
+  republishForMs?: number;
   /** Clock in ms (performance.now()). */
   now?: () => number;
 }
@@ -69,10 +71,28 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
   /** Bumped when the subscriber's connection closes: an answer to a PING sent before proves nothing after. */
   let connection = 0;
   let heartbeat: NodeJS.Timeout | undefined;
+  /** Fires when the last answer is `lostAfterMs` old: the feed is lost then, not at the next heartbeat. */
+  let overdue: NodeJS.Timeout | undefined;
+  /** Changes whose publish failed, by org, with when they were first tried: published again until they get through. */
+  const unpublished = new Map<number, { change: OrgChange; since: number }>();
+  let republisher: NodeJS.Timeout | undefined;
+  const republishForMs = opts.republishForMs ?? 60_000;
+
+  function confirmed(sentAt: number): void {
+    if (confirmedAt !== undefined && sentAt <= confirmedAt) return;
+    confirmedAt = sentAt;
+    clearTimeout(overdue);
+    overdue = setTimeout(checkOverdue, Math.max(0, sentAt + lostAfterMs - now()) + 1);
+    overdue.unref();
+  }
+  function checkOverdue(): void {
+    if (confirmedAt !== undefined && now() - confirmedAt > lostAfterMs) lost('no answer to the subscriber heartbeat');
+  }
 
   function lost(why: string): void {
     if (confirmedAt === undefined) return;
     confirmedAt = undefined;
+    clearTimeout(overdue);
     opts.logger.warn('org events: the change feed is lost; cached orgs and keys are dropped and read again', { why });
     lostHandlers.forEach((h) => h());
   }
@@ -103,14 +123,13 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
         lost('the subscriber connection closed');
       });
       const ping = () => {
-        if (confirmedAt !== undefined && now() - confirmedAt > lostAfterMs) lost('no answer to the subscriber heartbeat');
         // Only on a ready connection: ioredis resubscribes before it is ready, so the PONG comes after the SUBSCRIBE's.
         if (sub.status !== 'ready') return;
         const sentAt = now();
         const on = connection;
         sub.ping().then(
           () => {
-            if (on === connection && (confirmedAt === undefined || sentAt > confirmedAt)) confirmedAt = sentAt;
+            if (on === connection) confirmed(sentAt);
           },
           () => undefined,
         );
@@ -124,18 +143,47 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
     }
   }
 
+  async function send(change: OrgChange): Promise<void> {
+    if (publisher.status === 'wait') await publisher.connect();
+    await (sharded ? publisher.spublish(channel, JSON.stringify(change)) : publisher.publish(channel, JSON.stringify(change)));
+  }
+
+  /** Tries the unpublished changes again; one that still fails after `republishForMs` is given up. */
+  async function republish(): Promise<void> {
+    for (const [orgId, u] of [...unpublished]) {
+      try {
+        await send(u.change);
+        unpublished.delete(orgId);
+      } catch {
+        if (now() - u.since > republishForMs) unpublished.delete(orgId);
+      }
+    }
+    if (unpublished.size === 0) {
+      clearInterval(republisher);
+      republisher = undefined;
+    }
+  }
+
   return {
     async publish(change) {
       emit(change);
       try {
-        if (publisher.status === 'wait') await publisher.connect();
-        await (sharded ? publisher.spublish(channel, JSON.stringify(change)) : publisher.publish(channel, JSON.stringify(change)));
+        await send(change);
+        unpublished.delete(change.orgId);
         return true;
       } catch (err) {
-        opts.logger.warn('org events: publish failed; other processes see the change when their cached entry expires', {
-          orgId: change.orgId,
-          err: (err as Error).message,
-        });
+        opts.logger.warn(
+          'org events: publish failed; tried again every second, other processes see the change within ORG_CACHE_MAX_AGE_MS',
+          {
+            orgId: change.orgId,
+            err: (err as Error).message,
+          },
+        );
+        if (!unpublished.has(change.orgId)) unpublished.set(change.orgId, { change, since: now() });
+        if (!republisher) {
+          republisher = setInterval(() => void republish(), 1000);
+          republisher.unref();
+        }
         return false;
       }
     },
@@ -149,6 +197,8 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
     ready: (timeoutMs = 2000) => withTimeout(subscribed, timeoutMs).catch(() => false),
     close() {
       clearInterval(heartbeat);
+      clearInterval(republisher);
+      clearTimeout(overdue);
       confirmedAt = undefined;
       publisher.disconnect();
       subscriber?.disconnect();

@@ -271,7 +271,12 @@ export function createTenantBackups(deps: TenantBackupsDeps) {
       );
       return;
     }
-    await dropOldCopy(old, Math.max(0, graceMs - Number(r.age)));
+    // The restore that switched may have died before it published the change: other processes may still route to
+    // the old copy (cached for up to ORG_CACHE_MAX_AGE_MS while their change feed is live). Published now, it takes
+    // effect at once (a second for what is in flight); unpublished, the old copy waits out the longest cache life.
+    const published = await events.publish({ orgId: org.id, reason: 'restored' });
+    const age = Number(r.age);
+    await dropOldCopy(old, published ? Math.max(1000, graceMs - age) : Math.max(0, config.orgCacheMaxAgeMs + 1000 - age));
   }
 
   async function restoreLocked(

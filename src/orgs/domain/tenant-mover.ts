@@ -543,7 +543,13 @@ export function createTenantMover(deps: TenantMoverDeps) {
             await rollBack({ org: moving, from: s.movingFrom ?? s.dbServerId, to: s.movingTo, copyUid: s.copyUid });
             result = 'rolled-back';
           } else if (s.movingFrom !== null && s.movingFrom !== s.dbServerId) {
-            await dropOldCopy({ org: moving, from: s.movingFrom, to: s.dbServerId, copyUid: s.copyUid }, 0);
+            // The move that switched may have died before it published the change: published now, it takes effect at
+            // once; unpublished, the old copy waits out the longest cache life (ORG_CACHE_MAX_AGE_MS).
+            const published = await events.publish({ orgId, reason: 'moved' });
+            await dropOldCopy(
+              { org: moving, from: s.movingFrom, to: s.dbServerId, copyUid: s.copyUid },
+              published ? 0 : config.orgCacheMaxAgeMs + 1000,
+            );
             result = 'cleaned-up';
           }
         }

@@ -618,6 +618,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
    */
   function switchBehindFailed(slot: Slot, h: Handoff, err: Error): void {
     dropHandoff(slot, h);
+    slot.held = undefined; // an answer held for the waiter: never sent on a connection that is going
     if (CONNECTION_LOST.has(String(codeOf(err)))) health.suspect();
     markDead(slot);
     if (!retryAfterLostConnection(h.w, err)) h.w.reject(failure(err));
@@ -661,9 +662,11 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     slot.retire = h.retire;
     slot.lastUsed = Date.now();
     h.arm(slot.inFlight, slot.switchDeadline);
-    if (!h.lendable) return;
-    if (slot.held !== undefined) setImmediate(sendHeld, slot);
-    h.w.resolve(slot.conn);
+    if (h.lendable) {
+      if (slot.held !== undefined) setImmediate(sendHeld, slot);
+      h.w.resolve(slot.conn);
+    }
+    pump(); // the holder's tenant is one lease under its cap: a waiter of it may now take an idle session
   }
 
   /**
@@ -674,8 +677,9 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
   function nextToSwitch(slot: Slot): Waiter | undefined {
     for (let i = 0; i < waiters.length; i++) {
       const w = waiters[i]!;
+      // The holder's own tenant first in line (even at its cap, which the release lowers): no switch.
+      if (w.login.key === slot.login.key) return undefined;
       if (!underCap(w.login.key)) continue;
-      if (w.identity === slot.identity) return undefined;
       if (waitsForOwn(w)) continue;
       waiters.splice(i, 1);
       return w;
@@ -1131,6 +1135,7 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
       clearTimeout(repump);
       health.close();
       for (const w of waiters.splice(0)) w.reject(shuttingDown('tenant connections are closing'));
+      for (const slot of [...slots.values()]) if (slot.handoff) cancelHandoff(slot, slot.handoff);
       for (const slot of [...idleLru]) kill(slot);
       const deadline = Date.now() + graceMs;
       while ((slots.size > 0 || opening > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
