@@ -81,12 +81,20 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
   function confirmed(sentAt: number): void {
     if (confirmedAt !== undefined && sentAt <= confirmedAt) return;
     confirmedAt = sentAt;
+    watch();
+  }
+  /** (Re)arms the timer for the moment the last answer is `lostAfterMs` old. */
+  function watch(): void {
     clearTimeout(overdue);
-    overdue = setTimeout(checkOverdue, Math.max(0, sentAt + lostAfterMs - now()) + 1);
+    if (confirmedAt === undefined) return;
+    overdue = setTimeout(checkOverdue, Math.max(0, confirmedAt + lostAfterMs - now()) + 1);
     overdue.unref();
   }
   function checkOverdue(): void {
-    if (confirmedAt !== undefined && now() - confirmedAt > lostAfterMs) lost('no answer to the subscriber heartbeat');
+    if (confirmedAt === undefined) return;
+    if (now() - confirmedAt > lostAfterMs) lost('no answer to the subscriber heartbeat');
+    // A timer can fire early against the high-resolution clock (libuv counts from the loop's cached time): again.
+    else watch();
   }
 
   function lost(why: string): void {
@@ -123,6 +131,7 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
         lost('the subscriber connection closed');
       });
       const ping = () => {
+        checkOverdue(); // a backstop for the timer
         // Only on a ready connection: ioredis resubscribes before it is ready, so the PONG comes after the SUBSCRIBE's.
         if (sub.status !== 'ready') return;
         const sentAt = now();
