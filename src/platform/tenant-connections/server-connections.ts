@@ -701,22 +701,8 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     slot.handoff = h;
     w.serving = true;
     inc(w.login.key);
-    counters.switches++;
     counters.behind++;
-    const from = slot.identity;
-    slot.identity = '';
-    const early = !initSql || sessionState.get(w.login) === 'set' ? new EarlyLend(slot, w, h) : undefined;
-    ready(
-      slot,
-      w,
-      changeUser(slot, w.login, early, h, statement).catch((err: Error & { code?: string }) => {
-        counters.switchFailures++;
-        opts.onEvent?.('switch-failed', { from: from.split('\u0000')[0], to: w.login.user, code: err.code });
-        throw err;
-      }),
-      early,
-      h,
-    );
+    switchTo(slot, w, { h, statement });
   }
 
   /**
@@ -806,20 +792,23 @@ export function createServerConnections(opts: ServerConnectionsOptions): ServerC
     };
   }
 
-  function switchTo(slot: Slot, w: Waiter): void {
+  /** COM_CHANGE_USER of `slot` for waiter `w`, lent as soon as it can be; `behind`: sent behind the holder's statement. */
+  function switchTo(slot: Slot, w: Waiter, behind?: { h: Handoff; statement: unknown }): void {
     counters.switches++;
     const from = slot.identity;
     slot.identity = '';
-    const early = !initSql || sessionState.get(w.login) === 'set' ? new EarlyLend(slot, w) : undefined;
+    const h = behind?.h;
+    const early = !initSql || sessionState.get(w.login) === 'set' ? new EarlyLend(slot, w, h) : undefined;
     ready(
       slot,
       w,
-      changeUser(slot, w.login, early).catch((err: Error & { code?: string }) => {
+      changeUser(slot, w.login, early, h, behind?.statement).catch((err: Error & { code?: string }) => {
         counters.switchFailures++;
         opts.onEvent?.('switch-failed', { from: from.split('\u0000')[0], to: w.login.user, code: err.code });
         throw err;
       }),
       early,
+      h,
     );
   }
 
