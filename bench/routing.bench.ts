@@ -19,6 +19,8 @@
  * TENANT_CONNECTIONS_MAX [the app's defaults]. Everything it creates is removed at the end.
  */
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Server } from 'node:http';
 import type autocannon from 'autocannon';
 import { Queue } from 'bullmq';
@@ -53,6 +55,7 @@ import {
   zipfSequence,
   type CannonResult,
 } from './bench-lib.js';
+import type { ProfileWindow } from './profile-windows.js';
 
 const DEFAULTS = { BENCH_CONNECTIONS: '20', BENCH_SECONDS: '6', TENANTS: '1000' } as const;
 const CONNECTIONS = positiveInt(tunable('BENCH_CONNECTIONS', DEFAULTS), 'BENCH_CONNECTIONS');
@@ -60,6 +63,11 @@ const SECONDS = positiveInt(tunable('BENCH_SECONDS', DEFAULTS), 'BENCH_SECONDS')
 const TENANTS = positiveInt(tunable('TENANTS', DEFAULTS), 'TENANTS');
 /** For profiling (node --cpu-prof): run only these scenarios (comma-separated names), once each; docs are left alone. */
 const ONLY = process.env.BENCH_ONLY?.split(',');
+/**
+ * With BENCH_ONLY, the directory of the --cpu-prof profile: each run's window is written to windows.json there, for
+ * bench/profile-windows.ts (e.g. `profile-windows.ts <dir> 40 barePost apiPost1`: what the API does more per POST).
+ */
+const PROF_DIR = process.env.BENCH_PROF_DIR;
 const ROWS_PER_TENANT = 30;
 /** Length of the Zipf request sequence: autocannon builds every request of it for each connection, so keep it short. */
 const ZIPF_REQUESTS = 2000;
@@ -206,13 +214,17 @@ async function main(): Promise<void> {
       servers: (dbPid ? await cpuOf(dbPid) : 0) + (cachePid ? await cpuOf(cachePid) : 0),
     });
     const costs = new Map<string, { responses: number; main: number; servers: number }>();
+    const windows: ProfileWindow[] = [];
+    const micros = () => Number(process.hrtime.bigint() / 1000n);
     const record = async (name: string, spec: Omit<LoadSpec, 'seconds'>) => {
       throwIfInterrupted();
       if (ONLY && (!ONLY.includes(name) || results.has(name))) return;
       // A short warm-up of the same traffic, not measured.
       await runLoadThread<LoadSpec, CannonResult>(import.meta.url, { ...spec, seconds: 1 });
       const before = await cpuNow();
+      const start = micros();
       const r = await thread(spec);
+      windows.push({ name, start, end: micros(), responses: r.responses });
       const after = await cpuNow();
       const cost = costs.get(name) ?? { responses: 0, main: 0, servers: 0 };
       costs.set(name, {
@@ -239,6 +251,7 @@ async function main(): Promise<void> {
     for (const [name, spec] of [...posts, ...[...posts].reverse()]) await record(name, spec);
     sampling = false;
     await sampler;
+    if (ONLY && PROF_DIR) await writeFile(path.join(PROF_DIR, 'windows.json'), JSON.stringify(windows));
     if (ONLY) return;
 
     const rate = (name: string) => {
