@@ -24,6 +24,7 @@ import { createLogger, type Logger } from './platform/lib/logger.js';
 import { createSecretBox, type SecretBox } from './platform/lib/secrets.js';
 import { createOrgEvents, type OrgEvents } from './orgs/domain/org-events.js';
 import { createOrgRegistry, type OrgRegistry } from './orgs/domain/org-registry.js';
+import { createOrgChangeLog } from './orgs/data-access/org-change-log.js';
 import { createOrgRepository, type OrgRepository } from './orgs/data-access/org.repository.js';
 import { createOrgService, type OrgService } from './orgs/domain/orgs.service.js';
 import { createTenantConnections } from './platform/tenant-connections/tenant-connections.js';
@@ -111,6 +112,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
   const repo = createOrgRepository(sharedDb);
   const ledger = createLedger(sharedDb);
   const servers = createServerRegistry({ sharedDb, secrets, config, logger });
+  // Below 100 ms the heartbeat cannot tell a lost feed within the TTL: entries then live the TTL only.
+  const feedKeeps = config.orgCacheTtlMs >= 100;
   const events = createOrgEvents({
     redis: config,
     prefix: config.queuePrefix,
@@ -120,12 +123,14 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     heartbeatMs: Math.min(1000, Math.max(25, config.orgCacheTtlMs / 4)),
     lostAfterMs: Math.max(50, config.orgCacheTtlMs / 2),
     republishForMs: config.orgCacheMaxAgeMs,
+    // Changes that could not be published, read with each heartbeat where entries may outlive the TTL.
+    log: createOrgChangeLog(sharedDb),
+    logReadMs: feedKeeps ? undefined : 0,
   });
   const registry = createOrgRegistry({
     repo,
     ttlMs: config.orgCacheTtlMs,
-    // Below 100 ms the heartbeat cannot tell a lost feed within the TTL: entries then live the TTL only.
-    maxAgeMs: config.orgCacheTtlMs >= 100 ? config.orgCacheMaxAgeMs : 0,
+    maxAgeMs: feedKeeps ? config.orgCacheMaxAgeMs : 0,
     feedLive: () => events.live(),
     logger,
   });

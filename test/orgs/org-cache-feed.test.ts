@@ -2,8 +2,9 @@
  * The org cache over the change feed (src/orgs/domain/org-events.ts, org-registry.ts): while the subscriber's
  * connection answers its heartbeat, a cached org and key stay ORG_CACHE_MAX_AGE_MS and a change made by another
  * process takes effect at once; when the connection is cut or Redis stops answering, the feed is lost within
- * ORG_CACHE_TTL_MS / 2 and whatever was kept past the TTL is read again. A Redis server of the test's own, real faults
- * (CLIENT KILL of the subscriber, the server frozen with SIGSTOP).
+ * ORG_CACHE_TTL_MS / 2 and whatever was kept past the TTL is read again; a change made by a process that cannot reach
+ * Redis reaches the others through the shared DB's change log. A Redis server of the test's own, real faults (CLIENT
+ * KILL of the subscriber, the server frozen with SIGSTOP, a CLI pointed at a closed port).
  */
 import type { ChildProcess } from 'node:child_process';
 import { expect } from 'chai';
@@ -53,6 +54,16 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
     const revoked = await cli(['keys', 'revoke', String(t.id), t.apiKey.split('_')[1]!], { REDIS_URL: url });
     expect(revoked.code, revoked.stderr).to.equal(0);
     expect(await eventually(async () => (await api.request('GET', '/org', { org: t })).status === 401, 1000, 10)).to.equal(true);
+  });
+
+  it('a key revoked by a process that cannot reach Redis is refused within about a second: the change goes through the shared DB change log', async () => {
+    const t = await cachedPastTtl();
+    const nowhere = `redis://127.0.0.1:${await freePort()}`;
+    const revoked = await cli(['keys', 'revoke', String(t.id), t.apiKey.split('_')[1]!], { REDIS_URL: nowhere, LOG_LEVEL: 'warn' });
+    expect(revoked.code, revoked.stderr).to.equal(0);
+    expect(revoked.stderr).to.match(/publish failed; the change is in the shared DB change log/);
+    expect(await eventually(async () => (await api.request('GET', '/org', { org: t })).status === 401, 2000, 10)).to.equal(true);
+    expect(api.deps.events.live(), 'through the log, not a lost feed').to.equal(true);
   });
 
   it('the subscriber connection cut (CLIENT KILL): the feed is lost, what was kept past the TTL is read again, and the feed comes back', async () => {

@@ -9,6 +9,10 @@
  * arrived. Pinged every `heartbeatMs`; when the connection closes or a PONG is overdue, the feed is lost (a change may
  * have been missed) and `onLost` handlers run: caches that keep entries past ORG_CACHE_TTL_MS on the strength of the
  * feed drop them. Not on Redis Cluster (a sharded subscriber has no connection of its own to ping): never live there.
+ *
+ * A change that cannot be published (Redis unreachable from the process that made it, as a CLI on the wrong side of a
+ * partition) is written to the shared DB's change log instead, which every subscribing process reads about once a
+ * second (each heartbeat): it takes effect there within a second or so, not at the end of ORG_CACHE_MAX_AGE_MS.
  */
 import { createRedis, isCluster, type RedisClient, type RedisTarget } from '../../platform/lib/redis.js';
 import type { Logger } from '../../platform/lib/logger.js';
@@ -22,7 +26,8 @@ export interface OrgChange {
 export interface OrgEvents {
   /**
    * Publishes a change; never throws. True when Redis took it (every live subscriber gets it); false when it could not
-   * be published: other processes then see the change only when their cached entry expires (ORG_CACHE_MAX_AGE_MS).
+   * be published: it is then in the change log (every subscriber reads it within a second or so) or, when that failed
+   * too, other processes see the change only when their cached entry expires (ORG_CACHE_MAX_AGE_MS).
    */
   publish(change: OrgChange): Promise<boolean>;
   /** Registers a handler, called for changes from any process, this one included. */
@@ -36,6 +41,14 @@ export interface OrgEvents {
   close(): Promise<void>;
 }
 
+/** Where changes that could not be published are written, and read back by every subscriber (the shared DB). */
+export interface OrgChangeLog {
+  /** Logs a change. */
+  record(change: OrgChange): Promise<void>;
+  /** The changes logged in the last `windowMs`, oldest first, with their ids. */
+  recent(windowMs: number): Promise<Array<OrgChange & { id: number }>>;
+}
+
 export interface OrgEventsOptions {
   redis: RedisTarget;
   prefix: string;
@@ -45,8 +58,15 @@ export interface OrgEventsOptions {
   heartbeatMs?: number;
   /** The feed is lost when the last answered PING was sent longer ago than this (default 2500 ms). */
   lostAfterMs?: number;
-  /** A change that could not be published is tried again every second for this long (ORG_CACHE_MAX_AGE_MS). */
+  /**
+   * A change that could not be published, nor logged, is tried again every second for this long; and a subscriber
+   * reads the changes logged this long ago and since (ORG_CACHE_MAX_AGE_MS: no cached entry is older).
+   */
   republishForMs?: number;
+  /** The fallback for changes that cannot be published. */
+  log?: OrgChangeLog;
+  /** How often a subscriber reads the log (default `heartbeatMs`; 0: never, when entries live no longer than the TTL). */
+  logReadMs?: number;
   /** Clock in ms (performance.now()). */
   now?: () => number;
 }
@@ -77,6 +97,10 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
   const unpublished = new Map<number, { change: OrgChange; since: number }>();
   let republisher: NodeJS.Timeout | undefined;
   const republishForMs = opts.republishForMs ?? 60_000;
+  /** Reads the change log; the ids of the logged changes already handled (those still within the window). */
+  let logReader: NodeJS.Timeout | undefined;
+  let handledLogged = new Set<number>();
+  let readingLog = false;
 
   function confirmed(sentAt: number): void {
     if (confirmedAt !== undefined && sentAt <= confirmedAt) return;
@@ -150,6 +174,36 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
         heartbeat.unref();
       });
     }
+    const log = opts.log;
+    const readEveryMs = opts.logReadMs ?? heartbeatMs;
+    if (log && readEveryMs > 0) {
+      void readLog(log);
+      logReader = setInterval(() => void readLog(log), readEveryMs);
+      logReader.unref();
+    }
+  }
+
+  /**
+   * Handles the changes logged within the window that were not handled yet. By time, not by "ids after the last":
+   * an insert that commits after a later id was read is still seen. A failed read is tried again at the next tick
+   * (the window is the longest a cached entry lives, so nothing logged while the shared DB is unreachable is missed).
+   */
+  async function readLog(log: OrgChangeLog): Promise<void> {
+    if (readingLog) return;
+    readingLog = true;
+    try {
+      const changes = await log.recent(Math.max(10_000, republishForMs));
+      const handled = new Set<number>();
+      for (const { id, orgId, reason } of changes) {
+        handled.add(id);
+        if (!handledLogged.has(id)) emit({ orgId, reason });
+      }
+      handledLogged = handled;
+    } catch (err) {
+      opts.logger.debug('org events: the change log could not be read; tried again', { err: (err as Error).message });
+    } finally {
+      readingLog = false;
+    }
   }
 
   async function send(change: OrgChange): Promise<void> {
@@ -181,6 +235,23 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
         unpublished.delete(change.orgId);
         return true;
       } catch (err) {
+        const logged = await opts.log?.record(change).then(
+          () => true,
+          (logErr: Error) => {
+            opts.logger.warn('org events: the change could not be logged in the shared DB either', {
+              orgId: change.orgId,
+              err: logErr.message,
+            });
+            return false;
+          },
+        );
+        if (logged) {
+          opts.logger.warn('org events: publish failed; the change is in the shared DB change log, read by every process within a second', {
+            orgId: change.orgId,
+            err: (err as Error).message,
+          });
+          return false;
+        }
         opts.logger.warn(
           'org events: publish failed; tried again every second, other processes see the change within ORG_CACHE_MAX_AGE_MS',
           {
@@ -207,6 +278,7 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
     close() {
       clearInterval(heartbeat);
       clearInterval(republisher);
+      clearInterval(logReader);
       clearTimeout(overdue);
       confirmedAt = undefined;
       publisher.disconnect();
