@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { freePort } from '../../scripts/free-port.js';
+import { createOrgChangeLog } from '../../src/orgs/data-access/org-change-log.js';
 import { cli, createTenant, eventually, startApi, type TestApi } from '../helpers.js';
 import { startRedis, stopRedis } from '../processes.js';
 
@@ -64,6 +65,18 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
     expect(revoked.stderr).to.match(/publish failed; the change is in the shared DB change log/);
     expect(await eventually(async () => (await api.request('GET', '/org', { org: t })).status === 401, 2000, 10)).to.equal(true);
     expect(api.deps.events.live(), 'through the log, not a lost feed').to.equal(true);
+  });
+
+  it('the change log keeps an hour: logging a change removes the older rows, and a read of the window answers the new one only', async () => {
+    const log = createOrgChangeLog(api.deps.sharedDb);
+    await api.deps.sharedDb.query(
+      "INSERT INTO org_changes (org_id, reason, created_at) VALUES (999999, 'old', CURRENT_TIMESTAMP(3) - INTERVAL 61 MINUTE)",
+    );
+    await log.record({ orgId: 999998, reason: 'x'.repeat(40) }); // longer than the column: cut to its 32 characters
+    const [rows] = await api.deps.sharedDb.query('SELECT org_id, reason FROM org_changes WHERE org_id IN (999998, 999999)');
+    expect(rows).to.deep.equal([{ org_id: 999998, reason: 'x'.repeat(32) }]);
+    const recent = await log.recent(10_000);
+    expect(recent.filter((c) => c.orgId >= 999998).map((c) => c.orgId)).to.deep.equal([999998]);
   });
 
   it('the subscriber connection cut (CLIENT KILL): the feed is lost, what was kept past the TTL is read again, and the feed comes back', async () => {
