@@ -59,12 +59,16 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
 
   it('a key revoked by a process that cannot reach Redis is refused within about a second: the change goes through the shared DB change log', async () => {
     const t = await cachedPastTtl();
+    const fromLog = api.deps.events.stats().fromLog;
     const nowhere = `redis://127.0.0.1:${await freePort()}`;
     const revoked = await cli(['keys', 'revoke', String(t.id), t.apiKey.split('_')[1]!], { REDIS_URL: nowhere, LOG_LEVEL: 'warn' });
     expect(revoked.code, revoked.stderr).to.equal(0);
     expect(revoked.stderr).to.match(/publish failed; the change is in the shared DB change log/);
     expect(await eventually(async () => (await api.request('GET', '/org', { org: t })).status === 401, 2000, 10)).to.equal(true);
     expect(api.deps.events.live(), 'through the log, not a lost feed').to.equal(true);
+    expect(api.deps.events.stats().fromLog).to.be.greaterThan(fromLog);
+    const metrics = await api.request('GET', '/metrics', { admin: true });
+    expect(metrics.body as string).to.match(/^org_changes_from_log_total [1-9]/m);
   });
 
   it('the change log keeps an hour: logging a change removes the older rows, and a read of the window answers the new one only', async () => {

@@ -34,6 +34,8 @@ export interface OrgEvents {
   onChange(handler: (change: OrgChange) => void): void;
   /** Whether every change published up to `lostAfterMs` ago is known to have reached this process. */
   live(): boolean;
+  /** Changes this process could not publish, and changes it took from the log, since it started. */
+  stats(): { unpublished: number; fromLog: number };
   /** Registers a handler called when the feed stops being live (a change may have been missed). */
   onLost(handler: () => void): void;
   /** Resolves true once the subscription is active, false if it is not within timeoutMs (Redis unreachable). */
@@ -101,6 +103,7 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
   let logReader: NodeJS.Timeout | undefined;
   let handledLogged = new Set<number>();
   let readingLog = false;
+  const counts = { unpublished: 0, fromLog: 0 };
 
   function confirmed(sentAt: number): void {
     if (confirmedAt !== undefined && sentAt <= confirmedAt) return;
@@ -196,7 +199,9 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
       const handled = new Set<number>();
       for (const { id, orgId, reason } of changes) {
         handled.add(id);
-        if (!handledLogged.has(id)) emit({ orgId, reason });
+        if (handledLogged.has(id)) continue;
+        counts.fromLog++;
+        emit({ orgId, reason });
       }
       handledLogged = handled;
     } catch (err) {
@@ -235,6 +240,7 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
         unpublished.delete(change.orgId);
         return true;
       } catch (err) {
+        counts.unpublished++;
         const logged = await opts.log?.record(change).then(
           () => true,
           (logErr: Error) => {
@@ -271,6 +277,7 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
       handlers.push(handler);
     },
     live: () => confirmedAt !== undefined && now() - confirmedAt <= lostAfterMs,
+    stats: () => ({ ...counts }),
     onLost(handler) {
       lostHandlers.push(handler);
     },

@@ -54,8 +54,8 @@ export function createMetrics(deps: {
   tenantConnections: { stats(): TenantConnectionsStats };
   /** The org and API-key cache's counters. */
   orgCache: { stats(): { hits: number; misses: number } };
-  /** The org change feed (org-events.ts): whether it is live now. */
-  orgFeed?: { live(): boolean };
+  /** The org change feed (org-events.ts): whether it is live now, and its counters. */
+  orgFeed?: { live(): boolean; stats(): { unpublished: number; fromLog: number } };
   queues: Queue[];
   /** Per-org permits of each queue, for the busiest-org gauges (reported where the queue gauges are). */
   orgPermits?: { queue: string; permits: OrgPermits }[];
@@ -170,7 +170,7 @@ export function createMetrics(deps: {
   counterFrom(registry, 'org_cache_hits_total', 'Org and API-key cache hits', () => orgCache.stats().hits);
   counterFrom(registry, 'org_cache_misses_total', 'Org and API-key cache misses', () => orgCache.stats().misses);
   const { orgFeed } = deps;
-  if (orgFeed)
+  if (orgFeed) {
     new Gauge({
       name: 'org_change_feed_live',
       help: '1 while the org change feed is live (cached orgs and keys then stay ORG_CACHE_MAX_AGE_MS), 0 otherwise',
@@ -179,6 +179,19 @@ export function createMetrics(deps: {
         this.set(orgFeed.live() ? 1 : 0);
       },
     });
+    counterFrom(
+      registry,
+      'org_changes_unpublished_total',
+      'Org changes this process made that Redis did not take (written to the shared DB change log instead)',
+      () => orgFeed.stats().unpublished,
+    );
+    counterFrom(
+      registry,
+      'org_changes_from_log_total',
+      "Org changes this process took from the shared DB change log (another process's publish had failed)",
+      () => orgFeed.stats().fromLog,
+    );
+  }
   // With no queues (QUEUE_METRICS off for this process) the series is not registered at all, rather than left empty.
   new Gauge({
     name: 'queue_jobs',
