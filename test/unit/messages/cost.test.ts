@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { messageCost } from '../../../src/messages/domain/channels/index.js';
-import { smsEncoding } from '../../../src/messages/domain/channels/sms.channel.js';
+import { GSM_BASIC_CHARS, GSM_EXTENSION_CHARS, smsEncoding } from '../../../src/messages/domain/channels/sms.channel.js';
 
 describe('message cost', () => {
   const cases: [string, string, 'GSM-7' | 'UCS-2', number][] = [
@@ -27,6 +27,18 @@ describe('message cost', () => {
       expect(messageCost('sms', body)).to.equal(segments);
     });
   }
+
+  it('every UTF-16 code unit is classed as GSM 03.38 says: basic 1 septet, extension 2, anything else (a lone surrogate too) UCS-2', () => {
+    const basic = new Set(GSM_BASIC_CHARS);
+    const extension = new Set(GSM_EXTENSION_CHARS);
+    expect(basic.size + extension.size).to.equal(137);
+    for (let code = 0; code <= 0xffff; code++) {
+      const ch = String.fromCharCode(code);
+      const septets = basic.has(ch) ? 1 : extension.has(ch) ? 2 : 0;
+      const expected = septets ? { encoding: 'GSM-7', units: septets } : { encoding: 'UCS-2', units: 1 };
+      expect(smsEncoding(ch), `U+${code.toString(16)}`).to.include(expected);
+    }
+  });
 
   it('an email costs 1 whatever its length', () => {
     expect(messageCost('email', 'x'.repeat(100_000))).to.equal(1);

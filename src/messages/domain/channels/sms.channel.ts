@@ -7,10 +7,13 @@ import Joi from 'joi';
 import { maxChars } from '../../../platform/lib/text-rules.js';
 import type { ChannelSpec } from './channel.js';
 
-const GSM_BASIC = new Set(
-  '@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&\'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà',
-);
-const GSM_EXTENSION = new Set('^{}\\[~]|€\f');
+/** GSM 03.38's basic character set (one septet each) and its extension table (two: the escape and the character). */
+export const GSM_BASIC_CHARS =
+  '@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&\'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà';
+export const GSM_EXTENSION_CHARS = '^{}\\[~]|€\f';
+
+const GSM_BASIC = new Set(GSM_BASIC_CHARS);
+const GSM_EXTENSION = new Set(GSM_EXTENSION_CHARS);
 
 export interface SmsEncoding {
   encoding: 'GSM-7' | 'UCS-2';
