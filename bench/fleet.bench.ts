@@ -375,6 +375,7 @@ async function main(): Promise<void> {
       `${(rate(name) / rate(base)).toFixed(2)}×`,
       max(name, (m) => m.result.distinct),
       sum(name, (m) => m.delta.misses),
+      sum(name, (m) => m.delta.orgMisses),
       sum(name, (m) => m.delta.evictions),
       `${(sum(name, (m) => m.delta.switches) / sum(name, (m) => m.result.responses)).toFixed(2)} (${(sum(name, (m) => m.delta.behind) / sum(name, (m) => m.result.responses)).toFixed(2)})`,
       ((1e6 * sum(name, (m) => m.apiCpu)) / sum(name, (m) => m.result.responses)).toFixed(0),
@@ -417,6 +418,7 @@ async function main(): Promise<void> {
           'ratio',
           'tenants reached',
           'instance misses',
+          'org-cache misses',
           'evictions',
           'switches/request (behind a statement)',
           'server process CPU µs/request',
@@ -425,7 +427,7 @@ async function main(): Promise<void> {
           'peak Threads_connected',
           'peak server RSS MiB',
         ],
-        'lrrrrrrrrrrrrr',
+        'lrrrrrrrrrrrrrr',
         [
           row('API GET /messages, 1 tenant', 'one', 'one'),
           row(`API GET /messages, ${TENANTS} tenants, Zipf(1.0) per request`, 'fleet', 'one'),
@@ -435,6 +437,7 @@ async function main(): Promise<void> {
       ),
       '',
       `Tenant connections budget: ${process.env.TENANT_CONNECTIONS_MAX ?? 'default'} per server and process (peak above counts the tenant users' sessions in PROCESSLIST); ` +
+        `Org-cache misses: orgs and keys read again from the shared DB (an entry read by the warm-up lives ORG_CACHE_MAX_AGE_MS, so the runs after that read the tenants they reach again). ` +
         `CPU per request: the server process's own (/proc), and the database server's (shared with whatever else ran on it meanwhile: an upper bound). ` +
         `\`Threads_connected\` counts the whole server (the API's shared-DB pool, this bench's sampler and anything else on it). ` +
         `API RSS at the end: ${(finalRss / 2 ** 20).toFixed(0)} MiB.`,
