@@ -1,6 +1,7 @@
 /**
  * Shared DB: org changes that could not be published on Redis (src/orgs/domain/org-events.ts). Every process that
- * caches orgs reads the rows newer than the last it saw, about once a second, and drops those orgs from its cache: a
+ * caches orgs reads the rows of the last ORG_CACHE_MAX_AGE_MS about once a second, and drops from its cache the orgs
+ * of those it has not handled yet: a
  * change made by a process that cannot reach Redis (a CLI on the wrong side of a partition) still takes effect within
  * a second or so, not at the end of ORG_CACHE_MAX_AGE_MS. Rows are written only when a publish fails, and removed an
  * hour later.

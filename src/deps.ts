@@ -126,6 +126,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     // Changes that could not be published, read with each heartbeat where entries may outlive the TTL.
     log: createOrgChangeLog(sharedDb),
     logReadMs: feedKeeps ? undefined : 0,
+    logWindowMs: Math.max(config.orgCacheTtlMs, config.orgCacheMaxAgeMs),
   });
   const registry = createOrgRegistry({
     repo,

@@ -11,7 +11,9 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { freePort } from '../../scripts/free-port.js';
 import { createOrgChangeLog } from '../../src/orgs/data-access/org-change-log.js';
-import { cli, createTenant, eventually, startApi, type TestApi } from '../helpers.js';
+import { createOrgEvents, type OrgChange, type OrgChangeLog } from '../../src/orgs/domain/org-events.js';
+import { createLogger } from '../../src/platform/lib/logger.js';
+import { cli, createTenant, eventually, startApi, testConfig, type TestApi } from '../helpers.js';
 import { startRedis, stopRedis } from '../processes.js';
 
 /** ORG_CACHE_TTL_MS=200: the subscriber is pinged every 50 ms, and the feed is lost 100 ms after its last answer. */
@@ -23,6 +25,9 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
   let url: string;
   let api: TestApi;
   let admin: Redis;
+  /** What the API's org events handed its caches, and how often its feed was lost. */
+  const changes: OrgChange[] = [];
+  let losses = 0;
   before(async () => {
     const port = await freePort();
     redis = await startRedis(port);
@@ -31,6 +36,8 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
     admin = new Redis(url, { lazyConnect: true });
     await admin.connect();
     expect(await eventually(async () => api.deps.events.live())).to.equal(true);
+    api.deps.events.onChange((c) => changes.push(c));
+    api.deps.events.onLost(() => losses++);
   });
   after(async () => {
     admin.disconnect();
@@ -60,12 +67,15 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
   it('a key revoked by a process that cannot reach Redis is refused within about a second: the change goes through the shared DB change log', async () => {
     const t = await cachedPastTtl();
     const fromLog = api.deps.events.stats().fromLog;
+    const lossesBefore = losses;
     const nowhere = `redis://127.0.0.1:${await freePort()}`;
     const revoked = await cli(['keys', 'revoke', String(t.id), t.apiKey.split('_')[1]!], { REDIS_URL: nowhere, LOG_LEVEL: 'warn' });
     expect(revoked.code, revoked.stderr).to.equal(0);
     expect(revoked.stderr).to.match(/publish failed; the change is in the shared DB change log/);
     expect(await eventually(async () => (await api.request('GET', '/org', { org: t })).status === 401, 2000, 10)).to.equal(true);
-    expect(api.deps.events.live(), 'through the log, not a lost feed').to.equal(true);
+    expect(changes).to.deep.include({ orgId: t.id, reason: 'key-revoked' });
+    expect(losses, 'through the log, not a lost feed').to.equal(lossesBefore);
+    expect(api.deps.events.live()).to.equal(true);
     expect(api.deps.events.stats().fromLog).to.be.greaterThan(fromLog);
     const metrics = await api.request('GET', '/metrics', { admin: true });
     expect(metrics.body as string).to.match(/^org_changes_from_log_total [1-9]/m);
@@ -104,5 +114,49 @@ describe('the org cache over the change feed (ORG_CACHE_MAX_AGE_MS)', () => {
     }
     expect(await eventually(async () => api.deps.events.live(), 3000)).to.equal(true);
     expect((await api.request('GET', '/org', { org: t })).status).to.equal(200);
+  });
+});
+
+describe('the change log read by org events (faults of the log itself)', () => {
+  const silent = createLogger({ level: 'silent' });
+  const config = testConfig();
+  const opened: Array<{ close(): Promise<void> }> = [];
+  after(async () => {
+    for (const e of opened) await e.close();
+  });
+  /** Org events over this run's Redis, reading `log` every 50 ms. */
+  function eventsOver(log: OrgChangeLog) {
+    const events = createOrgEvents({ redis: config, prefix: `${config.queuePrefix}-log`, logger: silent, heartbeatMs: 50, log });
+    opened.push(events);
+    const changes: OrgChange[] = [];
+    let losses = 0;
+    events.onChange((c) => changes.push(c));
+    events.onLost(() => losses++);
+    return { events, changes, losses: () => losses };
+  }
+
+  it('a read that hangs is given up after two heartbeats (at least 1 s), and the next read handles what was logged meanwhile', async () => {
+    let reads = 0;
+    const log: OrgChangeLog = {
+      limit: 100,
+      record: () => Promise.resolve(1),
+      recent: () => (++reads === 1 ? new Promise(() => undefined) : Promise.resolve([{ id: 1, orgId: 7, reason: 'key-revoked' }])),
+    };
+    const { events, changes } = eventsOver(log);
+    expect(await eventually(async () => changes.some((c) => c.orgId === 7), 3000)).to.equal(true);
+    expect(events.stats().logReadFailures).to.equal(1);
+    expect(
+      changes.filter((c) => c.orgId === 7),
+      'handled once',
+    ).to.have.length(1);
+  });
+
+  it('a read that fills its page drops every cached org and key (newer changes may be past it)', async () => {
+    const rows = [
+      { id: 1, orgId: 1, reason: 'a' },
+      { id: 2, orgId: 2, reason: 'b' },
+    ];
+    const { losses } = eventsOver({ limit: 2, record: () => Promise.resolve(3), recent: () => Promise.resolve(rows) });
+    expect(await eventually(async () => losses() > 0, 2000)).to.equal(true);
   });
 });

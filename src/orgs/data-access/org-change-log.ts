@@ -13,9 +13,14 @@ const PAGE = 10_000;
 
 export function createOrgChangeLog(db: Sequelize): OrgChangeLog {
   return {
+    limit: PAGE,
     async record({ orgId, reason }) {
-      await write(db, 'INSERT INTO org_changes (org_id, reason) VALUES (?, ?)', [orgId, reason.slice(0, 32)]);
-      await write(db, `DELETE FROM org_changes WHERE created_at < CURRENT_TIMESTAMP(3) - INTERVAL ${KEEP_HOURS} HOUR`, []);
+      const { insertId } = await write(db, 'INSERT INTO org_changes (org_id, reason) VALUES (?, ?)', [orgId, reason.slice(0, 32)]);
+      // Best effort: the change is logged whether or not the old rows go now (the next change removes them).
+      await write(db, `DELETE FROM org_changes WHERE created_at < CURRENT_TIMESTAMP(3) - INTERVAL ${KEEP_HOURS} HOUR`, []).catch(
+        () => undefined,
+      );
+      return insertId;
     },
     async recent(windowMs) {
       const rows = await selectRows<{ id: number; org_id: number; reason: string }>(

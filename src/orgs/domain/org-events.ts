@@ -34,8 +34,11 @@ export interface OrgEvents {
   onChange(handler: (change: OrgChange) => void): void;
   /** Whether every change published up to `lostAfterMs` ago is known to have reached this process. */
   live(): boolean;
-  /** Changes this process could not publish, and changes it took from the log, since it started. */
-  stats(): { unpublished: number; fromLog: number };
+  /**
+   * Since the process started: changes it could not publish (and of those, could not log either), changes it took from
+   * the log, and reads of the log that failed.
+   */
+  stats(): { unpublished: number; unlogged: number; fromLog: number; logReadFailures: number };
   /** Registers a handler called when the feed stops being live (a change may have been missed). */
   onLost(handler: () => void): void;
   /** Resolves true once the subscription is active, false if it is not within timeoutMs (Redis unreachable). */
@@ -45,10 +48,12 @@ export interface OrgEvents {
 
 /** Where changes that could not be published are written, and read back by every subscriber (the shared DB). */
 export interface OrgChangeLog {
-  /** Logs a change. */
-  record(change: OrgChange): Promise<void>;
-  /** The changes logged in the last `windowMs`, oldest first, with their ids. */
+  /** Logs a change; answers its id. */
+  record(change: OrgChange): Promise<number>;
+  /** The changes logged in the last `windowMs`, oldest first, with their ids; at most `limit` of them. */
   recent(windowMs: number): Promise<Array<OrgChange & { id: number }>>;
+  /** The most rows recent() answers: a read that gets this many may have left newer ones out. */
+  readonly limit: number;
 }
 
 export interface OrgEventsOptions {
@@ -69,6 +74,8 @@ export interface OrgEventsOptions {
   log?: OrgChangeLog;
   /** How often a subscriber reads the log (default `heartbeatMs`; 0: never, when entries live no longer than the TTL). */
   logReadMs?: number;
+  /** How far back each read of the log goes: the longest a cached entry lives (default `republishForMs`, at least 10 s). */
+  logWindowMs?: number;
   /** Clock in ms (performance.now()). */
   now?: () => number;
 }
@@ -99,11 +106,18 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
   const unpublished = new Map<number, { change: OrgChange; since: number }>();
   let republisher: NodeJS.Timeout | undefined;
   const republishForMs = opts.republishForMs ?? 60_000;
-  /** Reads the change log; the ids of the logged changes already handled (those still within the window). */
+  /**
+   * Reads the change log; the ids of the logged changes already handled (those still within the window; undefined
+   * until the first read that succeeds), and the ids this process logged itself.
+   */
   let logReader: NodeJS.Timeout | undefined;
-  let handledLogged = new Set<number>();
+  let handledLogged: Set<number> | undefined;
+  const ownLogged = new Set<number>();
   let readingLog = false;
-  const counts = { unpublished: 0, fromLog: 0 };
+  /** A streak of failed reads is logged once, at its start (and its end). */
+  let logReadFailing = false;
+  const logWindowMs = Math.max(10_000, opts.logWindowMs ?? republishForMs);
+  const counts = { unpublished: 0, unlogged: 0, fromLog: 0, logReadFailures: 0 };
 
   function confirmed(sentAt: number): void {
     if (confirmedAt !== undefined && sentAt <= confirmedAt) return;
@@ -180,32 +194,49 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
     const log = opts.log;
     const readEveryMs = opts.logReadMs ?? heartbeatMs;
     if (log && readEveryMs > 0) {
-      void readLog(log);
-      logReader = setInterval(() => void readLog(log), readEveryMs);
+      void readLog(log, readEveryMs);
+      logReader = setInterval(() => void readLog(log, readEveryMs), readEveryMs);
       logReader.unref();
     }
   }
 
   /**
    * Handles the changes logged within the window that were not handled yet. By time, not by "ids after the last":
-   * an insert that commits after a later id was read is still seen. A failed read is tried again at the next tick
-   * (the window is the longest a cached entry lives, so nothing logged while the shared DB is unreachable is missed).
+   * an insert that commits after a later id was read is still seen. A read that fails or takes longer than twice the
+   * interval is given up and tried again at the next tick: the window is the longest a cached entry lives, so what was
+   * logged meanwhile is still read once the shared DB answers, or has expired from every cache. A read that fills a
+   * whole page may have left newer changes out: every cached org and key is dropped then.
    */
-  async function readLog(log: OrgChangeLog): Promise<void> {
+  async function readLog(log: OrgChangeLog, everyMs: number): Promise<void> {
     if (readingLog) return;
     readingLog = true;
     try {
-      const changes = await log.recent(Math.max(10_000, republishForMs));
+      const changes = await withTimeout(log.recent(logWindowMs), Math.max(1000, 2 * everyMs), 'change log read');
       const handled = new Set<number>();
+      // The first read also drops what it finds (harmless at start, and needed when the reads failed for a while first),
+      // without counting it.
+      const first = handledLogged === undefined;
       for (const { id, orgId, reason } of changes) {
         handled.add(id);
-        if (handledLogged.has(id)) continue;
-        counts.fromLog++;
+        const own = ownLogged.delete(id);
+        if (own || handledLogged?.has(id)) continue;
+        if (!first) counts.fromLog++;
         emit({ orgId, reason });
       }
       handledLogged = handled;
+      if (logReadFailing) opts.logger.info('org events: the change log is read again');
+      logReadFailing = false;
+      if (changes.length >= log.limit) {
+        opts.logger.warn('org events: the change log holds more than one read takes; cached orgs and keys are dropped', {
+          changes: changes.length,
+        });
+        lostHandlers.forEach((h) => h());
+      }
     } catch (err) {
-      opts.logger.debug('org events: the change log could not be read; tried again', { err: (err as Error).message });
+      counts.logReadFailures++;
+      if (!logReadFailing)
+        opts.logger.warn('org events: the change log could not be read; tried again at each heartbeat', { err: (err as Error).message });
+      logReadFailing = true;
     } finally {
       readingLog = false;
     }
@@ -242,8 +273,12 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
       } catch (err) {
         counts.unpublished++;
         const logged = await opts.log?.record(change).then(
-          () => true,
+          (id) => {
+            if (logReader) ownLogged.add(id); // not read back as another process's
+            return true;
+          },
           (logErr: Error) => {
+            counts.unlogged++;
             opts.logger.warn('org events: the change could not be logged in the shared DB either', {
               orgId: change.orgId,
               err: logErr.message,
@@ -251,20 +286,14 @@ export function createOrgEvents(opts: OrgEventsOptions): OrgEvents {
             return false;
           },
         );
-        if (logged) {
-          opts.logger.warn('org events: publish failed; the change is in the shared DB change log, read by every process within a second', {
-            orgId: change.orgId,
-            err: (err as Error).message,
-          });
-          return false;
-        }
         opts.logger.warn(
-          'org events: publish failed; tried again every second, other processes see the change within ORG_CACHE_MAX_AGE_MS',
-          {
-            orgId: change.orgId,
-            err: (err as Error).message,
-          },
+          logged
+            ? 'org events: publish failed; the change is in the shared DB change log (every process reads it within a second) and is published again every second'
+            : 'org events: publish failed; tried again every second, other processes see the change within ORG_CACHE_MAX_AGE_MS',
+          { orgId: change.orgId, err: (err as Error).message },
         );
+        // Published again even when logged: a process that does not read the log (an older version, or one whose reads
+        // fail) still gets it.
         if (!unpublished.has(change.orgId)) unpublished.set(change.orgId, { change, since: now() });
         if (!republisher) {
           republisher = setInterval(() => void republish(), 1000);

@@ -55,7 +55,7 @@ export function createMetrics(deps: {
   /** The org and API-key cache's counters. */
   orgCache: { stats(): { hits: number; misses: number } };
   /** The org change feed (org-events.ts): whether it is live now, and its counters. */
-  orgFeed?: { live(): boolean; stats(): { unpublished: number; fromLog: number } };
+  orgFeed?: { live(): boolean; stats(): { unpublished: number; unlogged: number; fromLog: number; logReadFailures: number } };
   queues: Queue[];
   /** Per-org permits of each queue, for the busiest-org gauges (reported where the queue gauges are). */
   orgPermits?: { queue: string; permits: OrgPermits }[];
@@ -187,9 +187,21 @@ export function createMetrics(deps: {
     );
     counterFrom(
       registry,
+      'org_changes_unlogged_total',
+      'Org changes this process could neither publish nor log: other processes see them within ORG_CACHE_MAX_AGE_MS',
+      () => orgFeed.stats().unlogged,
+    );
+    counterFrom(
+      registry,
       'org_changes_from_log_total',
       "Org changes this process took from the shared DB change log (another process's publish had failed)",
       () => orgFeed.stats().fromLog,
+    );
+    counterFrom(
+      registry,
+      'org_change_log_read_failures_total',
+      'Reads of the shared DB change log that failed or took too long (tried again at the next heartbeat)',
+      () => orgFeed.stats().logReadFailures,
     );
   }
   // With no queues (QUEUE_METRICS off for this process) the series is not registered at all, rather than left empty.
