@@ -65,10 +65,7 @@ export interface OrgEventsOptions {
   heartbeatMs?: number;
   /** The feed is lost when the last answered PING was sent longer ago than this (default 2500 ms). */
   lostAfterMs?: number;
-  /**
-   * A change that could not be published, nor logged, is tried again every second for this long; and a subscriber
-   * reads the changes logged this long ago and since (ORG_CACHE_MAX_AGE_MS: no cached entry is older).
-   */
+  /** A change that could not be published (logged or not) is tried again every second for this long (ORG_CACHE_MAX_AGE_MS). */
   republishForMs?: number;
   /** The fallback for changes that cannot be published. */
   log?: OrgChangeLog;
