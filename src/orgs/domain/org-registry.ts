@@ -63,6 +63,8 @@ export interface OrgRegistryDeps {
   logger: Logger;
   /** Clock in ms (tests pass a fake one). */
   now?: () => number;
+  /** Uniform in [0, 1) (tests pass a fixed one): where in the last quarter of its max age a long-lived entry expires. */
+  random?: () => number;
 }
 
 export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
@@ -70,8 +72,14 @@ export function createOrgRegistry(deps: OrgRegistryDeps): OrgRegistry {
   const now = deps.now ?? (() => performance.now());
   const longTtl = Math.max(ttlMs, deps.maxAgeMs ?? 0);
   const feedLive = longTtl > ttlMs ? (deps.feedLive ?? (() => false)) : () => false;
-  /** The TTL of an entry whose read started with the feed live (`startedLive`) and ends now. */
-  const ttlFor = (startedLive: boolean) => (startedLive && feedLive() ? longTtl : Math.max(1, ttlMs));
+  const random = deps.random ?? Math.random;
+  /**
+   * The TTL of an entry whose read started with the feed live (`startedLive`) and ends now: past ttlMs, somewhere in
+   * the last quarter of the max age, so that entries read together (a warm-up, the re-reads after a lost feed) do not
+   * all expire together, every max age again.
+   */
+  const ttlFor = (startedLive: boolean) =>
+    startedLive && feedLive() ? longTtl - Math.floor(random() * 0.25 * (longTtl - ttlMs)) : Math.max(1, ttlMs);
   const stats: OrgRegistryStats = { hits: 0, misses: 0 };
   // Bumped by invalidate(): a load that started before an invalidation reads again, so it never caches a stale row.
   let generation = 0;

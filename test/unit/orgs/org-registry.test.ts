@@ -130,9 +130,39 @@ describe('org registry (unit)', () => {
         feedLive: () => feed.live,
         logger: silent,
         now: clock.now,
+        random: () => 0, // at the max age itself (the spread has its own test)
       });
       return { f, r, clock, feed, key };
     }
+
+    it('entries read together while the feed is live expire spread over the last quarter of the max age, not together', async () => {
+      const f = fakeRepo();
+      for (let id = 1; id <= 4; id++) f.orgs.set(id, fakeOrg(id));
+      const clock = manualClock();
+      const draws = [0, 0.5, 0.999, 0.25];
+      const r = createOrgRegistry({
+        repo: f.repo,
+        ttlMs: 5000,
+        maxAgeMs: 60_000,
+        feedLive: () => true,
+        logger: silent,
+        now: clock.now,
+        random: () => draws.shift()!,
+      });
+      for (let id = 1; id <= 4; id++) await r.get(id);
+      // TTLs 60000, 53125, 46264 and 56563 ms: 60000 − ⌊draw × 0.25 × (60000 − 5000)⌋.
+      const alive = () => [1, 2, 3, 4].filter((id) => r.peek(id) !== undefined);
+      clock.advance(46_263);
+      expect(alive()).to.deep.equal([1, 2, 3, 4]);
+      clock.advance(2);
+      expect(alive()).to.deep.equal([1, 2, 4]);
+      clock.advance(53_126 - 46_265);
+      expect(alive()).to.deep.equal([1, 4]);
+      clock.advance(56_564 - 53_126);
+      expect(alive()).to.deep.equal([1]);
+      clock.advance(60_001 - 56_564);
+      expect(alive()).to.deep.equal([]);
+    });
 
     it('an org and a key read while the feed was live stay ORG_CACHE_MAX_AGE_MS, not ORG_CACHE_TTL_MS', async () => {
       const { f, r, clock, key } = withFeed(true);
