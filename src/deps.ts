@@ -11,6 +11,7 @@ import { createMessageService, type MessageService } from './messages/domain/mes
 import { createFairShare, type FairShare } from './platform/queue/fair-share.js';
 import { createOrgPermits, type OrgPermits } from './platform/queue/org-permits.js';
 import {
+  createDeliveryEnqueuer,
   createDeliveryQueue,
   createWebhookQueue,
   DELIVERY_QUEUE,
@@ -202,6 +203,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}): Deps {
     repo,
     tenantDbs,
     queue: deliveryQueue,
+    enqueue: createDeliveryEnqueuer(delivery),
     fairShare: fairShare.deliveries,
     logger,
     idempotencyTtlMs: config.idempotencyKeyTtlSec * 1000,

@@ -7,7 +7,7 @@ import type { Queue } from 'bullmq';
 import { isDuplicateKey, paymentRequired, unavailable, unprocessable } from '../../platform/lib/errors.js';
 import type { Logger } from '../../platform/lib/logger.js';
 import type { FairShare } from '../../platform/queue/fair-share.js';
-import { enqueueDelivery, ensureDeliveryJob, type DeliveryJob } from '../../platform/queue/queues.js';
+import { ensureDeliveryJob, type DeliveryEnqueuer, type DeliveryJob } from '../../platform/queue/queues.js';
 import { messageCost, type SendInput } from './channels/index.js';
 import type { MessageRecord, MessageStatus } from './message.js';
 import {
@@ -41,7 +41,10 @@ const requestHash = (input: SendInput) =>
 export function createMessageService(deps: {
   repo: OrgRepository;
   tenantDbs: TenantDbs;
+  /** Where replays repair a lost job. */
   queue: Queue<DeliveryJob>;
+  /** How a new message's job is added (createDeliveryEnqueuer: the adds of one turn leave in one write). */
+  enqueue: DeliveryEnqueuer;
   /** Priorities that keep one org's burst from holding back the others' messages. */
   fairShare: FairShare;
   logger: Logger;
@@ -98,7 +101,7 @@ export function createMessageService(deps: {
       throw err;
     }
     try {
-      await enqueueDelivery(deps.queue, { orgId: org.id, messageId: Number(message.id) }, deps.fairShare.next(org.id));
+      await deps.enqueue({ orgId: org.id, messageId: Number(message.id) }, deps.fairShare.next(org.id));
     } catch (err) {
       // Not accepted (FAILED, its key freed) unless an add that timed out landed after all and a worker already has it.
       if (!(await markNotAccepted(db, message.id))) return { message: (await findMessage(db, message.id))!, replayed: false };

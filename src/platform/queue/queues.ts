@@ -1,5 +1,6 @@
 /** The project's BullMQ queues: producer clients that fail fast, job ids derived from what they are about, ids-only payloads. */
 import { Queue, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
 import { createRedis } from '../lib/redis.js';
 import type { Config } from '../../../config/config.js';
 import { withTimeout } from '../lib/timeout.js';
@@ -28,6 +29,11 @@ export const webhookJobId = (j: WebhookJob) => `wh-${j.orgId}-${j.messageId}-${j
 
 export interface ProducerQueue<T> {
   queue: Queue<T>;
+  /**
+   * Runs `send` with the connection's writes held until the next turn of the event loop, so the commands it starts
+   * (BullMQ's adds reach the socket a few promise hops later) leave in one write. Redis Cluster: `send` as it is.
+   */
+  holdWrites(send: () => void): void;
   /** Closes the queue and its connection; bounded even when Redis is unreachable. */
   close(): Promise<void>;
 }
@@ -41,6 +47,16 @@ export function createProducerQueue<T>(config: Config, name: string, defaultJobO
   queue.on('error', () => undefined);
   return {
     queue,
+    holdWrites: (send) => {
+      const stream = connection instanceof Redis && connection.status === 'ready' ? connection.stream : undefined;
+      if (!stream) return send();
+      stream.cork();
+      try {
+        send();
+      } finally {
+        setImmediate(() => stream.uncork());
+      }
+    },
     async close() {
       // BullMQ neither closes a connection it was given nor settles close() while Redis is down.
       await withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined);
@@ -76,6 +92,45 @@ export function createWebhookQueue(config: Config): ProducerQueue<WebhookJob> {
  */
 export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJob, priority?: number, timeoutMs = 2000): Promise<void> {
   await withTimeout(queue.add('deliver', job, { jobId: deliveryJobId(job.orgId, job.messageId), priority }), timeoutMs, 'enqueue');
+}
+
+/** Adds a message's delivery job at its fair-share priority; fails within the enqueuer's timeout if Redis cannot take it. */
+export type DeliveryEnqueuer = (job: DeliveryJob, priority?: number) => Promise<void>;
+
+interface PendingAdd {
+  job: DeliveryJob;
+  priority?: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * `enqueueDelivery` for the hot path: the adds asked for while the process handles one batch of ready sockets (under
+ * load, the INSERTs of several requests answer in one) are sent together once that batch is done (setImmediate runs
+ * after the poll phase), with the queue connection's writes held meanwhile (`holdWrites`), so they leave in one write
+ * to Redis where each would be a write of its own: on a loopback socket a write costs the writer more than the add's
+ * own work (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. With tracing on,
+ * each add is sent at once from its request's context, so its job carries that request's trace.
+ */
+export function createDeliveryEnqueuer(
+  producer: Pick<ProducerQueue<DeliveryJob>, 'queue' | 'holdWrites'>,
+  timeoutMs = 2000,
+): DeliveryEnqueuer {
+  let pending: PendingAdd[] = [];
+  const flush = () => {
+    const batch = pending;
+    pending = [];
+    producer.holdWrites(() => {
+      for (const a of batch) enqueueDelivery(producer.queue, a.job, a.priority, timeoutMs).then(a.resolve, a.reject);
+    });
+  };
+  return (job, priority) => {
+    if (tracing.enabled) return enqueueDelivery(producer.queue, job, priority, timeoutMs);
+    return new Promise<void>((resolve, reject) => {
+      if (pending.length === 0) setImmediate(flush);
+      pending.push({ job, priority, resolve, reject });
+    });
+  };
 }
 
 /**
