@@ -64,6 +64,10 @@ describe('channels (unit)', () => {
       '😀'.repeat(1601),
       '\ud800',
       'é'.repeat(160),
+      `${'x'.repeat(1599)}😀`,
+      '+1234567\n',
+      '\u00a0',
+      '\t',
     ];
     const values = [...strings, 1, null, true, ['+15551234567'], { a: 1 }, undefined];
     const channels = ['sms', 'email', 'fax', 'SMS', '__proto__', 'constructor', 1, null, undefined];

@@ -33,7 +33,8 @@ export interface SendInput {
 
 /** Every channel's rules for `to` and `body`, on which each channel's own are added. */
 const TO_RULE = Joi.string().required();
-const BODY_RULE = Joi.string().required().pattern(/\S/, 'non-blank text');
+const NOT_BLANK = /\S/;
+const BODY_RULE = Joi.string().required().pattern(NOT_BLANK, 'non-blank text');
 
 /**
  * `POST /messages`: a known channel, a recipient and a non-blank body by that channel's rules, nothing else. One
@@ -51,14 +52,17 @@ export const sendSchema = Joi.object<SendInput>({
 const ACCEPT = { abortEarly: true, convert: false } as const;
 // The preferences are the rules' own (joi merges options passed to validate() on every call; its own, once).
 const FIELD_RULES = new Map(
-  SPECS.map((c) => [c.name as string, { to: TO_RULE.concat(c.recipient).prefs(ACCEPT), body: BODY_RULE.concat(c.body).prefs(ACCEPT) }]),
+  SPECS.map((c) => [
+    c.name as string,
+    { to: TO_RULE.concat(c.recipient).prefs(ACCEPT), body: BODY_RULE.concat(c.body).prefs(ACCEPT), accepts: c.accepts },
+  ]),
 );
 const SEND_KEYS = ['channel', 'to', 'body'];
 
 /**
  * The common case of `sendSchema` without its object and `when`s (which cost a POST more than its INSERT, measured
  * in docs/benchmarks.md): a plain object of exactly `channel`, `to` and `body`, a known channel, and each field
- * passing that channel's rules (the same Joi rules, resolved once). Answers the input itself, which is what
+ * passing that channel's rules (its plain `accepts` check where it has one, else the same Joi rules, resolved once). Answers the input itself, which is what
  * `sendSchema` answers for it (its rules convert nothing); anything else answers undefined, and the caller validates
  * with `sendSchema` for the exact errors. test/unit/messages/channels.test.ts checks the two agree.
  */
@@ -69,6 +73,9 @@ export function acceptSend(value: unknown): SendInput | undefined {
   const { channel, to, body } = value as Record<string, unknown>;
   const rules = typeof channel === 'string' ? FIELD_RULES.get(channel) : undefined;
   if (!rules || typeof to !== 'string' || typeof body !== 'string') return undefined;
-  if (rules.to.validate(to).error || rules.body.validate(body).error) return undefined;
+  const ok = rules.accepts
+    ? NOT_BLANK.test(body) && rules.accepts(to, body)
+    : !(rules.to.validate(to).error || rules.body.validate(body).error);
+  if (!ok) return undefined;
   return value as SendInput;
 }

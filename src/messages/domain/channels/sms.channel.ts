@@ -4,7 +4,7 @@
  * GSM-7 is sent as UCS-2: 70 in one segment, 67 per segment when split (counted in UTF-16 units).
  */
 import Joi from 'joi';
-import { maxChars } from '../../../platform/lib/text-rules.js';
+import { charCount, maxChars } from '../../../platform/lib/text-rules.js';
 import type { ChannelSpec } from './channel.js';
 
 /** GSM 03.38's basic character set (one septet each) and its extension table (two: the escape and the character). */
@@ -40,11 +40,15 @@ function segmentsOf(units: number, single: number, multi: number): number {
 /** Longest SMS body, in characters. */
 const SMS_BODY_MAX_CHARS = 1600;
 
+const E164 = /^\+[1-9][0-9]{6,14}$/;
+
 /** The sms channel. */
 export const smsChannel: ChannelSpec<'sms'> = {
   name: 'sms',
-  recipient: Joi.string().pattern(/^\+[1-9][0-9]{6,14}$/, 'E.164 phone number'),
+  recipient: Joi.string().pattern(E164, 'E.164 phone number'),
   body: maxChars(Joi.string(), SMS_BODY_MAX_CHARS),
+  // The two rules above, without Joi (a POST's Joi rules cost more than its cost count): no string has more characters than UTF-16 units.
+  accepts: (to, body) => E164.test(to) && (body.length <= SMS_BODY_MAX_CHARS || charCount(body) <= SMS_BODY_MAX_CHARS),
   cost: (body) => smsEncoding(body).segments,
   // 1,600 characters outside the BMP: 3,200 UTF-16 units of UCS-2.
   maxCost: segmentsOf(2 * SMS_BODY_MAX_CHARS, 70, 67),
