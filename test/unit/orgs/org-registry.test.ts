@@ -330,14 +330,17 @@ describe('org registry (unit)', () => {
       expect(f.calls.findKey).to.equal(3);
     });
 
-    it('records last use at most once a minute per key', async () => {
+    it('records last use at most every 15 minutes per key', async () => {
       const f = fakeRepo();
       const clock = manualClock();
       const { key, record } = keyFor(1);
       f.keys.set(record.prefix, record);
-      const r = createOrgRegistry({ repo: f.repo, ttlMs: 600_000, logger: silent, now: clock.now });
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 3_600_000, logger: silent, now: clock.now });
       for (let i = 0; i < 5; i++) await r.verifyKey(key);
       expect(f.calls.touchKey).to.equal(1);
+      clock.advance(14 * 60_000);
+      await r.verifyKey(key);
+      expect(f.calls.touchKey, 'within 15 minutes').to.equal(1);
       clock.advance(60_001);
       await r.verifyKey(key);
       expect(f.calls.touchKey).to.equal(2);
@@ -376,15 +379,18 @@ describe('org registry (unit)', () => {
       expect(r.peek(1)).to.equal(undefined);
     });
 
-    it('record last use like verifyKey, at most once a minute per key', async () => {
+    it('record last use like verifyKey, at most every 15 minutes per key', async () => {
       const f = fakeRepo();
       const clock = manualClock();
       const { key, record } = keyFor(1);
       f.keys.set(record.prefix, record);
-      const r = createOrgRegistry({ repo: f.repo, ttlMs: 600_000, logger: silent, now: clock.now });
+      const r = createOrgRegistry({ repo: f.repo, ttlMs: 3_600_000, logger: silent, now: clock.now });
       await r.verifyKey(key);
       for (let i = 0; i < 5; i++) expect(r.peekKey(key)?.id).to.equal(record.id);
       expect(f.calls.touchKey).to.equal(1);
+      clock.advance(14 * 60_000);
+      r.peekKey(key);
+      expect(f.calls.touchKey, 'within 15 minutes').to.equal(1);
       clock.advance(60_001);
       r.peekKey(key);
       expect(f.calls.touchKey).to.equal(2);
