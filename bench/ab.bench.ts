@@ -1,7 +1,7 @@
 /**
  * Two builds side by side: an API process from each checkout (`src/main.ts --role api`, the same environment), over
  * the tenants a `bench:fleet` run kept, loaded in turn (A B, then B A…) by autocannon with 20 connections (AB_CONNECTIONS). Reported per
- * run and in total: requests per second, and the CPU each API process and the database server used per request (from
+ * run and in total: requests per second, and the CPU each API process, the database server and Redis used per request (from
  * /proc), which on a shared 2-core machine moves far less than requests per second do: a 5 % change shows in CPU per
  * request where one run's req/s spread hides it (an A/A run of one build against itself agrees within about 1 %).
  * Nothing is written to docs/benchmarks.md: a pass quotes what it measured with it.
@@ -21,7 +21,8 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { cpuOf, loadRunConfig, positiveInt, startServerProcess, stopOnCtrlC, tunable, zipfSampler } from './bench-lib.js';
+import { Redis } from 'ioredis';
+import { cpuOf, loadRunConfig, positiveInt, redisPid, startServerProcess, stopOnCtrlC, tunable, zipfSampler } from './bench-lib.js';
 
 const DEFAULTS = {
   FLEET_RUN: undefined,
@@ -45,6 +46,7 @@ interface Totals {
   seconds: number;
   apiCpu: number;
   dbCpu: number;
+  redisCpu: number;
 }
 
 /** `src/main.ts --role api` of the checkout in `dir`. */
@@ -80,6 +82,10 @@ async function main(): Promise<void> {
   );
   const pidFile = await readFile('/run/mysqld/mysqld.pid', 'utf8').catch(() => '');
   const dbPid = Number(pidFile.trim()) || undefined;
+  // Redis's CPU too: a POST's add runs there.
+  const redis = new Redis(config.redisUrl, { lazyConnect: true });
+  const redisServerPid = await redisPid(redis).finally(() => redis.disconnect());
+  const cpuOrZero = (pid: number | undefined) => (pid ? cpuOf(pid) : Promise.resolve(0));
   const body = JSON.stringify({ to: '+15551234567', channel: 'sms', body: 'hello from the bench' });
 
   const load = async (url: string, scenario: Scenario, opts: { seconds: number; seed: number; each?: boolean }) => {
@@ -113,8 +119,8 @@ async function main(): Promise<void> {
 
   const procs = { A: await startApi(dirA, env), B: await startApi(dirB, { ...env, ...extraB }) };
   const totals: Record<'A' | 'B', Totals> = {
-    A: { responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0 },
-    B: { responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0 },
+    A: { responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0, redisCpu: 0 },
+    B: { responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0, redisCpu: 0 },
   };
   try {
     for (const p of Object.values(procs)) {
@@ -125,18 +131,19 @@ async function main(): Promise<void> {
       const scenario = (phases.length ? phases[i % phases.length]! : scenarioArg) as Scenario;
       for (const name of i % 2 ? (['B', 'A'] as const) : (['A', 'B'] as const)) {
         const { child, url } = procs[name];
-        const [api0, db0] = [await cpuOf(child.pid!), dbPid ? await cpuOf(dbPid) : 0];
+        const [api0, db0, r0] = [await cpuOf(child.pid!), await cpuOrZero(dbPid), await cpuOrZero(redisServerPid)];
         const responses = await load(url, scenario, { seconds, seed: i + 1 });
-        const [api1, db1] = [await cpuOf(child.pid!), dbPid ? await cpuOf(dbPid) : 0];
+        const [api1, db1, r1] = [await cpuOf(child.pid!), await cpuOrZero(dbPid), await cpuOrZero(redisServerPid)];
         Object.assign(totals[name], {
           responses: totals[name].responses + responses,
           seconds: totals[name].seconds + seconds,
           apiCpu: totals[name].apiCpu + api1 - api0,
           dbCpu: totals[name].dbCpu + db1 - db0,
+          redisCpu: totals[name].redisCpu + r1 - r0,
         });
         console.log(
           `${name} ${scenario} run ${i + 1}: ${(responses / seconds).toFixed(0)} req/s, API ${((1e6 * (api1 - api0)) / responses).toFixed(0)} µs/request, ` +
-            `database ${((1e6 * (db1 - db0)) / responses).toFixed(0)} µs/request`,
+            `database ${((1e6 * (db1 - db0)) / responses).toFixed(0)} µs/request, Redis ${((1e6 * (r1 - r0)) / responses).toFixed(0)} µs/request`,
         );
       }
     }
@@ -144,7 +151,7 @@ async function main(): Promise<void> {
       const t = totals[name];
       console.log(
         `${name} (${name === 'A' ? dirA : dirB}): ${(t.responses / t.seconds).toFixed(0)} req/s, API ${((1e6 * t.apiCpu) / t.responses).toFixed(0)} µs/request, ` +
-          `database ${((1e6 * t.dbCpu) / t.responses).toFixed(0)} µs/request`,
+          `database ${((1e6 * t.dbCpu) / t.responses).toFixed(0)} µs/request, Redis ${((1e6 * t.redisCpu) / t.responses).toFixed(0)} µs/request`,
       );
     }
   } finally {
