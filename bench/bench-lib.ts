@@ -347,14 +347,20 @@ export async function startServerProcess(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
+  const onData = (d: Buffer) => {
+    out += d.toString();
+  };
   const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
+    child.stdout.on('data', onData);
+    child.stdout.on('data', () => {
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) resolve(m[1]!);
     });
     child.once('exit', (code) => reject(new Error(`${args.at(-1)} exited early with ${code}: ${out}`)));
   });
+  // From here its output (access lines at LOG_LEVEL=info) is drained and dropped, as a log shipper would take it: kept
+  // and searched, it made this process the server's bottleneck (a full pipe blocks the server's writes).
+  child.stdout.removeAllListeners('data');
   child.stdout.resume();
   return { child, url };
 }
