@@ -109,8 +109,10 @@ interface PendingAdd {
  * load, the INSERTs of several requests answer in one) are sent together once that batch is done (setImmediate runs
  * after the poll phase), with the queue connection's writes held meanwhile (`holdWrites`), so they leave in one write
  * to Redis where each would be a write of its own: on a loopback socket a write costs the writer more than the add's
- * own work (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. With tracing on,
- * each add is sent at once from its request's context, so its job carries that request's trace.
+ * own work (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. The price: the
+ * adds leave one turn of the event loop later (at the uncork), and so does anything else sent on that connection
+ * meanwhile (a replay's job check, the reconciler's adds). With tracing on, each add is sent at once from its request's
+ * context, so its job carries that request's trace.
  */
 export function createDeliveryEnqueuer(
   producer: Pick<ProducerQueue<DeliveryJob>, 'queue' | 'holdWrites'>,
@@ -120,9 +122,14 @@ export function createDeliveryEnqueuer(
   const flush = () => {
     const batch = pending;
     pending = [];
-    producer.holdWrites(() => {
-      for (const a of batch) enqueueDelivery(producer.queue, a.job, a.priority, timeoutMs).then(a.resolve, a.reject);
-    });
+    try {
+      producer.holdWrites(() => {
+        for (const a of batch) enqueueDelivery(producer.queue, a.job, a.priority, timeoutMs).then(a.resolve, a.reject);
+      });
+    } catch (err) {
+      // Not expected (enqueueDelivery never throws, it rejects), but an add must never be left unanswered.
+      for (const a of batch) a.reject(err);
+    }
   };
   return (job, priority) => {
     if (tracing.enabled) return enqueueDelivery(producer.queue, job, priority, timeoutMs);
