@@ -30,12 +30,28 @@ export const webhookJobId = (j: WebhookJob) => `wh-${j.orgId}-${j.messageId}-${j
 export interface ProducerQueue<T> {
   queue: Queue<T>;
   /**
-   * Runs `send` with the connection's writes held until the next turn of the event loop, so the commands it starts
-   * (BullMQ's adds reach the socket a few promise hops later) leave in one write. Redis Cluster: `send` as it is.
+   * Runs `send` with the connection's socket corked until the promise reactions it started have run (HOLD_MICROTASKS),
+   * so the commands it starts (BullMQ's adds reach the socket a promise hop later) leave in one write, within the same
+   * task. Redis Cluster, or a connection not ready: `send` as it is.
    */
   holdWrites(send: () => void): void;
   /** Closes the queue and its connection; bounded even when Redis is unreachable. */
   close(): Promise<void>;
+}
+
+const noop = () => undefined;
+/**
+ * How long `holdWrites` holds the socket: this many turns of the microtask queue, still within the task that sent the
+ * commands. BullMQ's add (without telemetry) writes its command within one turn (test/platform/delivery-enqueuer.test.ts
+ * fails if the hold is released at once); a command that needs more, or waits for I/O (BullMQ's first start-up), merely
+ * leaves in a write of its own.
+ */
+const HOLD_MICROTASKS = 16;
+/** Runs `fn` after `n` turns of the microtask queue: after whatever the current task started that gets there in fewer. */
+function afterMicrotasks(n: number, fn: () => void): void {
+  let p: Promise<unknown> = Promise.resolve();
+  for (let i = 0; i < n; i++) p = p.then(noop);
+  void p.then(fn);
 }
 
 /** A producer-side queue whose client fails fast when Redis is down (no offline buffering). */
@@ -54,7 +70,7 @@ export function createProducerQueue<T>(config: Config, name: string, defaultJobO
       try {
         send();
       } finally {
-        setImmediate(() => stream.uncork());
+        afterMicrotasks(HOLD_MICROTASKS, () => stream.uncork());
       }
     },
     async close() {
@@ -107,12 +123,10 @@ interface PendingAdd {
 /**
  * `enqueueDelivery` for the hot path: the adds asked for while the process handles one batch of ready sockets (under
  * load, the INSERTs of several requests answer in one) are sent together once that batch is done (setImmediate runs
- * after the poll phase), with the queue connection's writes held meanwhile (`holdWrites`), so they leave in one write
- * to Redis where each would be a write of its own: on a loopback socket a write costs the writer more than the add's
- * own work (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. The price: the
- * adds leave one turn of the event loop later (at the uncork), and so does anything else sent on that connection
- * meanwhile (a replay's job check, the reconciler's adds). With tracing on, each add is sent at once from its request's
- * context, so its job carries that request's trace.
+ * after the poll phase), with the queue connection's socket corked while they are started (`holdWrites`), so they leave
+ * in one write to Redis where each would be a write of its own: on a loopback socket a write costs the writer more than
+ * the add's own work (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. With
+ * tracing on, each add is sent at once from its request's context, so its job carries that request's trace.
  */
 export function createDeliveryEnqueuer(
   producer: Pick<ProducerQueue<DeliveryJob>, 'queue' | 'holdWrites'>,
