@@ -347,12 +347,9 @@ export async function startServerProcess(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
-  const onData = (d: Buffer) => {
-    out += d.toString();
-  };
   const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', onData);
-    child.stdout.on('data', () => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) resolve(m[1]!);
     });

@@ -4,13 +4,20 @@
  * with its own round trip (a Redis command, a shared-DB read) becomes one round trip for all of them.
  */
 
-/** Runs `send` after the current batch of I/O callbacks, with every other send asked for in it, in order. */
-export function createNextTurn(): <T>(send: () => Promise<T>) => Promise<T> {
+/**
+ * Runs `send` after the current batch of I/O callbacks, with every other send asked for in it, in order; `around`, if
+ * given, runs each turn's sends (e.g. with a socket corked, so that they leave in one write).
+ */
+export function createNextTurn(around?: (sendAll: () => void) => void): <T>(send: () => Promise<T>) => Promise<T> {
   let queued: (() => void)[] = [];
   const flush = () => {
     const sends = queued;
     queued = [];
-    for (const send of sends) send();
+    const sendAll = () => {
+      for (const send of sends) send();
+    };
+    if (around) around(sendAll);
+    else sendAll();
   };
   return <T>(send: () => Promise<T>) =>
     new Promise<T>((resolve, reject) => {

@@ -1,6 +1,7 @@
 /** The project's BullMQ queues: producer clients that fail fast, job ids derived from what they are about, ids-only payloads. */
 import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
+import { createNextTurn } from '../lib/batch.js';
 import { createRedis } from '../lib/redis.js';
 import type { Config } from '../../../config/config.js';
 import { withTimeout } from '../lib/timeout.js';
@@ -113,44 +114,22 @@ export async function enqueueDelivery(queue: Queue<DeliveryJob>, job: DeliveryJo
 /** Adds a message's delivery job at its fair-share priority; fails within the enqueuer's timeout if Redis cannot take it. */
 export type DeliveryEnqueuer = (job: DeliveryJob, priority?: number) => Promise<void>;
 
-interface PendingAdd {
-  job: DeliveryJob;
-  priority?: number;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 /**
  * `enqueueDelivery` for the hot path: the adds asked for while the process handles one batch of ready sockets (under
- * load, the INSERTs of several requests answer in one) are sent together once that batch is done (setImmediate runs
- * after the poll phase), with the queue connection's socket corked while they are started (`holdWrites`), so they leave
- * in one write to Redis where each would be a write of its own: on a loopback socket a write costs the writer more than
- * the add's own work (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. With
- * tracing on, each add is sent at once from its request's context, so its job carries that request's trace.
+ * load, the INSERTs of several requests answer in one) are sent together once that batch is done (`createNextTurn`),
+ * with the queue connection's socket corked while they are started (`holdWrites`), so they leave in one write to Redis
+ * where each would be a write of its own: on a loopback socket a write costs the writer more than the add's own work
+ * (docs/benchmarks.md). Each add is still its own `queue.add` with its own answer and timeout. With tracing on, each add
+ * is sent at once from its request's context, so its job carries that request's trace.
  */
 export function createDeliveryEnqueuer(
   producer: Pick<ProducerQueue<DeliveryJob>, 'queue' | 'holdWrites'>,
   timeoutMs = 2000,
 ): DeliveryEnqueuer {
-  let pending: PendingAdd[] = [];
-  const flush = () => {
-    const batch = pending;
-    pending = [];
-    try {
-      producer.holdWrites(() => {
-        for (const a of batch) enqueueDelivery(producer.queue, a.job, a.priority, timeoutMs).then(a.resolve, a.reject);
-      });
-    } catch (err) {
-      // Not expected (enqueueDelivery never throws, it rejects), but an add must never be left unanswered.
-      for (const a of batch) a.reject(err);
-    }
-  };
+  const together = createNextTurn((sendAll) => producer.holdWrites(sendAll));
   return (job, priority) => {
-    if (tracing.enabled) return enqueueDelivery(producer.queue, job, priority, timeoutMs);
-    return new Promise<void>((resolve, reject) => {
-      if (pending.length === 0) setImmediate(flush);
-      pending.push({ job, priority, resolve, reject });
-    });
+    const add = () => enqueueDelivery(producer.queue, job, priority, timeoutMs);
+    return tracing.enabled ? add() : together(add);
   };
 }
 
