@@ -1,9 +1,10 @@
 /**
  * Two builds side by side: an API process from each checkout (`src/main.ts --role api`, the same environment), over
  * the tenants a `bench:fleet` run kept, loaded in turn (A B, then B A…) by autocannon with 20 connections (AB_CONNECTIONS). Reported per
- * run and in total: requests per second, and the CPU each API process, the database server and Redis used per request (from
- * /proc), which on a shared 2-core machine moves far less than requests per second do: a 5 % change shows in CPU per
- * request where one run's req/s spread hides it (an A/A run of one build against itself agrees within about 1 %).
+ * run and in total: requests per second, the p99 latency (in the total, the worst of the runs), and the CPU each API
+ * process, the database server and Redis used per request (from /proc), which on a shared 2-core machine moves far less
+ * than requests per second do: a 5 % change shows in CPU per request where one run's req/s spread hides it (an A/A run
+ * of one build against itself agrees within about 1 %).
  * Nothing is written to docs/benchmarks.md: a pass quotes what it measured with it.
  *
  *   FLEET_KEEP=1 npm run bench:fleet                 # once: keeps its tenants, prints FLEET_RUN=<run>
@@ -42,6 +43,8 @@ interface Tenant {
   apiKey: string;
 }
 interface Totals {
+  /** The worst p99 latency of its runs (ms). */
+  p99: number;
   responses: number;
   seconds: number;
   apiCpu: number;
@@ -114,13 +117,13 @@ async function main(): Promise<void> {
     });
     if (result.non2xx > 0 || result.errors > 0)
       throw new Error(`${scenario} against ${url}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
-    return result['2xx'];
+    return { responses: result['2xx'], p99: result.latency.p99 };
   };
 
   const procs = { A: await startApi(dirA, env), B: await startApi(dirB, { ...env, ...extraB }) };
   const totals: Record<'A' | 'B', Totals> = {
-    A: { responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0, redisCpu: 0 },
-    B: { responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0, redisCpu: 0 },
+    A: { p99: 0, responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0, redisCpu: 0 },
+    B: { p99: 0, responses: 0, seconds: 0, apiCpu: 0, dbCpu: 0, redisCpu: 0 },
   };
   try {
     for (const p of Object.values(procs)) {
@@ -132,9 +135,10 @@ async function main(): Promise<void> {
       for (const name of i % 2 ? (['B', 'A'] as const) : (['A', 'B'] as const)) {
         const { child, url } = procs[name];
         const [api0, db0, r0] = [await cpuOf(child.pid!), await cpuOrZero(dbPid), await cpuOrZero(redisServerPid)];
-        const responses = await load(url, scenario, { seconds, seed: i + 1 });
+        const { responses, p99 } = await load(url, scenario, { seconds, seed: i + 1 });
         const [api1, db1, r1] = [await cpuOf(child.pid!), await cpuOrZero(dbPid), await cpuOrZero(redisServerPid)];
         Object.assign(totals[name], {
+          p99: Math.max(totals[name].p99, p99),
           responses: totals[name].responses + responses,
           seconds: totals[name].seconds + seconds,
           apiCpu: totals[name].apiCpu + api1 - api0,
@@ -142,7 +146,7 @@ async function main(): Promise<void> {
           redisCpu: totals[name].redisCpu + r1 - r0,
         });
         console.log(
-          `${name} ${scenario} run ${i + 1}: ${(responses / seconds).toFixed(0)} req/s, API ${((1e6 * (api1 - api0)) / responses).toFixed(0)} µs/request, ` +
+          `${name} ${scenario} run ${i + 1}: ${(responses / seconds).toFixed(0)} req/s, p99 ${p99} ms, API ${((1e6 * (api1 - api0)) / responses).toFixed(0)} µs/request, ` +
             `database ${((1e6 * (db1 - db0)) / responses).toFixed(0)} µs/request, Redis ${((1e6 * (r1 - r0)) / responses).toFixed(0)} µs/request`,
         );
       }
@@ -150,7 +154,7 @@ async function main(): Promise<void> {
     for (const name of ['A', 'B'] as const) {
       const t = totals[name];
       console.log(
-        `${name} (${name === 'A' ? dirA : dirB}): ${(t.responses / t.seconds).toFixed(0)} req/s, API ${((1e6 * t.apiCpu) / t.responses).toFixed(0)} µs/request, ` +
+        `${name} (${name === 'A' ? dirA : dirB}): ${(t.responses / t.seconds).toFixed(0)} req/s, worst p99 ${t.p99} ms, API ${((1e6 * t.apiCpu) / t.responses).toFixed(0)} µs/request, ` +
           `database ${((1e6 * t.dbCpu) / t.responses).toFixed(0)} µs/request, Redis ${((1e6 * t.redisCpu) / t.responses).toFixed(0)} µs/request`,
       );
     }

@@ -6,10 +6,10 @@
  * nothing else: no API key, no limits, no deadlines, no session checks, no metrics. What switching costs on this
  * machine without any of the API's work around it.
  *
- *   node --import tsx bench/bare-multiplexer.ts <tenants.json> <connections>
+ *   node --import tsx bench/bare-multiplexer.ts <tenants.json> <connections> [change-user|role]
  *
  * tenants.json (written by the fleet bench, mode 0600, removed after): `{ host, port, tenants: [{ id, user, password,
- * database }] }`. Prints `listening on http://127.0.0.1:<port>`; `GET /stats` answers its switch and open counts.
+ * database, role? }], router?: { user, password } }` (`role` mode: see byRole). Prints `listening on http://127.0.0.1:<port>`; `GET /stats` answers its switch and open counts.
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -21,14 +21,28 @@ interface Login {
   user: string;
   password: string;
   database: string;
+  /** With `role` mode: the tenant's MariaDB role (SELECT on its database), granted to the router login. */
+  role?: string;
 }
 interface Session {
   conn: mysql.Connection;
   tenant: number;
 }
 
-const [file, max] = [process.argv[2]!, Number(process.argv[3] ?? 20)];
-const { host, port, tenants } = JSON.parse(readFileSync(file, 'utf8')) as { host: string; port: number; tenants: Login[] };
+const [file, max, mode] = [process.argv[2]!, Number(process.argv[3] ?? 20), process.argv[4] ?? 'change-user'];
+const { host, port, tenants, router } = JSON.parse(readFileSync(file, 'utf8')) as {
+  host: string;
+  port: number;
+  tenants: Login[];
+  router?: { user: string; password: string };
+};
+/**
+ * 'role': every connection logs in as the router login, which holds every tenant's role; a session changes tenant with
+ * `SET ROLE r; USE db` sent with the statement in one multi-statement (one round trip; MariaDB runs none of the rest
+ * once one fails). What the identity switch would cost with roles instead of COM_CHANGE_USER (issue 19, item 2).
+ */
+const byRole = mode === 'role';
+if (byRole && !router) throw new Error('role mode needs a router login in the tenants file');
 const logins = new Map(tenants.map((t) => [t.id, t]));
 const LIST_SQL = 'SELECT * FROM messages ORDER BY id DESC LIMIT 20';
 
@@ -57,6 +71,7 @@ function unpark(s: Session): void {
 }
 
 async function switchTo(s: Session, login: Login): Promise<Session> {
+  if (byRole) return s; // switched with the statement (respond)
   counts.switches++;
   await asPromise((cb) => s.conn.changeUser({ user: login.user, password: login.password, database: login.database }, cb));
   s.tenant = login.id;
@@ -76,13 +91,11 @@ async function acquire(login: Login): Promise<Session> {
     const conn = mysql.createConnection({
       host,
       port,
-      user: login.user,
-      password: login.password,
-      database: login.database,
+      ...(byRole ? { ...router, multipleStatements: true } : { user: login.user, password: login.password, database: login.database }),
       maxPreparedStatements: 16,
     });
     await asPromise((cb) => conn.connect(cb));
-    return { conn, tenant: login.id };
+    return { conn, tenant: byRole ? 0 : login.id };
   }
   const lru = idle.values().next().value;
   if (lru) {
@@ -111,7 +124,15 @@ app.use(async (ctx) => {
   counts.requests++;
   const s = await acquire(login);
   try {
-    ctx.body = await new Promise((resolve, reject) => s.conn.query(LIST_SQL, (err, rows) => (err ? reject(err) : resolve(rows))));
+    const switching = byRole && s.tenant !== login.id;
+    const sql = switching ? `SET ROLE \`${login.role!}\`; USE \`${login.database}\`; ${LIST_SQL}` : LIST_SQL;
+    if (switching) {
+      counts.switches++;
+      s.tenant = -1; // until the answer says it switched
+    }
+    const rows = await new Promise<unknown>((resolve, reject) => s.conn.query(sql, (err, r) => (err ? reject(err) : resolve(r))));
+    if (switching) s.tenant = login.id;
+    ctx.body = switching ? (rows as unknown[])[2] : rows;
   } finally {
     release(s);
   }

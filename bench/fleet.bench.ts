@@ -21,7 +21,8 @@
  *   node --import tsx bench/profile-windows.ts /tmp/prof 40 one fleet   # then: its CPU per request in each run, and the difference
  *
  * Tunables (defaults in brackets): FLEET_TENANTS [10000], BENCH_CONNECTIONS [20], BENCH_SECONDS [6],
- * FLEET_CREATE_CONCURRENCY [8], FLEET_ROUNDS [2], FLEET_MIGRATE [0], MIGRATE_CONCURRENCY [8], FLEET_KEEP [0], FLEET_RUN [new run].
+ * FLEET_CREATE_CONCURRENCY [8], FLEET_ROUNDS [2], FLEET_MIGRATE [0], MIGRATE_CONCURRENCY [8], FLEET_KEEP [0], FLEET_RUN [new run],
+ * FLEET_BARE_ROLES [0] (1: the bare multiplexer a third time, switching with MariaDB roles: what roles would cost).
  * Without FLEET_KEEP everything it creates is removed at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -67,6 +68,7 @@ const DEFAULTS = {
   BENCH_SECONDS: '6',
   FLEET_CREATE_CONCURRENCY: '8',
   FLEET_MIGRATE: '0',
+  FLEET_BARE_ROLES: '0',
   MIGRATE_CONCURRENCY: '8',
   FLEET_ROUNDS: '2',
   FLEET_KEEP: '0',
@@ -197,6 +199,9 @@ async function count(root: Sequelize, sql: string, replacements: Record<string, 
   return Number(Object.values(r ?? {}).at(-1) ?? 0);
 }
 
+const chunks = <T>(all: readonly T[], size: number): T[][] =>
+  Array.from({ length: Math.ceil(all.length / size) }, (_, i) => all.slice(i * size, (i + 1) * size));
+
 const stateFile = (run: string) => path.join(os.tmpdir(), `bench-fleet-${run}.json`);
 
 async function main(): Promise<void> {
@@ -213,6 +218,9 @@ async function main(): Promise<void> {
   let api: { child: ChildProcess; url: string } | undefined;
   let bare: { child: ChildProcess; url: string } | undefined;
   const bareFile = path.join(os.tmpdir(), `bench-fleet-${run}-logins.json`);
+  /** FLEET_BARE_ROLES: the roles made (dropped at the end, kept fleet or not). */
+  const rolesMade: string[] = [];
+  let rolesSeconds: number | undefined;
   try {
     await prepareRun(config, deps, false);
     let tenants: Tenant[] = [];
@@ -341,10 +349,41 @@ async function main(): Promise<void> {
     );
     target = { url: bare.url, pid: bare.child.pid!, counters: readBareCounters };
     await rounds('bareOne', 'bareFleet');
-    sampling = false;
-    await sampler;
     await stopApiProcess(bare.child);
     bare = undefined;
+
+    // With FLEET_BARE_ROLES=1, the bare multiplexer again, switching with MariaDB roles (issue 19, item 2: measured,
+    // not used by the API): a role per tenant with SELECT on its database, all granted to one router login.
+    if (flag('FLEET_BARE_ROLES')) {
+      const started = performance.now();
+      const routerLogin = { user: `${config.tenant.dbPrefix}router`, password: randomBytes(12).toString('hex') };
+      await root.query(`CREATE USER \`${routerLogin.user}\`@'%' IDENTIFIED BY '${routerLogin.password}'`);
+      const withRoles = await mapWithConcurrency(logins, 4, async (l) => {
+        const role = `r_${l.database}`;
+        rolesMade.push(role);
+        await root.query(`CREATE ROLE \`${role}\``);
+        await root.query(`GRANT SELECT ON \`${l.database}\`.* TO \`${role}\``);
+        // MariaDB grants one role per statement, and each costs time in the roles the router holds already.
+        await root.query(`GRANT \`${role}\` TO \`${routerLogin.user}\`@'%'`);
+        return { ...l, role };
+      });
+      rolesSeconds = (performance.now() - started) / 1000;
+      log(`made ${withRoles.length} roles in ${rolesSeconds.toFixed(0)} s`);
+      await writeFile(bareFile, JSON.stringify({ host: config.db.host, port: config.db.port, tenants: withRoles, router: routerLogin }), {
+        mode: 0o600,
+      });
+      bare = await startServerProcess(
+        ['--import', 'tsx', 'bench/bare-multiplexer.ts', bareFile, String(config.tenant.connectionsMax), 'role'],
+        {},
+        ROOT,
+      );
+      target = { url: bare.url, pid: bare.child.pid!, counters: readBareCounters };
+      await rounds('roleOne', 'roleFleet');
+      await stopApiProcess(bare.child);
+      bare = undefined;
+    }
+    sampling = false;
+    await sampler;
 
     let migrateLine = '';
     if (flag('FLEET_MIGRATE')) {
@@ -433,6 +472,12 @@ async function main(): Promise<void> {
           row(`API GET /messages, ${TENANTS} tenants, Zipf(1.0) per request`, 'fleet', 'one'),
           row('bare multiplexer, 1 tenant', 'bareOne', 'bareOne'),
           row(`bare multiplexer, ${TENANTS} tenants, Zipf(1.0) per request`, 'bareFleet', 'bareOne'),
+          ...(results.has('roleOne')
+            ? [
+                row('bare multiplexer switching with roles, 1 tenant', 'roleOne', 'roleOne'),
+                row(`bare multiplexer switching with roles, ${TENANTS} tenants, Zipf(1.0) per request`, 'roleFleet', 'roleOne'),
+              ]
+            : []),
         ],
       ),
       '',
@@ -441,6 +486,14 @@ async function main(): Promise<void> {
         `CPU per request: the server process's own (/proc), and the database server's (shared with whatever else ran on it meanwhile: an upper bound). ` +
         `\`Threads_connected\` counts the whole server (the API's shared-DB pool, this bench's sampler and anything else on it). ` +
         `API RSS at the end: ${(finalRss / 2 ** 20).toFixed(0)} MiB.`,
+      ...(rolesSeconds === undefined
+        ? []
+        : [
+            `With \`FLEET_BARE_ROLES=1\`, the bare multiplexer once more, switching identity with MariaDB roles instead of ` +
+              `\`COM_CHANGE_USER\` (a role per tenant with SELECT on its database, all ${TENANTS} granted to one router login, made in ` +
+              `${rolesSeconds.toFixed(0)} s; a switch is \`SET ROLE r; USE db; SELECT …\` in one multi-statement, one round trip): what ` +
+              `the identity switch would cost with roles (not used by the API: docs/design/connection-multiplexing.md).`,
+          ]),
       ...(migrateLine ? [migrateLine] : []),
     ];
     console.log(lines.join('\n'));
@@ -449,6 +502,8 @@ async function main(): Promise<void> {
     if (api) await stopApiProcess(api.child).catch(() => undefined);
     if (bare) await stopApiProcess(bare.child).catch(() => undefined);
     await rm(bareFile, { force: true });
+    for (const batch of chunks(rolesMade, 500))
+      await root.query(`DROP ROLE IF EXISTS ${batch.map((r) => `\`${r}\``).join(', ')}`).catch(() => undefined);
     await root.close();
     if (keep) {
       await deps.close().catch(() => undefined);
