@@ -5,10 +5,12 @@
  * temporary tables, transactions, locks), that a failed switch never serves anyone, and that the budget holds.
  */
 import { expect } from 'chai';
+import mysql from 'mysql2';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { Deps } from '../../src/deps.js';
 import { selectRows, write } from '../../src/platform/db/lean-query.js';
 import { LeaseRevokedError } from '../../src/platform/tenant-connections/sequelize-lease.js';
+import { switchUser } from '../../src/platform/tenant-connections/switch-user.js';
 import type { ProvisionedOrg } from '../../src/orgs/domain/org.js';
 import { RUN, cli, createTenant, eventually, provisionedOrg, rootDb, rows, startApi, testDeps, type TestApi } from '../helpers.js';
 
@@ -85,6 +87,42 @@ describe('tenant connections shared across tenants (COM_CHANGE_USER multiplexing
         expect(s.lockOwner).to.equal(null);
         expect(await db.query('EXECUTE a_stmt').catch(mysqlCode)).to.equal('ER_UNKNOWN_STMT_HANDLER');
       });
+    });
+
+    it('once the server asked for a fresh scramble, a switch carries no token in its change packet, and still authenticates (a wrong password is refused)', async () => {
+      const login = (o: ProvisionedOrg, password = deps.secrets.decrypt(o.dbPasswordEnc)) => ({
+        user: o.dbUser,
+        password,
+        database: o.dbName,
+      });
+      const conn = mysql.createConnection({ host: deps.config.db.host, port: deps.config.db.port, ...login(a) });
+      try {
+        await new Promise<void>((resolve, reject) => conn.connect((err) => (err ? reject(err) : resolve())));
+        /** The token length of each COM_CHANGE_USER written: the byte after the user name's NUL. */
+        const tokens: number[] = [];
+        const raw = conn as unknown as { writePacket(p: { buffer: Buffer }): void };
+        const writePacket = raw.writePacket.bind(raw);
+        raw.writePacket = (p) => {
+          if (p.buffer[4] === 0x11) tokens.push(p.buffer[p.buffer.indexOf(0, 5) + 1]!);
+          writePacket(p);
+        };
+        const switchTo = (l: ReturnType<typeof login>) =>
+          new Promise<void>((resolve, reject) => switchUser(conn, l, 45, (err) => (err ? reject(err) : resolve())));
+        const whoAmI = () =>
+          new Promise<unknown>((resolve, reject) =>
+            conn.query('SELECT CURRENT_USER() AS user, DATABASE() AS db', (err, r) => (err ? reject(err) : resolve((r as Row[])[0]))),
+          );
+        await switchTo(login(b));
+        expect(await whoAmI()).to.deep.equal({ user: `${b.dbUser}@%`, db: b.dbName });
+        await switchTo(login(a));
+        expect(await whoAmI()).to.deep.equal({ user: `${a.dbUser}@%`, db: a.dbName });
+        expect(tokens, 'the first switch sends the token (a MySQL server checks it); MariaDB then asked afresh').to.deep.equal([20, 0]);
+        const refused = await switchTo(login(b, 'not-the-password')).catch(mysqlCode);
+        expect(refused).to.equal('ER_ACCESS_DENIED_ERROR');
+        expect(tokens).to.deep.equal([20, 0, 0]);
+      } finally {
+        conn.destroy();
+      }
     });
 
     it('every session has the statement timeout, new or switched', async () => {

@@ -7,7 +7,8 @@
  *
  * Here the login's password hashes (SHA-1 and SHA-1 of that: what `mysql_native_password` derives every token from)
  * are computed once per login and kept as long as the login object lives (a WeakMap), so each token costs one SHA-1,
- * and the auth switch is answered synchronously. Anything else the server asks (another plugin, more data, a second
+ * the change packet carries no token once the connection's server has shown it asks for a fresh one (asksAfresh), and
+ * the auth switch is answered synchronously. Anything else the server asks (another plugin, more data, a second
  * factor) goes through mysql2's own handling, unchanged. Connections without mysql2's command queue (the unit tests'
  * fakes) use their `changeUser`.
  */
@@ -97,6 +98,15 @@ interface PasswordHashes {
 }
 
 const sha1 = (data: Buffer) => hash('sha1', data, 'buffer');
+const NO_TOKEN = Buffer.alloc(0);
+
+/**
+ * Connections whose server answered a COM_CHANGE_USER with a mysql_native_password auth switch: MariaDB, which never
+ * accepts the handshake's scramble twice (replay protection), so it reads no token from the change packet and asks for
+ * one on a fresh scramble every time. Their later switches send no token in the packet (one SHA-1 less per switch); a
+ * server that checks the packet's token (MySQL) never asks, so its connections always send it.
+ */
+const asksAfresh = new WeakSet<object>();
 
 /**
  * The mysql_native_password token for `scramble`: SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))); empty for
@@ -154,7 +164,9 @@ class SwitchUser extends ChangeUser {
       authPluginData1,
       authPluginData2,
       connectAttributes: {},
-      authToken: nativePasswordToken(this.hashes, Buffer.concat([authPluginData1, authPluginData2])),
+      authToken: asksAfresh.has(connection)
+        ? NO_TOKEN
+        : nativePasswordToken(this.hashes, Buffer.concat([authPluginData1, authPluginData2])),
       charsetNumber: o.charsetNumber,
     });
     Object.assign(o.currentConfig, { user: o.user, password: o.password, database: o.database, charsetNumber: o.charsetNumber });
@@ -179,6 +191,7 @@ const fastStep: HandshakeStep = function (this: SwitchUser, packet, connection) 
   // A second factor (MySQL 8's MFA), another plugin, OK and ERR packets: mysql2's own handling.
   const request = packet.peekByte() === AUTH_SWITCH_REQUEST && this.authenticationFactor === 0 ? authSwitchRequest(packet) : undefined;
   if (request?.pluginName !== NATIVE_PASSWORD || request.pluginData.length < SCRAMBLE_LENGTH) return generic.call(this, packet, connection);
+  asksAfresh.add(connection);
   const answer = new packets.AuthSwitchResponse(nativePasswordToken(this.hashes, request.pluginData)).toPacket();
   if (this.holder === undefined) {
     connection.writePacket(answer);
