@@ -221,6 +221,7 @@ async function main(): Promise<void> {
   /** FLEET_BARE_ROLES: the roles made (dropped at the end, kept fleet or not). */
   const rolesMade: string[] = [];
   let rolesSeconds: number | undefined;
+  let routerMade: string | undefined;
   try {
     await prepareRun(config, deps, false);
     let tenants: Tenant[] = [];
@@ -267,7 +268,7 @@ async function main(): Promise<void> {
         peak.rss = Math.max(peak.rss, await rssOf(target.pid));
         await new Promise((r) => setTimeout(r, 100));
       }
-    })();
+    })().catch(() => undefined); // ends with the run, or when the run fails and closes `root` under it
     const takePeak = () => {
       const p = { ...peak };
       Object.assign(peak, { tenantConnections: 0, threadsConnected: 0, rss: 0 });
@@ -357,7 +358,8 @@ async function main(): Promise<void> {
     if (flag('FLEET_BARE_ROLES')) {
       const started = performance.now();
       const routerLogin = { user: `${config.tenant.dbPrefix}router`, password: randomBytes(12).toString('hex') };
-      await root.query(`CREATE USER \`${routerLogin.user}\`@'%' IDENTIFIED BY '${routerLogin.password}'`);
+      routerMade = routerLogin.user;
+      await root.query(`CREATE OR REPLACE USER \`${routerLogin.user}\`@'%' IDENTIFIED BY '${routerLogin.password}'`);
       const withRoles = await mapWithConcurrency(logins, 4, async (l) => {
         const role = `r_${l.database}`;
         rolesMade.push(role);
@@ -504,6 +506,7 @@ async function main(): Promise<void> {
     await rm(bareFile, { force: true });
     for (const batch of chunks(rolesMade, 500))
       await root.query(`DROP ROLE IF EXISTS ${batch.map((r) => `\`${r}\``).join(', ')}`).catch(() => undefined);
+    if (routerMade) await root.query(`DROP USER IF EXISTS \`${routerMade}\`@'%'`).catch(() => undefined);
     await root.close();
     if (keep) {
       await deps.close().catch(() => undefined);
