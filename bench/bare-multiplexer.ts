@@ -9,7 +9,8 @@
  *   node --import tsx bench/bare-multiplexer.ts <tenants.json> <connections> [change-user|role]
  *
  * tenants.json (written by the fleet bench, mode 0600, removed after): `{ host, port, tenants: [{ id, user, password,
- * database, role? }], router?: { user, password } }` (`role` mode: see byRole). Prints `listening on http://127.0.0.1:<port>`; `GET /stats` answers its switch and open counts.
+ * database, role? }], router?: { user, password } }` (`role` mode: see byRole). Prints
+ * `listening on http://127.0.0.1:<port>`; `GET /stats` answers its switch and open counts.
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -71,7 +72,7 @@ function unpark(s: Session): void {
 }
 
 async function switchTo(s: Session, login: Login): Promise<Session> {
-  if (byRole) return s; // switched with the statement (respond)
+  if (byRole) return s; // switched in one packet with the request's statement (the handler below)
   counts.switches++;
   await asPromise((cb) => s.conn.changeUser({ user: login.user, password: login.password, database: login.database }, cb));
   s.tenant = login.id;
